@@ -1,0 +1,11 @@
+import type { EnvironmentInput } from './schema';
+
+export const prod: EnvironmentInput = {
+  name: 'prod',
+  accountId: '333333333333',
+  deployRoleArn: 'arn:aws:iam::333333333333:role/estate-deploy',
+  regions: ['eu-central-1', 'us-east-1'],
+  backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-prod' },
+  dns: { zoneName: 'estate.example.com', apiRecordName: 'api' },
+  lambda: { provisionedConcurrency: 2, memoryMiB: 512, logRetentionDays: 365 },
+};

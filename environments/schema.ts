@@ -1,0 +1,194 @@
+import { z } from 'zod';
+
+/** AWS commercial-partition region codes an environment may name. */
+export const AWS_REGIONS = [
+  'af-south-1',
+  'ap-east-1',
+  'ap-northeast-1',
+  'ap-northeast-2',
+  'ap-northeast-3',
+  'ap-south-1',
+  'ap-south-2',
+  'ap-southeast-1',
+  'ap-southeast-2',
+  'ap-southeast-3',
+  'ap-southeast-4',
+  'ca-central-1',
+  'ca-west-1',
+  'eu-central-1',
+  'eu-central-2',
+  'eu-north-1',
+  'eu-south-1',
+  'eu-south-2',
+  'eu-west-1',
+  'eu-west-2',
+  'eu-west-3',
+  'il-central-1',
+  'me-central-1',
+  'me-south-1',
+  'sa-east-1',
+  'us-east-1',
+  'us-east-2',
+  'us-west-1',
+  'us-west-2',
+] as const;
+export type AwsRegion = (typeof AWS_REGIONS)[number];
+
+export const ENVIRONMENT_NAMES = ['shared', 'dev', 'prod', 'local'] as const;
+export type EnvironmentName = (typeof ENVIRONMENT_NAMES)[number];
+
+/** Retention periods CloudWatch Logs accepts. */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+] as const;
+
+/** Cross-field checks run even when a sibling field failed, so one error lists every problem. */
+const reportEvenWhenOtherFieldsFail = {
+  when: (payload: { value: unknown }) => typeof payload.value === 'object' && payload.value !== null,
+};
+
+const region = z.enum(AWS_REGIONS, {
+  error: () => 'expected an AWS region code such as eu-central-1 or us-east-1',
+});
+
+const regions = z
+  .array(region, { error: () => 'expected an ordered list of AWS region codes (first = primary)' })
+  .min(2, { error: () => 'expected at least two regions: the estate is active/active' })
+  .superRefine((list, ctx) => {
+    list.forEach((code, index) => {
+      if (list.indexOf(code) !== index) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [index],
+          input: code,
+          message: `expected each region once; it already appears at regions[${list.indexOf(code)}]`,
+        });
+      }
+    });
+  }, reportEvenWhenOtherFieldsFail);
+
+const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+const domainName = z
+  .string({ error: () => 'expected a DNS name' })
+  .refine((name) => name.length <= 253 && name.split('.').length >= 2 && name.split('.').every((l) => dnsLabel.test(l)), {
+    error: () => 'expected a lower-case DNS name with at least two labels, e.g. dev.estate.example.com',
+  });
+
+const terraformCloudBackend = z.strictObject({
+  type: z.literal('terraform-cloud'),
+  organization: z
+    .string({ error: () => 'expected the Terraform Cloud organisation name' })
+    .min(1, { error: () => 'expected a non-empty Terraform Cloud organisation name' }),
+  project: z
+    .string({ error: () => 'expected the Terraform Cloud project name' })
+    .min(1, { error: () => 'expected a non-empty Terraform Cloud project name' }),
+  hostname: z.string().min(1).default('app.terraform.io'),
+});
+
+const localBackend = z.strictObject({ type: z.literal('local') });
+
+const backend = z.discriminatedUnion('type', [terraformCloudBackend, localBackend], {
+  error: () => "expected a backend: { type: 'terraform-cloud', organization, project } or { type: 'local' }",
+});
+
+const intIn = (min: number, max: number, what: string) =>
+  z.int({ error: () => `expected an integer ${what} between ${min} and ${max}` }).min(min, {
+    error: () => `expected an integer ${what} between ${min} and ${max}`,
+  }).max(max, { error: () => `expected an integer ${what} between ${min} and ${max}` });
+
+const lambdaSettings = z.strictObject({
+  /** Provisioned concurrency on the `live` alias of latency-sensitive functions (0 = none). */
+  provisionedConcurrency: intIn(0, 1000, 'provisioned concurrency'),
+  memoryMiB: intIn(128, 10240, 'memory size in MiB').default(256),
+  timeoutSec: intIn(1, 900, 'timeout in seconds').default(10),
+  logRetentionDays: z
+    .union(LOG_RETENTION_DAYS.map((d) => z.literal(d)), {
+      error: () => `expected a CloudWatch Logs retention, one of ${LOG_RETENTION_DAYS.join(', ')}`,
+    })
+    .default(365),
+  /**
+   * Encrypt function environment variables with the region's customer-managed key. The emulator does not
+   * store `kms_key_arn`, so `local` switches it off (every plan would otherwise show a change).
+   */
+  environmentCmk: z.boolean().default(true),
+});
+
+const emulator = z.strictObject({
+  /** Endpoint of the AWS emulator every provider and SDK client of the environment talks to. */
+  endpoint: z.url({ error: () => 'expected the emulator endpoint URL, e.g. http://127.0.0.1:5000' }),
+});
+
+export const environmentSchema = z
+  .strictObject({
+    name: z.enum(ENVIRONMENT_NAMES, { error: () => `expected one of ${ENVIRONMENT_NAMES.join(', ')}` }),
+    accountId: z
+      .string({ error: () => 'expected a 12-digit AWS account id as a string' })
+      .regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' }),
+    /** Role every provider of the environment assumes; absent only for `local`. */
+    deployRoleArn: z
+      .string()
+      .regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
+        error: () => 'expected an IAM role ARN, arn:aws:iam::<account>:role/<name>',
+      })
+      .optional(),
+    regions,
+    backend,
+    dns: z.strictObject({
+      /** Hosted zone the environment's public names live in. */
+      zoneName: domainName,
+      /** Label of the latency-routed API name inside the zone. */
+      apiRecordName: z.string().regex(dnsLabel, { error: () => 'expected a single lower-case DNS label' }),
+    }),
+    lambda: lambdaSettings,
+    dynamodb: z
+      .strictObject({
+        /** Refuse `DeleteTable` on the estate's tables. */
+        deletionProtection: z.boolean().default(true),
+      })
+      .default({ deletionProtection: true }),
+    emulator: emulator.optional(),
+  })
+  .superRefine((parsed, ctx) => {
+    // Runs even when other fields failed: read every field defensively.
+    const env = parsed as Partial<typeof parsed>;
+    const isLocal = env.name === 'local';
+    if (typeof env.deployRoleArn === 'string' && env.deployRoleArn.split(':')[4] !== env.accountId) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['deployRoleArn'],
+        input: env.deployRoleArn,
+        message: `expected a role in the environment's own account ${env.accountId}`,
+      });
+    }
+    if (!isLocal && !env.deployRoleArn) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['deployRoleArn'],
+        input: env.deployRoleArn,
+        message: 'expected the deploy role ARN every provider assumes (required outside local)',
+      });
+    }
+    if (!isLocal && env.backend?.type === 'local') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backend', 'type'],
+        input: env.backend?.type,
+        message: "expected 'terraform-cloud': only the local environment keeps local state",
+      });
+    }
+    if (isLocal !== (env.emulator !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['emulator'],
+        input: env.emulator,
+        message: isLocal
+          ? 'expected the emulator endpoint: the local environment deploys onto the AWS emulator'
+          : 'expected no emulator: only the local environment targets the AWS emulator',
+      });
+    }
+  }, reportEvenWhenOtherFieldsFail);
+
+/** A validated environment: what every stack and construct reads. */
+export type EnvironmentConfig = z.output<typeof environmentSchema>;
+/** What an environment file declares, before defaults are applied. */
+export type EnvironmentInput = z.input<typeof environmentSchema>;

@@ -1,0 +1,12 @@
+import type { EnvironmentInput } from './schema';
+
+/** The shared-services account: ECR, the deployment-artifact bucket, CI runners. */
+export const shared: EnvironmentInput = {
+  name: 'shared',
+  accountId: '111111111111',
+  deployRoleArn: 'arn:aws:iam::111111111111:role/estate-deploy',
+  regions: ['eu-central-1', 'us-east-1'],
+  backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-shared' },
+  dns: { zoneName: 'shared.estate.example.com', apiRecordName: 'api' },
+  lambda: { provisionedConcurrency: 0 },
+};

@@ -1,0 +1,166 @@
+import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
+import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
+import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
+import { LambdaAlias } from '@cdktf/provider-aws/lib/lambda-alias';
+import { LambdaFunction } from '@cdktf/provider-aws/lib/lambda-function';
+import { LambdaProvisionedConcurrencyConfig } from '@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config';
+import type { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
+import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
+import { AssetType, TerraformAsset } from 'cdktf';
+import { Construct } from 'constructs';
+import { LOG_RETENTION_DAYS } from '../../environments/schema';
+import type { KmsKey } from '../kms-key';
+import { assertLeastPrivilege, policyDocument, type PolicyStatement } from '../lib/policy';
+import { fail, requireIntInRange, requireMatch } from '../lib/validate';
+import { bundleHandler, type HandlerBundle } from './bundle';
+
+/** Environment variable names Lambda reserves for itself. */
+const RESERVED_VARIABLES = /^(AWS_.*|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|TZ)$/;
+
+export interface BundledFunctionProps {
+  /** Handler source, `runtime/<capability>/handler.ts`, exporting `handler`. */
+  readonly entry: string;
+  /** Function name, unique in the account and region (1-64 of letters, digits, `-`, `_`). */
+  readonly functionName: string;
+  /** Region the function runs in; names its role (IAM is global, the same function exists per region). */
+  readonly region: string;
+  /** Customer-managed key for the log group, the dead-letter queue and (unless off) environment variables. */
+  readonly kmsKey: KmsKey;
+  /** Least-privilege statements of the function's role, beyond logging, tracing and its DLQ. */
+  readonly statements: readonly PolicyStatement[];
+  /** Environment variables (names Lambda reserves are refused). Default: none. */
+  readonly environment?: Readonly<Record<string, string>>;
+  /** Memory in MiB (128-10240). Default: 256. */
+  readonly memoryMiB?: number;
+  /** Timeout in seconds (1-900). Default: 10. */
+  readonly timeoutSec?: number;
+  /** Provisioned concurrency on the `live` alias; 0 for none. Default: 0. */
+  readonly provisionedConcurrency?: number;
+  /** Log retention in days, a CloudWatch Logs value. Default: 365. */
+  readonly logRetentionDays?: number;
+  /** Encrypt environment variables with `kmsKey`. Default: true. */
+  readonly encryptEnvironment?: boolean;
+  /** Topic notified when the error or throttle alarm fires. Default: none (alarms only change state). */
+  readonly alarmTopic?: SnsTopic;
+}
+
+/**
+ * A Lambda function bundled with esbuild from `runtime/` (nodejs22.x, arm64, X-Ray active), published,
+ * with a `live` alias (provisioned concurrency on it when asked), a KMS-encrypted log group, an encrypted
+ * dead-letter queue for async invocations, a least-privilege role, and alarms on errors and throttles.
+ */
+export class BundledFunction extends Construct {
+  readonly bundle: HandlerBundle;
+  readonly function: LambdaFunction;
+  readonly alias: LambdaAlias;
+  readonly role: IamRole;
+  readonly logGroup: CloudwatchLogGroup;
+  readonly deadLetterQueue: SqsQueue;
+  readonly errorAlarm: CloudwatchMetricAlarm;
+  readonly throttleAlarm: CloudwatchMetricAlarm;
+
+  constructor(scope: Construct, id: string, props: BundledFunctionProps) {
+    super(scope, id);
+    const name = requireMatch('BundledFunction', 'functionName', props.functionName, /^[a-zA-Z0-9_-]{1,64}$/, '1-64 letters, digits, - or _');
+    const roleName = `${name}-${props.region}`;
+    if (roleName.length > 64) fail('BundledFunction', 'functionName', name, `a name short enough that "${roleName}" fits IAM's 64 characters`);
+    const memoryMiB = requireIntInRange('BundledFunction', 'memoryMiB', props.memoryMiB ?? 256, 128, 10240);
+    const timeoutSec = requireIntInRange('BundledFunction', 'timeoutSec', props.timeoutSec ?? 10, 1, 900);
+    const provisioned = requireIntInRange('BundledFunction', 'provisionedConcurrency', props.provisionedConcurrency ?? 0, 0, 1000);
+    const retention = props.logRetentionDays ?? 365;
+    if (!(LOG_RETENTION_DAYS as readonly number[]).includes(retention)) {
+      fail('BundledFunction', 'logRetentionDays', retention, `one of ${LOG_RETENTION_DAYS.join(', ')}`);
+    }
+    const variables = props.environment ?? {};
+    for (const key of Object.keys(variables)) {
+      if (!/^[a-zA-Z][a-zA-Z0-9_]*$/.test(key) || RESERVED_VARIABLES.test(key)) {
+        fail('BundledFunction', 'environment key', key, 'a variable name Lambda does not reserve (not AWS_*, _HANDLER, TZ, ...)');
+      }
+    }
+    assertLeastPrivilege(`BundledFunction ${name}`, props.statements);
+
+    this.bundle = bundleHandler(props.entry);
+    const code = new TerraformAsset(this, 'Code', { path: this.bundle.archivePath, type: AssetType.FILE });
+
+    this.logGroup = new CloudwatchLogGroup(this, 'Logs', {
+      name: `/aws/lambda/${name}`,
+      retentionInDays: retention,
+      kmsKeyId: props.kmsKey.arn,
+    });
+    this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
+      name: `${name}-dlq`,
+      kmsMasterKeyId: props.kmsKey.arn,
+      messageRetentionSeconds: 14 * 24 * 3600,
+    });
+
+    this.role = new IamRole(this, 'Role', {
+      name: roleName,
+      assumeRolePolicy: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+      }),
+    });
+    const baseline: PolicyStatement[] = [
+      { sid: 'WriteOwnLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`${this.logGroup.arn}:*`] },
+      { sid: 'Trace', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] },
+      { sid: 'DeadLetter', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.arn] },
+      { sid: 'UseKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.kmsKey.arn] },
+    ];
+    new IamRolePolicy(this, 'Policy', {
+      name: 'least-privilege',
+      role: this.role.id,
+      policy: policyDocument([...baseline, ...props.statements]),
+    });
+
+    this.function = new LambdaFunction(this, 'Function', {
+      functionName: name,
+      role: this.role.arn,
+      runtime: 'nodejs22.x',
+      architectures: ['arm64'],
+      handler: 'index.handler',
+      filename: code.path,
+      sourceCodeHash: this.bundle.archiveSha256,
+      memorySize: memoryMiB,
+      timeout: timeoutSec,
+      publish: true,
+      tracingConfig: { mode: 'Active' },
+      deadLetterConfig: { targetArn: this.deadLetterQueue.arn },
+      loggingConfig: { logFormat: 'JSON', logGroup: this.logGroup.name },
+      ...(Object.keys(variables).length > 0 ? { environment: { variables: { ...variables } } } : {}),
+      ...(props.encryptEnvironment === false ? {} : { kmsKeyArn: props.kmsKey.arn }),
+      dependsOn: [this.logGroup],
+    });
+
+    this.alias = new LambdaAlias(this, 'Live', {
+      name: 'live',
+      functionName: this.function.functionName,
+      functionVersion: this.function.version,
+    });
+    if (provisioned > 0) {
+      new LambdaProvisionedConcurrencyConfig(this, 'ProvisionedConcurrency', {
+        functionName: this.function.functionName,
+        qualifier: this.alias.name,
+        provisionedConcurrentExecutions: provisioned,
+      });
+    }
+
+    const alarmOn = (metricName: 'Errors' | 'Throttles', alarmId: string) =>
+      new CloudwatchMetricAlarm(this, alarmId, {
+        alarmName: `${name}-${metricName.toLowerCase()}`,
+        alarmDescription: `${metricName} of ${name} (any in 5 minutes)`,
+        namespace: 'AWS/Lambda',
+        metricName,
+        dimensions: { FunctionName: name },
+        statistic: 'Sum',
+        period: 300,
+        evaluationPeriods: 1,
+        threshold: 1,
+        comparisonOperator: 'GreaterThanOrEqualToThreshold',
+        treatMissingData: 'notBreaching',
+        ...(props.alarmTopic ? { alarmActions: [props.alarmTopic.arn], okActions: [props.alarmTopic.arn] } : {}),
+      });
+    this.errorAlarm = alarmOn('Errors', 'ErrorAlarm');
+    this.throttleAlarm = alarmOn('Throttles', 'ThrottleAlarm');
+  }
+}

@@ -1,0 +1,60 @@
+/** One IAM policy statement, as constructs pass them to each other. */
+export interface PolicyStatement {
+  /** Optional statement id. */
+  readonly sid?: string;
+  /** Default: Allow. */
+  readonly effect?: 'Allow' | 'Deny';
+  /** Actions, e.g. `dynamodb:GetItem`; a bare `*` is never allowed. */
+  readonly actions: readonly string[];
+  /** Resource ARNs (tokens allowed); `*` only for actions AWS cannot scope to a resource. */
+  readonly resources: readonly string[];
+  /** IAM condition block, e.g. `{ StringEquals: { 'aws:SourceAccount': '123456789012' } }`. */
+  readonly conditions?: Readonly<Record<string, Readonly<Record<string, string | readonly string[]>>>>;
+}
+
+/** Actions that AWS does not let a policy scope to a resource, so they may be granted on `*`. */
+export const UNSCOPABLE_ACTIONS: ReadonlySet<string> = new Set([
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DeleteNetworkInterface',
+  'ecr:GetAuthorizationToken',
+  'cloudwatch:PutMetricData',
+]);
+
+/** Throws when a statement grants `*` actions, or `*` resources to actions that can be scoped. */
+export function assertLeastPrivilege(owner: string, statements: readonly PolicyStatement[]): void {
+  statements.forEach((statement, index) => {
+    if (statement.actions.length === 0) {
+      throw new Error(`${owner}: statement ${index} has no actions; expected at least one action`);
+    }
+    if (statement.resources.length === 0) {
+      throw new Error(`${owner}: statement ${index} has no resources; expected at least one resource ARN`);
+    }
+    for (const action of statement.actions) {
+      if (action === '*' || action.endsWith(':*')) {
+        throw new Error(`${owner}: statement ${index} grants "${action}"; expected named actions, never a wildcard`);
+      }
+      if (statement.resources.includes('*') && !UNSCOPABLE_ACTIONS.has(action)) {
+        throw new Error(
+          `${owner}: statement ${index} grants "${action}" on "*"; expected resource ARNs (only ${[...UNSCOPABLE_ACTIONS].join(', ')} may use "*")`,
+        );
+      }
+    }
+  });
+}
+
+/** Renders statements as an IAM policy document (JSON; cdktf resolves embedded tokens). */
+export function policyDocument(statements: readonly PolicyStatement[]): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: statements.map((s) => ({
+      ...(s.sid ? { Sid: s.sid } : {}),
+      Effect: s.effect ?? 'Allow',
+      Action: [...s.actions],
+      Resource: [...s.resources],
+      ...(s.conditions ? { Condition: s.conditions } : {}),
+    })),
+  });
+}
