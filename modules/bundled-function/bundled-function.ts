@@ -4,6 +4,7 @@ import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { LambdaAlias } from '@cdktf/provider-aws/lib/lambda-alias';
 import { LambdaFunction } from '@cdktf/provider-aws/lib/lambda-function';
+import { LambdaFunctionEventInvokeConfig } from '@cdktf/provider-aws/lib/lambda-function-event-invoke-config';
 import { LambdaProvisionedConcurrencyConfig } from '@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config';
 import type { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
@@ -48,7 +49,8 @@ export interface BundledFunctionProps {
 /**
  * A Lambda function bundled with esbuild from `runtime/` (nodejs22.x, arm64, X-Ray active), published,
  * with a `live` alias (provisioned concurrency on it when asked), a KMS-encrypted log group, an encrypted
- * dead-letter queue for async invocations, a least-privilege role, and alarms on errors and throttles.
+ * dead-letter queue that receives async invocations which failed every retry (an on-failure destination,
+ * which carries the error with the event), a least-privilege role, and alarms on errors and throttles.
  */
 export class BundledFunction extends Construct {
   readonly bundle: HandlerBundle;
@@ -125,11 +127,15 @@ export class BundledFunction extends Construct {
       timeout: timeoutSec,
       publish: true,
       tracingConfig: { mode: 'Active' },
-      deadLetterConfig: { targetArn: this.deadLetterQueue.arn },
-      loggingConfig: { logFormat: 'JSON', logGroup: this.logGroup.name },
       ...(Object.keys(variables).length > 0 ? { environment: { variables: { ...variables } } } : {}),
       ...(props.encryptEnvironment === false ? {} : { kmsKeyArn: props.kmsKey.arn }),
       dependsOn: [this.logGroup],
+    });
+
+    new LambdaFunctionEventInvokeConfig(this, 'AsyncFailures', {
+      functionName: this.function.functionName,
+      maximumRetryAttempts: 2,
+      destinationConfig: { onFailure: { destination: this.deadLetterQueue.arn } },
     });
 
     this.alias = new LambdaAlias(this, 'Live', {
