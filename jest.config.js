@@ -1,0 +1,31 @@
+// Test lanes (DESIGN §6): each is a jest project, run alone with `npm run test:<lane>`, all with `npm test`.
+const base = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  // Transpile only: `npm run typecheck` type-checks the whole tree once.
+  transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
+  moduleFileExtensions: ['ts', 'js', 'json'],
+};
+
+/** @type {import('jest').Config} */
+module.exports = {
+  projects: [
+    { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    { ...base, displayName: 'synth', testMatch: ['<rootDir>/test/synth/**/*.test.ts'] },
+    { ...base, displayName: 'terraform', testMatch: ['<rootDir>/test/terraform/**/*.test.ts'] },
+    {
+      ...base,
+      displayName: 'emulator',
+      testMatch: ['<rootDir>/test/emulator/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/emulator-lane-setup.ts',
+      globalTeardown: '<rootDir>/test/support/emulator-lane-teardown.ts',
+    },
+    {
+      ...base,
+      displayName: 'deploy',
+      testMatch: ['<rootDir>/test/deploy/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/deploy-lane-setup.ts',
+      globalTeardown: '<rootDir>/test/support/deploy-lane-teardown.ts',
+    },
+  ],
+};

@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import pLimit from 'p-limit';
+import type { EnvironmentConfig } from '../../environments';
+import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
+import { defaultOutdir, localEnvironment, synthesize, type SynthesizedStack } from './synth';
+import { apply, init, terraform, type TerraformCli } from './terraform';
+
+/** A stack applied onto the emulator. */
+export interface DeployedStack extends SynthesizedStack {
+  readonly resourceCount: number;
+  readonly outputs: Readonly<Record<string, unknown>>;
+}
+
+export interface LocalEstate {
+  readonly environment: EnvironmentConfig;
+  readonly stacks: readonly DeployedStack[];
+}
+
+/** Synthesizes the `local` environment against the emulator at `endpoint` and applies every stack onto it. */
+export async function deployLocalEstate(
+  cli: TerraformCli,
+  endpoint: string,
+  options: { outdir?: string; log?: (line: string) => void } = {},
+): Promise<LocalEstate> {
+  const log = options.log ?? (() => undefined);
+  const environment = localEnvironment(endpoint);
+  const synthesized = synthesize([environment], options.outdir ?? defaultOutdir('local'));
+  log(`synthesized ${synthesized.map((s) => s.name).join(', ')}`);
+  // The local stacks share nothing yet, so they apply side by side: Terraform mostly waits on the emulator.
+  const limit = pLimit(4);
+  const stacks = await Promise.all(
+    synthesized.map((stack) =>
+      limit(async () => {
+        const started = Date.now();
+        await init(cli, stack.dir);
+        await apply(cli, stack.dir);
+        const deployed = await describeDeployed(cli, stack);
+        log(`applied ${stack.name}: ${deployed.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        return deployed;
+      }),
+    ),
+  );
+  return { environment, stacks };
+}
+
+async function describeDeployed(cli: TerraformCli, stack: SynthesizedStack): Promise<DeployedStack> {
+  const state = await terraform(cli, stack.dir, ['state', 'list']);
+  const outputs = JSON.parse((await terraform(cli, stack.dir, ['output', '-json'])).stdout) as Record<string, { value: unknown }>;
+  return {
+    ...stack,
+    resourceCount: state.stdout.split('\n').filter((line) => line.trim() && !line.startsWith('data.')).length,
+    outputs: Object.fromEntries(Object.entries(outputs).map(([key, output]) => [key, output.value])),
+  };
+}
+
+interface SynthesizedFunction {
+  readonly function_name: string;
+  readonly filename: string;
+}
+
+/** The deployment archive Terraform uploaded for a function of a synthesized stack. */
+export function deployedArchive(stackDir: string, functionName: string): string {
+  const config = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as {
+    resource?: { aws_lambda_function?: Record<string, SynthesizedFunction> };
+  };
+  const fn = Object.values(config.resource?.aws_lambda_function ?? {}).find((f) => f.function_name === functionName);
+  if (!fn) throw new Error(`${stackDir} deploys no function named ${functionName}`);
+  return join(stackDir, fn.filename);
+}
+
+/** What a function answered when invoked in-process from its deployed archive. */
+export interface Invocation {
+  readonly response: unknown;
+  /** The function's environment as the emulator stores it. */
+  readonly environment: Readonly<Record<string, string>>;
+}
+
+/**
+ * Invokes a deployed function the way Lambda would, in-process: the emulator cannot run Lambda code, so
+ * its deployed archive (checked against the emulator's CodeSha256) is loaded fresh and called with the
+ * environment the emulator holds for the function.
+ */
+export async function invokeDeployed(
+  endpoint: string,
+  region: string,
+  stackDir: string,
+  functionName: string,
+  event: unknown,
+): Promise<Invocation> {
+  const lambda = new LambdaClient({ region, endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const deployed = await lambda.send(new GetFunctionCommand({ FunctionName: functionName }));
+  const archive = deployedArchive(stackDir, functionName);
+  const sha = createHash('sha256').update(readFileSync(archive)).digest('base64');
+  if (deployed.Configuration?.CodeSha256 !== sha) {
+    throw new Error(`${archive} (sha ${sha}) is not what ${functionName} runs (${deployed.Configuration?.CodeSha256})`);
+  }
+  const environment = deployed.Configuration?.Environment?.Variables ?? {};
+  const handler = loadHandlerFromArchive(archive);
+  const response = await withEnv({ ...environment, ...emulatorEnv(endpoint, region) }, () => handler(event, {}));
+  return { response, environment };
+}

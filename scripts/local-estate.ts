@@ -1,0 +1,48 @@
+// The main job on the embedded default: the `local` estate on moto_server, its health checked per region.
+// Usage: npm start [-- --keep]   (--keep leaves the emulator running until Ctrl-C)
+import { startMoto } from './lib/moto';
+import { deployLocalEstate, invokeDeployed } from './lib/local-estate';
+import { regionalStackName, resourceName } from '../stacks/names';
+import { prepareTerraform } from './lib/terraform';
+
+async function main(): Promise<void> {
+  const keep = process.argv.includes('--keep');
+  const cli = prepareTerraform();
+  const moto = await startMoto();
+  console.log(`AWS emulator (moto_server) at ${moto.endpoint}`);
+  let failed = false;
+  try {
+    const started = Date.now();
+    const estate = await deployLocalEstate(cli, moto.endpoint, { log: (line) => console.log(`  ${line}`) });
+    console.log(`\nDeployed the local estate in ${((Date.now() - started) / 1000).toFixed(1)} s:`);
+    for (const stack of estate.stacks) {
+      console.log(`  ${stack.name.padEnd(24)} ${String(stack.resourceCount).padStart(3)} resources`);
+      for (const [key, value] of Object.entries(stack.outputs)) console.log(`      ${key} = ${JSON.stringify(value)}`);
+    }
+    console.log('\nRegional health (GET /health, the deployed bundle invoked in-process):');
+    for (const region of estate.environment.regions) {
+      const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
+      if (!stack) throw new Error(`no stack deployed for ${region}`);
+      const { response } = await invokeDeployed(moto.endpoint, region, stack.dir, resourceName(estate.environment, 'health'), {
+        rawPath: '/health',
+        requestContext: { http: { method: 'GET' } },
+      });
+      const { statusCode, body } = response as { statusCode: number; body: string };
+      const verdict = JSON.parse(body) as { status: string; failing: string[] };
+      failed ||= statusCode !== 200;
+      console.log(`  ${region.padEnd(16)} ${statusCode} ${verdict.status}${verdict.failing.length ? ` (failing: ${verdict.failing.join(', ')})` : ''}`);
+    }
+    if (keep) {
+      console.log(`\nKeeping the emulator at ${moto.endpoint}; Ctrl-C to stop.`);
+      await new Promise<void>((resolveWait) => process.once('SIGINT', () => resolveWait()));
+    }
+  } finally {
+    await moto.stop();
+  }
+  if (failed) process.exitCode = 1;
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exitCode = 1;
+});

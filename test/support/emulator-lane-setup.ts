@@ -1,0 +1,3 @@
+import { EMULATOR_LANE_ENDPOINT, startLaneEmulator } from './moto-lane';
+
+export default () => startLaneEmulator(EMULATOR_LANE_ENDPOINT);

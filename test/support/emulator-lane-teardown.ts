@@ -1,0 +1,3 @@
+import { EMULATOR_LANE_ENDPOINT, stopLaneEmulator } from './moto-lane';
+
+export default () => stopLaneEmulator(EMULATOR_LANE_ENDPOINT);
