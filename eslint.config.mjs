@@ -26,6 +26,12 @@ export default tseslint.config(
     },
   },
   {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: {
+      globals: { module: 'writable', require: 'readonly', process: 'readonly', console: 'readonly' },
+    },
+  },
+  {
     files: ['bench/**/*.ts'],
     rules: {
       // The synth benchmark's baseline deliberately measures the barrel import it forbids elsewhere.
@@ -38,7 +44,7 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         {
-          selector: "MemberExpression[object.name=/^(it|test|describe)$/][property.name=/^(only|skip)$/]",
+          selector: 'MemberExpression[object.name=/^(it|test|describe)$/][property.name=/^(only|skip)$/]',
           message: 'No focused or skipped tests.',
         },
       ],

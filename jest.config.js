@@ -11,7 +11,12 @@ const base = {
 module.exports = {
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
-    { ...base, displayName: 'synth', testMatch: ['<rootDir>/test/synth/**/*.test.ts'] },
+    {
+      ...base,
+      displayName: 'synth',
+      testMatch: ['<rootDir>/test/synth/**/*.test.ts'],
+      setupFilesAfterEnv: ['<rootDir>/test/support/cdktf-matchers.ts'],
+    },
     { ...base, displayName: 'terraform', testMatch: ['<rootDir>/test/terraform/**/*.test.ts'] },
     {
       ...base,

@@ -4,11 +4,18 @@ import { buildEstate } from './stacks/estate';
 
 /** Synthesizes every stack; ESTATE_ENVIRONMENTS=local,dev restricts it to some environments. */
 const environments = loadEnvironments();
-const only = process.env.ESTATE_ENVIRONMENTS?.split(',').map((name) => name.trim()).filter(Boolean);
+const only = process.env.ESTATE_ENVIRONMENTS?.split(',')
+  .map((name) => name.trim())
+  .filter(Boolean);
 const unknown = only?.filter((name) => !(name in environments)) ?? [];
 if (unknown.length > 0) {
-  throw new Error(`ESTATE_ENVIRONMENTS names unknown environments ${unknown.join(', ')}; expected some of ${Object.keys(environments).join(', ')}`);
+  throw new Error(
+    `ESTATE_ENVIRONMENTS names unknown environments ${unknown.join(', ')}; expected some of ${Object.keys(environments).join(', ')}`,
+  );
 }
 const app = new App();
-buildEstate(app, Object.values(environments).filter((env) => !only || only.includes(env.name)));
+buildEstate(
+  app,
+  Object.values(environments).filter((env) => !only || only.includes(env.name)),
+);
 app.synth();

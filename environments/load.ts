@@ -17,7 +17,9 @@ export class EnvironmentConfigError extends Error {
   constructor(readonly problems: readonly ConfigProblem[]) {
     super(
       `Invalid environment config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-        problems.map((p) => `  - ${p.environment}: ${p.path}: received ${p.received}; ${p.expected}`).join('\n'),
+        problems
+          .map((p) => `  - ${p.environment}: ${p.path}: received ${p.received}; ${p.expected}`)
+          .join('\n'),
     );
     this.name = 'EnvironmentConfigError';
   }
@@ -37,6 +39,22 @@ function render(value: unknown): string {
   return json.length > 120 ? `${json.slice(0, 117)}...` : json;
 }
 
+/** A union's discriminator issue carries the whole object; report the discriminator's own value. */
+function receivedAt(issue: z.core.$ZodIssue): unknown {
+  const key = issue.path[issue.path.length - 1];
+  const input = issue.input;
+  if (
+    issue.code === 'invalid_union' &&
+    typeof key === 'string' &&
+    input &&
+    typeof input === 'object' &&
+    key in input
+  ) {
+    return (input as Record<string, unknown>)[key];
+  }
+  return input;
+}
+
 function problemsOf(label: string, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   return issues.flatMap((issue) => {
     if (issue.code === 'unrecognized_keys') {
@@ -48,12 +66,21 @@ function problemsOf(label: string, issues: readonly z.core.$ZodIssue[]): ConfigP
         expected: 'no such field (check its spelling)',
       }));
     }
-    return [{ environment: label, path: formatPath(issue.path), received: render(issue.input), expected: issue.message }];
+    return [
+      {
+        environment: label,
+        path: formatPath(issue.path),
+        received: render(receivedAt(issue)),
+        expected: issue.message,
+      },
+    ];
   });
 }
 
 /** Validates raw environment configs; returns them validated, or throws one error listing every problem. */
-export function validateEnvironments(raw: Readonly<Record<string, unknown>>): Record<string, EnvironmentConfig> {
+export function validateEnvironments(
+  raw: Readonly<Record<string, unknown>>,
+): Record<string, EnvironmentConfig> {
   const problems: ConfigProblem[] = [];
   const valid: Record<string, EnvironmentConfig> = {};
   for (const [label, input] of Object.entries(raw)) {

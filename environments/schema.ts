@@ -70,9 +70,13 @@ const regions = z
 const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const domainName = z
   .string({ error: () => 'expected a DNS name' })
-  .refine((name) => name.length <= 253 && name.split('.').length >= 2 && name.split('.').every((l) => dnsLabel.test(l)), {
-    error: () => 'expected a lower-case DNS name with at least two labels, e.g. dev.estate.example.com',
-  });
+  .refine(
+    (name) =>
+      name.length <= 253 && name.split('.').length >= 2 && name.split('.').every((l) => dnsLabel.test(l)),
+    {
+      error: () => 'expected a lower-case DNS name with at least two labels, e.g. dev.estate.example.com',
+    },
+  );
 
 const terraformCloudBackend = z.strictObject({
   type: z.literal('terraform-cloud'),
@@ -92,9 +96,12 @@ const backend = z.discriminatedUnion('type', [terraformCloudBackend, localBacken
 });
 
 const intIn = (min: number, max: number, what: string) =>
-  z.int({ error: () => `expected an integer ${what} between ${min} and ${max}` }).min(min, {
-    error: () => `expected an integer ${what} between ${min} and ${max}`,
-  }).max(max, { error: () => `expected an integer ${what} between ${min} and ${max}` });
+  z
+    .int({ error: () => `expected an integer ${what} between ${min} and ${max}` })
+    .min(min, {
+      error: () => `expected an integer ${what} between ${min} and ${max}`,
+    })
+    .max(max, { error: () => `expected an integer ${what} between ${min} and ${max}` });
 
 const lambdaSettings = z.strictObject({
   /** Provisioned concurrency on the `live` alias of latency-sensitive functions (0 = none). */
@@ -102,9 +109,12 @@ const lambdaSettings = z.strictObject({
   memoryMiB: intIn(128, 10240, 'memory size in MiB').default(256),
   timeoutSec: intIn(1, 900, 'timeout in seconds').default(10),
   logRetentionDays: z
-    .union(LOG_RETENTION_DAYS.map((d) => z.literal(d)), {
-      error: () => `expected a CloudWatch Logs retention, one of ${LOG_RETENTION_DAYS.join(', ')}`,
-    })
+    .union(
+      LOG_RETENTION_DAYS.map((d) => z.literal(d)),
+      {
+        error: () => `expected a CloudWatch Logs retention, one of ${LOG_RETENTION_DAYS.join(', ')}`,
+      },
+    )
     .default(365),
   /**
    * Encrypt function environment variables with the region's customer-managed key. The emulator does not

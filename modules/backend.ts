@@ -8,7 +8,11 @@ export const WORKSPACE_PREFIX = 'estate-';
  * Where a stack keeps its state: one named Terraform Cloud workspace per stack (in the environment's
  * organisation and project), or a local state file for the `local` environment.
  */
-export function configureBackend(stack: TerraformStack, environment: EnvironmentConfig, stackName: string): void {
+export function configureBackend(
+  stack: TerraformStack,
+  environment: EnvironmentConfig,
+  stackName: string,
+): void {
   const backend = environment.backend;
   if (backend.type === 'local') {
     new LocalBackend(stack, { path: `terraform.${stackName}.tfstate` });

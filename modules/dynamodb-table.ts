@@ -39,7 +39,8 @@ export class DynamodbTable extends Construct {
     requireMatch('DynamodbTable', 'tableName', props.tableName, NAME, '3-255 letters, digits, _, - or .');
     const keys = [props.partitionKey, ...(props.sortKey ? [props.sortKey] : [])];
     for (const key of keys) {
-      if (!/^[a-zA-Z0-9_.-]{1,255}$/.test(key.name)) fail('DynamodbTable', 'key name', key.name, 'a non-empty attribute name');
+      if (!/^[a-zA-Z0-9_.-]{1,255}$/.test(key.name))
+        fail('DynamodbTable', 'key name', key.name, 'a non-empty attribute name');
     }
     if (props.sortKey && props.sortKey.name === props.partitionKey.name) {
       fail('DynamodbTable', 'sortKey.name', props.sortKey.name, 'a name different from the partition key');

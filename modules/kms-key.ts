@@ -28,9 +28,21 @@ export class KmsKey extends Construct {
 
   constructor(scope: Construct, id: string, props: KmsKeyProps) {
     super(scope, id);
-    requireMatch('KmsKey', 'aliasName', props.aliasName, /^(?!aws\/)[a-zA-Z0-9/_-]{1,250}$/, 'letters, digits, /, _ or - (not starting with aws/)');
+    requireMatch(
+      'KmsKey',
+      'aliasName',
+      props.aliasName,
+      /^(?!aws\/)[a-zA-Z0-9/_-]{1,250}$/,
+      'letters, digits, /, _ or - (not starting with aws/)',
+    );
     requireMatch('KmsKey', 'accountId', props.accountId, /^\d{12}$/, 'a 12-digit AWS account id');
-    const deletionWindowDays = requireIntInRange('KmsKey', 'deletionWindowDays', props.deletionWindowDays ?? 30, 7, 30);
+    const deletionWindowDays = requireIntInRange(
+      'KmsKey',
+      'deletionWindowDays',
+      props.deletionWindowDays ?? 30,
+      7,
+      30,
+    );
 
     const account = props.accountId;
     const serviceUsers = props.serviceUsers ?? [];
@@ -51,7 +63,9 @@ export class KmsKey extends Construct {
           Action: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:DescribeKey'],
           Resource: '*',
           Condition: {
-            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:aws:logs:${props.region}:${account}:log-group:*` },
+            ArnLike: {
+              'kms:EncryptionContext:aws:logs:arn': `arn:aws:logs:${props.region}:${account}:log-group:*`,
+            },
           },
         },
         ...(serviceUsers.length > 0
@@ -75,7 +89,10 @@ export class KmsKey extends Construct {
       deletionWindowInDays: deletionWindowDays,
       policy: JSON.stringify(policy),
     });
-    this.alias = new KmsAlias(this, 'Alias', { name: `alias/${props.aliasName}`, targetKeyId: this.key.keyId });
+    this.alias = new KmsAlias(this, 'Alias', {
+      name: `alias/${props.aliasName}`,
+      targetKeyId: this.key.keyId,
+    });
   }
 
   get arn(): string {

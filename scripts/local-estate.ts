@@ -17,20 +17,29 @@ async function main(): Promise<void> {
     console.log(`\nDeployed the local estate in ${((Date.now() - started) / 1000).toFixed(1)} s:`);
     for (const stack of estate.stacks) {
       console.log(`  ${stack.name.padEnd(24)} ${String(stack.resourceCount).padStart(3)} resources`);
-      for (const [key, value] of Object.entries(stack.outputs)) console.log(`      ${key} = ${JSON.stringify(value)}`);
+      for (const [key, value] of Object.entries(stack.outputs))
+        console.log(`      ${key} = ${JSON.stringify(value)}`);
     }
     console.log('\nRegional health (GET /health, the deployed bundle invoked in-process):');
     for (const region of estate.environment.regions) {
       const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
       if (!stack) throw new Error(`no stack deployed for ${region}`);
-      const { response } = await invokeDeployed(moto.endpoint, region, stack.dir, resourceName(estate.environment, 'health'), {
-        rawPath: '/health',
-        requestContext: { http: { method: 'GET' } },
-      });
+      const { response } = await invokeDeployed(
+        moto.endpoint,
+        region,
+        stack.dir,
+        resourceName(estate.environment, 'health'),
+        {
+          rawPath: '/health',
+          requestContext: { http: { method: 'GET' } },
+        },
+      );
       const { statusCode, body } = response as { statusCode: number; body: string };
       const verdict = JSON.parse(body) as { status: string; failing: string[] };
       failed ||= statusCode !== 200;
-      console.log(`  ${region.padEnd(16)} ${statusCode} ${verdict.status}${verdict.failing.length ? ` (failing: ${verdict.failing.join(', ')})` : ''}`);
+      console.log(
+        `  ${region.padEnd(16)} ${statusCode} ${verdict.status}${verdict.failing.length ? ` (failing: ${verdict.failing.join(', ')})` : ''}`,
+      );
     }
     if (keep) {
       console.log(`\nKeeping the emulator at ${moto.endpoint}; Ctrl-C to stop.`);

@@ -23,7 +23,11 @@ export class GlobalStack extends TerraformStack {
     if (!primary) throw new Error(`environment ${env.name} has no regions`);
     regionProvider(this, 'aws', { environment: env, region: primary, stackName: name });
 
-    this.zone = new Route53Zone(this, 'Zone', { name: env.dns.zoneName, comment: `${env.name} estate`, forceDestroy: false });
+    this.zone = new Route53Zone(this, 'Zone', {
+      name: env.dns.zoneName,
+      comment: `${env.name} estate`,
+      forceDestroy: false,
+    });
     new TerraformOutput(this, 'zone_id', { value: this.zone.zoneId });
     new TerraformOutput(this, 'name_servers', { value: this.zone.nameServers });
   }

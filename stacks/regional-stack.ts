@@ -25,7 +25,11 @@ export class RegionalStack extends TerraformStack {
     configureBackend(this, env, name);
     regionProvider(this, 'aws', { environment: env, region, stackName: name });
 
-    const key = new KmsKey(this, 'Key', { aliasName: resourceName(env, 'estate'), accountId: env.accountId, region });
+    const key = new KmsKey(this, 'Key', {
+      aliasName: resourceName(env, 'estate'),
+      accountId: env.accountId,
+      region,
+    });
     this.stateTable = new DynamodbTable(this, 'StateTable', {
       tableName: resourceName(env, 'region-state'),
       partitionKey: { name: 'pk', type: 'S' },
@@ -39,7 +43,9 @@ export class RegionalStack extends TerraformStack {
       functionName: resourceName(env, 'health'),
       region,
       kmsKey: key,
-      statements: [{ sid: 'ProbeStateTable', actions: ['dynamodb:DescribeTable'], resources: [this.stateTable.arn] }],
+      statements: [
+        { sid: 'ProbeStateTable', actions: ['dynamodb:DescribeTable'], resources: [this.stateTable.arn] },
+      ],
       environment: { STATE_TABLE_NAME: this.stateTable.name },
       memoryMiB: env.lambda.memoryMiB,
       timeoutSec: env.lambda.timeoutSec,

@@ -21,6 +21,10 @@ export class SharedStack extends TerraformStack {
     super(scope, name);
     configureBackend(this, env, name);
     regionProvider(this, 'aws', { environment: env, region, stackName: name });
-    this.key = new KmsKey(this, 'Key', { aliasName: resourceName(env, 'artifacts'), accountId: env.accountId, region });
+    this.key = new KmsKey(this, 'Key', {
+      aliasName: resourceName(env, 'artifacts'),
+      accountId: env.accountId,
+      region,
+    });
   }
 }

@@ -45,7 +45,9 @@ export function bundleRunCount(): number {
 export function handlerName(entry: string): string {
   const rel = relative(join(REPO_ROOT, 'runtime'), resolve(REPO_ROOT, entry));
   if (rel.startsWith('..') || basename(rel) !== 'handler.ts') {
-    throw new Error(`bundleHandler: invalid entry: received ${JSON.stringify(entry)}; expected runtime/<capability>/handler.ts`);
+    throw new Error(
+      `bundleHandler: invalid entry: received ${JSON.stringify(entry)}; expected runtime/<capability>/handler.ts`,
+    );
   }
   return dirname(rel).split(/[\\/]/).join('-');
 }

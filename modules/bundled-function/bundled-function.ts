@@ -64,12 +64,30 @@ export class BundledFunction extends Construct {
 
   constructor(scope: Construct, id: string, props: BundledFunctionProps) {
     super(scope, id);
-    const name = requireMatch('BundledFunction', 'functionName', props.functionName, /^[a-zA-Z0-9_-]{1,64}$/, '1-64 letters, digits, - or _');
+    const name = requireMatch(
+      'BundledFunction',
+      'functionName',
+      props.functionName,
+      /^[a-zA-Z0-9_-]{1,64}$/,
+      '1-64 letters, digits, - or _',
+    );
     const roleName = `${name}-${props.region}`;
-    if (roleName.length > 64) fail('BundledFunction', 'functionName', name, `a name short enough that "${roleName}" fits IAM's 64 characters`);
+    if (roleName.length > 64)
+      fail(
+        'BundledFunction',
+        'functionName',
+        name,
+        `a name short enough that "${roleName}" fits IAM's 64 characters`,
+      );
     const memoryMiB = requireIntInRange('BundledFunction', 'memoryMiB', props.memoryMiB ?? 256, 128, 10240);
     const timeoutSec = requireIntInRange('BundledFunction', 'timeoutSec', props.timeoutSec ?? 10, 1, 900);
-    const provisioned = requireIntInRange('BundledFunction', 'provisionedConcurrency', props.provisionedConcurrency ?? 0, 0, 1000);
+    const provisioned = requireIntInRange(
+      'BundledFunction',
+      'provisionedConcurrency',
+      props.provisionedConcurrency ?? 0,
+      0,
+      1000,
+    );
     const retention = props.logRetentionDays ?? 365;
     if (!(LOG_RETENTION_DAYS as readonly number[]).includes(retention)) {
       fail('BundledFunction', 'logRetentionDays', retention, `one of ${LOG_RETENTION_DAYS.join(', ')}`);
@@ -77,7 +95,12 @@ export class BundledFunction extends Construct {
     const variables = props.environment ?? {};
     for (const key of Object.keys(variables)) {
       if (!/^[a-zA-Z][a-zA-Z0-9_]*$/.test(key) || RESERVED_VARIABLES.test(key)) {
-        fail('BundledFunction', 'environment key', key, 'a variable name Lambda does not reserve (not AWS_*, _HANDLER, TZ, ...)');
+        fail(
+          'BundledFunction',
+          'environment key',
+          key,
+          'a variable name Lambda does not reserve (not AWS_*, _HANDLER, TZ, ...)',
+        );
       }
     }
     assertLeastPrivilege(`BundledFunction ${name}`, props.statements);
@@ -100,11 +123,17 @@ export class BundledFunction extends Construct {
       name: roleName,
       assumeRolePolicy: JSON.stringify({
         Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+        Statement: [
+          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ],
       }),
     });
     const baseline: PolicyStatement[] = [
-      { sid: 'WriteOwnLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`${this.logGroup.arn}:*`] },
+      {
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [`${this.logGroup.arn}:*`],
+      },
       { sid: 'Trace', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] },
       { sid: 'DeadLetter', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.arn] },
       { sid: 'UseKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.kmsKey.arn] },
@@ -164,7 +193,9 @@ export class BundledFunction extends Construct {
         threshold: 1,
         comparisonOperator: 'GreaterThanOrEqualToThreshold',
         treatMissingData: 'notBreaching',
-        ...(props.alarmTopic ? { alarmActions: [props.alarmTopic.arn], okActions: [props.alarmTopic.arn] } : {}),
+        ...(props.alarmTopic
+          ? { alarmActions: [props.alarmTopic.arn], okActions: [props.alarmTopic.arn] }
+          : {}),
       });
     this.errorAlarm = alarmOn('Errors', 'ErrorAlarm');
     this.throttleAlarm = alarmOn('Throttles', 'ThrottleAlarm');

@@ -34,7 +34,9 @@ export function assertLeastPrivilege(owner: string, statements: readonly PolicyS
     }
     for (const action of statement.actions) {
       if (action === '*' || action.endsWith(':*')) {
-        throw new Error(`${owner}: statement ${index} grants "${action}"; expected named actions, never a wildcard`);
+        throw new Error(
+          `${owner}: statement ${index} grants "${action}"; expected named actions, never a wildcard`,
+        );
       }
       if (statement.resources.includes('*') && !UNSCOPABLE_ACTIONS.has(action)) {
         throw new Error(

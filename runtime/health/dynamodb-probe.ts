@@ -18,9 +18,19 @@ export async function probeDynamodbTable(
       abortSignal: AbortSignal.timeout(timeoutMs),
     });
     const status = described.Table?.TableStatus ?? 'UNKNOWN';
-    return { dependency, healthy: SERVING.has(status), detail: `table ${status}`, latencyMs: clock() - started };
+    return {
+      dependency,
+      healthy: SERVING.has(status),
+      detail: `table ${status}`,
+      latencyMs: clock() - started,
+    };
   } catch (error) {
-    return { dependency, healthy: false, detail: describeFailure(error, timeoutMs), latencyMs: clock() - started };
+    return {
+      dependency,
+      healthy: false,
+      detail: describeFailure(error, timeoutMs),
+      latencyMs: clock() - started,
+    };
   }
 }
 

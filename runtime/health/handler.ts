@@ -31,9 +31,12 @@ function defaultDependencies(): HealthDependencies {
 
 /** Probes the region's dependencies and answers 200 when all serve, 503 naming those that do not. */
 export async function checkHealth(deps: HealthDependencies): Promise<HttpResponse> {
-  const probes = [await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS)];
+  const probes = [
+    await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS),
+  ];
   const verdict = assessHealth(deps.config.AWS_REGION, probes, deps.now());
-  if (verdict.status !== 'healthy') logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
+  if (verdict.status !== 'healthy')
+    logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
   return jsonResponse(verdictStatusCode(verdict), verdict);
 }
 

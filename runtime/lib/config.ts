@@ -12,10 +12,15 @@ export class HandlerConfigError extends Error {
  * Reads a handler's settings from its environment variables. Reports every missing or malformed setting
  * by name and what it expects; values are left out of the message (some settings name secrets).
  */
-export function loadConfig<S extends z.ZodMiniType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
+export function loadConfig<S extends z.ZodMiniType>(
+  schema: S,
+  env: NodeJS.ProcessEnv = process.env,
+): z.output<S> {
   const result = schema.safeParse(env);
   if (result.success) return result.data;
   throw new HandlerConfigError(
-    result.error.issues.map((issue) => `${issue.path.map(String).join('.') || '(environment)'}: ${issue.message}`),
+    result.error.issues.map(
+      (issue) => `${issue.path.map(String).join('.') || '(environment)'}: ${issue.message}`,
+    ),
   );
 }

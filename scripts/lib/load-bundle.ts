@@ -1,16 +1,27 @@
-import Module from 'node:module';
-import { dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import type ModuleNamespace from 'node:module';
+import { dirname, join } from 'node:path';
+import { runInThisContext } from 'node:vm';
 import { unzipSync } from 'fflate';
 import { REPO_ROOT } from '../../modules/bundled-function/bundle';
 
 /** A Lambda handler as a bundle exports it. */
 export type LambdaHandler = (event: unknown, context?: unknown) => Promise<unknown>;
 
-interface CompilableModule extends Module {
-  _compile(source: string, filename: string): void;
-}
-const ModuleInternals = Module as unknown as { _nodeModulePaths(from: string): string[] };
+/**
+ * The real Node process. Bundles run in the main context, as in Lambda, and see this process; test
+ * runners (jest) give their tests a sandboxed copy of `process` instead.
+ */
+const hostProcess = runInThisContext('process') as NodeJS.Process;
+const hostModule = hostProcess.getBuiltinModule('node:module') as typeof ModuleNamespace;
+
+type CommonJsWrapper = (
+  exports: object,
+  require: NodeJS.Require,
+  module: { exports: object },
+  filename: string,
+  dirname: string,
+) => void;
 
 /**
  * Loads a bundle's `index.js` as a fresh module, as a new Lambda container would: nothing is shared with
@@ -18,13 +29,17 @@ const ModuleInternals = Module as unknown as { _nodeModulePaths(from: string): s
  * repository's pinned SDK.
  */
 export function loadBundleSource(source: string, filename: string): LambdaHandler {
-  const mod = new Module(filename) as CompilableModule;
-  mod.filename = filename;
-  mod.paths = ModuleInternals._nodeModulePaths(REPO_ROOT);
-  mod._compile(source, filename);
-  const handler = (mod.exports as { handler?: unknown }).handler;
-  if (typeof handler !== 'function') throw new Error(`${filename} exports no handler function`);
-  return handler as LambdaHandler;
+  const wrapper = runInThisContext(hostModule.wrap(source), { filename }) as CommonJsWrapper;
+  const mod = { exports: {} as { handler?: unknown } };
+  wrapper(
+    mod.exports,
+    hostModule.createRequire(join(REPO_ROOT, 'package.json')),
+    mod,
+    filename,
+    dirname(filename),
+  );
+  if (typeof mod.exports.handler !== 'function') throw new Error(`${filename} exports no handler function`);
+  return mod.exports.handler as LambdaHandler;
 }
 
 /** Loads the handler from a Lambda deployment archive (the zip Terraform uploaded). */
@@ -35,17 +50,20 @@ export function loadHandlerFromArchive(archivePath: string): LambdaHandler {
   return loadBundleSource(Buffer.from(code).toString('utf8'), join(dirname(archivePath), 'index.js'));
 }
 
-/** Runs `fn` with extra environment variables, restoring the environment afterwards. */
+/** Runs `fn` with extra environment variables (in the real process, which bundles see), then restores them. */
 export async function withEnv<T>(vars: Readonly<Record<string, string>>, fn: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
-  Object.assign(process.env, vars);
+  const envs = [...new Set([hostProcess.env, process.env])];
+  const saved = envs.map((env) => Object.fromEntries(Object.keys(vars).map((key) => [key, env[key]])));
+  for (const env of envs) Object.assign(env, vars);
   try {
     return await fn();
   } finally {
-    for (const [key, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[key];
-      else process.env[key] = value;
-    }
+    envs.forEach((env, i) => {
+      for (const [key, value] of Object.entries(saved[i] ?? {})) {
+        if (value === undefined) delete env[key];
+        else env[key] = value;
+      }
+    });
   }
 }
 

@@ -38,7 +38,9 @@ export async function deployLocalEstate(
         await init(cli, stack.dir);
         await apply(cli, stack.dir);
         const deployed = await describeDeployed(cli, stack);
-        log(`applied ${stack.name}: ${deployed.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        log(
+          `applied ${stack.name}: ${deployed.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
         return deployed;
       }),
     ),
@@ -48,7 +50,10 @@ export async function deployLocalEstate(
 
 async function describeDeployed(cli: TerraformCli, stack: SynthesizedStack): Promise<DeployedStack> {
   const state = await terraform(cli, stack.dir, ['state', 'list']);
-  const outputs = JSON.parse((await terraform(cli, stack.dir, ['output', '-json'])).stdout) as Record<string, { value: unknown }>;
+  const outputs = JSON.parse((await terraform(cli, stack.dir, ['output', '-json'])).stdout) as Record<
+    string,
+    { value: unknown }
+  >;
   return {
     ...stack,
     resourceCount: state.stdout.split('\n').filter((line) => line.trim() && !line.startsWith('data.')).length,
@@ -66,7 +71,9 @@ export function deployedArchive(stackDir: string, functionName: string): string 
   const config = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as {
     resource?: { aws_lambda_function?: Record<string, SynthesizedFunction> };
   };
-  const fn = Object.values(config.resource?.aws_lambda_function ?? {}).find((f) => f.function_name === functionName);
+  const fn = Object.values(config.resource?.aws_lambda_function ?? {}).find(
+    (f) => f.function_name === functionName,
+  );
   if (!fn) throw new Error(`${stackDir} deploys no function named ${functionName}`);
   return join(stackDir, fn.filename);
 }
@@ -90,15 +97,23 @@ export async function invokeDeployed(
   functionName: string,
   event: unknown,
 ): Promise<Invocation> {
-  const lambda = new LambdaClient({ region, endpoint, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const lambda = new LambdaClient({
+    region,
+    endpoint,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
   const deployed = await lambda.send(new GetFunctionCommand({ FunctionName: functionName }));
   const archive = deployedArchive(stackDir, functionName);
   const sha = createHash('sha256').update(readFileSync(archive)).digest('base64');
   if (deployed.Configuration?.CodeSha256 !== sha) {
-    throw new Error(`${archive} (sha ${sha}) is not what ${functionName} runs (${deployed.Configuration?.CodeSha256})`);
+    throw new Error(
+      `${archive} (sha ${sha}) is not what ${functionName} runs (${deployed.Configuration?.CodeSha256})`,
+    );
   }
   const environment = deployed.Configuration?.Environment?.Variables ?? {};
   const handler = loadHandlerFromArchive(archive);
-  const response = await withEnv({ ...environment, ...emulatorEnv(endpoint, region) }, () => handler(event, {}));
+  const response = await withEnv({ ...environment, ...emulatorEnv(endpoint, region) }, () =>
+    handler(event, {}),
+  );
   return { response, environment };
 }

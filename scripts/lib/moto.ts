@@ -10,7 +10,8 @@ export interface MotoServer {
   stop(): Promise<void>;
 }
 
-const INSTALL_HINT = 'moto_server (the AWS emulator) is not installed: install it with pip install "moto[server]"';
+const INSTALL_HINT =
+  'moto_server (the AWS emulator) is not installed: install it with pip install "moto[server]"';
 
 function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -19,7 +20,9 @@ function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -40,15 +43,21 @@ async function waitUntilServing(endpoint: string, child: ChildProcess, timeoutMs
 }
 
 /** Starts moto_server on a free 127.0.0.1 port (ESTATE_MOTO_SERVER names another executable). */
-export async function startMoto(command = process.env.ESTATE_MOTO_SERVER ?? 'moto_server'): Promise<MotoServer> {
+export async function startMoto(
+  command = process.env.ESTATE_MOTO_SERVER ?? 'moto_server',
+): Promise<MotoServer> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
-  const child = spawn(command, ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(command, ['-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
   const spawned = new Promise<void>((resolveSpawn, reject) => {
     child.once('spawn', resolveSpawn);
-    child.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? new Error(INSTALL_HINT) : error));
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error(INSTALL_HINT) : error),
+    );
   });
   await spawned;
   try {

@@ -19,7 +19,11 @@ export interface RunOptions {
 export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const okCodes = options.okCodes ?? [0];
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -36,7 +40,10 @@ export function run(command: string, args: readonly string[], options: RunOption
       else
         reject(
           new Error(
-            `${command} ${args.join(' ')} (in ${options.cwd ?? process.cwd()}) exited ${code ?? signal}:\n${stderr || stdout}`.slice(0, 20_000),
+            `${command} ${args.join(' ')} (in ${options.cwd ?? process.cwd()}) exited ${code ?? signal}:\n${stderr || stdout}`.slice(
+              0,
+              20_000,
+            ),
           ),
         );
     });

@@ -28,7 +28,9 @@ function searchMirror(candidate: string, depth: number): string | undefined {
   if (depth === 0) return undefined;
   let entries: string[];
   try {
-    entries = readdirSync(candidate, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    entries = readdirSync(candidate, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
   } catch {
     return undefined;
   }
@@ -108,14 +110,20 @@ export function terraform(
 }
 
 /** `terraform init` without touching the backend (no Terraform Cloud token needed). */
-export const initOffline = (cli: TerraformCli, dir: string) => terraform(cli, dir, ['init', '-backend=false', '-input=false']);
+export const initOffline = (cli: TerraformCli, dir: string) =>
+  terraform(cli, dir, ['init', '-backend=false', '-input=false']);
 export const init = (cli: TerraformCli, dir: string) => terraform(cli, dir, ['init', '-input=false']);
 export const validate = (cli: TerraformCli, dir: string) => terraform(cli, dir, ['validate']);
-export const apply = (cli: TerraformCli, dir: string) => terraform(cli, dir, ['apply', '-auto-approve', '-input=false']);
-export const destroy = (cli: TerraformCli, dir: string) => terraform(cli, dir, ['destroy', '-auto-approve', '-input=false']);
+export const apply = (cli: TerraformCli, dir: string) =>
+  terraform(cli, dir, ['apply', '-auto-approve', '-input=false']);
+export const destroy = (cli: TerraformCli, dir: string) =>
+  terraform(cli, dir, ['destroy', '-auto-approve', '-input=false']);
 
 /** `terraform plan -detailed-exitcode`: true when the plan shows changes. */
-export async function planHasChanges(cli: TerraformCli, dir: string): Promise<{ changes: boolean; output: string }> {
+export async function planHasChanges(
+  cli: TerraformCli,
+  dir: string,
+): Promise<{ changes: boolean; output: string }> {
   const result = await terraform(cli, dir, ['plan', '-detailed-exitcode', '-input=false'], [0, 2]);
   return { changes: result.code === 2, output: result.stdout };
 }

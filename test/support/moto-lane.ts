@@ -20,6 +20,7 @@ export async function stopLaneEmulator(variable: string): Promise<void> {
 /** In a test: the endpoint of the lane's emulator. */
 export function laneEndpoint(variable: string): string {
   const endpoint = process.env[variable];
-  if (!endpoint) throw new Error(`${variable} is not set: run this test through its jest project (npm run test:<lane>)`);
+  if (!endpoint)
+    throw new Error(`${variable} is not set: run this test through its jest project (npm run test:<lane>)`);
   return endpoint;
 }

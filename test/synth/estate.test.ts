@@ -1,0 +1,163 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadEnvironments, validateEnvironment, type EnvironmentConfig } from '../../environments';
+import { prod } from '../../environments/prod';
+import { REPO_ROOT } from '../../modules/bundled-function';
+import { synthesize } from '../../scripts/lib/synth';
+import { resources, type Block, type TerraformJson } from '../support/synthesized';
+
+const environments = loadEnvironments({ ESTATE_EMULATOR_ENDPOINT: 'http://127.0.0.1:5999' });
+const outdir = mkdtempSync(join(tmpdir(), 'estate-synth-'));
+const stacks = synthesize(Object.values(environments), outdir);
+const stackJson = (name: string): TerraformJson => {
+  const stack = stacks.find((s) => s.name === name);
+  if (!stack) throw new Error(`no stack ${name}`);
+  return JSON.parse(readFileSync(join(stack.dir, 'cdk.tf.json'), 'utf8')) as TerraformJson;
+};
+const providersOf = (name: string): Block[] => stackJson(name).provider?.aws ?? [];
+const envOf = (name: string): EnvironmentConfig => {
+  const env = Object.values(environments).find((e) => name.startsWith(`${e.name}-`));
+  if (!env) throw new Error(`no environment for ${name}`);
+  return env;
+};
+
+describe('the estate (main.ts composition)', () => {
+  it('has shared-<region>, and <env>-global plus <env>-<region> for dev, prod and local', () => {
+    expect(stacks.map((s) => s.name).sort()).toEqual(
+      [
+        'shared-eu-central-1',
+        'shared-us-east-1',
+        ...['dev', 'prod', 'local'].flatMap((env) => [
+          `${env}-global`,
+          `${env}-eu-central-1`,
+          `${env}-us-east-1`,
+        ]),
+      ].sort(),
+    );
+  });
+
+  const deployed = stacks.map((s) => s.name).filter((name) => !name.startsWith('local-'));
+
+  it.each(deployed)('%s: every provider assumes the deploy role and pins the account', (name) => {
+    const env = envOf(name);
+    const providers = providersOf(name);
+    expect(providers.length).toBeGreaterThan(0);
+    for (const provider of providers) {
+      expect(provider.assume_role).toEqual([{ role_arn: env.deployRoleArn, session_name: `cdktf-${name}` }]);
+      expect(provider.allowed_account_ids).toEqual([env.accountId]);
+      expect(provider.endpoints).toBeUndefined();
+    }
+  });
+
+  it.each(deployed)('%s: keeps its state in its own Terraform Cloud workspace', (name) => {
+    const env = envOf(name);
+    expect(env.backend.type).toBe('terraform-cloud');
+    expect(stackJson(name).terraform?.cloud).toEqual({
+      hostname: 'app.terraform.io',
+      organization: env.backend.type === 'terraform-cloud' ? env.backend.organization : '',
+      workspaces: {
+        name: `estate-${name}`,
+        project: env.backend.type === 'terraform-cloud' ? env.backend.project : '',
+      },
+    });
+  });
+
+  it.each(stacks.map((s) => s.name))('%s: tags everything with env, region and stack', (name) => {
+    for (const provider of providersOf(name)) {
+      expect(provider.default_tags).toEqual([
+        { tags: { env: envOf(name).name, region: provider.region, stack: name, 'managed-by': 'cdktf' } },
+      ]);
+    }
+  });
+
+  it.each(['local-global', 'local-eu-central-1', 'local-us-east-1'])(
+    '%s: talks to the emulator with dummy credentials, local state, no role',
+    (name) => {
+      const [provider] = providersOf(name);
+      expect(provider).toMatchObject({
+        access_key: 'test',
+        secret_key: 'test',
+        skip_credentials_validation: true,
+        s3_use_path_style: true,
+      });
+      expect(provider?.assume_role).toBeUndefined();
+      expect(provider?.allowed_account_ids).toBeUndefined();
+      expect((provider?.endpoints as Block[])[0]).toMatchObject({
+        dynamodb: 'http://127.0.0.1:5999',
+        lambda: 'http://127.0.0.1:5999',
+      });
+      expect(stackJson(name).terraform?.backend).toEqual({ local: { path: `terraform.${name}.tfstate` } });
+    },
+  );
+
+  it.each([
+    ['prod', 2],
+    ['dev', 1],
+  ])(
+    '%s: provisions %i concurrent executions on the live alias of the health function in every region',
+    (env, count) => {
+      for (const region of ['eu-central-1', 'us-east-1']) {
+        const configs = resources(stackJson(`${env}-${region}`), 'aws_lambda_provisioned_concurrency_config');
+        expect(configs.map((c) => c.provisioned_concurrent_executions)).toEqual([count]);
+      }
+    },
+  );
+
+  it('local: provisions no concurrency (the emulator has no such API)', () => {
+    expect(
+      resources(stackJson('local-eu-central-1'), 'aws_lambda_provisioned_concurrency_config'),
+    ).toHaveLength(0);
+  });
+
+  it('wires the health function to its region state table', () => {
+    const json = stackJson('prod-us-east-1');
+    const [fn] = resources(json, 'aws_lambda_function');
+    expect((fn?.environment as Block).variables).toEqual({
+      STATE_TABLE_NAME: '${aws_dynamodb_table.StateTable_1028E22B.name}',
+    });
+    expect(resources(json, 'aws_dynamodb_table').map((t) => t.name)).toEqual(['prod-region-state']);
+  });
+
+  it('adds a region by one line of config: three regions give three regional stacks', () => {
+    const threeRegions = validateEnvironment('prod', {
+      ...prod,
+      regions: ['eu-central-1', 'us-east-1', 'ap-southeast-1'],
+    });
+    const names = synthesize([threeRegions], mkdtempSync(join(tmpdir(), 'estate-3r-'))).map((s) => s.name);
+    expect(names).toEqual(['prod-global', 'prod-eu-central-1', 'prod-us-east-1', 'prod-ap-southeast-1']);
+  });
+});
+
+describe('the cdktf app (scripts/app.mjs)', () => {
+  const runApp = (env: NodeJS.ProcessEnv) =>
+    spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'app.mjs')], {
+      cwd: REPO_ROOT,
+      env,
+      encoding: 'utf8',
+    });
+  const offline = (): NodeJS.ProcessEnv => {
+    const env = { ...process.env };
+    for (const key of Object.keys(env)) if (/^(AWS_|TF_TOKEN|TFE_)/.test(key)) delete env[key];
+    return { ...env, ESTATE_EMULATOR_ENDPOINT: 'http://127.0.0.1:5000' };
+  };
+
+  it('synthesizes every stack offline, without AWS credentials or a Terraform Cloud token', () => {
+    const out = mkdtempSync(join(tmpdir(), 'estate-app-'));
+    const result = runApp({ ...offline(), CDKTF_OUTDIR: out, HTTPS_PROXY: 'http://127.0.0.1:9' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(readdirSync(join(out, 'stacks')).sort()).toEqual(stacks.map((s) => s.name).sort());
+  });
+
+  it('synthesizes nothing from an invalid config, and says what is wrong', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'estate-bad-')), 'out');
+    const result = runApp({ ...offline(), CDKTF_OUTDIR: out, ESTATE_EMULATOR_ENDPOINT: 'not-a-url' });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(
+      'local: emulator.endpoint: received "not-a-url"; expected the emulator endpoint URL',
+    );
+    expect(existsSync(join(out, 'stacks'))).toBe(false);
+  });
+});

@@ -1,0 +1,112 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { assessHealth, verdictStatusCode, type ProbeResult } from '../../runtime/health/core';
+import { probeDynamodbTable } from '../../runtime/health/dynamodb-probe';
+import { checkHealth, type HealthDependencies } from '../../runtime/health/handler';
+
+const probe = (dependency: string, healthy: boolean): ProbeResult => ({
+  dependency,
+  healthy,
+  detail: healthy ? 'ok' : 'down',
+  latencyMs: 3,
+});
+const now = new Date('2026-11-23T12:00:00Z');
+
+/** A DynamoDB client whose DescribeTable answers with `answer` (or throws it). */
+function fakeDynamodb(answer: () => Promise<unknown>): DynamoDBClient {
+  return { send: answer } as unknown as DynamoDBClient;
+}
+const named = (name: string) => Object.assign(new Error(name), { name });
+
+describe('assessHealth', () => {
+  it('is healthy when every probe passed', () => {
+    const verdict = assessHealth('eu-central-1', [probe('dynamodb:a', true), probe('s3:b', true)], now);
+    expect(verdict).toMatchObject({
+      status: 'healthy',
+      region: 'eu-central-1',
+      failing: [],
+      checkedAt: now.toISOString(),
+    });
+    expect(verdictStatusCode(verdict)).toBe(200);
+  });
+
+  it('names every failing dependency, in probe order', () => {
+    const verdict = assessHealth('us-east-1', [probe('x', false), probe('y', true), probe('z', false)], now);
+    expect(verdict.status).toBe('unhealthy');
+    expect(verdict.failing).toEqual(['x', 'z']);
+    expect(verdictStatusCode(verdict)).toBe(503);
+  });
+
+  it('is unhealthy when nothing was probed', () => {
+    const verdict = assessHealth('us-east-1', [], now);
+    expect(verdictStatusCode(verdict)).toBe(503);
+    expect(verdict.failing).toEqual(['(no dependencies probed)']);
+  });
+});
+
+describe('probeDynamodbTable', () => {
+  it('passes for an ACTIVE table and reports the latency the clock saw', async () => {
+    let t = 100;
+    const result = await probeDynamodbTable(
+      fakeDynamodb(async () => ({ Table: { TableStatus: 'ACTIVE' } })),
+      't',
+      500,
+      () => (t += 7),
+    );
+    expect(result).toEqual({ dependency: 'dynamodb:t', healthy: true, detail: 'table ACTIVE', latencyMs: 7 });
+  });
+
+  it('fails for a table being deleted', async () => {
+    const result = await probeDynamodbTable(
+      fakeDynamodb(async () => ({ Table: { TableStatus: 'DELETING' } })),
+      't',
+      500,
+    );
+    expect(result).toMatchObject({ healthy: false, detail: 'table DELETING' });
+  });
+
+  it('fails naming a missing table', async () => {
+    const result = await probeDynamodbTable(
+      fakeDynamodb(() => Promise.reject(named('ResourceNotFoundException'))),
+      't',
+      500,
+    );
+    expect(result).toMatchObject({ dependency: 'dynamodb:t', healthy: false, detail: 'table not found' });
+  });
+
+  it('fails with the timeout when the table does not answer in time', async () => {
+    const result = await probeDynamodbTable(
+      fakeDynamodb(() => Promise.reject(named('TimeoutError'))),
+      't',
+      250,
+    );
+    expect(result).toMatchObject({ healthy: false, detail: 'no answer within 250 ms' });
+  });
+});
+
+describe('checkHealth', () => {
+  const deps = (dynamodb: DynamoDBClient): HealthDependencies => ({
+    config: { AWS_REGION: 'eu-central-1', STATE_TABLE_NAME: 'dev-region-state', PROBE_TIMEOUT_MS: 1000 },
+    dynamodb,
+    now: () => now,
+  });
+
+  it('answers 200 with the verdict when the state table serves', async () => {
+    const response = await checkHealth(
+      deps(fakeDynamodb(async () => ({ Table: { TableStatus: 'ACTIVE' } }))),
+    );
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(response.body)).toMatchObject({ status: 'healthy', region: 'eu-central-1' });
+  });
+
+  it('answers 503 naming the state table when it is gone', async () => {
+    const response = await checkHealth(
+      deps(fakeDynamodb(() => Promise.reject(named('ResourceNotFoundException')))),
+    );
+    expect(response.statusCode).toBe(503);
+    expect(JSON.parse(response.body)).toMatchObject({
+      status: 'unhealthy',
+      failing: ['dynamodb:dev-region-state'],
+    });
+  });
+});
