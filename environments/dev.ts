@@ -8,4 +8,6 @@ export const dev: EnvironmentInput = {
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-dev' },
   dns: { zoneName: 'dev.estate.example.com', apiRecordName: 'api' },
   lambda: { provisionedConcurrency: 1, logRetentionDays: 90 },
+  network: { firstVpcCidr: '10.20.0.0/16', natGateway: false },
+  imageSourceAccountId: '111111111111',
 };

@@ -6,8 +6,10 @@ export const LOCAL_ENDPOINT_VARIABLE = 'ESTATE_EMULATOR_ENDPOINT';
 /**
  * The estate on the embedded AWS emulator (moto_server on loopback). Moto account id, local state, no
  * deploy role. Switched off here because the emulator cannot do them: function environment encryption
- * with a CMK (moto does not store `kms_key_arn`). Table deletion protection is off so the estate can be
- * torn down and a lost table simulated.
+ * with a CMK (moto does not store `kms_key_arn`); DynamoDB replicas (moto cannot create them: one table per
+ * region instead); ECR registry replication (the provider cannot read it back from moto); custom domains
+ * (no certificate can be validated). Table deletion protection is off so the estate can be torn down and a
+ * lost table simulated; no NAT gateway (nothing leaves the machine). It also hosts the shared services.
  */
 export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
   return {
@@ -15,9 +17,11 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
     accountId: '123456789012',
     regions: ['eu-central-1', 'us-east-1'],
     backend: { type: 'local' },
-    dns: { zoneName: 'estate.local.test', apiRecordName: 'api' },
+    dns: { zoneName: 'estate.local.test', apiRecordName: 'api', customDomain: false },
     lambda: { provisionedConcurrency: 0, logRetentionDays: 7, environmentCmk: false },
-    dynamodb: { deletionProtection: false },
+    dynamodb: { deletionProtection: false, replication: 'per-region' },
+    network: { firstVpcCidr: '10.90.0.0/16', natGateway: false },
+    sharedServices: { repositories: ['runner'], consumerAccountIds: [], registryReplication: false },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };
 }

@@ -8,4 +8,6 @@ export const prod: EnvironmentInput = {
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-prod' },
   dns: { zoneName: 'estate.example.com', apiRecordName: 'api' },
   lambda: { provisionedConcurrency: 2, memoryMiB: 512, logRetentionDays: 365 },
+  network: { firstVpcCidr: '10.40.0.0/16', natGateway: true },
+  imageSourceAccountId: '111111111111',
 };

@@ -148,14 +148,55 @@ export const environmentSchema = z
       zoneName: domainName,
       /** Label of the latency-routed API name inside the zone. */
       apiRecordName: z.string().regex(dnsLabel, { error: () => 'expected a single lower-case DNS label' }),
+      /**
+       * Serve the API on the zone's name through a regional custom domain with an ACM certificate. Off, the
+       * latency records point at each region's execute-api host.
+       */
+      customDomain: z.boolean().default(true),
     }),
+    network: z
+      .strictObject({
+        /** CIDR of the first region's runner VPC (a /16); each further region takes the next /16. */
+        firstVpcCidr: z
+          .string()
+          .regex(/^10\.(\d{1,3})\.0\.0\/16$/, { error: () => 'expected a 10.x.0.0/16 CIDR' })
+          .refine((cidr) => Number(cidr.split('.')[1]) <= 200, { error: () => 'expected 10.x.0.0/16 with x <= 200' }),
+        /** A NAT gateway per region for the runners' private subnets (about 32 USD a month each). */
+        natGateway: z.boolean().default(true),
+      })
+      .default({ firstVpcCidr: '10.20.0.0/16', natGateway: true }),
+    /** Whether the environment runs workloads (`<env>-global` and `<env>-<region>` stacks). */
+    workloads: z.boolean().default(true),
+    /** Shared services this environment hosts (ECR, deployment artifacts): the shared account, and local. */
+    sharedServices: z
+      .strictObject({
+        /** ECR repositories, e.g. `runner`. */
+        repositories: z
+          .array(z.string().regex(/^[a-z0-9][a-z0-9._/-]{1,200}$/, { error: () => 'expected an ECR repository name' }))
+          .min(1, { error: () => 'expected at least one repository' }),
+        /** Accounts that pull images and receive them by registry replication (dev, prod). */
+        consumerAccountIds: z.array(z.string().regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' })),
+        /** Replicate images to the other regions and the consumer accounts (the emulator cannot read it back). */
+        registryReplication: z.boolean().default(true),
+      })
+      .optional(),
+    /** Account whose registry replicates images into this one (the shared account); allowed by registry policy. */
+    imageSourceAccountId: z
+      .string()
+      .regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' })
+      .optional(),
     lambda: lambdaSettings,
     dynamodb: z
       .strictObject({
         /** Refuse `DeleteTable` on the estate's tables. */
         deletionProtection: z.boolean().default(true),
+        /**
+         * How tables shared across regions are kept: DynamoDB global tables (replicas in every region), or
+         * one independent table per region (the emulator cannot create replicas).
+         */
+        replication: z.enum(['global-tables', 'per-region']).default('global-tables'),
       })
-      .default({ deletionProtection: true }),
+      .default({ deletionProtection: true, replication: 'global-tables' }),
     emulator: emulator.optional(),
   })
   .superRefine((parsed, ctx) => {
@@ -184,6 +225,22 @@ export const environmentSchema = z
         path: ['backend', 'type'],
         input: env.backend?.type,
         message: "expected 'terraform-cloud': only the local environment keeps local state",
+      });
+    }
+    if (env.name === 'shared' && env.workloads !== false) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workloads'],
+        input: env.workloads,
+        message: 'expected false: the shared account hosts shared services, not workloads',
+      });
+    }
+    if (env.name === 'shared' && !env.sharedServices) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sharedServices'],
+        input: env.sharedServices,
+        message: 'expected the shared services the shared account hosts',
       });
     }
     if (isLocal !== (env.emulator !== undefined)) {

@@ -9,4 +9,10 @@ export const shared: EnvironmentInput = {
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-shared' },
   dns: { zoneName: 'shared.estate.example.com', apiRecordName: 'api' },
   lambda: { provisionedConcurrency: 0 },
+  network: { firstVpcCidr: '10.10.0.0/16' },
+  workloads: false,
+  sharedServices: {
+    repositories: ['runner', 'functions'],
+    consumerAccountIds: ['222222222222', '333333333333'],
+  },
 };

@@ -1,4 +1,5 @@
 import { DynamodbTable as DynamodbTableResource } from '@cdktf/provider-aws/lib/dynamodb-table';
+import type { TerraformProvider } from 'cdktf';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
 import { fail, requireMatch } from './lib/validate';
@@ -26,6 +27,14 @@ export interface DynamodbTableProps {
   readonly streamViewType?: 'KEYS_ONLY' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES';
   /** Refuse `DeleteTable` while set. Default: true. */
   readonly deletionProtection?: boolean;
+  /**
+   * Make it a global table: one replica per key given, in that key's region (which must differ from the
+   * table's), encrypted with it, with point-in-time recovery. Needs a NEW_AND_OLD_IMAGES stream, which is
+   * then the default. Default: no replicas.
+   */
+  readonly replicaKeys?: readonly KmsKey[];
+  /** Provider of the table's region, when the stack holds several. Default: the stack's default provider. */
+  readonly provider?: TerraformProvider;
 }
 
 const NAME = /^[a-zA-Z0-9_.-]{3,255}$/;
@@ -46,6 +55,15 @@ export class DynamodbTable extends Construct {
       fail('DynamodbTable', 'sortKey.name', props.sortKey.name, 'a name different from the partition key');
     }
     const ttlAttribute = props.ttlAttribute ?? 'expiresAt';
+    const replicaKeys = props.replicaKeys ?? [];
+    const replicaRegions = replicaKeys.map((key) => key.region);
+    if (replicaRegions.includes(props.kmsKey.region) || new Set(replicaRegions).size !== replicaRegions.length) {
+      fail('DynamodbTable', 'replicaKeys', replicaRegions, `one key per region, none in the table's region ${props.kmsKey.region}`);
+    }
+    if (replicaKeys.length > 0 && props.streamViewType && props.streamViewType !== 'NEW_AND_OLD_IMAGES') {
+      fail('DynamodbTable', 'streamViewType', props.streamViewType, 'NEW_AND_OLD_IMAGES, which replication requires');
+    }
+    const streamViewType = props.streamViewType ?? (replicaKeys.length > 0 ? 'NEW_AND_OLD_IMAGES' : undefined);
 
     this.table = new DynamodbTableResource(this, 'Table', {
       name: props.tableName,
@@ -57,7 +75,18 @@ export class DynamodbTable extends Construct {
       serverSideEncryption: { enabled: true, kmsKeyArn: props.kmsKey.arn },
       ttl: { enabled: true, attributeName: ttlAttribute },
       deletionProtectionEnabled: props.deletionProtection ?? true,
-      ...(props.streamViewType ? { streamEnabled: true, streamViewType: props.streamViewType } : {}),
+      ...(streamViewType ? { streamEnabled: true, streamViewType } : {}),
+      ...(replicaKeys.length > 0
+        ? {
+            replica: replicaKeys.map((key) => ({
+              regionName: key.region,
+              kmsKeyArn: key.arn,
+              pointInTimeRecovery: true,
+              propagateTags: true,
+            })),
+          }
+        : {}),
+      provider: props.provider,
     });
   }
 

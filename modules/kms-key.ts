@@ -1,5 +1,6 @@
 import { KmsAlias } from '@cdktf/provider-aws/lib/kms-alias';
 import { KmsKey as KmsKeyResource } from '@cdktf/provider-aws/lib/kms-key';
+import type { TerraformProvider } from 'cdktf';
 import { Construct } from 'constructs';
 import { requireIntInRange, requireMatch } from './lib/validate';
 
@@ -19,12 +20,17 @@ export interface KmsKeyProps {
    * calls made on behalf of this account. Default: none beyond CloudWatch Logs.
    */
   readonly serviceUsers?: readonly string[];
+  /** Provider of the key's region, when the stack holds several. Default: the stack's default provider. */
+  readonly provider?: TerraformProvider;
 }
 
 /** A customer-managed, rotating KMS key with an alias, usable by this account and its regional services. */
 export class KmsKey extends Construct {
   readonly key: KmsKeyResource;
   readonly alias: KmsAlias;
+  readonly aliasName: string;
+  readonly region: string;
+  readonly accountId: string;
 
   constructor(scope: Construct, id: string, props: KmsKeyProps) {
     super(scope, id);
@@ -88,11 +94,21 @@ export class KmsKey extends Construct {
       enableKeyRotation: true,
       deletionWindowInDays: deletionWindowDays,
       policy: JSON.stringify(policy),
+      provider: props.provider,
     });
     this.alias = new KmsAlias(this, 'Alias', {
       name: `alias/${props.aliasName}`,
       targetKeyId: this.key.keyId,
+      provider: props.provider,
     });
+    this.aliasName = props.aliasName;
+    this.region = props.region;
+    this.accountId = props.accountId;
+  }
+
+  /** The alias ARN, known before the key exists (for references from other stacks and regions). */
+  static aliasArn(region: string, accountId: string, aliasName: string): string {
+    return `arn:aws:kms:${region}:${accountId}:alias/${aliasName}`;
   }
 
   get arn(): string {

@@ -6,17 +6,35 @@ import { RegionalStack } from './regional-stack';
 import { SharedStack } from './shared-stack';
 
 /**
- * The whole estate: `shared-<region>` for the shared-services account; `<env>-global` and one
- * `<env>-<region>` per region for every workload environment (dev, prod, local).
+ * The whole estate, with the order `cdktf deploy` follows: shared services first (the build region last,
+ * as it replicates into the others), then each environment's global stack, then its regions, primary
+ * first.
  */
 export function buildEstate(scope: Construct, environments: readonly EnvironmentConfig[]): TerraformStack[] {
-  return environments.flatMap((environment): TerraformStack[] => {
-    if (environment.name === 'shared') {
-      return environment.regions.map((region) => new SharedStack(scope, { environment, region }));
-    }
-    return [
-      new GlobalStack(scope, { environment }),
-      ...environment.regions.map((region) => new RegionalStack(scope, { environment, region })),
-    ];
+  const sharedByEnvironment = new Map(environments.map((environment) => [environment, sharedStacksOf(scope, environment)]));
+  const servingShared = (consumer: EnvironmentConfig) =>
+    environments
+      .filter((host) => host === consumer || host.sharedServices?.consumerAccountIds.includes(consumer.accountId))
+      .flatMap((host) => sharedByEnvironment.get(host) ?? []);
+  const workloadStacks = environments.flatMap((environment) => {
+    if (!environment.workloads) return [];
+    const global = new GlobalStack(scope, { environment });
+    servingShared(environment).forEach((shared) => global.addDependency(shared));
+    const regional = environment.regions.map((region) => new RegionalStack(scope, { environment, region }));
+    regional.forEach((stack, index) => {
+      stack.addDependency(global);
+      const previous = regional[index - 1];
+      if (previous) stack.addDependency(previous);
+    });
+    return [global, ...regional];
   });
+  return [...[...sharedByEnvironment.values()].flat(), ...workloadStacks];
+}
+
+function sharedStacksOf(scope: Construct, environment: EnvironmentConfig): TerraformStack[] {
+  if (!environment.sharedServices) return [];
+  const stacks = environment.regions.map((region) => new SharedStack(scope, { environment, region }));
+  const [build, ...replicas] = stacks;
+  replicas.forEach((replica) => build?.addDependency(replica));
+  return [...replicas, ...(build ? [build] : [])];
 }

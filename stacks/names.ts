@@ -1,9 +1,42 @@
 import type { AwsRegion, EnvironmentConfig } from '../environments';
+import type { KeyAttribute } from '../modules/dynamodb-table';
 
 /** `<env>-<region>`: everything regional of an environment. */
-export const regionalStackName = (env: EnvironmentConfig, region: AwsRegion): string =>
-  `${env.name}-${region}`;
+export const regionalStackName = (env: EnvironmentConfig, region: AwsRegion): string => `${env.name}-${region}`;
 /** `<env>-global`: what spans the environment's regions. */
 export const globalStackName = (env: EnvironmentConfig): string => `${env.name}-global`;
+/** `shared-<region>` for the shared account; `<env>-shared-<region>` where another environment hosts them. */
+export const sharedStackName = (env: EnvironmentConfig, region: AwsRegion): string =>
+  env.name === 'shared' ? `shared-${region}` : `${env.name}-shared-${region}`;
 /** Name prefix of the environment's resources, e.g. `dev-health`. */
 export const resourceName = (env: EnvironmentConfig, purpose: string): string => `${env.name}-${purpose}`;
+/** Globally unique bucket name: `<env>-<purpose>-<account>-<region>`. */
+export const bucketName = (env: EnvironmentConfig, purpose: string, region: AwsRegion): string =>
+  `${env.name}-${purpose}-${env.accountId}-${region}`;
+
+/** Tables every region shares (DynamoDB global tables), by purpose, with their partition key. */
+export const GLOBAL_TABLES: ReadonlyArray<{ readonly purpose: string; readonly partitionKey: KeyAttribute }> = [
+  { purpose: 'runner-workflows', partitionKey: { name: 'workflowId', type: 'S' } },
+  { purpose: 'idempotency-keys', partitionKey: { name: 'key', type: 'S' } },
+  { purpose: 'artifact-cache-index', partitionKey: { name: 'cacheKey', type: 'S' } },
+  { purpose: 'region-status', partitionKey: { name: 'region', type: 'S' } },
+];
+
+/** Alias of the key, in every region, that encrypts what the global stack owns there. */
+export const globalKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'global');
+/** Alias of the regional stack's key. */
+export const regionalKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'estate');
+/** Alias of the shared services' key. */
+export const sharedKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'artifacts');
+
+/** The environment's platform secrets (values set out of band). */
+export const platformSecretNames = (env: EnvironmentConfig): string[] => [
+  `${env.name}/runners/webhook-secret`,
+  `${env.name}/runners/github-app-private-key`,
+];
+
+/** The VPC CIDR of the environment's i-th region: the first region's /16, then the next ones. */
+export function vpcCidr(env: EnvironmentConfig, region: AwsRegion): string {
+  const [, second] = env.network.firstVpcCidr.split('.');
+  return `10.${Number(second) + env.regions.indexOf(region)}.0.0/16`;
+}

@@ -1,3 +1,4 @@
+import { DataAwsRoute53Zone } from '@cdktf/provider-aws/lib/data-aws-route53-zone';
 import { TerraformOutput, TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
 import type { AwsRegion, EnvironmentConfig } from '../environments';
@@ -5,18 +6,35 @@ import { regionProvider } from '../modules/aws-provider';
 import { configureBackend } from '../modules/backend';
 import { BundledFunction } from '../modules/bundled-function';
 import { DynamodbTable } from '../modules/dynamodb-table';
+import { RegionalFailoverRecord } from '../modules/failover-record';
+import { RegionalHttpApi } from '../modules/http-api';
 import { KmsKey } from '../modules/kms-key';
-import { regionalStackName, resourceName } from './names';
+import { RegistryReplicationPolicy } from '../modules/registry-replication-policy';
+import { RunnerCluster } from '../modules/runner-cluster';
+import { RunnerNetwork } from '../modules/runner-network';
+import { Schedule } from '../modules/schedule';
+import { SecureBucket } from '../modules/secure-bucket';
+import { SyncBus } from '../modules/sync-bus';
+import { bucketName, regionalKeyAlias, regionalStackName, resourceName, vpcCidr } from './names';
 
 export interface RegionalStackProps {
   readonly environment: EnvironmentConfig;
   readonly region: AwsRegion;
 }
 
-/** `<env>-<region>`: the region's key, state table and functions. Every region deploys the same stack. */
+/** Route 53 publishes health-check metrics in us-east-1 only. */
+const ROUTE53_METRICS_REGION = 'us-east-1';
+
+/**
+ * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
+ * buckets, the health function behind the regional HTTP API and its latency record with health check, the
+ * region's end of the sync bus, the schedule, and the runners' network and cluster.
+ */
 export class RegionalStack extends TerraformStack {
   readonly health: BundledFunction;
   readonly stateTable: DynamodbTable;
+  readonly api: RegionalHttpApi;
+  readonly bus: SyncBus;
 
   constructor(scope: Construct, props: RegionalStackProps) {
     const { environment: env, region } = props;
@@ -24,11 +42,19 @@ export class RegionalStack extends TerraformStack {
     super(scope, name);
     configureBackend(this, env, name);
     regionProvider(this, 'aws', { environment: env, region, stackName: name });
+    const metricsProvider = regionProvider(this, 'metrics', {
+      environment: env,
+      region: ROUTE53_METRICS_REGION,
+      stackName: name,
+      alias: 'route53-metrics',
+    });
+    const account = env.accountId;
 
     const key = new KmsKey(this, 'Key', {
-      aliasName: resourceName(env, 'estate'),
-      accountId: env.accountId,
+      aliasName: regionalKeyAlias(env),
+      accountId: account,
       region,
+      serviceUsers: ['sns.amazonaws.com', 'events.amazonaws.com'],
     });
     this.stateTable = new DynamodbTable(this, 'StateTable', {
       tableName: resourceName(env, 'region-state'),
@@ -37,6 +63,7 @@ export class RegionalStack extends TerraformStack {
       kmsKey: key,
       deletionProtection: env.dynamodb.deletionProtection,
     });
+    const regionStatusTable = resourceName(env, 'region-status');
 
     this.health = new BundledFunction(this, 'Health', {
       entry: 'runtime/health/handler.ts',
@@ -45,17 +72,81 @@ export class RegionalStack extends TerraformStack {
       kmsKey: key,
       statements: [
         { sid: 'ProbeStateTable', actions: ['dynamodb:DescribeTable'], resources: [this.stateTable.arn] },
+        {
+          sid: 'RecordRegionStatus',
+          actions: ['dynamodb:PutItem'],
+          resources: [`arn:aws:dynamodb:${region}:${account}:table/${regionStatusTable}`],
+        },
       ],
-      environment: { STATE_TABLE_NAME: this.stateTable.name },
+      environment: { STATE_TABLE_NAME: this.stateTable.name, REGION_STATUS_TABLE_NAME: regionStatusTable },
       memoryMiB: env.lambda.memoryMiB,
       timeoutSec: env.lambda.timeoutSec,
       provisionedConcurrency: env.lambda.provisionedConcurrency,
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
     });
+    new Schedule(this, 'HealthReport', { ruleName: resourceName(env, 'health-report'), expression: 'rate(1 minute)', target: this.health });
+
+    const zone = new DataAwsRoute53Zone(this, 'Zone', { name: env.dns.zoneName, privateZone: false });
+    const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
+    this.api = new RegionalHttpApi(this, 'Api', {
+      name: resourceName(env, 'api'),
+      routes: [{ routeKey: 'GET /health', handler: this.health }],
+      kmsKey: key,
+      logRetentionDays: env.lambda.logRetentionDays,
+      customDomain: env.dns.customDomain ? { domainName: apiName, zoneId: zone.zoneId } : undefined,
+    });
+    const domain = this.api.domain;
+    new RegionalFailoverRecord(this, 'ApiRecord', {
+      zoneId: zone.zoneId,
+      recordName: apiName,
+      region,
+      target: domain
+        ? {
+            kind: 'alias',
+            dnsName: domain.domainNameConfiguration.targetDomainName,
+            zoneId: domain.domainNameConfiguration.hostedZoneId,
+          }
+        : { kind: 'cname', host: this.api.endpointHost },
+      healthCheckHost: this.api.endpointHost,
+      metricsProvider,
+    });
+
+    this.bus = new SyncBus(this, 'SyncBus', {
+      name: resourceName(env, 'sync'),
+      region,
+      peerRegions: env.regions.filter((r) => r !== region),
+      accountId: account,
+      kmsKey: key,
+    });
+
+    const forceDestroy = !env.dynamodb.deletionProtection;
+    new SecureBucket(this, 'Snapshots', { bucketName: bucketName(env, 'snapshots', region), kmsKey: key, expireAfterDays: 7, forceDestroy });
+    new SecureBucket(this, 'ArtifactCache', {
+      bucketName: bucketName(env, 'artifact-cache', region),
+      kmsKey: key,
+      expireAfterDays: 30,
+      forceDestroy,
+    });
+
+    new RunnerNetwork(this, 'RunnerNetwork', {
+      name: resourceName(env, 'runners'),
+      cidr: vpcCidr(env, region),
+      region,
+      natGateway: env.network.natGateway,
+      kmsKey: key,
+      flowLogRetentionDays: env.lambda.logRetentionDays,
+    });
+    new RunnerCluster(this, 'RunnerCluster', { clusterName: resourceName(env, 'runners') });
+
+    if (env.imageSourceAccountId) {
+      new RegistryReplicationPolicy(this, 'ImageReplication', { sourceAccountId: env.imageSourceAccountId, accountId: account, region });
+    }
 
     new TerraformOutput(this, 'health_function', { value: this.health.function.functionName });
-    new TerraformOutput(this, 'health_alias_arn', { value: this.health.alias.arn });
+    new TerraformOutput(this, 'api_endpoint', { value: this.api.api.apiEndpoint });
     new TerraformOutput(this, 'state_table', { value: this.stateTable.name });
+    new TerraformOutput(this, 'sync_topic_arn', { value: this.bus.topic.arn });
+    new TerraformOutput(this, 'sync_inbox_url', { value: this.bus.inbox.url });
   }
 }

@@ -3,12 +3,14 @@ import * as z from 'zod/mini';
 import { loadConfig } from '../lib/config';
 import { jsonResponse, type HttpResponse } from '../lib/http';
 import { createLogger } from '../lib/logger';
-import { assessHealth, verdictStatusCode } from './core';
+import { assessHealth, verdictStatusCode, type HealthVerdict } from './core';
 import { probeDynamodbTable } from './dynamodb-probe';
+import { recordRegionStatus } from './region-status';
 
 const settings = z.object({
   AWS_REGION: z.string().check(z.minLength(1, 'expected the region the function runs in')),
   STATE_TABLE_NAME: z.string().check(z.minLength(1, "expected the name of the region's state table")),
+  REGION_STATUS_TABLE_NAME: z.optional(z.string().check(z.minLength(1, 'expected the region-status table name'))),
   PROBE_TIMEOUT_MS: z._default(
     z.coerce.number().check(z.int(), z.gte(50), z.lte(10_000, 'expected a probe timeout of 50 to 10000 ms')),
     2_000,
@@ -21,6 +23,9 @@ export interface HealthDependencies {
   readonly now: () => Date;
 }
 
+/** Region-status items outlive a few missed schedules (one a minute), then expire. */
+const STATUS_TTL_SEC = 300;
+
 const logger = createLogger('health');
 let defaults: HealthDependencies | undefined;
 
@@ -29,19 +34,33 @@ function defaultDependencies(): HealthDependencies {
   return { config, dynamodb: new DynamoDBClient({ region: config.AWS_REGION }), now: () => new Date() };
 }
 
+async function assess(deps: HealthDependencies): Promise<HealthVerdict> {
+  const probes = [await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS)];
+  const verdict = assessHealth(deps.config.AWS_REGION, probes, deps.now());
+  if (verdict.status !== 'healthy') logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
+  return verdict;
+}
+
 /** Probes the region's dependencies and answers 200 when all serve, 503 naming those that do not. */
 export async function checkHealth(deps: HealthDependencies): Promise<HttpResponse> {
-  const probes = [
-    await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS),
-  ];
-  const verdict = assessHealth(deps.config.AWS_REGION, probes, deps.now());
-  if (verdict.status !== 'healthy')
-    logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
+  const verdict = await assess(deps);
   return jsonResponse(verdictStatusCode(verdict), verdict);
 }
 
-/** API Gateway HTTP API route `GET /health`. The event carries nothing the check needs. */
-export async function handler(): Promise<HttpResponse> {
+/** On schedule: assesses the region and records the verdict in the region-status table. */
+export async function reportHealth(deps: HealthDependencies): Promise<HealthVerdict> {
+  const verdict = await assess(deps);
+  const table = deps.config.REGION_STATUS_TABLE_NAME;
+  if (!table) throw new Error('REGION_STATUS_TABLE_NAME is not set: the scheduled report has nowhere to go');
+  await recordRegionStatus(deps.dynamodb, table, verdict, STATUS_TTL_SEC);
+  return verdict;
+}
+
+const isScheduledEvent = (event: unknown): boolean =>
+  typeof event === 'object' && event !== null && (event as { source?: unknown }).source === 'aws.events';
+
+/** `GET /health` through the HTTP API, or the EventBridge schedule that records the region's status. */
+export async function handler(event?: unknown): Promise<HttpResponse | HealthVerdict> {
   defaults ??= defaultDependencies();
-  return checkHealth(defaults);
+  return isScheduledEvent(event) ? reportHealth(defaults) : checkHealth(defaults);
 }

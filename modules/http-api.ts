@@ -1,0 +1,157 @@
+import { AcmCertificate } from '@cdktf/provider-aws/lib/acm-certificate';
+import { AcmCertificateValidation } from '@cdktf/provider-aws/lib/acm-certificate-validation';
+import { Apigatewayv2Api } from '@cdktf/provider-aws/lib/apigatewayv2-api';
+import { Apigatewayv2ApiMapping } from '@cdktf/provider-aws/lib/apigatewayv2-api-mapping';
+import { Apigatewayv2DomainName } from '@cdktf/provider-aws/lib/apigatewayv2-domain-name';
+import { Apigatewayv2Integration } from '@cdktf/provider-aws/lib/apigatewayv2-integration';
+import { Apigatewayv2Route } from '@cdktf/provider-aws/lib/apigatewayv2-route';
+import { Apigatewayv2Stage } from '@cdktf/provider-aws/lib/apigatewayv2-stage';
+import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
+import { LambdaPermission } from '@cdktf/provider-aws/lib/lambda-permission';
+import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
+import { Fn } from 'cdktf';
+import { Construct } from 'constructs';
+import type { BundledFunction } from './bundled-function';
+import type { KmsKey } from './kms-key';
+import { fail, requireMatch } from './lib/validate';
+
+/** A route of the API and the function serving it (through its `live` alias). */
+export interface HttpRoute {
+  /** `METHOD /path`, e.g. `GET /health`. */
+  readonly routeKey: string;
+  readonly handler: BundledFunction;
+}
+
+/** The regional custom domain the API serves under, with its certificate validated in the zone. */
+export interface CustomDomain {
+  /** Fully qualified name, e.g. `api.estate.example.com` (the same in every region). */
+  readonly domainName: string;
+  /** Hosted zone holding the name. */
+  readonly zoneId: string;
+}
+
+export interface RegionalHttpApiProps {
+  /** API name, e.g. `dev-api`. */
+  readonly name: string;
+  readonly routes: readonly HttpRoute[];
+  /** Key for the access-log group. */
+  readonly kmsKey: KmsKey;
+  /** Access-log retention in days. Default: 365. */
+  readonly logRetentionDays?: number;
+  /** Serve under a regional custom domain. Default: the execute-api host only. */
+  readonly customDomain?: CustomDomain;
+  /** Steady-state requests per second on every route. Default: 100. */
+  readonly throttleRatePerSec?: number;
+}
+
+/**
+ * A region's HTTP API (API Gateway v2): Lambda proxy routes to `live` aliases with permissions scoped to
+ * their route, a `$default` stage with JSON access logs and throttling, and optionally a regional custom
+ * domain with a DNS-validated certificate. `endpointHost` is what a health check probes and, without a
+ * custom domain, what the latency record points at.
+ */
+export class RegionalHttpApi extends Construct {
+  readonly api: Apigatewayv2Api;
+  readonly stage: Apigatewayv2Stage;
+  readonly domain?: Apigatewayv2DomainName;
+
+  constructor(scope: Construct, id: string, props: RegionalHttpApiProps) {
+    super(scope, id);
+    requireMatch('RegionalHttpApi', 'name', props.name, /^[a-zA-Z0-9_-]{1,128}$/, '1-128 letters, digits, - or _');
+    if (props.routes.length === 0) fail('RegionalHttpApi', 'routes', [], 'at least one route');
+    const keys = props.routes.map((r) => r.routeKey);
+    keys.forEach((key) =>
+      requireMatch('RegionalHttpApi', 'routeKey', key, /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) \/[^\s]*$/, 'METHOD /path'),
+    );
+    if (new Set(keys).size !== keys.length) fail('RegionalHttpApi', 'routes', keys, 'distinct route keys');
+
+    this.api = new Apigatewayv2Api(this, 'Api', { name: props.name, protocolType: 'HTTP' });
+    const accessLogs = new CloudwatchLogGroup(this, 'AccessLogs', {
+      name: `/aws/apigateway/${props.name}`,
+      retentionInDays: props.logRetentionDays ?? 365,
+      kmsKeyId: props.kmsKey.arn,
+    });
+    const rate = props.throttleRatePerSec ?? 100;
+    this.stage = new Apigatewayv2Stage(this, 'Stage', {
+      apiId: this.api.id,
+      name: '$default',
+      autoDeploy: true,
+      defaultRouteSettings: { throttlingRateLimit: rate, throttlingBurstLimit: rate * 2 },
+      accessLogSettings: {
+        destinationArn: accessLogs.arn,
+        format: JSON.stringify({
+          requestId: '$context.requestId',
+          routeKey: '$context.routeKey',
+          status: '$context.status',
+          latencyMs: '$context.responseLatency',
+          integrationError: '$context.integrationErrorMessage',
+        }),
+      },
+    });
+
+    props.routes.forEach((route, index) => {
+      const integration = new Apigatewayv2Integration(this, `Integration${index}`, {
+        apiId: this.api.id,
+        integrationType: 'AWS_PROXY',
+        integrationUri: route.handler.alias.invokeArn,
+        payloadFormatVersion: '2.0',
+        timeoutMilliseconds: 10_000,
+      });
+      new Apigatewayv2Route(this, `Route${index}`, {
+        apiId: this.api.id,
+        routeKey: route.routeKey,
+        target: `integrations/${integration.id}`,
+      });
+      const [method, path] = route.routeKey.split(' ');
+      new LambdaPermission(this, `Invoke${index}`, {
+        statementId: `HttpApi${index}`,
+        action: 'lambda:InvokeFunction',
+        functionName: route.handler.function.functionName,
+        qualifier: route.handler.alias.name,
+        principal: 'apigateway.amazonaws.com',
+        sourceArn: `${this.api.executionArn}/*/${method === 'ANY' ? '*' : method}${path}`,
+      });
+    });
+
+    if (props.customDomain) {
+      this.domain = this.addCustomDomain(props.customDomain);
+    }
+  }
+
+  /** Host of the API's own regional endpoint (`<id>.execute-api.<region>.amazonaws.com`). */
+  get endpointHost(): string {
+    return Fn.replace(this.api.apiEndpoint, 'https://', '');
+  }
+
+  private addCustomDomain(custom: CustomDomain): Apigatewayv2DomainName {
+    const certificate = new AcmCertificate(this, 'Certificate', {
+      domainName: custom.domainName,
+      validationMethod: 'DNS',
+      lifecycle: { createBeforeDestroy: true },
+    });
+    const option = certificate.domainValidationOptions.get(0);
+    // Every region validates the same name with the same record: overwriting is the intended outcome.
+    const record = new Route53Record(this, 'CertificateValidation', {
+      zoneId: custom.zoneId,
+      name: option.resourceRecordName,
+      type: option.resourceRecordType,
+      records: [option.resourceRecordValue],
+      ttl: 300,
+      allowOverwrite: true,
+    });
+    const validated = new AcmCertificateValidation(this, 'Validated', {
+      certificateArn: certificate.arn,
+      validationRecordFqdns: [record.fqdn],
+    });
+    const domain = new Apigatewayv2DomainName(this, 'Domain', {
+      domainName: custom.domainName,
+      domainNameConfiguration: {
+        certificateArn: validated.certificateArn,
+        endpointType: 'REGIONAL',
+        securityPolicy: 'TLS_1_2',
+      },
+    });
+    new Apigatewayv2ApiMapping(this, 'Mapping', { apiId: this.api.id, domainName: domain.id, stage: this.stage.id });
+    return domain;
+  }
+}
