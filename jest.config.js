@@ -20,6 +20,7 @@ module.exports = {
       testMatch: ['<rootDir>/test/synth/**/*.test.ts'],
       setupFilesAfterEnv: ['<rootDir>/test/support/cdktf-matchers.ts'],
     },
+    { ...base, displayName: 'policy', testMatch: ['<rootDir>/test/policy/**/*.test.ts'] },
     { ...base, displayName: 'terraform', testMatch: ['<rootDir>/test/terraform/**/*.test.ts'] },
     {
       ...base,

@@ -160,7 +160,9 @@ export const environmentSchema = z
         firstVpcCidr: z
           .string()
           .regex(/^10\.(\d{1,3})\.0\.0\/16$/, { error: () => 'expected a 10.x.0.0/16 CIDR' })
-          .refine((cidr) => Number(cidr.split('.')[1]) <= 200, { error: () => 'expected 10.x.0.0/16 with x <= 200' }),
+          .refine((cidr) => Number(cidr.split('.')[1]) <= 200, {
+            error: () => 'expected 10.x.0.0/16 with x <= 200',
+          }),
         /** A NAT gateway per region for the runners' private subnets (about 32 USD a month each). */
         natGateway: z.boolean().default(true),
       })
@@ -172,10 +174,16 @@ export const environmentSchema = z
       .strictObject({
         /** ECR repositories, e.g. `runner`. */
         repositories: z
-          .array(z.string().regex(/^[a-z0-9][a-z0-9._/-]{1,200}$/, { error: () => 'expected an ECR repository name' }))
+          .array(
+            z
+              .string()
+              .regex(/^[a-z0-9][a-z0-9._/-]{1,200}$/, { error: () => 'expected an ECR repository name' }),
+          )
           .min(1, { error: () => 'expected at least one repository' }),
         /** Accounts that pull images and receive them by registry replication (dev, prod). */
-        consumerAccountIds: z.array(z.string().regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' })),
+        consumerAccountIds: z.array(
+          z.string().regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' }),
+        ),
         /** Replicate images to the other regions and the consumer accounts (the emulator cannot read it back). */
         registryReplication: z.boolean().default(true),
       })

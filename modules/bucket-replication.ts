@@ -40,17 +40,27 @@ export class BucketReplication extends Construct {
       name: `${props.source.node.id.toLowerCase()}-replication-${props.region}`.slice(0, 64),
       assumeRolePolicy: JSON.stringify({
         Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Service: 's3.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+        Statement: [
+          { Effect: 'Allow', Principal: { Service: 's3.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ],
       }),
     });
     new IamRolePolicy(this, 'Policy', {
       name: 'replicate',
       role: this.role.id,
       policy: policyDocument([
-        { sid: 'ReadSourceConfig', actions: ['s3:GetReplicationConfiguration', 's3:ListBucket'], resources: [props.source.arn] },
+        {
+          sid: 'ReadSourceConfig',
+          actions: ['s3:GetReplicationConfiguration', 's3:ListBucket'],
+          resources: [props.source.arn],
+        },
         {
           sid: 'ReadSourceVersions',
-          actions: ['s3:GetObjectVersionForReplication', 's3:GetObjectVersionAcl', 's3:GetObjectVersionTagging'],
+          actions: [
+            's3:GetObjectVersionForReplication',
+            's3:GetObjectVersionAcl',
+            's3:GetObjectVersionTagging',
+          ],
           resources: [`${props.source.arn}/*`],
         },
         {
@@ -64,7 +74,9 @@ export class BucketReplication extends Construct {
           actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
           resources: props.replicas.map((r) => `arn:aws:kms:${r.region}:${props.accountId}:key/*`),
           conditions: {
-            'ForAnyValue:StringEquals': { 'kms:ResourceAliases': props.replicas.map((r) => `alias/${r.keyAlias}`) },
+            'ForAnyValue:StringEquals': {
+              'kms:ResourceAliases': props.replicas.map((r) => `alias/${r.keyAlias}`),
+            },
           },
         },
       ]),
@@ -83,7 +95,9 @@ export class BucketReplication extends Construct {
         destination: {
           bucket: replicaArn(replica),
           storageClass: 'STANDARD',
-          encryptionConfiguration: { replicaKmsKeyId: KmsKey.aliasArn(replica.region, props.accountId, replica.keyAlias) },
+          encryptionConfiguration: {
+            replicaKmsKeyId: KmsKey.aliasArn(replica.region, props.accountId, replica.keyAlias),
+          },
           replicationTime: { status: 'Enabled', time: { minutes: 15 } },
           metrics: { status: 'Enabled', eventThreshold: { minutes: 15 } },
         },

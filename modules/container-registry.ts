@@ -39,11 +39,25 @@ export class ContainerRegistry extends Construct {
 
   constructor(scope: Construct, id: string, props: ContainerRegistryProps) {
     super(scope, id);
-    if (props.repositories.length === 0) fail('ContainerRegistry', 'repositories', [], 'at least one repository name');
-    const keep = requireIntInRange('ContainerRegistry', 'keepTaggedImages', props.keepTaggedImages ?? 100, 1, 10000);
-    const untaggedDays = requireIntInRange('ContainerRegistry', 'untaggedExpiryDays', props.untaggedExpiryDays ?? 14, 1, 3650);
+    if (props.repositories.length === 0)
+      fail('ContainerRegistry', 'repositories', [], 'at least one repository name');
+    const keep = requireIntInRange(
+      'ContainerRegistry',
+      'keepTaggedImages',
+      props.keepTaggedImages ?? 100,
+      1,
+      10000,
+    );
+    const untaggedDays = requireIntInRange(
+      'ContainerRegistry',
+      'untaggedExpiryDays',
+      props.untaggedExpiryDays ?? 14,
+      1,
+      3650,
+    );
     const destinations = props.replicateTo ?? [];
-    if (destinations.length > 25) fail('ContainerRegistry', 'replicateTo', destinations.length, 'at most 25 destinations (an ECR limit)');
+    if (destinations.length > 25)
+      fail('ContainerRegistry', 'replicateTo', destinations.length, 'at most 25 destinations (an ECR limit)');
     const pullers = props.pullAccountIds ?? [];
 
     this.repositories = props.repositories.map((name, index) => {
@@ -60,7 +74,12 @@ export class ContainerRegistry extends Construct {
             {
               rulePriority: 1,
               description: `expire untagged images after ${untaggedDays} days`,
-              selection: { tagStatus: 'untagged', countType: 'sinceImagePushed', countUnit: 'days', countNumber: untaggedDays },
+              selection: {
+                tagStatus: 'untagged',
+                countType: 'sinceImagePushed',
+                countUnit: 'days',
+                countNumber: untaggedDays,
+              },
               action: { type: 'expire' },
             },
             {
@@ -82,7 +101,11 @@ export class ContainerRegistry extends Construct {
                 Sid: 'ConsumerAccountsPull',
                 Effect: 'Allow',
                 Principal: { AWS: pullers.map((account) => `arn:aws:iam::${account}:root`) },
-                Action: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
+                Action: [
+                  'ecr:BatchGetImage',
+                  'ecr:GetDownloadUrlForLayer',
+                  'ecr:BatchCheckLayerAvailability',
+                ],
               },
             ],
           }),

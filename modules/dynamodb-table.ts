@@ -57,13 +57,27 @@ export class DynamodbTable extends Construct {
     const ttlAttribute = props.ttlAttribute ?? 'expiresAt';
     const replicaKeys = props.replicaKeys ?? [];
     const replicaRegions = replicaKeys.map((key) => key.region);
-    if (replicaRegions.includes(props.kmsKey.region) || new Set(replicaRegions).size !== replicaRegions.length) {
-      fail('DynamodbTable', 'replicaKeys', replicaRegions, `one key per region, none in the table's region ${props.kmsKey.region}`);
+    if (
+      replicaRegions.includes(props.kmsKey.region) ||
+      new Set(replicaRegions).size !== replicaRegions.length
+    ) {
+      fail(
+        'DynamodbTable',
+        'replicaKeys',
+        replicaRegions,
+        `one key per region, none in the table's region ${props.kmsKey.region}`,
+      );
     }
     if (replicaKeys.length > 0 && props.streamViewType && props.streamViewType !== 'NEW_AND_OLD_IMAGES') {
-      fail('DynamodbTable', 'streamViewType', props.streamViewType, 'NEW_AND_OLD_IMAGES, which replication requires');
+      fail(
+        'DynamodbTable',
+        'streamViewType',
+        props.streamViewType,
+        'NEW_AND_OLD_IMAGES, which replication requires',
+      );
     }
-    const streamViewType = props.streamViewType ?? (replicaKeys.length > 0 ? 'NEW_AND_OLD_IMAGES' : undefined);
+    const streamViewType =
+      props.streamViewType ?? (replicaKeys.length > 0 ? 'NEW_AND_OLD_IMAGES' : undefined);
 
     this.table = new DynamodbTableResource(this, 'Table', {
       name: props.tableName,

@@ -44,10 +44,23 @@ export class RegionalFailoverRecord extends Construct {
 
   constructor(scope: Construct, id: string, props: RegionalFailoverRecordProps) {
     super(scope, id);
-    const path = requireMatch('RegionalFailoverRecord', 'healthPath', props.healthPath ?? '/health', /^\/\S*$/, 'a path starting with /');
+    const path = requireMatch(
+      'RegionalFailoverRecord',
+      'healthPath',
+      props.healthPath ?? '/health',
+      /^\/\S*$/,
+      'a path starting with /',
+    );
     const interval = props.requestIntervalSec ?? 10;
-    if (interval !== 10 && interval !== 30) requireIntInRange('RegionalFailoverRecord', 'requestIntervalSec', interval, 10, 10);
-    const threshold = requireIntInRange('RegionalFailoverRecord', 'failureThreshold', props.failureThreshold ?? 3, 1, 10);
+    if (interval !== 10 && interval !== 30)
+      requireIntInRange('RegionalFailoverRecord', 'requestIntervalSec', interval, 10, 10);
+    const threshold = requireIntInRange(
+      'RegionalFailoverRecord',
+      'failureThreshold',
+      props.failureThreshold ?? 3,
+      1,
+      10,
+    );
     const ttl = requireIntInRange('RegionalFailoverRecord', 'ttlSec', props.ttlSec ?? 60, 0, 86400);
 
     this.healthCheck = new Route53HealthCheck(this, 'HealthCheck', {

@@ -57,11 +57,23 @@ export class RegionalHttpApi extends Construct {
 
   constructor(scope: Construct, id: string, props: RegionalHttpApiProps) {
     super(scope, id);
-    requireMatch('RegionalHttpApi', 'name', props.name, /^[a-zA-Z0-9_-]{1,128}$/, '1-128 letters, digits, - or _');
+    requireMatch(
+      'RegionalHttpApi',
+      'name',
+      props.name,
+      /^[a-zA-Z0-9_-]{1,128}$/,
+      '1-128 letters, digits, - or _',
+    );
     if (props.routes.length === 0) fail('RegionalHttpApi', 'routes', [], 'at least one route');
     const keys = props.routes.map((r) => r.routeKey);
     keys.forEach((key) =>
-      requireMatch('RegionalHttpApi', 'routeKey', key, /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) \/[^\s]*$/, 'METHOD /path'),
+      requireMatch(
+        'RegionalHttpApi',
+        'routeKey',
+        key,
+        /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) \/[^\s]*$/,
+        'METHOD /path',
+      ),
     );
     if (new Set(keys).size !== keys.length) fail('RegionalHttpApi', 'routes', keys, 'distinct route keys');
 
@@ -151,7 +163,11 @@ export class RegionalHttpApi extends Construct {
         securityPolicy: 'TLS_1_2',
       },
     });
-    new Apigatewayv2ApiMapping(this, 'Mapping', { apiId: this.api.id, domainName: domain.id, stage: this.stage.id });
+    new Apigatewayv2ApiMapping(this, 'Mapping', {
+      apiId: this.api.id,
+      domainName: domain.id,
+      stage: this.stage.id,
+    });
     return domain;
   }
 }

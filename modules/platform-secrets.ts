@@ -25,7 +25,12 @@ export class PlatformSecrets extends Construct {
     );
     const regions = props.replicaKeys.map((k) => k.region);
     if (regions.includes(props.primaryKey.region) || new Set(regions).size !== regions.length) {
-      fail('PlatformSecrets', 'replicaKeys', regions, `one key per region other than ${props.primaryKey.region}`);
+      fail(
+        'PlatformSecrets',
+        'replicaKeys',
+        regions,
+        `one key per region other than ${props.primaryKey.region}`,
+      );
     }
     this.secrets = props.names.map(
       (name, index) =>

@@ -14,7 +14,13 @@ export interface RegistryReplicationPolicyProps {
 export class RegistryReplicationPolicy extends Construct {
   constructor(scope: Construct, id: string, props: RegistryReplicationPolicyProps) {
     super(scope, id);
-    requireMatch('RegistryReplicationPolicy', 'sourceAccountId', props.sourceAccountId, /^\d{12}$/, 'a 12-digit AWS account id');
+    requireMatch(
+      'RegistryReplicationPolicy',
+      'sourceAccountId',
+      props.sourceAccountId,
+      /^\d{12}$/,
+      'a 12-digit AWS account id',
+    );
     new EcrRegistryPolicy(this, 'Policy', {
       policy: JSON.stringify({
         Version: '2012-10-17',

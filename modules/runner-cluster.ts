@@ -18,7 +18,13 @@ export class RunnerCluster extends Construct {
 
   constructor(scope: Construct, id: string, props: RunnerClusterProps) {
     super(scope, id);
-    requireMatch('RunnerCluster', 'clusterName', props.clusterName, /^[a-zA-Z0-9_-]{1,255}$/, '1-255 letters, digits, - or _');
+    requireMatch(
+      'RunnerCluster',
+      'clusterName',
+      props.clusterName,
+      /^[a-zA-Z0-9_-]{1,255}$/,
+      '1-255 letters, digits, - or _',
+    );
     const base = requireIntInRange('RunnerCluster', 'onDemandBase', props.onDemandBase ?? 1, 0, 100000);
     const spotWeight = requireIntInRange('RunnerCluster', 'spotWeight', props.spotWeight ?? 3, 0, 1000);
     this.cluster = new EcsCluster(this, 'Cluster', {

@@ -48,7 +48,13 @@ export class RunnerNetwork extends Construct {
 
   constructor(scope: Construct, id: string, props: RunnerNetworkProps) {
     super(scope, id);
-    const cidr = requireMatch('RunnerNetwork', 'cidr', props.cidr, /^10\.\d{1,3}\.0\.0\/16$/, 'a 10.x.0.0/16 CIDR');
+    const cidr = requireMatch(
+      'RunnerNetwork',
+      'cidr',
+      props.cidr,
+      /^10\.\d{1,3}\.0\.0\/16$/,
+      'a 10.x.0.0/16 CIDR',
+    );
     const prefix = cidr.split('.').slice(0, 2).join('.');
     const zones = new DataAwsAvailabilityZones(this, 'Zones', { state: 'available' });
 
@@ -80,7 +86,8 @@ export class RunnerNetwork extends Construct {
       props.natGateway === false
         ? undefined
         : new NatGateway(this, 'Nat', {
-            allocationId: new Eip(this, 'NatAddress', { domain: 'vpc', tags: { Name: `${props.name}-nat` } }).id,
+            allocationId: new Eip(this, 'NatAddress', { domain: 'vpc', tags: { Name: `${props.name}-nat` } })
+              .id,
             subnetId: this.publicSubnets[0]?.id ?? '',
             tags: { Name: props.name },
             dependsOn: [internet],
@@ -90,8 +97,17 @@ export class RunnerNetwork extends Construct {
       route: nat ? [{ cidrBlock: '0.0.0.0/0', natGatewayId: nat.id }] : [],
       tags: { Name: `${props.name}-private` },
     });
-    this.publicSubnets.forEach((s, i) => new RouteTableAssociation(this, `PublicRoute${i}`, { subnetId: s.id, routeTableId: publicRoutes.id }));
-    this.privateSubnets.forEach((s, i) => new RouteTableAssociation(this, `PrivateRoute${i}`, { subnetId: s.id, routeTableId: privateRoutes.id }));
+    this.publicSubnets.forEach(
+      (s, i) =>
+        new RouteTableAssociation(this, `PublicRoute${i}`, { subnetId: s.id, routeTableId: publicRoutes.id }),
+    );
+    this.privateSubnets.forEach(
+      (s, i) =>
+        new RouteTableAssociation(this, `PrivateRoute${i}`, {
+          subnetId: s.id,
+          routeTableId: privateRoutes.id,
+        }),
+    );
 
     for (const service of ['s3', 'dynamodb'] as const) {
       new VpcEndpoint(this, `${service === 's3' ? 'S3' : 'Dynamodb'}Endpoint`, {
@@ -103,13 +119,20 @@ export class RunnerNetwork extends Construct {
       });
     }
 
-    new DefaultSecurityGroup(this, 'DefaultSecurityGroup', { vpcId, ingress: [], egress: [], tags: { Name: `${props.name}-default-closed` } });
+    new DefaultSecurityGroup(this, 'DefaultSecurityGroup', {
+      vpcId,
+      ingress: [],
+      egress: [],
+      tags: { Name: `${props.name}-default-closed` },
+    });
     this.runnerSecurityGroup = new SecurityGroup(this, 'RunnerSecurityGroup', {
       name: `${props.name}-runner`,
       description: 'Self-hosted runners: no inbound, HTTPS out',
       vpcId,
       ingress: [],
-      egress: [{ description: 'HTTPS out', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] }],
+      egress: [
+        { description: 'HTTPS out', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] },
+      ],
     });
 
     const flowLogs = new CloudwatchLogGroup(this, 'FlowLogs', {
@@ -121,7 +144,13 @@ export class RunnerNetwork extends Construct {
       name: `${props.name}-flow-logs-${props.region}`,
       assumeRolePolicy: JSON.stringify({
         Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Service: 'vpc-flow-logs.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'vpc-flow-logs.amazonaws.com' },
+            Action: 'sts:AssumeRole',
+          },
+        ],
       }),
     });
     new IamRolePolicy(this, 'FlowLogPolicy', {

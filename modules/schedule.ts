@@ -22,11 +22,26 @@ export class Schedule extends Construct {
 
   constructor(scope: Construct, id: string, props: ScheduleProps) {
     super(scope, id);
-    requireMatch('Schedule', 'ruleName', props.ruleName, /^[a-zA-Z0-9._-]{1,64}$/, '1-64 letters, digits, ., - or _');
-    requireMatch('Schedule', 'expression', props.expression, /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$/, 'rate(<n> <unit>) or cron(...)');
+    requireMatch(
+      'Schedule',
+      'ruleName',
+      props.ruleName,
+      /^[a-zA-Z0-9._-]{1,64}$/,
+      '1-64 letters, digits, ., - or _',
+    );
+    requireMatch(
+      'Schedule',
+      'expression',
+      props.expression,
+      /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$/,
+      'rate(<n> <unit>) or cron(...)',
+    );
     const maxRetries = requireIntInRange('Schedule', 'maxRetries', props.maxRetries ?? 2, 0, 185);
 
-    this.rule = new CloudwatchEventRule(this, 'Rule', { name: props.ruleName, scheduleExpression: props.expression });
+    this.rule = new CloudwatchEventRule(this, 'Rule', {
+      name: props.ruleName,
+      scheduleExpression: props.expression,
+    });
     new CloudwatchEventTarget(this, 'Target', {
       rule: this.rule.name,
       arn: props.target.alias.arn,

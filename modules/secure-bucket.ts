@@ -40,11 +40,26 @@ export class SecureBucket extends Construct {
       /^(?!xn--)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
       '3-63 lower-case letters, digits, - or ., starting and ending with a letter or digit',
     );
-    const expireAfterDays = requireIntInRange('SecureBucket', 'expireAfterDays', props.expireAfterDays ?? 0, 0, 36500);
-    const noncurrentDays = requireIntInRange('SecureBucket', 'noncurrentVersionDays', props.noncurrentVersionDays ?? 30, 1, 36500);
+    const expireAfterDays = requireIntInRange(
+      'SecureBucket',
+      'expireAfterDays',
+      props.expireAfterDays ?? 0,
+      0,
+      36500,
+    );
+    const noncurrentDays = requireIntInRange(
+      'SecureBucket',
+      'noncurrentVersionDays',
+      props.noncurrentVersionDays ?? 30,
+      1,
+      36500,
+    );
     this.kmsKey = props.kmsKey;
 
-    this.bucket = new S3Bucket(this, 'Bucket', { bucket: props.bucketName, forceDestroy: props.forceDestroy ?? false });
+    this.bucket = new S3Bucket(this, 'Bucket', {
+      bucket: props.bucketName,
+      forceDestroy: props.forceDestroy ?? false,
+    });
     const bucket = this.bucket.id;
     new S3BucketPublicAccessBlock(this, 'PublicAccessBlock', {
       bucket,
@@ -53,12 +68,23 @@ export class SecureBucket extends Construct {
       ignorePublicAcls: true,
       restrictPublicBuckets: true,
     });
-    new S3BucketOwnershipControls(this, 'Ownership', { bucket, rule: { objectOwnership: 'BucketOwnerEnforced' } });
+    new S3BucketOwnershipControls(this, 'Ownership', {
+      bucket,
+      rule: { objectOwnership: 'BucketOwnerEnforced' },
+    });
     new S3BucketServerSideEncryptionConfigurationA(this, 'Encryption', {
       bucket,
-      rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: props.kmsKey.arn }, bucketKeyEnabled: true }],
+      rule: [
+        {
+          applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: props.kmsKey.arn },
+          bucketKeyEnabled: true,
+        },
+      ],
     });
-    this.versioning = new S3BucketVersioningA(this, 'Versioning', { bucket, versioningConfiguration: { status: 'Enabled' } });
+    this.versioning = new S3BucketVersioningA(this, 'Versioning', {
+      bucket,
+      versioningConfiguration: { status: 'Enabled' },
+    });
     new S3BucketPolicy(this, 'TlsOnly', {
       bucket,
       policy: JSON.stringify({

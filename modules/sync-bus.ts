@@ -21,6 +21,12 @@ export interface SyncBusProps {
   readonly maxReceiveCount?: number;
   /** Inbox visibility timeout, at least the consumer's timeout. Default: 60. */
   readonly visibilityTimeoutSec?: number;
+  /**
+   * Write the redrive policy as the emulator echoes it back (`", "` and `": "` separators). The provider
+   * compares that attribute as text, so against moto a compact policy would show as a change on every
+   * plan. Default: false (compact, as AWS echoes it).
+   */
+  readonly emulatorJsonStyle?: boolean;
 }
 
 const arn = (service: 'sns' | 'sqs', region: string, accountId: string, resource: string) =>
@@ -52,12 +58,28 @@ export class SyncBus extends Construct {
   constructor(scope: Construct, id: string, props: SyncBusProps) {
     super(scope, id);
     requireMatch('SyncBus', 'name', props.name, /^[a-zA-Z0-9_-]{1,70}$/, '1-70 letters, digits, - or _');
-    if (props.peerRegions.length === 0) fail('SyncBus', 'peerRegions', props.peerRegions, 'at least one other region');
-    if (props.peerRegions.includes(props.region) || new Set(props.peerRegions).size !== props.peerRegions.length) {
+    if (props.peerRegions.length === 0)
+      fail('SyncBus', 'peerRegions', props.peerRegions, 'at least one other region');
+    if (
+      props.peerRegions.includes(props.region) ||
+      new Set(props.peerRegions).size !== props.peerRegions.length
+    ) {
       fail('SyncBus', 'peerRegions', props.peerRegions, `distinct regions other than ${props.region}`);
     }
-    const maxReceiveCount = requireIntInRange('SyncBus', 'maxReceiveCount', props.maxReceiveCount ?? 5, 1, 1000);
-    const visibilityTimeoutSec = requireIntInRange('SyncBus', 'visibilityTimeoutSec', props.visibilityTimeoutSec ?? 60, 0, 43200);
+    const maxReceiveCount = requireIntInRange(
+      'SyncBus',
+      'maxReceiveCount',
+      props.maxReceiveCount ?? 5,
+      1,
+      1000,
+    );
+    const visibilityTimeoutSec = requireIntInRange(
+      'SyncBus',
+      'visibilityTimeoutSec',
+      props.visibilityTimeoutSec ?? 60,
+      0,
+      43200,
+    );
     const key = props.kmsKey.arn;
 
     this.topic = new SnsTopic(this, 'Topic', { name: props.name, kmsMasterKeyId: key });
@@ -71,10 +93,14 @@ export class SyncBus extends Construct {
       kmsMasterKeyId: key,
       visibilityTimeoutSeconds: visibilityTimeoutSec,
       messageRetentionSeconds: 4 * 24 * 3600,
-      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      redrivePolicy: props.emulatorJsonStyle
+        ? `{"deadLetterTargetArn": "${this.deadLetterQueue.arn}", "maxReceiveCount": ${maxReceiveCount}}`
+        : JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
     });
 
-    this.admittedTopicArns = props.peerRegions.map((peer) => SyncBus.topicArn(peer, props.accountId, props.name));
+    this.admittedTopicArns = props.peerRegions.map((peer) =>
+      SyncBus.topicArn(peer, props.accountId, props.name),
+    );
     new SqsQueuePolicy(this, 'InboxPolicy', {
       queueUrl: this.inbox.url,
       policy: JSON.stringify({

@@ -7,25 +7,25 @@ import { SharedStack } from './shared-stack';
 
 /**
  * The whole estate, with the order `cdktf deploy` follows: shared services first (the build region last,
- * as it replicates into the others), then each environment's global stack, then its regions, primary
- * first.
+ * as it replicates into the others), then each environment's global stack, then its regions.
  */
 export function buildEstate(scope: Construct, environments: readonly EnvironmentConfig[]): TerraformStack[] {
-  const sharedByEnvironment = new Map(environments.map((environment) => [environment, sharedStacksOf(scope, environment)]));
+  const sharedByEnvironment = new Map(
+    environments.map((environment) => [environment, sharedStacksOf(scope, environment)]),
+  );
   const servingShared = (consumer: EnvironmentConfig) =>
     environments
-      .filter((host) => host === consumer || host.sharedServices?.consumerAccountIds.includes(consumer.accountId))
+      .filter(
+        (host) => host === consumer || host.sharedServices?.consumerAccountIds.includes(consumer.accountId),
+      )
       .flatMap((host) => sharedByEnvironment.get(host) ?? []);
   const workloadStacks = environments.flatMap((environment) => {
     if (!environment.workloads) return [];
     const global = new GlobalStack(scope, { environment });
     servingShared(environment).forEach((shared) => global.addDependency(shared));
     const regional = environment.regions.map((region) => new RegionalStack(scope, { environment, region }));
-    regional.forEach((stack, index) => {
-      stack.addDependency(global);
-      const previous = regional[index - 1];
-      if (previous) stack.addDependency(previous);
-    });
+    // Regions depend on the global stack only: `npm run rollout` takes them one at a time, primary first.
+    regional.forEach((stack) => stack.addDependency(global));
     return [global, ...regional];
   });
   return [...[...sharedByEnvironment.values()].flat(), ...workloadStacks];

@@ -32,7 +32,10 @@ export class GlobalStack extends TerraformStack {
     if (!primary) throw new Error(`environment ${env.name} has no regions`);
     regionProvider(this, 'aws', { environment: env, region: primary, stackName: name });
     const providers = new Map<string, AwsProvider>(
-      others.map((region) => [region, regionProvider(this, `aws-${region}`, { environment: env, region, stackName: name, alias: region })]),
+      others.map((region) => [
+        region,
+        regionProvider(this, `aws-${region}`, { environment: env, region, stackName: name, alias: region }),
+      ]),
     );
 
     this.zone = new Route53Zone(this, 'Zone', { name: env.dns.zoneName, comment: `${env.name} estate` });

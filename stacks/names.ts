@@ -2,7 +2,8 @@ import type { AwsRegion, EnvironmentConfig } from '../environments';
 import type { KeyAttribute } from '../modules/dynamodb-table';
 
 /** `<env>-<region>`: everything regional of an environment. */
-export const regionalStackName = (env: EnvironmentConfig, region: AwsRegion): string => `${env.name}-${region}`;
+export const regionalStackName = (env: EnvironmentConfig, region: AwsRegion): string =>
+  `${env.name}-${region}`;
 /** `<env>-global`: what spans the environment's regions. */
 export const globalStackName = (env: EnvironmentConfig): string => `${env.name}-global`;
 /** `shared-<region>` for the shared account; `<env>-shared-<region>` where another environment hosts them. */
@@ -15,12 +16,13 @@ export const bucketName = (env: EnvironmentConfig, purpose: string, region: AwsR
   `${env.name}-${purpose}-${env.accountId}-${region}`;
 
 /** Tables every region shares (DynamoDB global tables), by purpose, with their partition key. */
-export const GLOBAL_TABLES: ReadonlyArray<{ readonly purpose: string; readonly partitionKey: KeyAttribute }> = [
-  { purpose: 'runner-workflows', partitionKey: { name: 'workflowId', type: 'S' } },
-  { purpose: 'idempotency-keys', partitionKey: { name: 'key', type: 'S' } },
-  { purpose: 'artifact-cache-index', partitionKey: { name: 'cacheKey', type: 'S' } },
-  { purpose: 'region-status', partitionKey: { name: 'region', type: 'S' } },
-];
+export const GLOBAL_TABLES: ReadonlyArray<{ readonly purpose: string; readonly partitionKey: KeyAttribute }> =
+  [
+    { purpose: 'runner-workflows', partitionKey: { name: 'workflowId', type: 'S' } },
+    { purpose: 'idempotency-keys', partitionKey: { name: 'key', type: 'S' } },
+    { purpose: 'artifact-cache-index', partitionKey: { name: 'cacheKey', type: 'S' } },
+    { purpose: 'region-status', partitionKey: { name: 'region', type: 'S' } },
+  ];
 
 /** Alias of the key, in every region, that encrypts what the global stack owns there. */
 export const globalKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'global');

@@ -85,7 +85,11 @@ export class RegionalStack extends TerraformStack {
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
     });
-    new Schedule(this, 'HealthReport', { ruleName: resourceName(env, 'health-report'), expression: 'rate(1 minute)', target: this.health });
+    new Schedule(this, 'HealthReport', {
+      ruleName: resourceName(env, 'health-report'),
+      expression: 'rate(1 minute)',
+      target: this.health,
+    });
 
     const zone = new DataAwsRoute53Zone(this, 'Zone', { name: env.dns.zoneName, privateZone: false });
     const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
@@ -118,10 +122,16 @@ export class RegionalStack extends TerraformStack {
       peerRegions: env.regions.filter((r) => r !== region),
       accountId: account,
       kmsKey: key,
+      emulatorJsonStyle: env.emulator !== undefined,
     });
 
     const forceDestroy = !env.dynamodb.deletionProtection;
-    new SecureBucket(this, 'Snapshots', { bucketName: bucketName(env, 'snapshots', region), kmsKey: key, expireAfterDays: 7, forceDestroy });
+    new SecureBucket(this, 'Snapshots', {
+      bucketName: bucketName(env, 'snapshots', region),
+      kmsKey: key,
+      expireAfterDays: 7,
+      forceDestroy,
+    });
     new SecureBucket(this, 'ArtifactCache', {
       bucketName: bucketName(env, 'artifact-cache', region),
       kmsKey: key,
@@ -140,7 +150,11 @@ export class RegionalStack extends TerraformStack {
     new RunnerCluster(this, 'RunnerCluster', { clusterName: resourceName(env, 'runners') });
 
     if (env.imageSourceAccountId) {
-      new RegistryReplicationPolicy(this, 'ImageReplication', { sourceAccountId: env.imageSourceAccountId, accountId: account, region });
+      new RegistryReplicationPolicy(this, 'ImageReplication', {
+        sourceAccountId: env.imageSourceAccountId,
+        accountId: account,
+        region,
+      });
     }
 
     new TerraformOutput(this, 'health_function', { value: this.health.function.functionName });

@@ -41,7 +41,9 @@ export class SharedStack extends TerraformStack {
       isBuildRegion && services.registryReplication
         ? [
             ...others.map((r) => ({ region: r, accountId: env.accountId })),
-            ...services.consumerAccountIds.flatMap((accountId) => env.regions.map((r) => ({ region: r, accountId }))),
+            ...services.consumerAccountIds.flatMap((accountId) =>
+              env.regions.map((r) => ({ region: r, accountId })),
+            ),
           ]
         : [];
     new ContainerRegistry(this, 'Registry', {
@@ -62,7 +64,11 @@ export class SharedStack extends TerraformStack {
         source: this.artifacts,
         accountId: env.accountId,
         region,
-        replicas: others.map((r) => ({ region: r, bucketName: bucketName(env, 'artifacts', r), keyAlias: sharedKeyAlias(env) })),
+        replicas: others.map((r) => ({
+          region: r,
+          bucketName: bucketName(env, 'artifacts', r),
+          keyAlias: sharedKeyAlias(env),
+        })),
       });
     }
     new TerraformOutput(this, 'artifact_bucket', { value: this.artifacts.name });

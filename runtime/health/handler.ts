@@ -10,7 +10,9 @@ import { recordRegionStatus } from './region-status';
 const settings = z.object({
   AWS_REGION: z.string().check(z.minLength(1, 'expected the region the function runs in')),
   STATE_TABLE_NAME: z.string().check(z.minLength(1, "expected the name of the region's state table")),
-  REGION_STATUS_TABLE_NAME: z.optional(z.string().check(z.minLength(1, 'expected the region-status table name'))),
+  REGION_STATUS_TABLE_NAME: z.optional(
+    z.string().check(z.minLength(1, 'expected the region-status table name')),
+  ),
   PROBE_TIMEOUT_MS: z._default(
     z.coerce.number().check(z.int(), z.gte(50), z.lte(10_000, 'expected a probe timeout of 50 to 10000 ms')),
     2_000,
@@ -35,9 +37,12 @@ function defaultDependencies(): HealthDependencies {
 }
 
 async function assess(deps: HealthDependencies): Promise<HealthVerdict> {
-  const probes = [await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS)];
+  const probes = [
+    await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS),
+  ];
   const verdict = assessHealth(deps.config.AWS_REGION, probes, deps.now());
-  if (verdict.status !== 'healthy') logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
+  if (verdict.status !== 'healthy')
+    logger.warn('region unhealthy', { failing: verdict.failing, checks: verdict.checks });
   return verdict;
 }
 

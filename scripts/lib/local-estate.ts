@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import pLimit from 'p-limit';
 import type { EnvironmentConfig } from '../../environments';
 import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
-import { defaultOutdir, localEnvironment, synthesize, type SynthesizedStack } from './synth';
+import { defaultOutdir, deploymentWaves, localEnvironment, synthesize, type SynthesizedStack } from './synth';
 import { apply, init, terraform, type TerraformCli } from './terraform';
 
 /** A stack applied onto the emulator. */
@@ -29,22 +28,23 @@ export async function deployLocalEstate(
   const environment = localEnvironment(endpoint);
   const synthesized = synthesize([environment], options.outdir ?? defaultOutdir('local'));
   log(`synthesized ${synthesized.map((s) => s.name).join(', ')}`);
-  // The local stacks share nothing yet, so they apply side by side: Terraform mostly waits on the emulator.
-  const limit = pLimit(4);
-  const stacks = await Promise.all(
-    synthesized.map((stack) =>
-      limit(async () => {
+  // Wave by wave in dependency order; within a wave side by side (Terraform mostly waits on the emulator).
+  const stacks: DeployedStack[] = [];
+  for (const wave of deploymentWaves(synthesized)) {
+    const deployed = await Promise.all(
+      wave.map(async (stack) => {
         const started = Date.now();
         await init(cli, stack.dir);
         await apply(cli, stack.dir);
-        const deployed = await describeDeployed(cli, stack);
+        const result = await describeDeployed(cli, stack);
         log(
-          `applied ${stack.name}: ${deployed.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+          `applied ${stack.name}: ${result.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`,
         );
-        return deployed;
+        return result;
       }),
-    ),
-  );
+    );
+    stacks.push(...deployed);
+  }
   return { environment, stacks };
 }
 

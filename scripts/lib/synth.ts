@@ -6,10 +6,11 @@ import { local } from '../../environments/local';
 import { REPO_ROOT } from '../../modules/bundled-function/bundle';
 import { buildEstate } from '../../stacks/estate';
 
-/** A synthesized stack: its name and the directory holding its `cdk.tf.json`. */
+/** A synthesized stack: its name, the directory holding its `cdk.tf.json`, the stacks it deploys after. */
 export interface SynthesizedStack {
   readonly name: string;
   readonly dir: string;
+  readonly dependsOn: readonly string[];
 }
 
 /** Synthesizes the stacks of some environments into a fresh `outdir`, in-process. */
@@ -19,7 +20,29 @@ export function synthesize(environments: readonly EnvironmentConfig[], outdir: s
   const app = new App({ outdir });
   const stacks = buildEstate(app, environments);
   app.synth();
-  return stacks.map((stack) => ({ name: stack.node.id, dir: join(outdir, 'stacks', stack.node.id) }));
+  return stacks.map((stack) => ({
+    name: stack.node.id,
+    dir: join(outdir, 'stacks', stack.node.id),
+    dependsOn: stack.dependencies.map((dependency) => dependency.node.id),
+  }));
+}
+
+/** Stacks in deployment waves: each wave depends only on earlier waves, so its stacks apply side by side. */
+export function deploymentWaves<T extends SynthesizedStack>(stacks: readonly T[]): T[][] {
+  const waves: T[][] = [];
+  const done = new Set<string>();
+  let pending = [...stacks];
+  while (pending.length > 0) {
+    const ready = pending.filter((stack) =>
+      stack.dependsOn.every((name) => done.has(name) || !stacks.some((s) => s.name === name)),
+    );
+    if (ready.length === 0)
+      throw new Error(`dependency cycle among ${pending.map((s) => s.name).join(', ')}`);
+    waves.push(ready);
+    ready.forEach((stack) => done.add(stack.name));
+    pending = pending.filter((stack) => !ready.includes(stack));
+  }
+  return waves;
 }
 
 /** The `local` environment pointed at an emulator endpoint. */
