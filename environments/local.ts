@@ -9,7 +9,9 @@ export const LOCAL_ENDPOINT_VARIABLE = 'ESTATE_EMULATOR_ENDPOINT';
  * with a CMK (moto does not store `kms_key_arn`); DynamoDB replicas (moto cannot create them: one table per
  * region instead); ECR registry replication (the provider cannot read it back from moto); custom domains
  * (no certificate can be validated). Table deletion protection is off so the estate can be torn down and a
- * lost table simulated; no NAT gateway (nothing leaves the machine). It also hosts the shared services.
+ * lost table simulated; no NAT gateway (nothing leaves the machine). What moto cannot read back is off
+ * under `features`: secret replicas keep the AWS-managed key, no artifact-bucket replication, and the sync
+ * inbox's redrive policy is not compared on plan. It also hosts the shared services.
  */
 export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
   return {
@@ -22,6 +24,7 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
     dynamodb: { deletionProtection: false, replication: 'per-region' },
     network: { firstVpcCidr: '10.90.0.0/16', natGateway: false },
     sharedServices: { repositories: ['runner'], consumerAccountIds: [], registryReplication: false },
+    features: { secretReplicaCmk: false, artifactReplication: false, redrivePolicyDrift: false },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };
 }

@@ -206,6 +206,22 @@ export const environmentSchema = z
       })
       .default({ deletionProtection: true, replication: 'global-tables' }),
     emulator: emulator.optional(),
+    /**
+     * Switches for what the AWS emulator cannot do or cannot read back; only `local` turns them off.
+     */
+    features: z
+      .strictObject({
+        /** Encrypt each secret replica with its region's CMK (moto keeps the AWS-managed key instead). */
+        secretReplicaCmk: z.boolean().default(true),
+        /** Replicate the artifact bucket (moto drops delete-marker replication and the SSE-KMS criteria). */
+        artifactReplication: z.boolean().default(true),
+        /**
+         * Plan changes to a queue's redrive policy (moto echoes it with spaces, which the provider compares as
+         * text, so every plan would show a change).
+         */
+        redrivePolicyDrift: z.boolean().default(true),
+      })
+      .default({ secretReplicaCmk: true, artifactReplication: true, redrivePolicyDrift: true }),
   })
   .superRefine((parsed, ctx) => {
     // Runs even when other fields failed: read every field defensively.

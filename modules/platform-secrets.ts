@@ -10,6 +10,8 @@ export interface PlatformSecretsProps {
   readonly primaryKey: KmsKey;
   /** Keys of every other region: each secret is replicated there, encrypted with that region's key. */
   readonly replicaKeys: readonly KmsKey[];
+  /** Encrypt each replica with its region's key (off only for the emulator, which ignores it). Default: true. */
+  readonly replicaCmk?: boolean;
   /** Days a deleted secret stays recoverable (7-30). Default: 30. */
   readonly recoveryWindowDays?: number;
 }
@@ -38,7 +40,10 @@ export class PlatformSecrets extends Construct {
           name,
           kmsKeyId: props.primaryKey.arn,
           recoveryWindowInDays: props.recoveryWindowDays ?? 30,
-          replica: props.replicaKeys.map((key) => ({ region: key.region, kmsKeyId: key.arn })),
+          replica: props.replicaKeys.map((key) => ({
+            region: key.region,
+            ...(props.replicaCmk === false ? {} : { kmsKeyId: key.arn }),
+          })),
         }),
     );
   }

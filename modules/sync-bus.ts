@@ -22,11 +22,10 @@ export interface SyncBusProps {
   /** Inbox visibility timeout, at least the consumer's timeout. Default: 60. */
   readonly visibilityTimeoutSec?: number;
   /**
-   * Write the redrive policy as the emulator echoes it back (`", "` and `": "` separators). The provider
-   * compares that attribute as text, so against moto a compact policy would show as a change on every
-   * plan. Default: false (compact, as AWS echoes it).
+   * Ignore drift of the inbox's redrive policy. Only for the emulator, which echoes the policy with spaces
+   * that the provider reads as a change on every plan. Default: false.
    */
-  readonly emulatorJsonStyle?: boolean;
+  readonly ignoreRedrivePolicyDrift?: boolean;
 }
 
 const arn = (service: 'sns' | 'sqs', region: string, accountId: string, resource: string) =>
@@ -93,9 +92,8 @@ export class SyncBus extends Construct {
       kmsMasterKeyId: key,
       visibilityTimeoutSeconds: visibilityTimeoutSec,
       messageRetentionSeconds: 4 * 24 * 3600,
-      redrivePolicy: props.emulatorJsonStyle
-        ? `{"deadLetterTargetArn": "${this.deadLetterQueue.arn}", "maxReceiveCount": ${maxReceiveCount}}`
-        : JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
     });
 
     this.admittedTopicArns = props.peerRegions.map((peer) =>

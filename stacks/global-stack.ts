@@ -77,7 +77,12 @@ export class GlobalStack extends TerraformStack {
           ),
     );
 
-    new PlatformSecrets(this, 'Secrets', { names: platformSecretNames(env), primaryKey, replicaKeys });
+    new PlatformSecrets(this, 'Secrets', {
+      names: platformSecretNames(env),
+      primaryKey,
+      replicaKeys,
+      replicaCmk: env.features.secretReplicaCmk,
+    });
 
     new TerraformOutput(this, 'zone_id', { value: this.zone.zoneId });
     new TerraformOutput(this, 'name_servers', { value: this.zone.nameServers });

@@ -122,7 +122,7 @@ export class RegionalStack extends TerraformStack {
       peerRegions: env.regions.filter((r) => r !== region),
       accountId: account,
       kmsKey: key,
-      emulatorJsonStyle: env.emulator !== undefined,
+      ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
     });
 
     const forceDestroy = !env.dynamodb.deletionProtection;

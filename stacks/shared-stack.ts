@@ -59,7 +59,7 @@ export class SharedStack extends TerraformStack {
       noncurrentVersionDays: 90,
       forceDestroy: !env.dynamodb.deletionProtection,
     });
-    if (isBuildRegion && others.length > 0) {
+    if (isBuildRegion && others.length > 0 && env.features.artifactReplication) {
       new BucketReplication(this, 'ArtifactReplication', {
         source: this.artifacts,
         accountId: env.accountId,

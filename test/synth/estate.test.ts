@@ -34,6 +34,8 @@ describe('the estate (main.ts composition)', () => {
           `${env}-eu-central-1`,
           `${env}-us-east-1`,
         ]),
+        'local-shared-eu-central-1',
+        'local-shared-us-east-1',
       ].sort(),
     );
   });
@@ -72,7 +74,7 @@ describe('the estate (main.ts composition)', () => {
     }
   });
 
-  it.each(['local-global', 'local-eu-central-1', 'local-us-east-1'])(
+  it.each(['local-global', 'local-eu-central-1', 'local-us-east-1', 'local-shared-eu-central-1'])(
     '%s: talks to the emulator with dummy credentials, local state, no role',
     (name) => {
       const [provider] = providersOf(name);
@@ -116,17 +118,56 @@ describe('the estate (main.ts composition)', () => {
     const [fn] = resources(json, 'aws_lambda_function');
     expect((fn?.environment as Block).variables).toEqual({
       STATE_TABLE_NAME: '${aws_dynamodb_table.StateTable_1028E22B.name}',
+      REGION_STATUS_TABLE_NAME: 'prod-region-status',
     });
     expect(resources(json, 'aws_dynamodb_table').map((t) => t.name)).toEqual(['prod-region-state']);
   });
 
-  it('adds a region by one line of config: three regions give three regional stacks', () => {
-    const threeRegions = validateEnvironment('prod', {
-      ...prod,
-      regions: ['eu-central-1', 'us-east-1', 'ap-southeast-1'],
+  describe('adds a region by one line of config', () => {
+    const regions = ['eu-central-1', 'us-east-1', 'ap-southeast-1'] as const;
+    const threeRegions = validateEnvironment('prod', { ...prod, regions: [...regions] });
+    const synthesized = synthesize([threeRegions], mkdtempSync(join(tmpdir(), 'estate-3r-')));
+    const json = (name: string): TerraformJson => {
+      const stack = synthesized.find((s) => s.name === name);
+      return JSON.parse(readFileSync(join(stack?.dir ?? '', 'cdk.tf.json'), 'utf8')) as TerraformJson;
+    };
+    const regional = regions.map((region) => json(`prod-${region}`));
+
+    it('three regions give three regional stacks after the global one', () => {
+      expect(synthesized.map((s) => s.name)).toEqual(['prod-global', ...regions.map((r) => `prod-${r}`)]);
+      for (const region of regions) {
+        expect(synthesized.find((s) => s.name === `prod-${region}`)?.dependsOn).toEqual(['prod-global']);
+      }
     });
-    const names = synthesize([threeRegions], mkdtempSync(join(tmpdir(), 'estate-3r-'))).map((s) => s.name);
-    expect(names).toEqual(['prod-global', 'prod-eu-central-1', 'prod-us-east-1', 'prod-ap-southeast-1']);
+
+    it('wires N x (N-1) = 6 bus subscriptions, each region feeding every other', () => {
+      const subscriptions = regional.flatMap((stack, i) =>
+        resources(stack, 'aws_sns_topic_subscription').map(
+          (s) => `${regions[i]}->${String(s.endpoint).split(':')[3]}`,
+        ),
+      );
+      const expected = regions.flatMap((from) =>
+        regions.filter((to) => to !== from).map((to) => `${from}->${to}`),
+      );
+      expect(subscriptions.sort()).toEqual(expected.sort());
+    });
+
+    it('gives every region a latency record and a health check', () => {
+      for (const [i, stack] of regional.entries()) {
+        expect(
+          resources(stack, 'aws_route53_record').filter((r) => r.set_identifier === regions[i]),
+        ).toHaveLength(1);
+        expect(resources(stack, 'aws_route53_health_check')).toHaveLength(1);
+      }
+    });
+
+    it('replicates every global table into the two other regions', () => {
+      const tables = resources(json('prod-global'), 'aws_dynamodb_table');
+      expect(tables).toHaveLength(4);
+      for (const table of tables) {
+        expect((table.replica as Block[]).map((r) => r.region_name)).toEqual(['us-east-1', 'ap-southeast-1']);
+      }
+    });
   });
 });
 

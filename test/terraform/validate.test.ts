@@ -2,11 +2,22 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { loadEnvironments } from '../../environments';
+import { loadEnvironments, validateEnvironment } from '../../environments';
+import { prod } from '../../environments/prod';
 import { synthesize } from '../../scripts/lib/synth';
 import { initOffline, prepareTerraform, terraform, validate } from '../../scripts/lib/terraform';
 
-const stacks = synthesize(Object.values(loadEnvironments()), mkdtempSync(join(tmpdir(), 'estate-validate-')));
+const threeRegionProd = validateEnvironment('prod', {
+  ...prod,
+  regions: ['eu-central-1', 'us-east-1', 'ap-southeast-1'],
+});
+const stacks = [
+  ...synthesize(Object.values(loadEnvironments()), mkdtempSync(join(tmpdir(), 'estate-validate-'))),
+  ...synthesize([threeRegionProd], mkdtempSync(join(tmpdir(), 'estate-validate-3r-'))).map((stack) => ({
+    ...stack,
+    name: `${stack.name} (3-region prod)`,
+  })),
+];
 const cli = prepareTerraform();
 
 // Every stack validates side by side (two at a time: provider schema loading is CPU-bound), then each

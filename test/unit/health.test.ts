@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { assessHealth, verdictStatusCode, type ProbeResult } from '../../runtime/health/core';
 import { probeDynamodbTable } from '../../runtime/health/dynamodb-probe';
-import { checkHealth, type HealthDependencies } from '../../runtime/health/handler';
+import { checkHealth, reportHealth, type HealthDependencies } from '../../runtime/health/handler';
 
 const probe = (dependency: string, healthy: boolean): ProbeResult => ({
   dependency,
@@ -108,5 +108,52 @@ describe('checkHealth', () => {
       status: 'unhealthy',
       failing: ['dynamodb:dev-region-state'],
     });
+  });
+});
+
+describe('reportHealth (the schedule)', () => {
+  it("writes the region's verdict to the region-status table, expiring five minutes after the check", async () => {
+    const sent: Array<{ input: { TableName?: string; Item?: Record<string, unknown> } }> = [];
+    const dynamodb = {
+      send: async (command: { input: { TableName?: string; Item?: Record<string, unknown> } }) => {
+        sent.push(command);
+        return 'TableName' in command.input && !command.input.Item
+          ? { Table: { TableStatus: 'ACTIVE' } }
+          : {};
+      },
+    } as unknown as DynamoDBClient;
+    const verdict = await reportHealth({
+      config: {
+        AWS_REGION: 'us-east-1',
+        STATE_TABLE_NAME: 't',
+        REGION_STATUS_TABLE_NAME: 'dev-region-status',
+        PROBE_TIMEOUT_MS: 1000,
+      },
+      dynamodb,
+      now: () => now,
+    });
+    expect(verdict.status).toBe('healthy');
+    const put = sent.find((c) => c.input.Item);
+    expect(put?.input).toEqual({
+      TableName: 'dev-region-status',
+      Item: {
+        region: { S: 'us-east-1' },
+        status: { S: 'healthy' },
+        checkedAt: { S: now.toISOString() },
+        failing: { L: [] },
+        expiresAt: { N: String(now.getTime() / 1000 + 300) },
+      },
+    });
+  });
+
+  it('refuses to run without a region-status table rather than drop the report', async () => {
+    const dynamodb = fakeDynamodb(async () => ({ Table: { TableStatus: 'ACTIVE' } }));
+    await expect(
+      reportHealth({
+        config: { AWS_REGION: 'us-east-1', STATE_TABLE_NAME: 't', PROBE_TIMEOUT_MS: 1000 },
+        dynamodb,
+        now: () => now,
+      }),
+    ).rejects.toThrow('REGION_STATUS_TABLE_NAME is not set');
   });
 });

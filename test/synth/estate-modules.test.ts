@@ -1,0 +1,436 @@
+import { Testing } from 'cdktf';
+import type { Construct } from 'constructs';
+import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
+import { BucketReplication } from '../../modules/bucket-replication';
+import { BundledFunction } from '../../modules/bundled-function';
+import { ContainerRegistry } from '../../modules/container-registry';
+import { DynamodbTable } from '../../modules/dynamodb-table';
+import { RegionalFailoverRecord } from '../../modules/failover-record';
+import { RegionalHttpApi } from '../../modules/http-api';
+import { KmsKey } from '../../modules/kms-key';
+import { PlatformSecrets } from '../../modules/platform-secrets';
+import { RegistryReplicationPolicy } from '../../modules/registry-replication-policy';
+import { RunnerCluster } from '../../modules/runner-cluster';
+import { RunnerNetwork } from '../../modules/runner-network';
+import { Schedule } from '../../modules/schedule';
+import { SecureBucket } from '../../modules/secure-bucket';
+import { SyncBus } from '../../modules/sync-bus';
+import { only, policyOf, resources, type Block } from '../support/synthesized';
+
+/** A reference to `type.<id starting with prefix>.attr`, whatever hash cdktf gave the id. */
+const ref = (type: string, prefix: string, attr: string) =>
+  expect.stringMatching(new RegExp(`^\\$\\{${type}\\.${prefix}_[0-9A-F]{8}\\.${attr}\\}$`));
+
+const ACCOUNT = '222222222222';
+const key = (scope: Construct, region = 'eu-central-1', id = `Key-${region}`) =>
+  new KmsKey(scope, id, { aliasName: 'k', accountId: ACCOUNT, region });
+const fn = (scope: Construct) =>
+  new BundledFunction(scope, 'Fn', {
+    entry: 'runtime/health/handler.ts',
+    functionName: 'dev-health',
+    region: 'eu-central-1',
+    kmsKey: key(scope),
+    statements: [],
+  });
+
+describe('SecureBucket', () => {
+  const synthesized = Testing.synthScope(
+    (scope) =>
+      new SecureBucket(scope, 'B', { bucketName: 'dev-b-1', kmsKey: key(scope), expireAfterDays: 7 }),
+  );
+
+  it('blocks every kind of public access and enforces bucket-owner objects', () => {
+    expect(only(synthesized, 'aws_s3_bucket_public_access_block')).toMatchObject({
+      block_public_acls: true,
+      block_public_policy: true,
+      ignore_public_acls: true,
+      restrict_public_buckets: true,
+    });
+    expect(only(synthesized, 'aws_s3_bucket_ownership_controls')).toMatchObject({
+      rule: { object_ownership: 'BucketOwnerEnforced' },
+    });
+  });
+
+  it('encrypts with the key, versions, refuses plain HTTP and expires what it should', () => {
+    expect(only(synthesized, 'aws_s3_bucket_server_side_encryption_configuration').rule).toEqual([
+      {
+        apply_server_side_encryption_by_default: {
+          sse_algorithm: 'aws:kms',
+          kms_master_key_id: ref('aws_kms_key', 'Key-eu-central-1_Key', 'arn'),
+        },
+        bucket_key_enabled: true,
+      },
+    ]);
+    expect(only(synthesized, 'aws_s3_bucket_versioning').versioning_configuration).toEqual({
+      status: 'Enabled',
+    });
+    expect(policyOf(only(synthesized, 'aws_s3_bucket_policy')).Statement[0]).toMatchObject({
+      Effect: 'Deny',
+      Action: 's3:*',
+      Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+    });
+    const [rule] = only(synthesized, 'aws_s3_bucket_lifecycle_configuration').rule as Block[];
+    expect(rule).toMatchObject({
+      expiration: [{ days: 7 }],
+      noncurrent_version_expiration: [{ noncurrent_days: 30 }],
+    });
+  });
+
+  it('refuses a name S3 would refuse', () => {
+    expect(() =>
+      Testing.synthScope(
+        (scope) => new SecureBucket(scope, 'B', { bucketName: 'Bad_Name', kmsKey: key(scope) }),
+      ),
+    ).toThrow('SecureBucket: invalid bucketName: received "Bad_Name"');
+  });
+});
+
+describe('SyncBus', () => {
+  const bus = (scope: Construct, peers: string[]) =>
+    new SyncBus(scope, 'Bus', {
+      name: 'dev-sync',
+      region: 'eu-central-1',
+      peerRegions: peers,
+      accountId: ACCOUNT,
+      kmsKey: key(scope),
+    });
+
+  it("subscribes every peer's inbox to this region's topic with raw delivery", () => {
+    const synthesized = Testing.synthScope((scope) => bus(scope, ['us-east-1', 'ap-southeast-1']));
+    expect(
+      resources(synthesized, 'aws_sns_topic_subscription').map((s) => [
+        s.endpoint,
+        s.protocol,
+        s.raw_message_delivery,
+      ]),
+    ).toEqual([
+      ['arn:aws:sqs:ap-southeast-1:222222222222:dev-sync-inbox', 'sqs', true],
+      ['arn:aws:sqs:us-east-1:222222222222:dev-sync-inbox', 'sqs', true],
+    ]);
+  });
+
+  it("admits exactly the peers' topics to its inbox, which redrives to an encrypted DLQ", () => {
+    const synthesized = Testing.synthScope((scope) => bus(scope, ['us-east-1']));
+    const [statement] = policyOf(only(synthesized, 'aws_sqs_queue_policy')).Statement;
+    expect(statement).toMatchObject({
+      Principal: { Service: 'sns.amazonaws.com' },
+      Action: 'sqs:SendMessage',
+      Condition: { ArnEquals: { 'aws:SourceArn': ['arn:aws:sns:us-east-1:222222222222:dev-sync'] } },
+    });
+    const queues = resources(synthesized, 'aws_sqs_queue');
+    const inbox = queues.find((q) => q.name === 'dev-sync-inbox');
+    expect(JSON.parse(inbox?.redrive_policy as string)).toEqual({
+      deadLetterTargetArn: ref('aws_sqs_queue', 'Bus_DeadLetters', 'arn'),
+      maxReceiveCount: 5,
+    });
+    for (const queue of queues) expect(queue.kms_master_key_id).toBeDefined();
+    expect(only(synthesized, 'aws_sns_topic').kms_master_key_id).toBeDefined();
+  });
+
+  it.each([
+    [[], 'SyncBus: invalid peerRegions: received []'],
+    [['eu-central-1'], 'expected distinct regions other than eu-central-1'],
+  ])('refuses peers %j', (peers, message) => {
+    expect(() => Testing.synthScope((scope) => bus(scope, peers))).toThrow(message);
+  });
+});
+
+describe('Schedule', () => {
+  it("invokes the function's live alias, permitted only for its rule", () => {
+    const synthesized = Testing.synthScope(
+      (scope) => new Schedule(scope, 'S', { ruleName: 'r', expression: 'rate(1 minute)', target: fn(scope) }),
+    );
+    expect(only(synthesized, 'aws_cloudwatch_event_rule').schedule_expression).toBe('rate(1 minute)');
+    expect(only(synthesized, 'aws_cloudwatch_event_target').arn).toEqual(
+      ref('aws_lambda_alias', 'Fn_Live', 'arn'),
+    );
+    expect(only(synthesized, 'aws_lambda_permission')).toMatchObject({
+      principal: 'events.amazonaws.com',
+      qualifier: ref('aws_lambda_alias', 'Fn_Live', 'name'),
+      source_arn: ref('aws_cloudwatch_event_rule', 'S_Rule', 'arn'),
+    });
+  });
+
+  it('refuses an expression EventBridge would refuse', () => {
+    expect(() =>
+      Testing.synthScope(
+        (scope) => new Schedule(scope, 'S', { ruleName: 'r', expression: 'every minute', target: fn(scope) }),
+      ),
+    ).toThrow('Schedule: invalid expression: received "every minute"');
+  });
+});
+
+describe('RegionalHttpApi', () => {
+  it('routes to the live alias with a permission scoped to the route, and logs access', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      new RegionalHttpApi(scope, 'Api', {
+        name: 'dev-api',
+        routes: [{ routeKey: 'GET /health', handler: fn(scope) }],
+        kmsKey: key(scope, 'eu-central-1', 'K2'),
+      });
+    });
+    expect(only(synthesized, 'aws_apigatewayv2_integration')).toMatchObject({
+      integration_type: 'AWS_PROXY',
+      payload_format_version: '2.0',
+      integration_uri: ref('aws_lambda_alias', 'Fn_Live', 'invoke_arn'),
+    });
+    expect(only(synthesized, 'aws_apigatewayv2_route').route_key).toBe('GET /health');
+    expect(only(synthesized, 'aws_lambda_permission').source_arn).toMatch(
+      /^\$\{aws_apigatewayv2_api\.Api_\w+\.execution_arn\}\/\*\/GET\/health$/,
+    );
+    expect(
+      (only(synthesized, 'aws_apigatewayv2_stage').access_log_settings as Block).destination_arn,
+    ).toBeDefined();
+    expect(resources(synthesized, 'aws_apigatewayv2_domain_name')).toHaveLength(0);
+  });
+
+  it('serves a regional custom domain with a DNS-validated certificate when asked', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      new RegionalHttpApi(scope, 'Api', {
+        name: 'dev-api',
+        routes: [{ routeKey: 'GET /health', handler: fn(scope) }],
+        kmsKey: key(scope, 'eu-central-1', 'K2'),
+        customDomain: { domainName: 'api.dev.example.com', zoneId: 'Z1' },
+      });
+    });
+    expect(only(synthesized, 'aws_acm_certificate')).toMatchObject({
+      domain_name: 'api.dev.example.com',
+      validation_method: 'DNS',
+    });
+    expect(only(synthesized, 'aws_route53_record')).toMatchObject({ zone_id: 'Z1', allow_overwrite: true });
+    expect(only(synthesized, 'aws_apigatewayv2_domain_name').domain_name_configuration).toMatchObject({
+      endpoint_type: 'REGIONAL',
+      security_policy: 'TLS_1_2',
+    });
+  });
+
+  it('refuses a malformed route key', () => {
+    expect(() =>
+      Testing.synthScope(
+        (scope) =>
+          new RegionalHttpApi(scope, 'Api', {
+            name: 'a',
+            routes: [{ routeKey: 'health', handler: fn(scope) }],
+            kmsKey: key(scope, 'eu-central-1', 'K2'),
+          }),
+      ),
+    ).toThrow('RegionalHttpApi: invalid routeKey: received "health"; expected METHOD /path');
+  });
+});
+
+describe('RegionalFailoverRecord', () => {
+  const synthesized = Testing.synthScope((scope) => {
+    const metricsProvider = new AwsProvider(scope, 'metrics', { region: 'us-east-1', alias: 'metrics' });
+    new RegionalFailoverRecord(scope, 'R', {
+      zoneId: 'Z1',
+      recordName: 'api.dev.example.com',
+      region: 'eu-central-1',
+      target: { kind: 'cname', host: 'abc.execute-api.eu-central-1.amazonaws.com' },
+      healthCheckHost: 'abc.execute-api.eu-central-1.amazonaws.com',
+      metricsProvider,
+    });
+  });
+
+  it("checks the region's own /health over HTTPS every 10 s, failing after 3, measuring latency", () => {
+    expect(only(synthesized, 'aws_route53_health_check')).toMatchObject({
+      type: 'HTTPS',
+      fqdn: 'abc.execute-api.eu-central-1.amazonaws.com',
+      resource_path: '/health',
+      request_interval: 10,
+      failure_threshold: 3,
+      measure_latency: true,
+    });
+  });
+
+  it('routes by latency to this region while its check passes, and alarms from us-east-1', () => {
+    expect(only(synthesized, 'aws_route53_record')).toMatchObject({
+      name: 'api.dev.example.com',
+      set_identifier: 'eu-central-1',
+      latency_routing_policy: { region: 'eu-central-1' },
+      health_check_id: ref('aws_route53_health_check', 'R_HealthCheck', 'id'),
+      type: 'CNAME',
+      ttl: 60,
+    });
+    expect(only(synthesized, 'aws_cloudwatch_metric_alarm')).toMatchObject({
+      provider: 'aws.metrics',
+      namespace: 'AWS/Route53',
+      metric_name: 'HealthCheckStatus',
+      comparison_operator: 'LessThanThreshold',
+    });
+  });
+});
+
+describe('RunnerNetwork and RunnerCluster', () => {
+  const synthesized = Testing.synthScope((scope) => {
+    new RunnerNetwork(scope, 'N', {
+      name: 'dev-runners',
+      cidr: '10.20.0.0/16',
+      region: 'eu-central-1',
+      kmsKey: key(scope),
+    });
+    new RunnerCluster(scope, 'C', { clusterName: 'dev-runners' });
+  });
+
+  it('spans two zones with public and private subnets, NAT, S3 and DynamoDB gateway endpoints and flow logs', () => {
+    expect(
+      resources(synthesized, 'aws_subnet')
+        .map((s) => s.cidr_block)
+        .sort(),
+    ).toEqual(['10.20.0.0/20', '10.20.128.0/20', '10.20.144.0/20', '10.20.16.0/20']);
+    expect(resources(synthesized, 'aws_nat_gateway')).toHaveLength(1);
+    expect(
+      resources(synthesized, 'aws_vpc_endpoint').map((e) => [e.service_name, e.vpc_endpoint_type]),
+    ).toEqual([
+      ['com.amazonaws.eu-central-1.dynamodb', 'Gateway'],
+      ['com.amazonaws.eu-central-1.s3', 'Gateway'],
+    ]);
+    expect(only(synthesized, 'aws_flow_log')).toMatchObject({ traffic_type: 'ALL' });
+    expect(only(synthesized, 'aws_default_security_group')).toMatchObject({ ingress: [], egress: [] });
+  });
+
+  it('runs runners on Fargate and Fargate Spot', () => {
+    expect(only(synthesized, 'aws_ecs_cluster_capacity_providers')).toMatchObject({
+      capacity_providers: ['FARGATE', 'FARGATE_SPOT'],
+      default_capacity_provider_strategy: [
+        { capacity_provider: 'FARGATE', base: 1, weight: 1 },
+        { capacity_provider: 'FARGATE_SPOT', weight: 3 },
+      ],
+    });
+  });
+
+  it('leaves NAT out when the environment says so', () => {
+    const without = Testing.synthScope((scope) => {
+      new RunnerNetwork(scope, 'N', {
+        name: 'n',
+        cidr: '10.20.0.0/16',
+        region: 'eu-central-1',
+        kmsKey: key(scope),
+        natGateway: false,
+      });
+    });
+    expect(resources(without, 'aws_nat_gateway')).toHaveLength(0);
+  });
+});
+
+describe('shared services', () => {
+  it('makes repositories immutable, scanned, pullable by the consumers, replicated to every destination', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      new ContainerRegistry(scope, 'R', {
+        repositories: ['runner'],
+        kmsKey: key(scope),
+        pullAccountIds: ['333333333333'],
+        replicateTo: [
+          { region: 'us-east-1', accountId: '111111111111' },
+          { region: 'eu-central-1', accountId: '333333333333' },
+        ],
+      });
+    });
+    expect(only(synthesized, 'aws_ecr_repository')).toMatchObject({
+      image_tag_mutability: 'IMMUTABLE',
+      image_scanning_configuration: { scan_on_push: true },
+    });
+    expect(policyOf(only(synthesized, 'aws_ecr_repository_policy')).Statement[0]).toMatchObject({
+      Principal: { AWS: ['arn:aws:iam::333333333333:root'] },
+    });
+    expect(only(synthesized, 'aws_ecr_replication_configuration').replication_configuration).toEqual({
+      rule: [
+        {
+          destination: [
+            { region: 'us-east-1', registry_id: '111111111111' },
+            { region: 'eu-central-1', registry_id: '333333333333' },
+          ],
+        },
+      ],
+    });
+  });
+
+  it('replicates the artifact bucket with RTC and metrics, under a role scoped to those buckets and keys', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      const source = new SecureBucket(scope, 'Artifacts', { bucketName: 'a-eu', kmsKey: key(scope) });
+      new BucketReplication(scope, 'Rep', {
+        source,
+        accountId: ACCOUNT,
+        region: 'eu-central-1',
+        replicas: [{ region: 'us-east-1', bucketName: 'a-us', keyAlias: 'k' }],
+      });
+    });
+    const [rule] = only(synthesized, 'aws_s3_bucket_replication_configuration').rule as Block[];
+    expect(rule?.destination).toMatchObject({
+      bucket: 'arn:aws:s3:::a-us',
+      encryption_configuration: { replica_kms_key_id: 'arn:aws:kms:us-east-1:222222222222:alias/k' },
+      replication_time: { status: 'Enabled', time: { minutes: 15 } },
+      metrics: { status: 'Enabled', event_threshold: { minutes: 15 } },
+    });
+    const statements = policyOf(only(synthesized, 'aws_iam_role_policy')).Statement;
+    expect(statements.find((s) => s.Sid === 'WriteReplicas')?.Resource).toEqual(['arn:aws:s3:::a-us/*']);
+    expect(statements.find((s) => s.Sid === 'EncryptReplicas')?.Condition).toEqual({
+      'ForAnyValue:StringEquals': { 'kms:ResourceAliases': ['alias/k'] },
+    });
+  });
+
+  it('lets the shared account replicate into a consumer registry, and nothing else', () => {
+    const synthesized = Testing.synthScope(
+      (scope) =>
+        new RegistryReplicationPolicy(scope, 'P', {
+          sourceAccountId: '111111111111',
+          accountId: ACCOUNT,
+          region: 'us-east-1',
+        }),
+    );
+    expect(policyOf(only(synthesized, 'aws_ecr_registry_policy')).Statement).toEqual([
+      expect.objectContaining({
+        Principal: { AWS: 'arn:aws:iam::111111111111:root' },
+        Action: ['ecr:CreateRepository', 'ecr:ReplicateImage'],
+        Resource: 'arn:aws:ecr:us-east-1:222222222222:repository/*',
+      }),
+    ]);
+  });
+});
+
+describe('global data', () => {
+  it('replicates a table to every other region with PITR and that region’s key', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      const primary = key(scope, 'eu-central-1');
+      new DynamodbTable(scope, 'T', {
+        tableName: 'dev-t',
+        partitionKey: { name: 'pk', type: 'S' },
+        kmsKey: primary,
+        replicaKeys: [key(scope, 'us-east-1'), key(scope, 'ap-southeast-1')],
+      });
+    });
+    const table = only(synthesized, 'aws_dynamodb_table');
+    expect(table).toMatchObject({ stream_enabled: true, stream_view_type: 'NEW_AND_OLD_IMAGES' });
+    expect((table.replica as Block[]).map((r) => [r.region_name, r.point_in_time_recovery])).toEqual([
+      ['us-east-1', true],
+      ['ap-southeast-1', true],
+    ]);
+  });
+
+  it('refuses a replica in the table’s own region', () => {
+    expect(() =>
+      Testing.synthScope((scope) => {
+        new DynamodbTable(scope, 'T', {
+          tableName: 'dev-t',
+          partitionKey: { name: 'pk', type: 'S' },
+          kmsKey: key(scope),
+          replicaKeys: [key(scope, 'eu-central-1', 'Other')],
+        });
+      }),
+    ).toThrow("expected one key per region, none in the table's region eu-central-1");
+  });
+
+  it('replicates secrets to every other region under that region’s key, with no value in Terraform', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      new PlatformSecrets(scope, 'S', {
+        names: ['dev/runners/webhook-secret'],
+        primaryKey: key(scope),
+        replicaKeys: [key(scope, 'us-east-1')],
+      });
+    });
+    expect(only(synthesized, 'aws_secretsmanager_secret')).toMatchObject({
+      name: 'dev/runners/webhook-secret',
+      replica: [{ region: 'us-east-1', kms_key_id: ref('aws_kms_key', 'Key-us-east-1_Key', 'arn') }],
+    });
+    expect(resources(synthesized, 'aws_secretsmanager_secret_version')).toHaveLength(0);
+  });
+});
