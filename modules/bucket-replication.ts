@@ -3,7 +3,7 @@ import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { S3BucketReplicationConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-replication-configuration';
 import { Construct } from 'constructs';
 import { KmsKey } from './kms-key';
-import { policyDocument } from './lib/policy';
+import { policyDocument, serviceTrustPolicy } from './lib/policy';
 import { fail } from './lib/validate';
 import type { SecureBucket } from './secure-bucket';
 
@@ -38,12 +38,7 @@ export class BucketReplication extends Construct {
 
     this.role = new IamRole(this, 'Role', {
       name: `${props.source.node.id.toLowerCase()}-replication-${props.region}`.slice(0, 64),
-      assumeRolePolicy: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          { Effect: 'Allow', Principal: { Service: 's3.amazonaws.com' }, Action: 'sts:AssumeRole' },
-        ],
-      }),
+      assumeRolePolicy: serviceTrustPolicy('s3.amazonaws.com'),
     });
     new IamRolePolicy(this, 'Policy', {
       name: 'replicate',

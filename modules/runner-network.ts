@@ -16,7 +16,7 @@ import { VpcEndpoint } from '@cdktf/provider-aws/lib/vpc-endpoint';
 import { Fn } from 'cdktf';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
-import { policyDocument } from './lib/policy';
+import { policyDocument, serviceTrustPolicy } from './lib/policy';
 import { requireMatch } from './lib/validate';
 
 export interface RunnerNetworkProps {
@@ -142,16 +142,7 @@ export class RunnerNetwork extends Construct {
     });
     const flowLogRole = new IamRole(this, 'FlowLogRole', {
       name: `${props.name}-flow-logs-${props.region}`,
-      assumeRolePolicy: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Effect: 'Allow',
-            Principal: { Service: 'vpc-flow-logs.amazonaws.com' },
-            Action: 'sts:AssumeRole',
-          },
-        ],
-      }),
+      assumeRolePolicy: serviceTrustPolicy('vpc-flow-logs.amazonaws.com'),
     });
     new IamRolePolicy(this, 'FlowLogPolicy', {
       name: 'write-flow-logs',

@@ -12,7 +12,12 @@ import { AssetType, TerraformAsset } from 'cdktf';
 import { Construct } from 'constructs';
 import { LOG_RETENTION_DAYS } from '../../environments/schema';
 import type { KmsKey } from '../kms-key';
-import { assertLeastPrivilege, policyDocument, type PolicyStatement } from '../lib/policy';
+import {
+  assertLeastPrivilege,
+  policyDocument,
+  type PolicyStatement,
+  serviceTrustPolicy,
+} from '../lib/policy';
 import { fail, requireIntInRange, requireMatch } from '../lib/validate';
 import { bundleHandler, type HandlerBundle } from './bundle';
 
@@ -121,12 +126,7 @@ export class BundledFunction extends Construct {
 
     this.role = new IamRole(this, 'Role', {
       name: roleName,
-      assumeRolePolicy: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
-        ],
-      }),
+      assumeRolePolicy: serviceTrustPolicy('lambda.amazonaws.com'),
     });
     const baseline: PolicyStatement[] = [
       {

@@ -60,3 +60,11 @@ export function policyDocument(statements: readonly PolicyStatement[]): string {
     })),
   });
 }
+
+/** Trust policy letting one AWS service principal (e.g. `lambda.amazonaws.com`) assume a role. */
+export function serviceTrustPolicy(service: string): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Allow', Principal: { Service: service }, Action: 'sts:AssumeRole' }],
+  });
+}
