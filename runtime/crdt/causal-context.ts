@@ -21,7 +21,8 @@ export function dotFromKey(key: string): Dot {
 export const EMPTY_CONTEXT: CausalContext = { vv: new Map(), cloud: new Set() };
 
 export function contains(context: CausalContext, dot: Dot): boolean {
-  return (context.vv.get(dot[0]) ?? 0) >= dot[1] || context.cloud.has(dotKey(dot));
+  if ((context.vv.get(dot[0]) ?? 0) >= dot[1]) return true;
+  return context.cloud.size > 0 && context.cloud.has(dotKey(dot));
 }
 
 /** The next dot of `replica`: one past everything of it the context has seen. */

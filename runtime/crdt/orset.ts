@@ -2,7 +2,6 @@ import {
   compareDots,
   contains,
   contextOf,
-  dotKey,
   EMPTY_CONTEXT,
   nextDot,
   union,
@@ -45,31 +44,47 @@ export function orsetRemove(set: ORSet, element: string): ORSet {
  * side has seen but no longer holds was removed there.
  */
 export function orsetMerge(a: ORSet, b: ORSet): ORSet {
-  const entries = new Map<string, readonly Dot[]>();
-  for (const [element, dotsA] of a.entries) {
-    const dotsB = b.entries.get(element);
-    const kept = dotsB
-      ? mergeDots(dotsA, a.context, dotsB, b.context)
-      : dotsA.filter((dot) => !contains(b.context, dot));
+  // Start from a bulk copy of one side and touch only the entries the merge changes.
+  const entries = new Map(a.entries);
+  b.entries.forEach((dotsB, element) => {
+    const dotsA = a.entries.get(element);
+    let kept: readonly Dot[];
+    if (dotsA === undefined) kept = unseenBy(dotsB, a.context);
+    else if (sameDots(dotsA, dotsB)) return;
+    else kept = mergeDots(dotsA, a.context, dotsB, b.context);
     if (kept.length > 0) entries.set(element, kept);
-  }
-  for (const [element, dotsB] of b.entries) {
-    if (a.entries.has(element)) continue;
-    const kept = dotsB.filter((dot) => !contains(a.context, dot));
+    else entries.delete(element);
+  });
+  // Elements only in a lose the dots b has seen (b removed them); most have none, which costs no lookup.
+  a.entries.forEach((dotsA, element) => {
+    const kept = unseenBy(dotsA, b.context);
+    if (kept === dotsA || b.entries.has(element)) return;
     if (kept.length > 0) entries.set(element, kept);
-  }
+    else entries.delete(element);
+  });
   return { entries, context: union(a.context, b.context) };
 }
 
-function mergeDots(
-  dotsA: readonly Dot[],
-  contextA: CausalContext,
-  dotsB: readonly Dot[],
-  contextB: CausalContext,
-): Dot[] {
-  const inA = new Set(dotsA.map(dotKey));
-  const inB = new Set(dotsB.map(dotKey));
-  const kept = dotsA.filter((dot) => inB.has(dotKey(dot)) || !contains(contextB, dot));
-  for (const dot of dotsB) if (!inA.has(dotKey(dot)) && !contains(contextA, dot)) kept.push(dot);
-  return kept.sort(compareDots);
+/** The dots the other side has not seen (the same array when that is all of them: merges stay cheap). */
+function unseenBy(dots: readonly Dot[], context: CausalContext): readonly Dot[] {
+  for (const dot of dots) {
+    if (contains(context, dot)) return dots.filter((d) => !contains(context, d));
+  }
+  return dots;
 }
+
+function sameDots(a: readonly Dot[], b: readonly Dot[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  return a.every((dot, i) => dot[0] === b[i]?.[0] && dot[1] === b[i]?.[1]);
+}
+
+function mergeDots(dotsA: readonly Dot[], contextA: CausalContext, dotsB: readonly Dot[], contextB: CausalContext): Dot[] {
+  // Dot lists are short (one per concurrent add): linear scans beat building sets.
+  const kept: Dot[] = [];
+  for (const dot of dotsA) if (includesDot(dotsB, dot) || !contains(contextB, dot)) kept.push(dot);
+  for (const dot of dotsB) if (!includesDot(dotsA, dot) && !contains(contextA, dot)) kept.push(dot);
+  return kept.length > 1 ? kept.sort(compareDots) : kept;
+}
+
+const includesDot = (dots: readonly Dot[], dot: Dot): boolean => dots.some((d) => d[0] === dot[0] && d[1] === dot[1]);
