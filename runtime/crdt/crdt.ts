@@ -63,3 +63,5 @@ export function readCrdt(crdt: Crdt): number | JsonValue | string[] | undefined 
       return orsetValues(crdt.state);
   }
 }
+
+export const emptyCrdtMap = (): CrdtMap => new Map();

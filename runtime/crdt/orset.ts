@@ -79,7 +79,12 @@ function sameDots(a: readonly Dot[], b: readonly Dot[]): boolean {
   return a.every((dot, i) => dot[0] === b[i]?.[0] && dot[1] === b[i]?.[1]);
 }
 
-function mergeDots(dotsA: readonly Dot[], contextA: CausalContext, dotsB: readonly Dot[], contextB: CausalContext): Dot[] {
+function mergeDots(
+  dotsA: readonly Dot[],
+  contextA: CausalContext,
+  dotsB: readonly Dot[],
+  contextB: CausalContext,
+): Dot[] {
   // Dot lists are short (one per concurrent add): linear scans beat building sets.
   const kept: Dot[] = [];
   for (const dot of dotsA) if (includesDot(dotsB, dot) || !contains(contextB, dot)) kept.push(dot);
@@ -87,4 +92,5 @@ function mergeDots(dotsA: readonly Dot[], contextA: CausalContext, dotsB: readon
   return kept.length > 1 ? kept.sort(compareDots) : kept;
 }
 
-const includesDot = (dots: readonly Dot[], dot: Dot): boolean => dots.some((d) => d[0] === dot[0] && d[1] === dot[1]);
+const includesDot = (dots: readonly Dot[], dot: Dot): boolean =>
+  dots.some((d) => d[0] === dot[0] && d[1] === dot[1]);

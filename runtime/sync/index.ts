@@ -1,0 +1,3 @@
+export * from './envelope';
+export * from './operations';
+export * from './replica';
