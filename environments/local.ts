@@ -24,7 +24,12 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
     dynamodb: { deletionProtection: false, replication: 'per-region' },
     network: { firstVpcCidr: '10.90.0.0/16', natGateway: false },
     sharedServices: { repositories: ['runner'], consumerAccountIds: [], registryReplication: false },
-    features: { secretReplicaCmk: false, artifactReplication: false, redrivePolicyDrift: false },
+    features: {
+      secretReplicaCmk: false,
+      artifactReplication: false,
+      redrivePolicyDrift: false,
+      eventSourceMappings: false,
+    },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };
 }

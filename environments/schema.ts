@@ -220,8 +220,19 @@ export const environmentSchema = z
          * text, so every plan would show a change).
          */
         redrivePolicyDrift: z.boolean().default(true),
+        /**
+         * Enable SQS event-source mappings. moto would run the function itself on every message (it cannot:
+         * no Docker) and reports the alias's version as the mapping's target; `local` creates them disabled
+         * and its event pump stands in.
+         */
+        eventSourceMappings: z.boolean().default(true),
       })
-      .default({ secretReplicaCmk: true, artifactReplication: true, redrivePolicyDrift: true }),
+      .default({
+        secretReplicaCmk: true,
+        artifactReplication: true,
+        redrivePolicyDrift: true,
+        eventSourceMappings: true,
+      }),
   })
   .superRefine((parsed, ctx) => {
     // Runs even when other fields failed: read every field defensively.

@@ -63,7 +63,12 @@ export function findProviderMirror(env: NodeJS.ProcessEnv = process.env): string
   );
 }
 
-/** A Terraform CLI set up to install the AWS provider from the local mirror, with one shared plugin cache. */
+/**
+ * A Terraform CLI set up to install the AWS provider from the local mirror. Every stack's `.terraform`
+ * links to the mirror's one unpacked copy, so nothing is copied and nothing is shared but that directory:
+ * Terraform's plugin cache is not used, as concurrent inits sharing it fail ("still not detected in
+ * .terraform/providers").
+ */
 export interface TerraformCli {
   readonly env: NodeJS.ProcessEnv;
   readonly mirror: string;
@@ -73,8 +78,7 @@ export interface TerraformCli {
 export function prepareTerraform(env: NodeJS.ProcessEnv = process.env): TerraformCli {
   const mirror = findProviderMirror(env);
   const dir = join(REPO_ROOT, '.build', 'terraform');
-  const pluginCache = join(dir, 'plugin-cache');
-  mkdirSync(pluginCache, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   const cliConfig = join(dir, 'terraformrc');
   writeFileSync(
     cliConfig,
@@ -83,7 +87,6 @@ export function prepareTerraform(env: NodeJS.ProcessEnv = process.env): Terrafor
       `  filesystem_mirror {\n    path    = ${JSON.stringify(mirror)}\n    include = ["${PROVIDER}"]\n  }`,
       `  direct {\n    exclude = ["${PROVIDER}"]\n  }`,
       '}',
-      `plugin_cache_dir = ${JSON.stringify(pluginCache)}`,
       '',
     ].join('\n'),
   );

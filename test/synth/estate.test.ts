@@ -123,6 +123,26 @@ describe('the estate (main.ts composition)', () => {
     expect(resources(json, 'aws_dynamodb_table').map((t) => t.name)).toEqual(['prod-region-state']);
   });
 
+  it('wires the sync service: the inbox consumer with partial batch responses, anti-entropy on schedule', () => {
+    const json = stackJson('prod-eu-central-1');
+    const [mapping] = resources(json, 'aws_lambda_event_source_mapping');
+    expect(mapping).toMatchObject({
+      event_source_arn: expect.stringMatching(/^\$\{aws_sqs_queue\.SyncBus_Inbox_\w+\.arn\}$/),
+      function_name: expect.stringMatching(/^\$\{aws_lambda_alias\.SyncInbox_Live_\w+\.arn\}$/),
+      function_response_types: ['ReportBatchItemFailures'],
+      batch_size: 10,
+    });
+    const schedules = resources(json, 'aws_cloudwatch_event_rule').map((r) => [
+      r.name,
+      r.schedule_expression,
+    ]);
+    expect(schedules).toContainEqual(['prod-sync-anti-entropy', 'rate(5 minutes)']);
+    const functions = resources(json, 'aws_lambda_function').map((f) => f.function_name);
+    expect(functions.sort()).toEqual(['prod-health', 'prod-sync-anti-entropy', 'prod-sync-inbox']);
+    // Only the latency-sensitive health function keeps warm capacity.
+    expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(1);
+  });
+
   describe('adds a region by one line of config', () => {
     const regions = ['eu-central-1', 'us-east-1', 'ap-southeast-1'] as const;
     const threeRegions = validateEnvironment('prod', { ...prod, regions: [...regions] });

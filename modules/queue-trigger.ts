@@ -1,0 +1,48 @@
+import { LambdaEventSourceMapping } from '@cdktf/provider-aws/lib/lambda-event-source-mapping';
+import type { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
+import { Construct } from 'constructs';
+import type { BundledFunction } from './bundled-function';
+import { requireIntInRange } from './lib/validate';
+
+export interface QueueTriggerProps {
+  readonly queue: SqsQueue;
+  /** Function invoked, through its `live` alias. Its role needs the queue's receive and delete rights. */
+  readonly consumer: BundledFunction;
+  /** Messages per invocation (1-10). Default: 10. */
+  readonly batchSize?: number;
+  /** Seconds to gather a batch. Default: 1. */
+  readonly batchingWindowSec?: number;
+  /**
+   * Create the mapping enabled. Off only on the emulator, where something else pumps the queue (and the
+   * alias it targets is read back as a version, so that drift is ignored). Default: true.
+   */
+  readonly enabled?: boolean;
+}
+
+/**
+ * An SQS event-source mapping with partial batch responses: only the records a consumer reports as failed
+ * are redelivered (and, after the queue's maxReceiveCount, dead-lettered).
+ */
+export class QueueTrigger extends Construct {
+  readonly mapping: LambdaEventSourceMapping;
+
+  constructor(scope: Construct, id: string, props: QueueTriggerProps) {
+    super(scope, id);
+    const batchSize = requireIntInRange('QueueTrigger', 'batchSize', props.batchSize ?? 10, 1, 10);
+    const window = requireIntInRange(
+      'QueueTrigger',
+      'batchingWindowSec',
+      props.batchingWindowSec ?? 1,
+      0,
+      300,
+    );
+    this.mapping = new LambdaEventSourceMapping(this, 'Mapping', {
+      eventSourceArn: props.queue.arn,
+      functionName: props.consumer.alias.arn,
+      batchSize,
+      maximumBatchingWindowInSeconds: window,
+      functionResponseTypes: ['ReportBatchItemFailures'],
+      ...(props.enabled === false ? { enabled: false, lifecycle: { ignoreChanges: ['function_name'] } } : {}),
+    });
+  }
+}
