@@ -1,5 +1,6 @@
 // The main job on the embedded default: the `local` estate on moto_server, its health checked per region.
 // Usage: npm start [-- --keep]   (--keep leaves the emulator running until Ctrl-C)
+import { documentIn, pump, syncRegionsOf, writer } from './lib/event-pump';
 import { startMoto } from './lib/moto';
 import { deployLocalEstate, invokeDeployed } from './lib/local-estate';
 import { regionalStackName, resourceName } from '../stacks/names';
@@ -41,6 +42,19 @@ async function main(): Promise<void> {
         `  ${region.padEnd(16)} ${statusCode} ${verdict.status}${verdict.failing.length ? ` (failing: ${verdict.failing.join(', ')})` : ''}`,
       );
     }
+    console.log(
+      '\nActive/active sync (one increment written in each region, inboxes pumped through the deployed consumer):',
+    );
+    const regions = syncRegionsOf(estate);
+    for (const region of regions)
+      await writer(moto.endpoint, region).update('demo', { kind: 'increment', field: 'count', by: 1 });
+    for (const region of regions) await pump(moto.endpoint, region);
+    for (const region of regions) {
+      const { count } = await documentIn(moto.endpoint, region, 'demo');
+      console.log(`  ${region.region.padEnd(16)} demo.count = ${count} (expected ${regions.length})`);
+      failed ||= count !== regions.length;
+    }
+
     if (keep) {
       console.log(`\nKeeping the emulator at ${moto.endpoint}; Ctrl-C to stop.`);
       await new Promise<void>((resolveWait) => process.once('SIGINT', () => resolveWait()));

@@ -14,7 +14,15 @@ import { planHasChanges, prepareTerraform } from '../../scripts/lib/terraform';
 import { bucketName, regionalStackName, resourceName } from '../../stacks/names';
 import { DEPLOY_LANE_ENDPOINT, laneEndpoint } from '../support/moto-lane';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { documentIn, deliver, pump, receiveAll, writer, type SyncRegion } from './sync-pump';
+import {
+  documentIn,
+  deliver,
+  pump,
+  receiveAll,
+  syncRegionsOf,
+  writer,
+  type SyncRegion,
+} from '../../scripts/lib/event-pump';
 import { admittedTopics, bucketProtection, drain, emulatorClients, publish, purge } from './topology';
 
 jest.setTimeout(20 * 60_000);
@@ -140,16 +148,7 @@ describe('the local estate on the emulator', () => {
 });
 
 describe('the sync service on the deployed bus (bundled handlers, the test pumping the inboxes)', () => {
-  const syncRegions = (): SyncRegion[] =>
-    regions().map((region) => ({
-      region,
-      stackDir: stackFor(region).dir,
-      inboxUrl: inboxUrl(region),
-      topicArn: topicArn(region),
-      stateTable: stackFor(region).outputs.state_table as string,
-      inboxFunction: resourceName(estate.environment, 'sync-inbox'),
-      antiEntropyFunction: resourceName(estate.environment, 'sync-anti-entropy'),
-    }));
+  const syncRegions = (): SyncRegion[] => syncRegionsOf(estate);
   const pumpAll = async (options: { duplicate?: boolean } = {}) => {
     for (const region of syncRegions()) await pump(endpoint, region, options);
   };

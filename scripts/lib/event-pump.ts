@@ -10,11 +10,12 @@ import {
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { encodeMap, readCrdt } from '../../runtime/crdt';
 import { DynamodbDocumentStore, SnsPublisher, SyncReplica } from '../../runtime/sync';
-import { invokeDeployed } from '../../scripts/lib/local-estate';
+import { regionalStackName, resourceName } from '../../stacks/names';
+import { invokeDeployed, type LocalEstate } from './local-estate';
 
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 
-/** What the sync scenarios need of one deployed region. */
+/** What the local event pump needs of one deployed region. */
 export interface SyncRegion {
   readonly region: string;
   readonly stackDir: string;
@@ -23,6 +24,23 @@ export interface SyncRegion {
   readonly stateTable: string;
   readonly inboxFunction: string;
   readonly antiEntropyFunction: string;
+}
+
+/** The sync endpoints of every region of a deployed local estate. */
+export function syncRegionsOf(estate: LocalEstate): SyncRegion[] {
+  return estate.environment.regions.map((region) => {
+    const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
+    if (!stack) throw new Error(`no stack deployed for ${region}`);
+    return {
+      region,
+      stackDir: stack.dir,
+      inboxUrl: stack.outputs.sync_inbox_url as string,
+      topicArn: stack.outputs.sync_topic_arn as string,
+      stateTable: stack.outputs.state_table as string,
+      inboxFunction: resourceName(estate.environment, 'sync-inbox'),
+      antiEntropyFunction: resourceName(estate.environment, 'sync-anti-entropy'),
+    };
+  });
 }
 
 /** A writer: another handler's use of the sync API, in its own container (its own clients). */
