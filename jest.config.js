@@ -36,5 +36,12 @@ module.exports = {
       globalSetup: '<rootDir>/test/support/deploy-lane-setup.ts',
       globalTeardown: '<rootDir>/test/support/deploy-lane-teardown.ts',
     },
+    {
+      ...base,
+      displayName: 'deploy-3-regions',
+      testMatch: ['<rootDir>/test/deploy-three-regions/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/three-region-lane-setup.ts',
+      globalTeardown: '<rootDir>/test/support/three-region-lane-teardown.ts',
+    },
   ],
 };

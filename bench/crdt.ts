@@ -7,6 +7,11 @@
 // Usage: npm run bench:crdt
 import {
   emptyORSet,
+  orsetDots,
+  orsetFromEntries,
+  orsetSize,
+  orsetValues,
+  type ORSetEntry,
   encodeCrdt,
   gcounterMerge,
   orsetAdd,
@@ -25,15 +30,13 @@ function time<T>(fn: () => T, repeats: number): { result: T; ms: number } {
   return { result, ms: Number(process.hrtime.bigint() - started) / 1e6 / repeats };
 }
 
-/** Builds a set by applying each add's delta, as a replica does. */
+/** A set as a replica that added `elements` elements one by one would hold it (checked below). */
 function build(replica: string, elements: number, offset = 0): ORSet {
-  let set = emptyORSet();
-  const entries = new Map(set.entries);
-  // Adding through deltas one at a time is O(n) per add (pure merges); assemble the same state directly
-  // from sequential dots instead, then prove it equals the delta-built state on a smaller sample below.
-  for (let i = 0; i < elements; i++) entries.set(`element-${offset + i}`, [[replica, i + 1]]);
-  set = { entries, context: { vv: new Map([[replica, elements]]), cloud: new Set() } };
-  return set;
+  const entries = Array.from({ length: elements }, (_, i): ORSetEntry => [
+    `element-${offset + i}`,
+    [[replica, i + 1]],
+  ]);
+  return orsetFromEntries(entries, { vv: new Map([[replica, elements]]), cloud: new Set() });
 }
 
 const sample = 2_000;
@@ -47,11 +50,11 @@ const N = 100_000;
 const a = build('eu-central-1', N);
 const b = build('us-east-1', N, N / 2); // half the elements overlap
 const merge = time(() => orsetMerge(a, b), 5);
-const plainA = new Set(a.entries.keys());
-const plainB = new Set(b.entries.keys());
+const plainA = new Set(orsetValues(a));
+const plainB = new Set(orsetValues(b));
 const baseline = time(() => new Set([...plainA, ...plainB]), 5);
 console.log(
-  `OR-Set merge, 2 x ${N.toLocaleString()} elements   ${merge.ms.toFixed(1).padStart(8)} ms   (${merge.result.entries.size.toLocaleString()} elements after)`,
+  `OR-Set merge, 2 x ${N.toLocaleString()} elements   ${merge.ms.toFixed(1).padStart(8)} ms   (${orsetSize(merge.result).toLocaleString()} elements after)`,
 );
 console.log(
   `baseline: union of two plain Sets        ${baseline.ms.toFixed(1).padStart(8)} ms   ratio ${(merge.ms / baseline.ms).toFixed(1)}x`,
@@ -67,18 +70,18 @@ console.log(`full state of that set                     ${bytes(a).toLocaleStrin
 
 // 1,000 live elements, then 1,000,000 cycles of remove + re-add, each made and applied as a delta. A
 // remove or add delta of one element only touches that element's entry, so the loop merges the delta into
-// that entry and the context and updates its own map in place (a pure orsetMerge copies all 1,000
+// that entry and the context and replaces the entry in its own array (a pure orsetMerge copies all 1,000
 // entries per delta); every 50,000 cycles the result is checked against the pure orsetMerge.
 const LIVE = 1_000;
 const CYCLES = 1_000_000;
 const live = build('eu-central-1', LIVE);
 const fresh = bytes(live);
-const entries = new Map(live.entries);
+const entries: ORSetEntry[] = [...live.entries];
 let context = live.context;
 const started = process.hrtime.bigint();
 for (let i = 0; i < CYCLES; i++) {
   const element = `element-${i % LIVE}`;
-  const before: ORSet | undefined = i % 50_000 === 0 ? { entries: new Map(entries), context } : undefined;
+  const before: ORSet | undefined = i % 50_000 === 0 ? { entries: [...entries], context } : undefined;
   const removal = orsetRemove({ entries, context }, element);
   applyToOneEntry(element, removal);
   const addition = orsetAdd({ entries, context }, 'eu-central-1', element);
@@ -93,12 +96,26 @@ console.log(
   `state after ${CYCLES.toLocaleString()} add/remove cycles over ${LIVE.toLocaleString()} elements ${churned.toLocaleString().padStart(8)} B   vs ${fresh.toLocaleString()} B fresh: ${(churned / fresh).toFixed(2)}x   (${(churnMs / 1000).toFixed(1)} s)`,
 );
 
+/** Index of the first entry not before `element`. */
+function lowerBound(element: string): number {
+  let low = 0;
+  let high = entries.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((entries[middle] as ORSetEntry)[0] < element) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
 function applyToOneEntry(element: string, delta: ORSet): void {
-  const own = entries.get(element);
-  const merged = orsetMerge({ entries: own ? new Map([[element, own]]) : new Map(), context }, delta);
-  const dots = merged.entries.get(element);
-  if (dots) entries.set(element, dots);
-  else entries.delete(element);
+  const own = orsetDots({ entries, context }, element);
+  const merged = orsetMerge({ entries: own.length ? [[element, own]] : [], context }, delta);
+  const at = lowerBound(element);
+  const present = entries[at]?.[0] === element;
+  const [entry] = merged.entries;
+  if (entry) entries.splice(at, present ? 1 : 0, entry);
+  else if (present) entries.splice(at, 1);
   context = merged.context;
 }
 

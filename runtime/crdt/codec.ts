@@ -8,6 +8,7 @@ import {
   type Dot,
 } from './causal-context';
 import type { Crdt, CrdtMap } from './crdt';
+import { orsetFromEntries } from './orset';
 import type { GCounter } from './gcounter';
 import type { JsonValue } from './lww-register';
 
@@ -71,9 +72,7 @@ export function toWire(crdt: Crdt): Wire {
         return i;
       };
       const flat = (dots: Iterable<Dot>) => [...dots].sort(compareDots).flatMap((d) => [ref(d[0]), d[1]]);
-      const entries = [...crdt.state.entries]
-        .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
-        .map(([e, dots]) => [e, flat(dots)]);
+      const entries = crdt.state.entries.map(([e, dots]) => [e, flat(dots)]);
       const vv = flat([...crdt.state.context.vv].sort(([x], [y]) => (x < y ? -1 : 1)));
       const cloud = flat([...crdt.state.context.cloud].map(dotFromKey));
       return { t: 'or', r: replicas, e: entries, vv, c: cloud };
@@ -231,5 +230,5 @@ function orset(value: Wire, path: string) {
         `dot ${unseen[1]}@${unseen[0]} of ${JSON.stringify(element)} is not in the causal context`,
       );
   }
-  return { entries, context };
+  return orsetFromEntries(entries, context);
 }

@@ -9,60 +9,97 @@ import {
   type Dot,
 } from './causal-context';
 
+/** One present element and the dots of the adds that put it there (sorted: replica, then counter). */
+export type ORSetEntry = readonly [element: string, dots: readonly Dot[]];
+
 /**
  * An add-wins observed-remove set without tombstones (the optimized OR-Set, in its delta-state form):
  * each present element carries the dots of the adds that put it there; a causal context records every dot
  * the replica has seen. Removing an element forgets its dots (they stay covered by the context), so a
  * remove only defeats the adds it observed, and a concurrent add wins. Metadata is O(live elements +
- * replicas) once the context is compact.
+ * replicas) once the context is compact. Entries are kept sorted by element, so a merge is one linear
+ * pass over both sides.
  */
 export interface ORSet {
-  readonly entries: ReadonlyMap<string, readonly Dot[]>;
+  readonly entries: readonly ORSetEntry[];
   readonly context: CausalContext;
 }
 
-export const emptyORSet = (): ORSet => ({ entries: new Map(), context: EMPTY_CONTEXT });
+export const emptyORSet = (): ORSet => ({ entries: [], context: EMPTY_CONTEXT });
 
-export const orsetHas = (set: ORSet, element: string): boolean => set.entries.has(element);
+/** Builds a set from entries in any order (sorted here), e.g. when decoding. */
+export function orsetFromEntries(entries: Iterable<ORSetEntry>, context: CausalContext): ORSet {
+  return { entries: [...entries].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)), context };
+}
 
-export const orsetValues = (set: ORSet): string[] => [...set.entries.keys()].sort();
+function indexOf(set: ORSet, element: string): number {
+  let low = 0;
+  let high = set.entries.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >>> 1;
+    const candidate = (set.entries[middle] as ORSetEntry)[0];
+    if (candidate === element) return middle;
+    if (candidate < element) low = middle + 1;
+    else high = middle - 1;
+  }
+  return -1;
+}
+
+/** The dots an element is present with (none when absent). */
+export function orsetDots(set: ORSet, element: string): readonly Dot[] {
+  const index = indexOf(set, element);
+  return index < 0 ? [] : (set.entries[index] as ORSetEntry)[1];
+}
+
+export const orsetHas = (set: ORSet, element: string): boolean => indexOf(set, element) >= 0;
+
+export const orsetValues = (set: ORSet): string[] => set.entries.map(([element]) => element);
+
+export const orsetSize = (set: ORSet): number => set.entries.length;
 
 /** The delta of adding `element` at `replica`: a fresh dot for it, superseding the dots it had. */
 export function orsetAdd(set: ORSet, replica: string, element: string): ORSet {
   const dot = nextDot(set.context, replica);
-  const previous = set.entries.get(element) ?? [];
-  return { entries: new Map([[element, [dot]]]), context: contextOf([dot, ...previous]) };
+  return { entries: [[element, [dot]]], context: contextOf([dot, ...orsetDots(set, element)]) };
 }
 
 /** The delta of removing `element`: the dots it was observed with, and no entry. */
 export function orsetRemove(set: ORSet, element: string): ORSet {
-  return { entries: new Map(), context: contextOf(set.entries.get(element) ?? []) };
+  return { entries: [], context: contextOf(orsetDots(set, element)) };
 }
 
 /**
  * Keeps a dot when both sides have it, or when one side has it and the other has not seen it; a dot one
- * side has seen but no longer holds was removed there.
+ * side has seen but no longer holds was removed there. One pass over both sorted entry lists.
  */
 export function orsetMerge(a: ORSet, b: ORSet): ORSet {
-  // Start from a bulk copy of one side and touch only the entries the merge changes.
-  const entries = new Map(a.entries);
-  b.entries.forEach((dotsB, element) => {
-    const dotsA = a.entries.get(element);
-    let kept: readonly Dot[];
-    if (dotsA === undefined) kept = unseenBy(dotsB, a.context);
-    else if (sameDots(dotsA, dotsB)) return;
-    else kept = mergeDots(dotsA, a.context, dotsB, b.context);
-    if (kept.length > 0) entries.set(element, kept);
-    else entries.delete(element);
-  });
-  // Elements only in a lose the dots b has seen (b removed them); most have none, which costs no lookup.
-  a.entries.forEach((dotsA, element) => {
-    const kept = unseenBy(dotsA, b.context);
-    if (kept === dotsA || b.entries.has(element)) return;
-    if (kept.length > 0) entries.set(element, kept);
-    else entries.delete(element);
-  });
-  return { entries, context: union(a.context, b.context) };
+  const left = a.entries;
+  const right = b.entries;
+  const merged: ORSetEntry[] = [];
+  let i = 0;
+  let j = 0;
+  const keep = (entry: ORSetEntry, dots: readonly Dot[]) => {
+    if (dots.length > 0) merged.push(dots === entry[1] ? entry : [entry[0], dots]);
+  };
+  while (i < left.length || j < right.length) {
+    const fromA = left[i];
+    const fromB = right[j];
+    if (fromB === undefined || (fromA !== undefined && fromA[0] < fromB[0])) {
+      keep(fromA as ORSetEntry, unseenBy((fromA as ORSetEntry)[1], b.context));
+      i++;
+    } else if (fromA === undefined || fromB[0] < fromA[0]) {
+      keep(fromB, unseenBy(fromB[1], a.context));
+      j++;
+    } else {
+      keep(
+        fromA,
+        sameDots(fromA[1], fromB[1]) ? fromA[1] : mergeDots(fromA[1], a.context, fromB[1], b.context),
+      );
+      i++;
+      j++;
+    }
+  }
+  return { entries: merged, context: union(a.context, b.context) };
 }
 
 /** The dots the other side has not seen (the same array when that is all of them: merges stay cheap). */

@@ -17,14 +17,18 @@ export class EnvelopeError extends Error {
   }
 }
 
+/**
+ * Wire form, kept short because every change ships one:
+ * {"v":1,"o":<origin>,"d":<document>,"k":"d"|"s" (delta or state),"h":[wallMs,logical,replica],"b":{"m":{...}}}
+ */
 export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify({
     v: PROTOCOL_VERSION,
-    origin: envelope.origin,
-    document: envelope.document,
-    kind: envelope.kind,
-    hlc: [envelope.hlc.wallMs, envelope.hlc.logical, envelope.hlc.replica],
-    body: JSON.parse(encodeMap(envelope.body)) as unknown,
+    o: envelope.origin,
+    d: envelope.document,
+    k: envelope.kind === 'delta' ? 'd' : 's',
+    h: [envelope.hlc.wallMs, envelope.hlc.logical, envelope.hlc.replica],
+    b: JSON.parse(encodeMap(envelope.body)) as unknown,
   });
 }
 
@@ -46,11 +50,12 @@ export function decodeEnvelope(text: string): Envelope {
       `unsupported protocol version ${JSON.stringify(message.v)}; expected ${PROTOCOL_VERSION}`,
     );
   }
-  if (!isText(message.origin)) throw new EnvelopeError('origin: expected the sending region');
-  if (!isText(message.document)) throw new EnvelopeError('document: expected the document key');
-  if (message.kind !== 'delta' && message.kind !== 'state')
-    throw new EnvelopeError('kind: expected "delta" or "state"');
-  const hlc = message.hlc;
+  if (!isText(message.o)) throw new EnvelopeError('o (origin): expected the sending region');
+  if (!isText(message.d)) throw new EnvelopeError('d (document): expected the document key');
+  if (message.k !== 'd' && message.k !== 's') {
+    throw new EnvelopeError('k (kind): expected "d" (delta) or "s" (state)');
+  }
+  const hlc = message.h;
   if (
     !Array.isArray(hlc) ||
     hlc.length !== 3 ||
@@ -60,22 +65,22 @@ export function decodeEnvelope(text: string): Envelope {
     (hlc[1] as number) < 0 ||
     !isText(hlc[2])
   ) {
-    throw new EnvelopeError('hlc: expected [wallMs, logical, replica]');
+    throw new EnvelopeError('h (clock): expected [wallMs, logical, replica]');
   }
-  if (typeof message.body !== 'object' || message.body === null || Array.isArray(message.body)) {
-    throw new EnvelopeError('body: expected the encoded document');
+  if (typeof message.b !== 'object' || message.b === null || Array.isArray(message.b)) {
+    throw new EnvelopeError('b (body): expected the encoded document');
   }
   let body: CrdtMap;
   try {
-    body = decodeMap(JSON.stringify({ v: PROTOCOL_VERSION, ...message.body }));
+    body = decodeMap(JSON.stringify({ v: PROTOCOL_VERSION, ...message.b }));
   } catch (error) {
-    if (error instanceof CrdtDecodeError) throw new EnvelopeError(`body: ${error.message}`);
+    if (error instanceof CrdtDecodeError) throw new EnvelopeError(`b (body): ${error.message}`);
     throw error;
   }
   return {
-    origin: message.origin,
-    document: message.document,
-    kind: message.kind,
+    origin: message.o,
+    document: message.d,
+    kind: message.k === 'd' ? 'delta' : 'state',
     hlc: { wallMs: hlc[0] as number, logical: hlc[1] as number, replica: hlc[2] as string },
     body,
   };

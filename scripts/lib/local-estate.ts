@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import type { EnvironmentConfig } from '../../environments';
+import type { AwsRegion, EnvironmentConfig } from '../../environments';
 import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
 import { defaultOutdir, deploymentWaves, localEnvironment, synthesize, type SynthesizedStack } from './synth';
 import { apply, init, terraform, type TerraformCli } from './terraform';
@@ -22,10 +22,10 @@ export interface LocalEstate {
 export async function deployLocalEstate(
   cli: TerraformCli,
   endpoint: string,
-  options: { outdir?: string; log?: (line: string) => void } = {},
+  options: { outdir?: string; log?: (line: string) => void; regions?: readonly AwsRegion[] } = {},
 ): Promise<LocalEstate> {
   const log = options.log ?? (() => undefined);
-  const environment = localEnvironment(endpoint);
+  const environment = localEnvironment(endpoint, options.regions);
   const synthesized = synthesize([environment], options.outdir ?? defaultOutdir('local'));
   log(`synthesized ${synthesized.map((s) => s.name).join(', ')}`);
   // Wave by wave in dependency order; within a wave side by side (Terraform mostly waits on the emulator).

@@ -42,15 +42,32 @@ async function waitUntilServing(endpoint: string, child: ChildProcess, timeoutMs
   throw new Error(`moto_server did not serve ${endpoint} within ${timeoutMs} ms`);
 }
 
-/** Starts moto_server on a free 127.0.0.1 port (ESTATE_MOTO_SERVER names another executable). */
-export async function startMoto(
-  command = process.env.ESTATE_MOTO_SERVER ?? 'moto_server',
-): Promise<MotoServer> {
+/**
+ * Serves moto's app one request at a time. moto's own `moto_server` is threaded and does not lock around a
+ * conditional write, so two concurrent conditional PutItems can both succeed; DynamoDB guarantees they
+ * cannot, and the sync service relies on it. Single-threaded, each request completes before the next.
+ */
+const SERIAL_SERVER = [
+  'import os, sys',
+  'from werkzeug.serving import run_simple',
+  'from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app',
+  'os.environ["MOTO_PORT"] = sys.argv[2]',
+  'run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)',
+].join('\n');
+
+/**
+ * Starts the AWS emulator on a free 127.0.0.1 port: moto's app served one request at a time by the
+ * machine's Python (ESTATE_PYTHON, default python3), or the `moto_server` executable named by
+ * ESTATE_MOTO_SERVER (or `command`).
+ */
+export async function startMoto(command = process.env.ESTATE_MOTO_SERVER): Promise<MotoServer> {
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}`;
-  const child = spawn(command, ['-H', '127.0.0.1', '-p', String(port)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = command
+    ? spawn(command, ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(process.env.ESTATE_PYTHON ?? 'python3', ['-c', SERIAL_SERVER, '127.0.0.1', String(port)], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
   const spawned = new Promise<void>((resolveSpawn, reject) => {
@@ -64,6 +81,7 @@ export async function startMoto(
     await waitUntilServing(endpoint, child, 30_000);
   } catch (error) {
     child.kill('SIGKILL');
+    if (/No module named '(moto|werkzeug)/.test(stderr)) throw new Error(INSTALL_HINT);
     throw new Error(`${(error as Error).message}\n${stderr}`);
   }
   return {

@@ -1,7 +1,7 @@
 import { App } from 'cdktf';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { validateEnvironment, type EnvironmentConfig } from '../../environments';
+import { validateEnvironment, type AwsRegion, type EnvironmentConfig } from '../../environments';
 import { local } from '../../environments/local';
 import { REPO_ROOT } from '../../modules/bundled-function/bundle';
 import { buildEstate } from '../../stacks/estate';
@@ -45,9 +45,10 @@ export function deploymentWaves<T extends SynthesizedStack>(stacks: readonly T[]
   return waves;
 }
 
-/** The `local` environment pointed at an emulator endpoint. */
-export function localEnvironment(endpoint: string): EnvironmentConfig {
-  return validateEnvironment('local', local({ ESTATE_EMULATOR_ENDPOINT: endpoint }));
+/** The `local` environment pointed at an emulator endpoint (optionally with other regions). */
+export function localEnvironment(endpoint: string, regions?: readonly AwsRegion[]): EnvironmentConfig {
+  const declared = local({ ESTATE_EMULATOR_ENDPOINT: endpoint });
+  return validateEnvironment('local', regions ? { ...declared, regions: [...regions] } : declared);
 }
 
 export const defaultOutdir = (label: string) => join(REPO_ROOT, '.build', 'synth', label);

@@ -3,6 +3,7 @@ import { startMoto, type MotoServer } from '../../scripts/lib/moto';
 /** Each lane gets its own moto_server; its endpoint reaches the lane's test workers through this variable. */
 export const EMULATOR_LANE_ENDPOINT = 'ESTATE_TEST_EMULATOR_ENDPOINT';
 export const DEPLOY_LANE_ENDPOINT = 'ESTATE_TEST_DEPLOY_ENDPOINT';
+export const THREE_REGION_LANE_ENDPOINT = 'ESTATE_TEST_THREE_REGION_ENDPOINT';
 
 const servers = globalThis as typeof globalThis & { __estateMoto?: Map<string, MotoServer> };
 

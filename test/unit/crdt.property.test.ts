@@ -187,7 +187,7 @@ describe('ORSet semantics', () => {
         const a = orsetMerge(emptyORSet(), orsetAdd(emptyORSet(), adder, e));
         const b = orsetMerge(orsetMerge(emptyORSet(), a), orsetRemove(a, e));
         const merged = orsetMerge(a, b);
-        return !orsetHas(merged, e) && merged.entries.size === 0 && !orsetHas(orsetMerge(b, a), e);
+        return !orsetHas(merged, e) && merged.entries.length === 0 && !orsetHas(orsetMerge(b, a), e);
       }),
       RUNS,
     );
