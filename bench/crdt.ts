@@ -20,6 +20,7 @@ import {
   type GCounter,
   type ORSet,
 } from '../runtime/crdt';
+import { encodeEnvelope } from '../runtime/sync/envelope';
 
 const bytes = (set: ORSet) => Buffer.byteLength(encodeCrdt({ type: 'orset', state: set }));
 
@@ -64,6 +65,16 @@ const addDelta = orsetAdd(a, 'eu-central-1', 'element-new');
 const removeDelta = orsetRemove(a, 'element-42');
 console.log(
   `delta of one add to a ${N.toLocaleString()}-element set     ${bytes(addDelta).toString().padStart(8)} B`,
+);
+const envelope = encodeEnvelope({
+  origin: 'eu-central-1',
+  document: 'presence',
+  kind: 'delta',
+  hlc: { wallMs: 1_795_000_000_000, logical: 0, replica: 'eu-central-1' },
+  body: new Map([['members', { type: 'orset', state: addDelta }]]),
+});
+console.log(
+  `sync message carrying that add (envelope)  ${Buffer.byteLength(envelope).toString().padStart(8)} B`,
 );
 console.log(`delta of one remove                        ${bytes(removeDelta).toString().padStart(8)} B`);
 console.log(`full state of that set                     ${bytes(a).toLocaleString().padStart(8)} B`);

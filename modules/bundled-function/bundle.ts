@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { zipSync } from 'fflate';
@@ -52,19 +52,37 @@ export function handlerName(entry: string): string {
   return dirname(rel).split(/[\\/]/).join('-');
 }
 
+/** Every handler under `runtime/`: `runtime/<capability>[/<part>]/handler.ts`. */
+export function handlerEntries(): string[] {
+  const runtime = join(REPO_ROOT, 'runtime');
+  return readdirSync(runtime, { recursive: true, encoding: 'utf8' })
+    .filter((file) => basename(file) === 'handler.ts')
+    .map((file) => join(runtime, file))
+    .sort();
+}
+
 /**
  * Bundles a handler with esbuild (tree-shaken, ES modules preferred, minified, Node 20 syntax so the
- * bundle runs on Node 20 and the nodejs22.x runtime) into a deterministic zip. Cached per process: however
- * many stacks use a handler, it is bundled once per synth.
+ * bundle runs on Node 20 and the nodejs22.x runtime) into a deterministic zip. The first call bundles
+ * every handler of `runtime/` in one esbuild run (their shared code is parsed once); the results are
+ * cached, so however many stacks use a handler, it is bundled once per synth.
  */
 export function bundleHandler(entry: string): HandlerBundle {
   const absolute = resolve(REPO_ROOT, entry);
-  const cached = bundles.get(absolute);
-  if (cached) return cached;
+  handlerName(entry); // validates the entry
+  if (!bundles.has(absolute)) bundleAll([...new Set([absolute, ...handlerEntries()])]);
+  const bundle = bundles.get(absolute);
+  if (!bundle) throw new Error(`bundleHandler: esbuild produced no output for ${entry}`);
+  return bundle;
+}
 
-  const name = handlerName(entry);
+function bundleAll(entries: readonly string[]): void {
+  const runtime = join(REPO_ROOT, 'runtime');
+  const outdir = join(BUNDLE_DIR, '.esbuild');
   const result = buildSync({
-    entryPoints: [absolute],
+    entryPoints: [...entries],
+    outbase: runtime,
+    outdir,
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -80,9 +98,14 @@ export function bundleHandler(entry: string): HandlerBundle {
     external: ['@aws-sdk/*'],
   });
   esbuildRuns += 1;
-  const code = result.outputFiles[0]?.contents;
-  if (!code) throw new Error(`bundleHandler: esbuild produced no output for ${entry}`);
+  for (const entry of entries) {
+    const expected = join(outdir, relative(runtime, dirname(entry)), 'handler.js');
+    const code = result.outputFiles.find((file) => file.path === expected)?.contents;
+    if (code) bundles.set(entry, writeBundle(handlerName(entry), code));
+  }
+}
 
+function writeBundle(name: string, code: Uint8Array): HandlerBundle {
   const archive = zipSync({ 'index.js': [code, { mtime: ZIP_EPOCH, level: 9 }] });
   const dir = join(BUNDLE_DIR, name);
   mkdirSync(dir, { recursive: true });
@@ -90,8 +113,7 @@ export function bundleHandler(entry: string): HandlerBundle {
   const archivePath = join(dir, `${name}.zip`);
   writeAtomically(codePath, code);
   writeAtomically(archivePath, archive);
-
-  const bundle: HandlerBundle = {
+  return {
     name,
     codePath,
     archivePath,
@@ -99,8 +121,6 @@ export function bundleHandler(entry: string): HandlerBundle {
     codeBytes: code.byteLength,
     archiveBytes: archive.byteLength,
   };
-  bundles.set(absolute, bundle);
-  return bundle;
 }
 
 /** Parallel synths (test workers) may bundle the same handler at once: never expose a half-written file. */

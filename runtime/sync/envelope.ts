@@ -19,14 +19,14 @@ export class EnvelopeError extends Error {
 
 /**
  * Wire form, kept short because every change ships one:
- * {"v":1,"o":<origin>,"d":<document>,"k":"d"|"s" (delta or state),"h":[wallMs,logical,replica],"b":{"m":{...}}}
+ * {"v":1,"o":<origin>,"d":<document>,"k":"s" (full state; absent for a delta),"h":[wallMs,logical,replica],"b":{"m":{...}}}
  */
 export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify({
     v: PROTOCOL_VERSION,
     o: envelope.origin,
     d: envelope.document,
-    k: envelope.kind === 'delta' ? 'd' : 's',
+    ...(envelope.kind === 'state' ? { k: 's' } : {}),
     h: [envelope.hlc.wallMs, envelope.hlc.logical, envelope.hlc.replica],
     b: JSON.parse(encodeMap(envelope.body)) as unknown,
   });
@@ -52,8 +52,8 @@ export function decodeEnvelope(text: string): Envelope {
   }
   if (!isText(message.o)) throw new EnvelopeError('o (origin): expected the sending region');
   if (!isText(message.d)) throw new EnvelopeError('d (document): expected the document key');
-  if (message.k !== 'd' && message.k !== 's') {
-    throw new EnvelopeError('k (kind): expected "d" (delta) or "s" (state)');
+  if (message.k !== undefined && message.k !== 's') {
+    throw new EnvelopeError('k (kind): expected "s" (full state) or no kind (a delta)');
   }
   const hlc = message.h;
   if (
@@ -80,7 +80,7 @@ export function decodeEnvelope(text: string): Envelope {
   return {
     origin: message.o,
     document: message.d,
-    kind: message.k === 'd' ? 'delta' : 'state',
+    kind: message.k === 's' ? 'state' : 'delta',
     hlc: { wallMs: hlc[0] as number, logical: hlc[1] as number, replica: hlc[2] as string },
     body,
   };

@@ -15,6 +15,7 @@ import {
   orsetHas,
   orsetMerge,
   orsetRemove,
+  orsetValues,
   pncounterAdd,
   pncounterMerge,
   type Crdt,
@@ -272,5 +273,30 @@ describe('encoding', () => {
     expect(() =>
       mergeCrdt({ type: 'gcounter', state: {} }, { type: 'orset', state: emptyORSet() }, 'sessions'),
     ).toThrow('cannot merge sessions: it is a gcounter on one side and a orset on the other');
+  });
+});
+
+describe('ORSet metadata', () => {
+  it('stays bounded through add/remove churn between two replicas: no tombstones, a compact context', () => {
+    let a = emptyORSet();
+    let b = emptyORSet();
+    const size = (set: ORSet) => encodeCrdt({ type: 'orset', state: set }).length;
+    a = orsetMerge(a, orsetAdd(a, 'eu-central-1', 'x'));
+    b = orsetMerge(b, a);
+    const initial = size(orsetMerge(a, b));
+    for (let i = 0; i < 2_000; i++) {
+      const [writer, other] = i % 2 === 0 ? [a, b] : [b, a];
+      const removal = orsetRemove(writer, 'x');
+      const afterRemoval = orsetMerge(writer, removal);
+      const addition = orsetAdd(afterRemoval, i % 2 === 0 ? 'eu-central-1' : 'us-east-1', 'x');
+      const updated = orsetMerge(afterRemoval, addition);
+      const synced = orsetMerge(orsetMerge(other, removal), addition);
+      [a, b] = i % 2 === 0 ? [updated, synced] : [synced, updated];
+    }
+    const merged = orsetMerge(a, b);
+    expect(orsetValues(merged)).toEqual(['x']);
+    expect(merged.entries[0]?.[1]).toHaveLength(1);
+    expect(merged.context.cloud.size).toBe(0);
+    expect(size(merged)).toBeLessThan(initial * 2);
   });
 });

@@ -93,7 +93,7 @@ describe('decodeEnvelope', () => {
   it.each([
     ['another protocol version', patched({ v: 2 }), 'unsupported protocol version 2; expected 1'],
     ['no origin', patched({ o: '' }), 'o (origin): expected the sending region'],
-    ['a bad kind', patched({ k: 'patch' }), 'k (kind): expected "d" (delta) or "s" (state)'],
+    ['a bad kind', patched({ k: 'patch' }), 'k (kind): expected "s" (full state) or no kind (a delta)'],
     ['a bad clock', patched({ h: [1, -1, 'x'] }), 'h (clock): expected [wallMs, logical, replica]'],
     ['a body that is not a document', patched({ b: 'x' }), 'b (body): expected the encoded document'],
     [
