@@ -32,6 +32,7 @@ function syncMetrics(metrics: Metrics): SyncMetrics {
     merged: (count) => metrics.addMetric('Merges', MetricUnit.Count, count),
     conflictRetried: (count) => metrics.addMetric('ConcurrencyRetries', MetricUnit.Count, count),
     lagMs: (ms) => metrics.addMetric('LagMs', MetricUnit.Milliseconds, ms),
+    publishFailed: (count) => metrics.addMetric('PublishFailures', MetricUnit.Count, count),
   };
 }
 

@@ -26,12 +26,14 @@ export interface SyncMetrics {
   merged(count: number): void;
   conflictRetried(count: number): void;
   lagMs(ms: number): void;
+  publishFailed(count: number): void;
 }
 
 export const NO_METRICS: SyncMetrics = {
   merged: () => undefined,
   conflictRetried: () => undefined,
   lagMs: () => undefined,
+  publishFailed: () => undefined,
 };
 
 export interface SyncReplicaDeps {
@@ -67,7 +69,11 @@ export class SyncReplica {
     this.maxAttempts = deps.maxAttempts ?? 50;
   }
 
-  /** Applies an operation locally, durably, then publishes its delta. Returns the document's new state. */
+  /**
+   * Applies an operation locally, durably, then publishes its delta. Once the write succeeded the change is
+   * done: a failed publish is counted, not thrown (a caller retrying would apply it twice), and the next
+   * anti-entropy pass carries it to the other regions. Returns the document's new state.
+   */
   async update(document: string, operation: Operation): Promise<CrdtMap> {
     let published: Envelope | undefined;
     const next = await this.conditionally(document, (stored) => {
@@ -87,7 +93,13 @@ export class SyncReplica {
       };
       return { state: applied.next, clock: applied.clock };
     });
-    if (published) await this.deps.publisher.publish(published);
+    if (published) {
+      try {
+        await this.deps.publisher.publish(published);
+      } catch {
+        this.metrics.publishFailed(1);
+      }
+    }
     return next;
   }
 

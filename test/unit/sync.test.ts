@@ -63,6 +63,25 @@ describe('SyncReplica', () => {
     expect(readCrdt((await us.replica.read('quota')).get('used') as never)).toBe(12);
   });
 
+  it('keeps a stored change when its publish fails, counts it, and lets anti-entropy carry it', async () => {
+    let failures = 0;
+    const replica = new SyncReplica({
+      region: 'eu-central-1',
+      store: memoryStore(),
+      publisher: { publish: () => Promise.reject(new Error('SNS unavailable')) },
+      now: () => 1_000,
+      metrics: {
+        merged: () => undefined,
+        conflictRetried: () => undefined,
+        lagMs: () => undefined,
+        publishFailed: (n) => (failures += n),
+      },
+    });
+    await expect(replica.update('quota', { kind: 'increment', field: 'used', by: 4 })).resolves.toBeDefined();
+    expect(failures).toBe(1);
+    expect(readCrdt((await replica.read('quota')).get('used') as never)).toBe(4);
+  });
+
   it('repairs a region that lost every message with one anti-entropy pass', async () => {
     const eu = region('eu-central-1');
     const us = region('us-east-1');
