@@ -3,7 +3,7 @@ import type { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { Route53HealthCheck } from '@cdktf/provider-aws/lib/route53-health-check';
 import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
 import { Construct } from 'constructs';
-import { requireIntInRange, requireMatch } from './lib/validate';
+import { fail, requireIntInRange, requireMatch } from './lib/validate';
 
 /** What the region's latency record answers with. */
 export type RecordTarget =
@@ -53,7 +53,7 @@ export class RegionalFailoverRecord extends Construct {
     );
     const interval = props.requestIntervalSec ?? 10;
     if (interval !== 10 && interval !== 30)
-      requireIntInRange('RegionalFailoverRecord', 'requestIntervalSec', interval, 10, 10);
+      fail('RegionalFailoverRecord', 'requestIntervalSec', interval, '10 or 30');
     const threshold = requireIntInRange(
       'RegionalFailoverRecord',
       'failureThreshold',

@@ -1,5 +1,5 @@
 import type { EnvironmentConfig } from '../../environments';
-import type { SynthesizedStack } from './synth';
+import { deploymentWaves, type SynthesizedStack } from './synth';
 
 /**
  * The order a rollout applies an environment's stacks in: every stack after the stacks it depends on
@@ -17,21 +17,7 @@ export function rolloutOrder<T extends SynthesizedStack>(
     const global = stack.name.endsWith('-global') ? 0 : 1;
     return shared * 10_000 + global * 1_000 + (regionIndex < 0 ? 999 : regionIndex);
   };
-  const ordered: T[] = [];
-  const placed = new Set<string>();
-  const known = new Set(stacks.map((s) => s.name));
-  let pending = [...stacks];
-  while (pending.length > 0) {
-    const ready = pending
-      .filter((stack) => stack.dependsOn.every((name) => placed.has(name) || !known.has(name)))
-      .sort((a, b) => rank(a) - rank(b));
-    const next = ready[0];
-    if (!next) throw new Error(`dependency cycle among ${pending.map((s) => s.name).join(', ')}`);
-    ordered.push(next);
-    placed.add(next.name);
-    pending = pending.filter((stack) => stack !== next);
-  }
-  return ordered;
+  return deploymentWaves(stacks).flatMap((wave) => [...wave].sort((a, b) => rank(a) - rank(b)));
 }
 
 /** The environments whose stacks a rollout of `environment` covers: the shared services it uses, then itself. */
