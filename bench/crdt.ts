@@ -13,6 +13,7 @@ import {
   orsetValues,
   type ORSetEntry,
   encodeCrdt,
+  emptyGCounter,
   gcounterMerge,
   orsetAdd,
   orsetMerge,
@@ -37,7 +38,7 @@ function build(replica: string, elements: number, offset = 0): ORSet {
     `element-${offset + i}`,
     [[replica, i + 1]],
   ]);
-  return orsetFromEntries(entries, { vv: new Map([[replica, elements]]), cloud: new Set() });
+  return orsetFromEntries(entries, { vv: new Map([[replica, elements]]), cloud: new Set(), horizons: new Map() });
 }
 
 const sample = 2_000;
@@ -66,12 +67,13 @@ const removeDelta = orsetRemove(a, 'element-42');
 console.log(
   `delta of one add to a ${N.toLocaleString()}-element set     ${bytes(addDelta).toString().padStart(8)} B`,
 );
+const stamp = { wallMs: 1_795_000_000_000, logical: 0, replica: 'eu-central-1@lqx2k3m0aab1c' };
 const envelope = encodeEnvelope({
   origin: 'eu-central-1',
   document: 'presence',
   kind: 'delta',
-  hlc: { wallMs: 1_795_000_000_000, logical: 0, replica: 'eu-central-1' },
-  body: new Map([['members', { type: 'orset', state: addDelta }]]),
+  hlc: stamp,
+  body: new Map([['members', [{ created: stamp, crdt: { type: 'orset', state: addDelta } }]]]),
 });
 console.log(
   `sync message carrying that add (envelope)  ${Buffer.byteLength(envelope).toString().padStart(8)} B`,
@@ -131,9 +133,12 @@ function applyToOneEntry(element: string, delta: ORSet): void {
 }
 
 const counters: GCounter[] = Array.from({ length: 1000 }, (_, i) => ({
-  'eu-central-1': i,
-  'us-east-1': 1000 - i,
-  'ap-southeast-1': i * 2,
+  counts: new Map([
+    ['eu-central-1', i + 1],
+    ['us-east-1', 1000 - i],
+    ['ap-southeast-1', i * 2 + 1],
+  ]),
+  folds: new Map(),
 }));
-const gmerge = time(() => counters.reduce(gcounterMerge, {}), 20);
+const gmerge = time(() => counters.reduce(gcounterMerge, emptyGCounter()), 20);
 console.log(`G-Counter merges (3 replicas)             ${(1000 / gmerge.ms).toFixed(0).padStart(8)} per ms`);

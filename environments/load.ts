@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { boundedText, renderValue } from '../runtime/lib/redact';
 import { environmentSchema, type EnvironmentConfig } from './schema';
 
 /** One thing wrong with one environment's config. */
@@ -6,19 +7,25 @@ export interface ConfigProblem {
   readonly environment: string;
   /** Dotted path of the field, e.g. `regions[1]` or `backend.organization`. */
   readonly path: string;
-  /** The value received, rendered as JSON (`undefined` when the field is missing). */
+  /** The value received, in a bounded rendering (`undefined (missing)` when the field is missing). */
   readonly received: string;
   /** What the field allows. */
   readonly expected: string;
 }
 
-/** Thrown when any environment config is invalid; its message lists every problem at once. */
+/** Problems the error message lists; `problems` holds them all. */
+const LISTED_PROBLEMS = 20;
+
+/** Thrown when any environment config is invalid; its message lists every problem at once (up to 20). */
 export class EnvironmentConfigError extends Error {
   constructor(readonly problems: readonly ConfigProblem[]) {
+    const unlisted = problems.length - LISTED_PROBLEMS;
     super(
       `Invalid environment config (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
         problems
+          .slice(0, LISTED_PROBLEMS)
           .map((p) => `  - ${p.environment}: ${p.path}: received ${p.received}; ${p.expected}`)
+          .concat(unlisted > 0 ? [`  - and ${unlisted} more`] : [])
           .join('\n'),
     );
     this.name = 'EnvironmentConfigError';
@@ -28,15 +35,15 @@ export class EnvironmentConfigError extends Error {
 export function formatPath(path: readonly PropertyKey[]): string {
   return (
     path
-      .map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i === 0 ? '' : '.'}${String(key)}`))
+      .map((key, i) =>
+        typeof key === 'number' ? `[${key}]` : `${i === 0 ? '' : '.'}${boundedText(String(key), 64)}`,
+      )
       .join('') || '(root)'
   );
 }
 
 function render(value: unknown): string {
-  if (value === undefined) return 'undefined (missing)';
-  const json = JSON.stringify(value);
-  return json.length > 120 ? `${json.slice(0, 117)}...` : json;
+  return value === undefined ? 'undefined (missing)' : renderValue(value);
 }
 
 /** A union's discriminator issue carries the whole object; report the discriminator's own value. */

@@ -51,32 +51,39 @@ const region = z.enum(AWS_REGIONS, {
   error: () => 'expected an AWS region code such as eu-central-1 or us-east-1',
 });
 
+/** Refuses a string that appears twice in `field`, naming the index where it first appeared. */
+const onceEach = (what: string, field: string) => (list: readonly unknown[], ctx: z.RefinementCtx) => {
+  const firstIndex = new Map<string, number>();
+  list.forEach((item, index) => {
+    if (typeof item !== 'string') return;
+    const first = firstIndex.get(item);
+    if (first === undefined) firstIndex.set(item, index);
+    else {
+      ctx.addIssue({
+        code: 'custom',
+        path: [index],
+        input: item,
+        message: `expected each ${what} once; it already appears at ${field}[${first}]`,
+      });
+    }
+  });
+};
+
 const regions = z
   .array(region, { error: () => 'expected an ordered list of AWS region codes (first = primary)' })
   .min(2, { error: () => 'expected at least two regions: the estate is active/active' })
-  .superRefine((list, ctx) => {
-    list.forEach((code, index) => {
-      if (list.indexOf(code) !== index) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [index],
-          input: code,
-          message: `expected each region once; it already appears at regions[${list.indexOf(code)}]`,
-        });
-      }
-    });
-  }, reportEvenWhenOtherFieldsFail);
+  .superRefine(onceEach('region', 'regions'), reportEvenWhenOtherFieldsFail);
 
 const dnsLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-const domainName = z
-  .string({ error: () => 'expected a DNS name' })
-  .refine(
-    (name) =>
-      name.length <= 253 && name.split('.').length >= 2 && name.split('.').every((l) => dnsLabel.test(l)),
-    {
-      error: () => 'expected a lower-case DNS name with at least two labels, e.g. dev.estate.example.com',
-    },
-  );
+/** A lower-case DNS name of at least two labels; `expected` says which and gives an example. */
+const dnsName = (expected: string) =>
+  z
+    .string({ error: () => expected })
+    .refine(
+      (name) =>
+        name.length <= 253 && name.split('.').length >= 2 && name.split('.').every((l) => dnsLabel.test(l)),
+      { error: () => expected },
+    );
 
 const terraformCloudBackend = z.strictObject({
   type: z.literal('terraform-cloud'),
@@ -86,7 +93,10 @@ const terraformCloudBackend = z.strictObject({
   project: z
     .string({ error: () => 'expected the Terraform Cloud project name' })
     .min(1, { error: () => 'expected a non-empty Terraform Cloud project name' }),
-  hostname: z.string().min(1).default('app.terraform.io'),
+  /** Terraform Cloud or Enterprise host. */
+  hostname: dnsName(
+    'expected the Terraform Cloud host name, a lower-case DNS name such as app.terraform.io',
+  ).default('app.terraform.io'),
 });
 
 const localBackend = z.strictObject({ type: z.literal('local') });
@@ -125,8 +135,89 @@ const lambdaSettings = z.strictObject({
 
 const emulator = z.strictObject({
   /** Endpoint of the AWS emulator every provider and SDK client of the environment talks to. */
-  endpoint: z.url({ error: () => 'expected the emulator endpoint URL, e.g. http://127.0.0.1:5000' }),
+  endpoint: z.url({
+    protocol: /^https?$/,
+    // A host name, an IPv4 address or a bracketed IPv6 address (the URL parser normalises each).
+    hostname: new RegExp(`${z.regexes.hostname.source}|^\\[[0-9a-f:.]+\\]$`),
+    error: () => 'expected the emulator endpoint, an http(s) URL with a host, e.g. http://127.0.0.1:5000',
+  }),
 });
+
+/** Cross-region synchronisation (DESIGN §7: clocks from elsewhere are bounded by a skew). */
+const sync = z
+  .strictObject({
+    /** The most a peer region's clock may run ahead before its sync messages are refused. */
+    maxClockSkewSec: intIn(1, 3600, 'clock skew in seconds').default(300),
+    /** Minutes between anti-entropy passes. */
+    antiEntropyIntervalMin: intIn(1, 1440, 'anti-entropy interval in minutes').default(5),
+  })
+  .default({ maxClockSkewSec: 300, antiEntropyIntervalMin: 5 });
+
+/**
+ * Settings that exist only because the AWS emulator cannot do something: `local` sets each to its emulator
+ * value; every other environment is refused it, with the reason.
+ */
+const EMULATOR_ONLY: ReadonlyArray<{
+  readonly path: readonly [string, string];
+  readonly emulatorValue: unknown;
+  readonly expected: unknown;
+  readonly why: string;
+}> = [
+  {
+    path: ['dynamodb', 'replication'],
+    emulatorValue: 'per-region',
+    expected: 'global-tables',
+    why: 'per-region tables exist only for the emulator (local), which cannot create global-table replicas',
+  },
+  {
+    path: ['dynamodb', 'deletionProtection'],
+    emulatorValue: false,
+    expected: true,
+    why: 'unprotected tables exist only for the emulator (local), whose estate is torn down and a lost table simulated',
+  },
+  {
+    path: ['features', 'secretReplicaCmk'],
+    emulatorValue: false,
+    expected: true,
+    why: "secret replicas under the AWS-managed key exist only for the emulator (local), which ignores a replica's key",
+  },
+  {
+    path: ['features', 'artifactReplication'],
+    emulatorValue: false,
+    expected: true,
+    why: 'an unreplicated artifact bucket exists only for the emulator (local), which drops delete-marker replication and the SSE-KMS criteria',
+  },
+  {
+    path: ['features', 'redrivePolicyDrift'],
+    emulatorValue: false,
+    expected: true,
+    why: 'ignoring redrive-policy changes exists only for the emulator (local), which echoes the policy with spaces so every plan would show a change',
+  },
+  {
+    path: ['features', 'eventSourceMappings'],
+    emulatorValue: false,
+    expected: true,
+    why: 'disabled event-source mappings exist only for the emulator (local), which cannot run a function (no Docker); its event pump stands in',
+  },
+  {
+    path: ['lambda', 'environmentCmk'],
+    emulatorValue: false,
+    expected: true,
+    why: "function environments without the CMK exist only for the emulator (local), which does not store a function's kms_key_arn",
+  },
+  {
+    path: ['sharedServices', 'registryReplication'],
+    emulatorValue: false,
+    expected: true,
+    why: 'no registry replication exists only for the emulator (local), from which the provider cannot read it back',
+  },
+  {
+    path: ['dns', 'customDomain'],
+    emulatorValue: false,
+    expected: true,
+    why: 'an API without a custom domain exists only for the emulator (local), where no certificate can be validated',
+  },
+];
 
 export const environmentSchema = z
   .strictObject({
@@ -145,7 +236,9 @@ export const environmentSchema = z
     backend,
     dns: z.strictObject({
       /** Hosted zone the environment's public names live in. */
-      zoneName: domainName,
+      zoneName: dnsName(
+        'expected a lower-case DNS name with at least two labels, e.g. dev.estate.example.com',
+      ),
       /** Label of the latency-routed API name inside the zone. */
       apiRecordName: z.string().regex(dnsLabel, { error: () => 'expected a single lower-case DNS label' }),
       /**
@@ -179,11 +272,15 @@ export const environmentSchema = z
               .string()
               .regex(/^[a-z0-9][a-z0-9._/-]{1,200}$/, { error: () => 'expected an ECR repository name' }),
           )
-          .min(1, { error: () => 'expected at least one repository' }),
+          .min(1, { error: () => 'expected at least one repository' })
+          .superRefine(onceEach('repository', 'sharedServices.repositories'), reportEvenWhenOtherFieldsFail),
         /** Accounts that pull images and receive them by registry replication (dev, prod). */
-        consumerAccountIds: z.array(
-          z.string().regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' }),
-        ),
+        consumerAccountIds: z
+          .array(z.string().regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' }))
+          .superRefine(
+            onceEach('consumer account', 'sharedServices.consumerAccountIds'),
+            reportEvenWhenOtherFieldsFail,
+          ),
         /** Replicate images to the other regions and the consumer accounts (the emulator cannot read it back). */
         registryReplication: z.boolean().default(true),
       })
@@ -206,8 +303,9 @@ export const environmentSchema = z
       })
       .default({ deletionProtection: true, replication: 'global-tables' }),
     emulator: emulator.optional(),
+    sync,
     /**
-     * Switches for what the AWS emulator cannot do or cannot read back; only `local` turns them off.
+     * Switches for what the AWS emulator cannot do or cannot read back; only `local` may turn them off.
      */
     features: z
       .strictObject({
@@ -238,7 +336,12 @@ export const environmentSchema = z
     // Runs even when other fields failed: read every field defensively.
     const env = parsed as Partial<typeof parsed>;
     const isLocal = env.name === 'local';
-    if (typeof env.deployRoleArn === 'string' && env.deployRoleArn.split(':')[4] !== env.accountId) {
+    if (
+      typeof env.deployRoleArn === 'string' &&
+      typeof env.accountId === 'string' &&
+      /^\d{12}$/.test(env.accountId) &&
+      env.deployRoleArn.split(':')[4] !== env.accountId
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['deployRoleArn'],
@@ -287,6 +390,20 @@ export const environmentSchema = z
           ? 'expected the emulator endpoint: the local environment deploys onto the AWS emulator'
           : 'expected no emulator: only the local environment targets the AWS emulator',
       });
+    }
+    for (const { path, emulatorValue, expected, why } of isLocal ? [] : EMULATOR_ONLY) {
+      const [block, field] = path;
+      const section: unknown = (env as Record<string, unknown>)[block];
+      if (typeof section !== 'object' || section === null) continue;
+      const value = (section as Record<string, unknown>)[field];
+      if (value === emulatorValue) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path],
+          input: value,
+          message: `expected ${JSON.stringify(expected)}: ${why}`,
+        });
+      }
     }
   }, reportEvenWhenOtherFieldsFail);
 

@@ -1,9 +1,10 @@
 /** Constructor-time validation helpers: errors name the construct, the prop, the value and what is allowed. */
 
+import { renderValue } from '../../runtime/lib/redact';
+
+/** Throws the construct's validation error; the received value is shown bounded (`NaN` as `NaN`). */
 export function fail(construct: string, prop: string, received: unknown, expected: string): never {
-  throw new Error(
-    `${construct}: invalid ${prop}: received ${JSON.stringify(received)}; expected ${expected}`,
-  );
+  throw new Error(`${construct}: invalid ${prop}: received ${renderValue(received)}; expected ${expected}`);
 }
 
 export function requireIntInRange(

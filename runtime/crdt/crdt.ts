@@ -1,34 +1,23 @@
-import { gcounterMerge, gcounterValue, type GCounter } from './gcounter';
+import { gcounterFold, gcounterMerge, gcounterValue, type GCounter } from './gcounter';
+import { MAX_COUNT } from './limits';
 import { lwwMerge, type JsonValue, type LwwRegister } from './lww-register';
-import { orsetMerge, orsetValues, type ORSet } from './orset';
-import { pncounterMerge, pncounterValue, type PNCounter } from './pncounter';
+import { orsetFold, orsetMerge, orsetValues, type ORSet } from './orset';
+import { pncounterFold, pncounterMerge, pncounterValue, type PNCounter } from './pncounter';
 
-/** One CRDT of a document, tagged with its type. */
+/** One CRDT, tagged with its type. */
 export type Crdt =
   | { readonly type: 'gcounter'; readonly state: GCounter }
   | { readonly type: 'pncounter'; readonly state: PNCounter }
-  | { readonly type: 'lww'; readonly state: LwwRegister | undefined }
+  | { readonly type: 'lww'; readonly state: LwwRegister }
   | { readonly type: 'orset'; readonly state: ORSet };
 
 export type CrdtType = Crdt['type'];
 
-/** A document: many CRDTs under string keys. Merging merges key by key. */
-export type CrdtMap = ReadonlyMap<string, Crdt>;
+/** Every type, in the order fields list their variants (and break the tie between equal creation stamps). */
+export const CRDT_TYPES: readonly CrdtType[] = ['gcounter', 'pncounter', 'lww', 'orset'];
 
-/** Two replicas disagree on a key's type: a programming error, never resolved by picking one. */
-export class CrdtTypeMismatchError extends Error {
-  constructor(
-    readonly key: string,
-    readonly left: CrdtType,
-    readonly right: CrdtType,
-  ) {
-    super(`cannot merge ${key}: it is a ${left} on one side and a ${right} on the other`);
-    this.name = 'CrdtTypeMismatchError';
-  }
-}
-
-export function mergeCrdt(a: Crdt, b: Crdt, key = '(value)'): Crdt {
-  if (a.type !== b.type) throw new CrdtTypeMismatchError(key, a.type, b.type);
+/** Merges two states of the same type (fields keep states of different types apart: see `mergeField`). */
+export function mergeCrdt(a: Crdt, b: Crdt): Crdt {
   switch (a.type) {
     case 'gcounter':
       return { type: a.type, state: gcounterMerge(a.state, (b as typeof a).state) };
@@ -41,27 +30,48 @@ export function mergeCrdt(a: Crdt, b: Crdt, key = '(value)'): Crdt {
   }
 }
 
-export function mergeMap(a: CrdtMap, b: CrdtMap): CrdtMap {
-  const merged = new Map(a);
-  for (const [key, crdt] of b) {
-    const mine = merged.get(key);
-    merged.set(key, mine ? mergeCrdt(mine, crdt, key) : crdt);
-  }
-  return merged;
-}
-
 /** What a CRDT reads as: a number for counters, the value for registers, sorted elements for sets. */
-export function readCrdt(crdt: Crdt): number | JsonValue | string[] | undefined {
+export function readCrdt(crdt: Crdt): number | JsonValue | string[] {
   switch (crdt.type) {
     case 'gcounter':
       return gcounterValue(crdt.state);
     case 'pncounter':
       return pncounterValue(crdt.state);
     case 'lww':
-      return crdt.state?.value;
+      return crdt.state.value;
     case 'orset':
       return orsetValues(crdt.state);
   }
 }
 
-export const emptyCrdtMap = (): CrdtMap => new Map();
+/** Folds `group`'s replicas with epochs before `beforeMs` (the same object when nothing changes). */
+export function foldCrdt(crdt: Crdt, group: string, beforeMs: number): Crdt {
+  switch (crdt.type) {
+    case 'gcounter': {
+      const state = gcounterFold(crdt.state, group, beforeMs);
+      return state === crdt.state ? crdt : { type: crdt.type, state };
+    }
+    case 'pncounter': {
+      const state = pncounterFold(crdt.state, group, beforeMs);
+      return state === crdt.state ? crdt : { type: crdt.type, state };
+    }
+    case 'orset': {
+      const state = orsetFold(crdt.state, group, beforeMs);
+      return state === crdt.state ? crdt : { type: crdt.type, state };
+    }
+    case 'lww':
+      return crdt;
+  }
+}
+
+/**
+ * Why a state (typically a merge of two valid ones) cannot be kept, or undefined: a counter whose total
+ * passed `MAX_COUNT` (concurrent increments can sum past it) would no longer read exactly.
+ */
+export function crdtLimitProblem(crdt: Crdt): string | undefined {
+  const counters =
+    crdt.type === 'gcounter' ? [crdt.state] : crdt.type === 'pncounter' ? [crdt.state.p, crdt.state.n] : [];
+  return counters.some((counter) => gcounterValue(counter) > MAX_COUNT)
+    ? `a counter's total may not pass ${MAX_COUNT}`
+    : undefined;
+}

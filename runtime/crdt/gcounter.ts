@@ -1,22 +1,99 @@
-/** A grow-only counter: one non-decreasing entry per replica; the value is their sum. */
-export type GCounter = Readonly<Record<string, number>>;
+import { CrdtLimitError, MAX_COUNT } from './limits';
+import { isFolded, lineageOf, ReplicaRetiredError } from './lineage';
 
-export const emptyGCounter = (): GCounter => ({});
-
-export function gcounterValue(counter: GCounter): number {
-  return Object.values(counter).reduce((sum, n) => sum + n, 0);
+/** The total of a group's folded replicas: every replica of the group with an epoch before `beforeMs`. */
+export interface CounterFold {
+  readonly beforeMs: number;
+  readonly total: number;
 }
 
-/** The delta of adding `by` (>= 0) at `replica`: that replica's new entry. */
+/**
+ * A grow-only counter: one non-decreasing count per replica (positive counts only), plus per group the
+ * folded total of its old replicas; the value is the sum of both. Keyed by `Map`s: any replica id is safe.
+ */
+export interface GCounter {
+  readonly counts: ReadonlyMap<string, number>;
+  readonly folds: ReadonlyMap<string, CounterFold>;
+}
+
+const NO_FOLDS: ReadonlyMap<string, CounterFold> = new Map();
+
+export const emptyGCounter = (): GCounter => ({ counts: new Map(), folds: NO_FOLDS });
+
+/** The sum of every count and fold (larger than `MAX_COUNT` only for a merge the caller must refuse). */
+export function gcounterValue(counter: GCounter): number {
+  let sum = 0;
+  for (const n of counter.counts.values()) sum += n;
+  for (const fold of counter.folds.values()) sum += fold.total;
+  return sum;
+}
+
+const horizonsOf = (folds: ReadonlyMap<string, CounterFold>): ReadonlyMap<string, number> =>
+  new Map([...folds].map(([group, fold]) => [group, fold.beforeMs]));
+
+/** The delta of adding `by` (a non-negative safe integer) at `replica`: that replica's new count. */
 export function gcounterIncrement(counter: GCounter, replica: string, by: number): GCounter {
   if (!Number.isSafeInteger(by) || by < 0)
-    throw new RangeError(`increment must be a non-negative integer, got ${by}`);
-  return { [replica]: (counter[replica] ?? 0) + by };
+    throw new CrdtLimitError('an increment must be a non-negative safe integer');
+  if (isFolded(replica, horizonsOf(counter.folds))) throw new ReplicaRetiredError();
+  if (gcounterValue(counter) + by > MAX_COUNT)
+    throw new CrdtLimitError(`a counter's total may not pass ${MAX_COUNT}`);
+  const next = (counter.counts.get(replica) ?? 0) + by;
+  return { counts: new Map(next > 0 ? [[replica, next]] : []), folds: NO_FOLDS };
 }
 
-/** Pointwise maximum: commutative, associative, idempotent. */
-export function gcounterMerge(a: GCounter, b: GCounter): GCounter {
-  const merged: Record<string, number> = { ...a };
-  for (const [replica, n] of Object.entries(b)) if (n > (merged[replica] ?? 0)) merged[replica] = n;
+function mergeFolds(
+  a: ReadonlyMap<string, CounterFold>,
+  b: ReadonlyMap<string, CounterFold>,
+): ReadonlyMap<string, CounterFold> {
+  if (b.size === 0) return a;
+  if (a.size === 0) return b;
+  const merged = new Map(a);
+  for (const [group, fold] of b) {
+    const mine = merged.get(group);
+    if (
+      !mine ||
+      fold.beforeMs > mine.beforeMs ||
+      (fold.beforeMs === mine.beforeMs && fold.total > mine.total)
+    )
+      merged.set(group, fold);
+  }
   return merged;
+}
+
+/**
+ * Pointwise maximum of the counts; per group the fold that covers more (the later `beforeMs`), whose total
+ * includes the counts it covers, which are dropped. Commutative, associative, idempotent.
+ */
+export function gcounterMerge(a: GCounter, b: GCounter): GCounter {
+  const folds = mergeFolds(a.folds, b.folds);
+  const horizons = horizonsOf(folds);
+  const counts = new Map<string, number>();
+  for (const side of [a.counts, b.counts]) {
+    for (const [replica, n] of side) {
+      if (n > (counts.get(replica) ?? 0) && !isFolded(replica, horizons)) counts.set(replica, n);
+    }
+  }
+  return { counts, folds };
+}
+
+/**
+ * Folds the counts of `group`'s replicas with epochs before `beforeMs` into the group's total. Only the
+ * group's own region folds, and only once its state holds every count those replicas issued (see the sync
+ * service); a fold that covers nothing new returns the counter unchanged.
+ */
+export function gcounterFold(counter: GCounter, group: string, beforeMs: number): GCounter {
+  const current = counter.folds.get(group);
+  if (current && current.beforeMs >= beforeMs) return counter;
+  let folded = 0;
+  const counts = new Map<string, number>();
+  for (const [replica, n] of counter.counts) {
+    const lineage = lineageOf(replica);
+    if (lineage && lineage.group === group && lineage.epochMs < beforeMs) folded += n;
+    else counts.set(replica, n);
+  }
+  if (folded === 0) return counter;
+  const folds = new Map(counter.folds);
+  folds.set(group, { beforeMs, total: (current?.total ?? 0) + folded });
+  return { counts, folds };
 }

@@ -4,7 +4,7 @@ import { compareHlc, type Hlc } from './hlc';
 export type JsonValue =
   null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
 
-/** A last-writer-wins register ordered by hybrid logical clock stamps; `undefined` until first set. */
+/** A last-writer-wins register ordered by hybrid logical clock stamps. */
 export interface LwwRegister {
   readonly value: JsonValue;
   readonly stamp: Hlc;
@@ -17,10 +17,9 @@ export const lwwSet = (value: JsonValue, stamp: Hlc): LwwRegister => ({ value, s
  * The later write wins. Equal stamps (the same replica and clock reading, which a correct clock never
  * repeats) fall back to comparing the values' JSON, so merge stays commutative even then.
  */
-export function lwwMerge(a: LwwRegister | undefined, b: LwwRegister | undefined): LwwRegister | undefined {
-  if (!a) return b;
-  if (!b) return a;
+export function lwwMerge(a: LwwRegister, b: LwwRegister): LwwRegister {
   const order = compareHlc(a.stamp, b.stamp);
   if (order !== 0) return order > 0 ? a : b;
+  if (a.value === b.value) return a;
   return JSON.stringify(a.value) >= JSON.stringify(b.value) ? a : b;
 }

@@ -3,6 +3,7 @@ import {
   contains,
   contextOf,
   EMPTY_CONTEXT,
+  foldContext,
   nextDot,
   union,
   type CausalContext,
@@ -66,6 +67,16 @@ export function orsetAdd(set: ORSet, replica: string, element: string): ORSet {
 /** The delta of removing `element`: the dots it was observed with, and no entry. */
 export function orsetRemove(set: ORSet, element: string): ORSet {
   return { entries: [], context: contextOf(orsetDots(set, element)) };
+}
+
+/**
+ * Folds `group`'s replicas with epochs before `beforeMs`: the context stops listing them and counts all
+ * their dots as seen. Present elements keep their dots. Only the group's own region folds, once its state
+ * holds everything those replicas did (see the sync service).
+ */
+export function orsetFold(set: ORSet, group: string, beforeMs: number): ORSet {
+  const context = foldContext(set.context, group, beforeMs);
+  return context === set.context ? set : { entries: set.entries, context };
 }
 
 /**

@@ -31,6 +31,24 @@ export function assessHealth(region: string, probes: readonly ProbeResult[], now
   };
 }
 
+/**
+ * What the public endpoint answers: the verdict and the names of failing dependencies only. Probe details
+ * (error names, latencies) go to the log, never to the caller.
+ */
+export interface PublicVerdict {
+  readonly status: HealthVerdict['status'];
+  readonly region: string;
+  readonly checkedAt: string;
+  readonly failing: readonly string[];
+}
+
+export const publicVerdict = (verdict: HealthVerdict): PublicVerdict => ({
+  status: verdict.status,
+  region: verdict.region,
+  checkedAt: verdict.checkedAt,
+  failing: verdict.failing,
+});
+
 /** Route 53 health checks read the status code: 200 keeps the region in DNS, 503 takes it out. */
 export function verdictStatusCode(verdict: HealthVerdict): 200 | 503 {
   return verdict.status === 'healthy' ? 200 : 503;

@@ -1,4 +1,5 @@
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { describeError } from '../lib/redact';
 import type { ProbeResult } from './core';
 
 /** States in which a table serves reads and writes. */
@@ -38,5 +39,5 @@ function describeFailure(error: unknown, timeoutMs: number): string {
   const name = error instanceof Error ? error.name : 'Error';
   if (name === 'ResourceNotFoundException') return 'table not found';
   if (name === 'AbortError' || name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  return `${name}: ${error instanceof Error ? error.message : String(error)}`;
+  return describeError(error);
 }

@@ -3,7 +3,7 @@ import * as z from 'zod/mini';
 import { loadConfig } from '../lib/config';
 import { jsonResponse, type HttpResponse } from '../lib/http';
 import { createLogger } from '../lib/logger';
-import { assessHealth, verdictStatusCode, type HealthVerdict } from './core';
+import { assessHealth, publicVerdict, verdictStatusCode, type HealthVerdict } from './core';
 import { probeDynamodbTable } from './dynamodb-probe';
 import { recordRegionStatus } from './region-status';
 

@@ -6,16 +6,42 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { decodeMap, encodeMap } from '../crdt';
+import { CrdtDecodeError, decodeDocument, hlcFromWire } from '../crdt';
+import { PermanentError } from '../lib/failures';
 import type { DocumentStore, StoredDocument } from './replica';
 
 const PREFIX = 'doc#';
 const SORT_KEY = 'crdt';
 
+/** A stored item that does not decode: no message can merge into it until an operator repairs it. */
+export class StoredDocumentError extends PermanentError {
+  constructor(reason: string) {
+    super('stored-document-unreadable', `the stored document does not decode: ${reason}`);
+    this.name = 'StoredDocumentError';
+  }
+}
+
+function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
+  try {
+    const clock = item.clock?.S ? hlcFromWire(JSON.parse(item.clock.S) as unknown, 'clock') : undefined;
+    const version = Number(item.version?.N ?? 0);
+    const writtenAt = item.writtenAt?.N === undefined ? undefined : Number(item.writtenAt.N);
+    if (!Number.isSafeInteger(version) || version < 1)
+      throw new CrdtDecodeError('version', 'expected a positive integer');
+    if (writtenAt !== undefined && !Number.isSafeInteger(writtenAt))
+      throw new CrdtDecodeError('writtenAt', 'expected milliseconds');
+    return { state: decodeDocument(item.state?.S), version, clock, writtenAt };
+  } catch (error) {
+    if (error instanceof CrdtDecodeError) throw new StoredDocumentError(`${error.path}: ${error.reason}`);
+    if (error instanceof SyntaxError) throw new StoredDocumentError('clock: not valid JSON');
+    throw error;
+  }
+}
+
 /**
  * Documents in the region's state table, one item each (`pk` = `doc#<document>`, `sk` = `crdt`) with the
- * encoded state, a version and the region's clock. Saves are conditional on the version read, so
- * concurrent writers in the region never overwrite each other.
+ * encoded state, a version, the region's clock and when it was written. Saves are conditional on the
+ * version read, so concurrent writers in the region never overwrite each other.
  */
 export class DynamodbDocumentStore implements DocumentStore {
   constructor(
@@ -27,22 +53,22 @@ export class DynamodbDocumentStore implements DocumentStore {
     const found = await this.client.send(
       new GetItemCommand({ TableName: this.tableName, Key: this.key(document), ConsistentRead: true }),
     );
-    const item = found.Item;
-    if (!item) return undefined;
-    const clock = item.clock?.S ? (JSON.parse(item.clock.S) as StoredDocument['clock']) : undefined;
-    return { state: decodeMap(item.state?.S), version: Number(item.version?.N ?? 0), clock };
+    return found.Item ? storedFromItem(found.Item) : undefined;
   }
 
-  async save(document: string, next: StoredDocument, expected: number): Promise<boolean> {
+  async save(document: string, next: StoredDocument, expected: number, encoded: string): Promise<boolean> {
     try {
       await this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
           Item: {
             ...this.key(document),
-            state: { S: encodeMap(next.state) },
+            state: { S: encoded },
             version: { N: String(next.version) },
-            ...(next.clock ? { clock: { S: JSON.stringify(next.clock) } } : {}),
+            ...(next.clock
+              ? { clock: { S: JSON.stringify([next.clock.wallMs, next.clock.logical, next.clock.replica]) } }
+              : {}),
+            ...(next.writtenAt === undefined ? {} : { writtenAt: { N: String(next.writtenAt) } }),
           },
           ConditionExpression: expected === 0 ? 'attribute_not_exists(pk)' : 'version = :expected',
           ...(expected === 0 ? {} : { ExpressionAttributeValues: { ':expected': { N: String(expected) } } }),

@@ -1,4 +1,17 @@
-import { CrdtDecodeError, decodeMap, encodeMap, PROTOCOL_VERSION, type CrdtMap, type Hlc } from '../crdt';
+import {
+  checkVersion,
+  CrdtDecodeError,
+  documentFromWire,
+  documentWire,
+  GROUP,
+  hlcFromWire,
+  PROTOCOL_VERSION,
+  UnsupportedVersionError,
+  type CrdtDocument,
+  type Hlc,
+} from '../crdt';
+import { PermanentError, RetryableError } from '../lib/failures';
+import { checkDocumentKey, DocumentKeyError, MAX_MESSAGE_BYTES } from './limits';
 
 /** What travels on the sync bus: one document's delta (or full state, for anti-entropy) from one region. */
 export interface Envelope {
@@ -6,20 +19,20 @@ export interface Envelope {
   readonly document: string;
   readonly kind: 'delta' | 'state';
   readonly hlc: Hlc;
-  readonly body: CrdtMap;
+  readonly body: CrdtDocument;
 }
 
 /** A message that is not an envelope of this protocol; `reason` goes with it to the dead-letter queue. */
-export class EnvelopeError extends Error {
-  constructor(readonly reason: string) {
-    super(`undecodable sync message: ${reason}`);
+export class EnvelopeError extends PermanentError {
+  constructor(reason: string) {
+    super('invalid-envelope', reason);
     this.name = 'EnvelopeError';
   }
 }
 
 /**
  * Wire form, kept short because every change ships one:
- * {"v":1,"o":<origin>,"d":<document>,"k":"s" (full state; absent for a delta),"h":[wallMs,logical,replica],"b":{"m":{...}}}
+ * {"v":2,"o":<origin>,"d":<document>,"k":"s" (full state; absent for a delta),"h":[wallMs,logical,replica],"b":{"m":{...}}}
  */
 export function encodeEnvelope(envelope: Envelope): string {
   return JSON.stringify({
@@ -28,60 +41,57 @@ export function encodeEnvelope(envelope: Envelope): string {
     d: envelope.document,
     ...(envelope.kind === 'state' ? { k: 's' } : {}),
     h: [envelope.hlc.wallMs, envelope.hlc.logical, envelope.hlc.replica],
-    b: JSON.parse(encodeMap(envelope.body)) as unknown,
+    b: documentWire(envelope.body),
   });
 }
 
-const isText = (value: unknown): value is string =>
-  typeof value === 'string' && value.length > 0 && value.length <= 1024;
+const ENVELOPE_KEYS = new Set(['v', 'o', 'd', 'k', 'h', 'b']);
 
+/**
+ * Decodes a message, checking only its form (who may send it is `checkTrust`'s). Throws `EnvelopeError`
+ * for what can never merge, `RetryableError` for a newer protocol version (a later release reads it).
+ */
 export function decodeEnvelope(text: string): Envelope {
+  if (Buffer.byteLength(text, 'utf8') > MAX_MESSAGE_BYTES)
+    throw new EnvelopeError(`message: larger than ${MAX_MESSAGE_BYTES} bytes`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
-    throw new EnvelopeError('not valid JSON');
+    throw new EnvelopeError('message: not valid JSON');
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw new EnvelopeError('expected a JSON object');
+    throw new EnvelopeError('message: expected a JSON object');
   const message = raw as Record<string, unknown>;
-  if (message.v !== PROTOCOL_VERSION) {
-    throw new EnvelopeError(
-      `unsupported protocol version ${JSON.stringify(message.v)}; expected ${PROTOCOL_VERSION}`,
-    );
-  }
-  if (!isText(message.o)) throw new EnvelopeError('o (origin): expected the sending region');
-  if (!isText(message.d)) throw new EnvelopeError('d (document): expected the document key');
-  if (message.k !== undefined && message.k !== 's') {
-    throw new EnvelopeError('k (kind): expected "s" (full state) or no kind (a delta)');
-  }
-  const hlc = message.h;
-  if (
-    !Array.isArray(hlc) ||
-    hlc.length !== 3 ||
-    !Number.isSafeInteger(hlc[0]) ||
-    !Number.isSafeInteger(hlc[1]) ||
-    (hlc[0] as number) < 0 ||
-    (hlc[1] as number) < 0 ||
-    !isText(hlc[2])
-  ) {
-    throw new EnvelopeError('h (clock): expected [wallMs, logical, replica]');
-  }
-  if (typeof message.b !== 'object' || message.b === null || Array.isArray(message.b)) {
-    throw new EnvelopeError('b (body): expected the encoded document');
-  }
-  let body: CrdtMap;
   try {
-    body = decodeMap(JSON.stringify({ v: PROTOCOL_VERSION, ...message.b }));
+    checkVersion(message.v, 'v');
   } catch (error) {
-    if (error instanceof CrdtDecodeError) throw new EnvelopeError(`b (body): ${error.message}`);
+    if (error instanceof UnsupportedVersionError && error.newer)
+      throw new RetryableError(
+        'newer-protocol',
+        `v (version): newer than ${PROTOCOL_VERSION}; upgrade this region`,
+      );
+    throw new EnvelopeError(`v (version): unsupported; expected ${PROTOCOL_VERSION}`);
+  }
+  const unexpected = Object.keys(message).find((key) => !ENVELOPE_KEYS.has(key));
+  if (unexpected !== undefined)
+    throw new EnvelopeError('message: unexpected property; expected v, o, d, k, h, b');
+  if (typeof message.o !== 'string' || !GROUP.test(message.o))
+    throw new EnvelopeError('o (origin): expected a region name (1-50 of A-Z a-z 0-9 _ . : -)');
+  try {
+    checkDocumentKey(message.d);
+  } catch (error) {
+    if (error instanceof DocumentKeyError) throw new EnvelopeError(`d ${error.reason}`);
     throw error;
   }
-  return {
-    origin: message.o,
-    document: message.d,
-    kind: message.k === 's' ? 'state' : 'delta',
-    hlc: { wallMs: hlc[0] as number, logical: hlc[1] as number, replica: hlc[2] as string },
-    body,
-  };
+  if (message.k !== undefined && message.k !== 's')
+    throw new EnvelopeError('k (kind): expected "s" (full state) or no kind (a delta)');
+  try {
+    const hlc = hlcFromWire(message.h, 'h');
+    const body = documentFromWire(message.b, 'b');
+    return { origin: message.o, document: message.d, kind: message.k === 's' ? 'state' : 'delta', hlc, body };
+  } catch (error) {
+    if (error instanceof CrdtDecodeError) throw new EnvelopeError(`${error.path}: ${error.reason}`);
+    throw error;
+  }
 }

@@ -1,18 +1,38 @@
-import { emptyCrdtMap, mergeMap, observe, type CrdtMap, type Hlc } from '../crdt';
+import {
+  emptyDocument,
+  encodeDocument,
+  fieldLimitProblem,
+  foldDocument,
+  mergeField,
+  observe,
+  ReplicaRetiredError,
+  type CrdtDocument,
+  type Field,
+  type Hlc,
+} from '../crdt';
+import { PermanentError } from '../lib/failures';
 import type { Envelope } from './envelope';
-import { applyOperation, type Operation } from './operations';
+import { MAX_EPOCH_AGE_MS, ReplicaIdentity } from './identity';
+import { checkDocumentKey, checkDocumentSize } from './limits';
+import { applyOperation, checkOperation, type Operation } from './operations';
+import { checkTrust, type TrustPolicy } from './trust';
 
 /** A document as a region stores it: its state, a version for conditional writes, the region's clock. */
 export interface StoredDocument {
-  readonly state: CrdtMap;
+  readonly state: CrdtDocument;
   readonly version: number;
   readonly clock?: Hlc;
+  /** When the item was last written, by this region's clock (ms): what folding old epochs rests on. */
+  readonly writtenAt?: number;
 }
 
-/** The region's table. `save` writes only if the stored version is still `expected` (0: absent). */
+/**
+ * The region's table. `save` writes only if the stored version is still `expected` (0: absent); `encoded`
+ * is `encodeDocument(next.state)`, already computed.
+ */
 export interface DocumentStore {
   load(document: string): Promise<StoredDocument | undefined>;
-  save(document: string, next: StoredDocument, expected: number): Promise<boolean>;
+  save(document: string, next: StoredDocument, expected: number, encoded: string): Promise<boolean>;
   documents(): Promise<string[]>;
 }
 
@@ -27,6 +47,8 @@ export interface SyncMetrics {
   conflictRetried(count: number): void;
   lagMs(ms: number): void;
   publishFailed(count: number): void;
+  /** A field first seen here with variants of different types (regions created it concurrently). */
+  typeClash(document: string, field: string, types: readonly string[]): void;
 }
 
 export const NO_METRICS: SyncMetrics = {
@@ -34,39 +56,71 @@ export const NO_METRICS: SyncMetrics = {
   conflictRetried: () => undefined,
   lagMs: () => undefined,
   publishFailed: () => undefined,
+  typeClash: () => undefined,
 };
 
 export interface SyncReplicaDeps {
   readonly region: string;
+  /** Regions whose messages merge here: every other region of the environment. */
+  readonly peers: readonly string[];
   readonly store: DocumentStore;
   readonly publisher: Publisher;
   readonly now: () => number;
+  /** Randomness for new epochs' ids. Default: Math.random. */
+  readonly random?: () => number;
   readonly metrics?: SyncMetrics;
   /** Conditional-write attempts before giving up (each loses to another writer). Default: 50. */
   readonly maxAttempts?: number;
+  /** How far a peer's stamps may be ahead of this region's clock. Default: 5 minutes. */
+  readonly maxClockSkewMs?: number;
 }
+
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** Another writer kept winning the conditional write; the caller may retry later. */
 export class ContentionError extends Error {
-  constructor(document: string, attempts: number) {
-    super(`gave up updating ${document} after ${attempts} conflicting writes`);
+  constructor(attempts: number) {
+    super(`gave up after ${attempts} conflicting writes`);
     this.name = 'ContentionError';
   }
 }
 
+/** Fields of a message that could not merge (a counter total past the limit); the others did. */
+export class FieldsRefusedError extends PermanentError {
+  constructor(count: number, rule: string) {
+    super('fields-refused', `${count} field(s) kept their local state: ${rule}; the other fields merged`);
+    this.name = 'FieldsRefusedError';
+  }
+}
+
+interface Change {
+  readonly state: CrdtDocument;
+  readonly clock: Hlc | undefined;
+}
+
 /**
  * One region's side of cross-region sync. Every change to the region's state is a conditional write
- * (read, merge, write if nobody wrote since), so any number of writers in a region lose nothing while the
- * CRDT replica id stays the region. Local changes publish their delta; remote envelopes merge in;
+ * (read, merge, write if nobody wrote since), so any number of writers in a region lose nothing. Local
+ * changes are issued under this process's replica (`ReplicaIdentity`: the region plus an epoch) and
+ * publish their delta; remote envelopes are checked against the trust policy and merge in field by field;
  * anti-entropy publishes full state so a region that lost messages converges.
  */
 export class SyncReplica {
   private readonly metrics: SyncMetrics;
   private readonly maxAttempts: number;
+  private readonly policy: TrustPolicy;
+  private readonly foldDelayMs: number;
+  readonly identity: ReplicaIdentity;
 
   constructor(private readonly deps: SyncReplicaDeps) {
     this.metrics = deps.metrics ?? NO_METRICS;
     this.maxAttempts = deps.maxAttempts ?? 50;
+    const maxClockSkewMs = deps.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+    this.policy = { region: deps.region, peers: deps.peers, maxClockSkewMs };
+    // An epoch issues for at most MAX_EPOCH_AGE_MS; clocks of the region's processes differ by at most the
+    // skew. A write this much later than an epoch's start comes after everything the epoch issued.
+    this.foldDelayMs = 2 * MAX_EPOCH_AGE_MS + 2 * maxClockSkewMs;
+    this.identity = new ReplicaIdentity(deps.region, deps.random ?? Math.random, deps.now());
   }
 
   /**
@@ -74,25 +128,33 @@ export class SyncReplica {
    * done: a failed publish is counted, not thrown (a caller retrying would apply it twice), and the next
    * anti-entropy pass carries it to the other regions. Returns the document's new state.
    */
-  async update(document: string, operation: Operation): Promise<CrdtMap> {
+  async update(document: string, operation: Operation): Promise<CrdtDocument> {
+    checkDocumentKey(document);
+    checkOperation(operation);
     let published: Envelope | undefined;
-    const next = await this.conditionally(document, (stored) => {
-      const applied = applyOperation(
-        stored.state,
-        operation,
-        this.deps.region,
-        stored.clock,
-        this.deps.now(),
-      );
-      published = {
-        origin: this.deps.region,
-        document,
-        kind: 'delta',
-        hlc: applied.clock,
-        body: applied.delta,
-      };
-      return { state: applied.next, clock: applied.clock };
-    });
+    const state = await this.conditionally(
+      document,
+      (stored) => {
+        const nowMs = this.deps.now();
+        const replica = this.identity.replicaFor(document, stored.state, nowMs);
+        const applied = applyOperation(
+          stored.state,
+          operation,
+          replica,
+          this.identity.clockFrom(stored.clock),
+          nowMs,
+        );
+        published = {
+          origin: this.deps.region,
+          document,
+          kind: 'delta',
+          hlc: applied.clock,
+          body: applied.delta,
+        };
+        return { state: applied.next, clock: applied.clock };
+      },
+      (saved) => this.identity.issued(document, saved, (published as Envelope).hlc),
+    );
     if (published) {
       try {
         await this.deps.publisher.publish(published);
@@ -100,18 +162,45 @@ export class SyncReplica {
         this.metrics.publishFailed(1);
       }
     }
-    return next;
+    return state;
   }
 
-  /** Merges a remote envelope; envelopes from this region are ignored. */
-  async receive(envelope: Envelope): Promise<'merged' | 'own'> {
-    if (envelope.origin === this.deps.region) return 'own';
-    await this.conditionally(envelope.document, (stored) => ({
-      state: mergeMap(stored.state, envelope.body),
-      clock: observe(stored.clock, envelope.hlc, this.deps.region, this.deps.now()),
-    }));
+  /**
+   * Merges a remote envelope, field by field, once it passed the trust checks. A field whose merge would
+   * break a limit keeps its local state (`FieldsRefusedError` after the rest is stored); a type clash
+   * merges (see `Field`) and is reported.
+   */
+  async receive(envelope: Envelope): Promise<'merged'> {
+    checkTrust(envelope, this.policy, this.deps.now());
+    let refused: string[] = [];
+    let clashes: Array<[string, Field]> = [];
+    await this.conditionally(envelope.document, (stored) => {
+      refused = [];
+      clashes = [];
+      const merged = new Map(stored.state);
+      for (const [key, field] of envelope.body) {
+        const before = merged.get(key);
+        const next = mergeField(before, field);
+        const problem = fieldLimitProblem(next);
+        if (problem) {
+          refused.push(problem);
+          continue;
+        }
+        if (next.length > 1 && next.length > (before?.length ?? 0)) clashes.push([key, next]);
+        merged.set(key, next);
+      }
+      const nowMs = this.deps.now();
+      return { state: merged, clock: observe(stored.clock, envelope.hlc, this.identity.replica, nowMs) };
+    });
     this.metrics.merged(1);
-    this.metrics.lagMs(Math.max(0, this.deps.now() - envelope.hlc.wallMs));
+    if (envelope.kind === 'delta') this.metrics.lagMs(Math.max(0, this.deps.now() - envelope.hlc.wallMs));
+    for (const [key, field] of clashes)
+      this.metrics.typeClash(
+        envelope.document,
+        key,
+        field.map((variant) => variant.crdt.type),
+      );
+    if (refused.length > 0) throw new FieldsRefusedError(refused.length, refused[0] as string);
     return 'merged';
   }
 
@@ -121,32 +210,57 @@ export class SyncReplica {
     for (const document of documents) {
       const stored = await this.deps.store.load(document);
       if (!stored) continue;
+      const clock = stored.clock ?? { wallMs: this.deps.now(), logical: 0, replica: this.identity.replica };
       await this.deps.publisher.publish({
         origin: this.deps.region,
         document,
         kind: 'state',
-        hlc: stored.clock ?? { wallMs: this.deps.now(), logical: 0, replica: this.deps.region },
+        hlc: { wallMs: clock.wallMs, logical: clock.logical, replica: this.identity.replica },
         body: stored.state,
       });
     }
     return documents.length;
   }
 
-  async read(document: string): Promise<CrdtMap> {
-    return (await this.deps.store.load(document))?.state ?? emptyCrdtMap();
+  async read(document: string): Promise<CrdtDocument> {
+    checkDocumentKey(document);
+    return (await this.deps.store.load(document))?.state ?? emptyDocument();
+  }
+
+  /**
+   * Folds this region's epochs that started `foldDelayMs` before the stored item's last write: that write
+   * came after everything they issued, so the stored state (even restored) holds all of it.
+   */
+  private foldOwnEpochs(state: CrdtDocument, writtenAt: number | undefined): CrdtDocument {
+    if (writtenAt === undefined) return state;
+    return foldDocument(state, this.deps.region, writtenAt - this.foldDelayMs);
   }
 
   private async conditionally(
     document: string,
-    change: (stored: StoredDocument) => { state: CrdtMap; clock: Hlc | undefined },
-  ): Promise<CrdtMap> {
+    change: (stored: StoredDocument) => Change,
+    onSaved?: (state: CrdtDocument) => void,
+  ): Promise<CrdtDocument> {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const stored = (await this.deps.store.load(document)) ?? { state: emptyCrdtMap(), version: 0 };
-      const { state, clock } = change(stored);
-      if (await this.deps.store.save(document, { state, version: stored.version + 1, clock }, stored.version))
+      const stored = (await this.deps.store.load(document)) ?? { state: emptyDocument(), version: 0 };
+      let next: Change;
+      try {
+        next = change(stored);
+      } catch (error) {
+        if (!(error instanceof ReplicaRetiredError)) throw error;
+        this.identity.rotate(this.deps.now());
+        continue;
+      }
+      const state = this.foldOwnEpochs(next.state, stored.writtenAt);
+      const encoded = encodeDocument(state);
+      checkDocumentSize(document, encoded);
+      const saved = { state, version: stored.version + 1, clock: next.clock, writtenAt: this.deps.now() };
+      if (await this.deps.store.save(document, saved, stored.version, encoded)) {
+        onSaved?.(state);
         return state;
+      }
       this.metrics.conflictRetried(1);
     }
-    throw new ContentionError(document, this.maxAttempts);
+    throw new ContentionError(this.maxAttempts);
   }
 }

@@ -8,7 +8,7 @@ import {
   type Message,
 } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { encodeMap, readCrdt } from '../../runtime/crdt';
+import { encodeDocument, readField } from '../../runtime/crdt';
 import { DynamodbDocumentStore, SnsPublisher, SyncReplica } from '../../runtime/sync';
 import { regionalStackName, resourceName } from '../../stacks/names';
 import { invokeDeployed, type LocalEstate } from './local-estate';
@@ -43,10 +43,11 @@ export function syncRegionsOf(estate: LocalEstate): SyncRegion[] {
   });
 }
 
-/** A writer: another handler's use of the sync API, in its own container (its own clients). */
-export function writer(endpoint: string, region: SyncRegion): SyncReplica {
+/** A writer: another handler's use of the sync API, in its own container (its own clients, its own epoch). */
+export function writer(endpoint: string, region: SyncRegion, peers: readonly string[] = []): SyncReplica {
   return new SyncReplica({
     region: region.region,
+    peers,
     store: new DynamodbDocumentStore(
       new DynamoDBClient({ region: region.region, endpoint, credentials }),
       region.stateTable,
@@ -162,5 +163,5 @@ export async function pump(
 export async function documentIn(endpoint: string, region: SyncRegion, document: string, counter = 'count') {
   const state = await writer(endpoint, region).read(document);
   const field = state.get(counter);
-  return { encoded: encodeMap(state), count: field ? (readCrdt(field) as number) : 0 };
+  return { encoded: encodeDocument(state), count: field ? (readField(field) as number) : 0 };
 }

@@ -1,5 +1,6 @@
 import { dev } from '../../environments/dev';
 import { local } from '../../environments/local';
+import { prod } from '../../environments/prod';
 import {
   EnvironmentConfigError,
   loadEnvironments,
@@ -18,6 +19,9 @@ function problemsFor(label: string, input: unknown): string {
 }
 
 const withDev = (patch: Record<string, unknown>) => ({ ...dev, ...patch });
+const withProd = (patch: Record<string, unknown>) => ({ ...prod, ...patch });
+const withLocal = (patch: Record<string, unknown>) => ({ ...local({}), ...patch });
+const terraformCloud = { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-dev' };
 
 describe('environments', () => {
   it('loads every declared environment with defaults applied', () => {
@@ -133,6 +137,76 @@ describe('environments', () => {
       { lambda: { provisionedConcurrency: 1, memoryMiB: 64 } },
       'dev: lambda.memoryMiB: received 64; expected an integer memory size in MiB between 128 and 10240',
     ],
+    [
+      'a duplicate repository',
+      { sharedServices: { repositories: ['runner', 'functions', 'runner'], consumerAccountIds: [] } },
+      'dev: sharedServices.repositories[2]: received "runner"; expected each repository once; it already appears at sharedServices.repositories[0]',
+    ],
+    [
+      'a duplicate consumer account',
+      { sharedServices: { repositories: ['runner'], consumerAccountIds: ['333333333333', '333333333333'] } },
+      'dev: sharedServices.consumerAccountIds[1]: received "333333333333"; expected each consumer account once; it already appears at sharedServices.consumerAccountIds[0]',
+    ],
+    [
+      'a blank Terraform Cloud host name',
+      { backend: { ...terraformCloud, hostname: '  ' } },
+      'dev: backend.hostname: received "  "; expected the Terraform Cloud host name, a lower-case DNS name such as app.terraform.io',
+    ],
+    [
+      'a Terraform Cloud host given as a URL',
+      { backend: { ...terraformCloud, hostname: 'https://app.terraform.io' } },
+      'dev: backend.hostname: received "https://app.terraform.io"; expected the Terraform Cloud host name',
+    ],
+    [
+      'NaN memory',
+      { lambda: { provisionedConcurrency: 1, memoryMiB: NaN } },
+      'dev: lambda.memoryMiB: received NaN; expected an integer memory size in MiB between 128 and 10240',
+    ],
+    [
+      'an infinite timeout',
+      { lambda: { provisionedConcurrency: 1, timeoutSec: Infinity } },
+      'dev: lambda.timeoutSec: received Infinity; expected an integer timeout in seconds between 1 and 900',
+    ],
+    [
+      'minus infinite provisioned concurrency',
+      { lambda: { provisionedConcurrency: -Infinity } },
+      'dev: lambda.provisionedConcurrency: received -Infinity; expected an integer provisioned concurrency',
+    ],
+    [
+      'no clock skew',
+      { sync: { maxClockSkewSec: 0 } },
+      'dev: sync.maxClockSkewSec: received 0; expected an integer clock skew in seconds between 1 and 3600',
+    ],
+    [
+      'a clock skew over an hour',
+      { sync: { maxClockSkewSec: 3601 } },
+      'dev: sync.maxClockSkewSec: received 3601; expected an integer clock skew in seconds between 1 and 3600',
+    ],
+    [
+      'a fractional clock skew',
+      { sync: { maxClockSkewSec: 1.5 } },
+      'dev: sync.maxClockSkewSec: received 1.5; expected an integer clock skew in seconds between 1 and 3600',
+    ],
+    [
+      'a clock skew given as a string',
+      { sync: { maxClockSkewSec: '300' } },
+      'dev: sync.maxClockSkewSec: received "300"; expected an integer clock skew in seconds between 1 and 3600',
+    ],
+    [
+      'no anti-entropy interval',
+      { sync: { antiEntropyIntervalMin: 0 } },
+      'dev: sync.antiEntropyIntervalMin: received 0; expected an integer anti-entropy interval in minutes between 1 and 1440',
+    ],
+    [
+      'an anti-entropy interval over a day',
+      { sync: { antiEntropyIntervalMin: 1441 } },
+      'dev: sync.antiEntropyIntervalMin: received 1441; expected an integer anti-entropy interval in minutes between 1 and 1440',
+    ],
+    [
+      'an unknown sync setting',
+      { sync: { clockSkew: 300 } },
+      'dev: sync.clockSkew: received 300; no such field (check its spelling)',
+    ],
   ];
 
   it.each(badConfigs)(
@@ -141,6 +215,137 @@ describe('environments', () => {
       expect(problemsFor('dev', withDev(patch))).toContain(message);
     },
   );
+
+  const emulatorOnlySwitches: ReadonlyArray<[string, Record<string, unknown>, string]> = [
+    [
+      'per-region tables',
+      { dynamodb: { replication: 'per-region' } },
+      'prod: dynamodb.replication: received "per-region"; expected "global-tables": per-region tables exist only for the emulator (local), which cannot create global-table replicas',
+    ],
+    [
+      'tables without deletion protection',
+      { dynamodb: { deletionProtection: false } },
+      'prod: dynamodb.deletionProtection: received false; expected true: unprotected tables exist only for the emulator (local), whose estate is torn down and a lost table simulated',
+    ],
+    [
+      'secret replicas without their CMK',
+      { features: { secretReplicaCmk: false } },
+      "prod: features.secretReplicaCmk: received false; expected true: secret replicas under the AWS-managed key exist only for the emulator (local), which ignores a replica's key",
+    ],
+    [
+      'no artifact replication',
+      { features: { artifactReplication: false } },
+      'prod: features.artifactReplication: received false; expected true: an unreplicated artifact bucket exists only for the emulator (local), which drops delete-marker replication and the SSE-KMS criteria',
+    ],
+    [
+      'ignored redrive-policy drift',
+      { features: { redrivePolicyDrift: false } },
+      'prod: features.redrivePolicyDrift: received false; expected true: ignoring redrive-policy changes exists only for the emulator (local), which echoes the policy with spaces so every plan would show a change',
+    ],
+    [
+      'disabled event-source mappings',
+      { features: { eventSourceMappings: false } },
+      'prod: features.eventSourceMappings: received false; expected true: disabled event-source mappings exist only for the emulator (local), which cannot run a function (no Docker); its event pump stands in',
+    ],
+    [
+      'function environments without the CMK',
+      { lambda: { ...prod.lambda, environmentCmk: false } },
+      "prod: lambda.environmentCmk: received false; expected true: function environments without the CMK exist only for the emulator (local), which does not store a function's kms_key_arn",
+    ],
+    [
+      'no registry replication',
+      { sharedServices: { repositories: ['runner'], consumerAccountIds: [], registryReplication: false } },
+      'prod: sharedServices.registryReplication: received false; expected true: no registry replication exists only for the emulator (local), from which the provider cannot read it back',
+    ],
+    [
+      'no custom domain',
+      { dns: { ...prod.dns, customDomain: false } },
+      'prod: dns.customDomain: received false; expected true: an API without a custom domain exists only for the emulator (local), where no certificate can be validated',
+    ],
+  ];
+
+  it.each(emulatorOnlySwitches)('refuses %s outside the emulator, saying why', (_what, patch, message) => {
+    expect(problemsFor('prod', withProd(patch))).toContain(message);
+  });
+
+  it('lets the local environment switch off all that the emulator cannot do', () => {
+    const env = validateEnvironment('local', local({}));
+    expect(env.dynamodb).toEqual({ replication: 'per-region', deletionProtection: false });
+    expect(env.features).toEqual({
+      secretReplicaCmk: false,
+      artifactReplication: false,
+      redrivePolicyDrift: false,
+      eventSourceMappings: false,
+    });
+    expect([
+      env.lambda.environmentCmk,
+      env.sharedServices?.registryReplication,
+      env.dns.customDomain,
+    ]).toEqual([false, false, false]);
+  });
+
+  it.each(['not a url', 'ftp://x', 'http://', 'http:127.0.0.1:5000', 'http://under_score:5000'])(
+    'refuses the emulator endpoint %j',
+    (endpoint) => {
+      expect(problemsFor('local', withLocal({ emulator: { endpoint } }))).toContain(
+        `local: emulator.endpoint: received ${JSON.stringify(endpoint)}; expected the emulator endpoint, an http(s) URL with a host, e.g. http://127.0.0.1:5000`,
+      );
+    },
+  );
+
+  it.each([
+    'http://127.0.0.1:5000',
+    'https://emulator.internal:4566',
+    'http://localhost:5000',
+    'http://[::1]:5000',
+  ])('accepts the emulator endpoint %s', (endpoint) => {
+    expect(validateEnvironment('local', withLocal({ emulator: { endpoint } })).emulator?.endpoint).toBe(
+      endpoint,
+    );
+  });
+
+  it('defaults the sync settings, and each one alone', () => {
+    expect(validateEnvironment('dev', dev).sync).toEqual({ maxClockSkewSec: 300, antiEntropyIntervalMin: 5 });
+    expect(validateEnvironment('dev', withDev({ sync: { maxClockSkewSec: 60 } })).sync).toEqual({
+      maxClockSkewSec: 60,
+      antiEntropyIntervalMin: 5,
+    });
+    expect(validateEnvironment('dev', withDev({ sync: { antiEntropyIntervalMin: 1440 } })).sync).toEqual({
+      maxClockSkewSec: 300,
+      antiEntropyIntervalMin: 1440,
+    });
+  });
+
+  it('bounds the message however large the values received', () => {
+    const deep = Array.from({ length: 10_000 }).reduce<unknown>((inner) => ({ inner }), 1);
+    const message = problemsFor(
+      'dev',
+      withDev({
+        accountId: 'x'.repeat(1_000_000),
+        dns: { zoneName: Array.from({ length: 100_000 }, (_, i) => i), apiRecordName: 'api' },
+        lambda: { provisionedConcurrency: deep },
+        ['k'.repeat(1_000_000)]: true,
+      }),
+    );
+    expect(message.length).toBeLessThan(2_000);
+    expect(message).toContain('dev: accountId: received "xxxxxxxxxx');
+    expect(message).toContain('dev: dns.zoneName: received [0,1,2,3,4,5,6,7,8,9,');
+    expect(message).toContain('dev: lambda.provisionedConcurrency: received {"inner":{"inner":');
+    expect(message).toContain('dev: kkkkkkkkkk');
+  });
+
+  it('lists the first 20 of many problems in its message and keeps them all', () => {
+    const regions = Array.from({ length: 100_000 }, () => 'eu-central-1');
+    let error: EnvironmentConfigError | undefined;
+    try {
+      validateEnvironments({ dev: withDev({ regions }) });
+    } catch (e) {
+      error = e as EnvironmentConfigError;
+    }
+    expect(error?.problems).toHaveLength(99_999);
+    expect(error?.message.length).toBeLessThan(5_000);
+    expect(error?.message).toContain('  - and 99979 more');
+  });
 
   it('reports every problem of every environment in one error', () => {
     const error = (() => {

@@ -9,7 +9,7 @@ let context: SyncContext | undefined;
  * (purged queue, dead-lettered message, long partition) converges.
  */
 export async function handler(): Promise<{ documents: number }> {
-  context ??= createSyncContext();
+  context ??= createSyncContext(logger);
   try {
     const documents = await context.replica.publishFullState();
     logger.info('anti-entropy published', { documents });

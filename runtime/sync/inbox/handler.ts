@@ -1,60 +1,35 @@
-import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { CrdtTypeMismatchError } from '../../crdt';
 import { createLogger } from '../../lib/logger';
-import { decodeEnvelope, EnvelopeError } from '../envelope';
+import { consumeQueue } from '../../lib/queue-consumer';
+import { decodeEnvelope } from '../envelope';
 import { createSyncContext, type SyncContext } from '../lambda-context';
 
 const logger = createLogger('sync-inbox');
 let context: SyncContext | undefined;
 
 /**
- * Moves a message that can never merge (undecodable, or a type clash) to the dead-letter queue with the
- * reason, so it is neither retried forever nor lost. The body is kept but never logged.
- */
-async function deadLetter(ctx: SyncContext, record: SQSRecord, reason: string): Promise<void> {
-  await ctx.sqs.send(
-    new SendMessageCommand({
-      QueueUrl: ctx.config.SYNC_DEAD_LETTER_QUEUE_URL,
-      MessageBody: record.body,
-      MessageAttributes: {
-        reason: { DataType: 'String', StringValue: reason.slice(0, 1024) },
-        sourceMessageId: { DataType: 'String', StringValue: record.messageId },
-      },
-    }),
-  );
-  logger.warn('sync message dead-lettered', { messageId: record.messageId, reason });
-}
-
-async function consume(ctx: SyncContext, record: SQSRecord): Promise<void> {
-  let envelope;
-  try {
-    envelope = decodeEnvelope(record.body);
-  } catch (error) {
-    if (error instanceof EnvelopeError) return deadLetter(ctx, record, error.reason);
-    throw error;
-  }
-  try {
-    await ctx.replica.receive(envelope);
-  } catch (error) {
-    if (error instanceof CrdtTypeMismatchError) return deadLetter(ctx, record, error.message);
-    throw error; // transient (throttling, contention): this record is retried, the rest of the batch is not
-  }
-}
-
-/**
- * Merges every delivered delta into the region's state. Only records that merged (or were dead-lettered)
- * are acknowledged; the others come back as batch item failures and are redelivered.
+ * Merges every delivered message into the region's state. Only records that merged (or were dead-lettered
+ * with their reason) are acknowledged; transient failures come back as batch item failures.
  */
 export async function processInbox(ctx: SyncContext, event: SQSEvent): Promise<SQSBatchResponse> {
   try {
-    return await processPartialResponse(
+    return await consumeQueue(
       event,
-      (record: SQSRecord) => consume(ctx, record),
-      new BatchProcessor(EventType.SQS),
+      async (record: SQSRecord) => {
+        await ctx.replica.receive(decodeEnvelope(record.body));
+      },
       {
-        throwOnFullBatchFailure: false,
+        sqs: ctx.sqs,
+        deadLetterQueueUrl: ctx.config.SYNC_DEAD_LETTER_QUEUE_URL,
+        maxReceiveCount: ctx.config.SYNC_MAX_RECEIVE_COUNT,
+        logger,
+        onFailure: (_failure, outcome) =>
+          ctx.metrics.addMetric(
+            outcome === 'dead-lettered' ? 'DeadLettered' : 'Redelivered',
+            MetricUnit.Count,
+            1,
+          ),
       },
     );
   } finally {
@@ -64,6 +39,6 @@ export async function processInbox(ctx: SyncContext, event: SQSEvent): Promise<S
 
 /** SQS event-source mapping of the region's sync inbox (ReportBatchItemFailures on). */
 export async function handler(event: SQSEvent): Promise<SQSBatchResponse> {
-  context ??= createSyncContext();
+  context ??= createSyncContext(logger);
   return processInbox(context, event);
 }
