@@ -112,9 +112,9 @@ export function foldContext(context: CausalContext, group: string, beforeMs: num
     const lineage = lineageOf(replica);
     return lineage !== undefined && lineage.group === group && lineage.epochMs < beforeMs;
   };
-  const touches =
-    [...context.vv.keys()].some(covers) || [...context.cloud].some((key) => covers(dotFromKey(key)[0]));
-  if (!touches) return context;
+  // A region's own dots sit in its version vector (it stores each as it issues it): checking the vector
+  // finds what to fold; the cloud is swept with it.
+  if (![...context.vv.keys()].some(covers)) return context;
   const horizons = new Map(context.horizons);
   horizons.set(group, beforeMs);
   return compact(new Map(context.vv), new Set(context.cloud), horizons);

@@ -64,6 +64,30 @@ export function foldCrdt(crdt: Crdt, group: string, beforeMs: number): Crdt {
   }
 }
 
+const withFoldOf = (delta: GCounter, state: GCounter, group: string): GCounter => {
+  const fold = state.folds.get(group);
+  return fold ? { counts: delta.counts, folds: new Map([[group, fold]]) } : delta;
+};
+
+/**
+ * A counter delta carrying `group`'s fold from the full state, so peers drop the counts it covers at once
+ * (a fold stands on its own). Sets never carry horizons in deltas: a horizon claims every dot of the
+ * folded replicas seen, true only of a full state.
+ */
+export function withCounterFold(delta: Crdt, state: Crdt, group: string): Crdt {
+  if (delta.type === 'gcounter' && state.type === 'gcounter')
+    return { type: delta.type, state: withFoldOf(delta.state, state.state, group) };
+  if (delta.type === 'pncounter' && state.type === 'pncounter')
+    return {
+      type: delta.type,
+      state: {
+        p: withFoldOf(delta.state.p, state.state.p, group),
+        n: withFoldOf(delta.state.n, state.state.n, group),
+      },
+    };
+  return delta;
+}
+
 /**
  * Why a state (typically a merge of two valid ones) cannot be kept, or undefined: a counter whose total
  * passed `MAX_COUNT` (concurrent increments can sum past it) would no longer read exactly.

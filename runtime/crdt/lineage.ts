@@ -15,10 +15,19 @@ export interface Lineage {
   readonly epochMs: number;
 }
 
+/** Parsed lineages of recently seen replica ids (merges ask for the same few ids again and again). */
+const parsed = new Map<string, Lineage | null>();
+const PARSED_LIMIT = 4096;
+
 export function lineageOf(replica: string): Lineage | undefined {
-  const match = LINEAGE.exec(replica);
-  if (!match) return undefined;
-  return { group: match[1] as string, epochMs: parseInt(match[2] as string, 36) };
+  let lineage = parsed.get(replica);
+  if (lineage === undefined) {
+    const match = LINEAGE.exec(replica);
+    lineage = match ? { group: match[1] as string, epochMs: parseInt(match[2] as string, 36) } : null;
+    if (parsed.size >= PARSED_LIMIT) parsed.clear();
+    parsed.set(replica, lineage);
+  }
+  return lineage ?? undefined;
 }
 
 /** The replica id of a new epoch of `group` started at `startedMs`, `nonce` 4 base-36 digits. */

@@ -9,6 +9,12 @@ const REMEMBERED_DOCUMENTS = 10_000;
 /** What one replica issued on a document: per field and part, its count or highest dot there. */
 type Footprint = ReadonlyMap<string, number>;
 
+/** A footprint and the item version it was written at. */
+interface Issued {
+  readonly footprint: Footprint;
+  readonly version: number;
+}
+
 function footprintOf(state: CrdtDocument, replica: string): Footprint {
   const footprint = new Map<string, number>();
   const note = (key: string, value: number | undefined) => {
@@ -39,7 +45,7 @@ export class ReplicaIdentity {
   private id = '';
   private startedMs = 0;
   private lastStamp: Hlc | undefined;
-  private readonly footprints = new Map<string, Footprint>();
+  private readonly footprints = new Map<string, Issued>();
 
   constructor(
     readonly region: string,
@@ -68,28 +74,37 @@ export class ReplicaIdentity {
   }
 
   /**
-   * The replica to issue a change to `document` under, given its stored state: the current epoch while the
-   * state holds everything it issued there, else a new one.
+   * The replica to issue a change to `document` under, given its stored state and version: the current
+   * epoch while the state holds everything it issued there, else a new one. Undefined when the state lacks
+   * something but is older than this process's own last write of it (a read that raced that write, or a
+   * restore): read again, with `confirming` set, to tell which.
    */
-  replicaFor(document: string, stored: CrdtDocument, nowMs: number): string {
+  replicaFor(
+    document: string,
+    stored: { readonly state: CrdtDocument; readonly version: number },
+    nowMs: number,
+    confirming = false,
+  ): string | undefined {
     if (nowMs - this.startedMs >= MAX_EPOCH_AGE_MS || nowMs < this.startedMs) {
       this.rotate(nowMs);
       return this.id;
     }
     const remembered = this.footprints.get(document);
-    const now = footprintOf(stored, this.id);
+    const now = footprintOf(stored.state, this.id);
     const wentBack = remembered
-      ? [...remembered].some(([key, value]) => (now.get(key) ?? 0) < value)
+      ? [...remembered.footprint].some(([key, value]) => (now.get(key) ?? 0) < value)
       : now.size > 0; // issued here before, but forgotten: cannot be checked
-    if (wentBack) this.rotate(nowMs);
+    if (!wentBack) return this.id;
+    if (remembered && stored.version < remembered.version && !confirming) return undefined;
+    this.rotate(nowMs);
     return this.id;
   }
 
   /** After a change under the current epoch was stored: what the epoch has now issued on the document. */
-  issued(document: string, state: CrdtDocument, stamp: Hlc): void {
+  issued(document: string, state: CrdtDocument, version: number, stamp: Hlc): void {
     this.lastStamp = laterHlc(this.lastStamp, stamp);
     this.footprints.delete(document);
-    this.footprints.set(document, footprintOf(state, this.id));
+    this.footprints.set(document, { footprint: footprintOf(state, this.id), version });
     if (this.footprints.size > REMEMBERED_DOCUMENTS) {
       const oldest = this.footprints.keys().next().value;
       if (oldest !== undefined) this.footprints.delete(oldest);

@@ -6,6 +6,8 @@ import {
   mergeField,
   observe,
   ReplicaRetiredError,
+  variantOf,
+  withCounterFold,
   type CrdtDocument,
   type Field,
   type Hlc,
@@ -93,6 +95,9 @@ export class FieldsRefusedError extends PermanentError {
   }
 }
 
+/** The read may predate this process's own last write: read the item again before deciding. */
+class ReadAgain extends Error {}
+
 interface Change {
   readonly state: CrdtDocument;
   readonly clock: Hlc | undefined;
@@ -132,11 +137,16 @@ export class SyncReplica {
     checkDocumentKey(document);
     checkOperation(operation);
     let published: Envelope | undefined;
+    let confirming = false;
     const state = await this.conditionally(
       document,
       (stored) => {
         const nowMs = this.deps.now();
-        const replica = this.identity.replicaFor(document, stored.state, nowMs);
+        const replica = this.identity.replicaFor(document, stored, nowMs, confirming);
+        if (replica === undefined) {
+          confirming = true;
+          throw new ReadAgain();
+        }
         const applied = applyOperation(
           stored.state,
           operation,
@@ -153,11 +163,11 @@ export class SyncReplica {
         };
         return { state: applied.next, clock: applied.clock };
       },
-      (saved) => this.identity.issued(document, saved, (published as Envelope).hlc),
+      (saved, version) => this.identity.issued(document, saved, version, (published as Envelope).hlc),
     );
     if (published) {
       try {
-        await this.deps.publisher.publish(published);
+        await this.deps.publisher.publish({ ...published, body: this.withOwnFolds(published.body, state) });
       } catch {
         this.metrics.publishFailed(1);
       }
@@ -227,6 +237,21 @@ export class SyncReplica {
     return (await this.deps.store.load(document))?.state ?? emptyDocument();
   }
 
+  /** The delta's counters with this region's folds from the stored state, so peers drop folded counts. */
+  private withOwnFolds(delta: CrdtDocument, state: CrdtDocument): CrdtDocument {
+    return new Map(
+      [...delta].map(([key, field]) => [
+        key,
+        field.map((variant) => {
+          const stored = variantOf(state.get(key), variant.crdt.type);
+          return stored
+            ? { ...variant, crdt: withCounterFold(variant.crdt, stored.crdt, this.deps.region) }
+            : variant;
+        }),
+      ]),
+    );
+  }
+
   /**
    * Folds this region's epochs that started `foldDelayMs` before the stored item's last write: that write
    * came after everything they issued, so the stored state (even restored) holds all of it.
@@ -239,7 +264,7 @@ export class SyncReplica {
   private async conditionally(
     document: string,
     change: (stored: StoredDocument) => Change,
-    onSaved?: (state: CrdtDocument) => void,
+    onSaved?: (state: CrdtDocument, version: number) => void,
   ): Promise<CrdtDocument> {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const stored = (await this.deps.store.load(document)) ?? { state: emptyDocument(), version: 0 };
@@ -247,8 +272,10 @@ export class SyncReplica {
       try {
         next = change(stored);
       } catch (error) {
-        if (!(error instanceof ReplicaRetiredError)) throw error;
-        this.identity.rotate(this.deps.now());
+        if (error instanceof ReadAgain)
+          attempt--; // once per update: not a lost write
+        else if (error instanceof ReplicaRetiredError) this.identity.rotate(this.deps.now());
+        else throw error;
         continue;
       }
       const state = this.foldOwnEpochs(next.state, stored.writtenAt);
@@ -256,7 +283,7 @@ export class SyncReplica {
       checkDocumentSize(document, encoded);
       const saved = { state, version: stored.version + 1, clock: next.clock, writtenAt: this.deps.now() };
       if (await this.deps.store.save(document, saved, stored.version, encoded)) {
-        onSaved?.(state);
+        onSaved?.(state, saved.version);
         return state;
       }
       this.metrics.conflictRetried(1);

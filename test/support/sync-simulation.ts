@@ -1,4 +1,4 @@
-import { encodeMap, readCrdt, type CrdtMap } from '../../runtime/crdt';
+import { encodeDocument, readField, type CrdtDocument } from '../../runtime/crdt';
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -7,18 +7,9 @@ import {
   type StoredDocument,
 } from '../../runtime/sync';
 import type { Operation } from '../../runtime/sync/operations';
+import { seededRandom } from './seeded-random';
 
-/** A seeded pseudo-random generator (mulberry32): the same seed replays the same run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 /** Settles deferred work one piece at a time, in an order drawn from the seed. */
 class Scheduler {
@@ -72,8 +63,16 @@ export interface SimulationOptions {
   readonly duplicateRate: number;
   /** Chance per step that a region is cut off (its inbox not drained) until a later heal. */
   readonly partitionRate: number;
+  /** Chance per step that a region's process restarts (a cold start: a new epoch, the same table). */
+  readonly restartRate?: number;
+  /** Most milliseconds the shared clock advances per reading (large values make epochs age and fold). */
+  readonly maxTickMs?: number;
   /** Stores write unconditionally (the defect): concurrent writers in a region overwrite each other. */
   readonly blindWrites?: boolean;
+  /** Operations between two anti-entropy passes (of a random region) during the run. Default: 1,000. */
+  readonly antiEntropyEvery?: number;
+  /** Anti-entropy passes allowed after the run for every region to converge. Default: 40. */
+  readonly maxRepairPasses?: number;
 }
 
 export interface SimulationResult {
@@ -87,54 +86,81 @@ export interface SimulationResult {
   readonly lost: number;
   readonly duplicated: number;
   readonly partitions: number;
+  readonly restarts: number;
+  /** Anti-entropy passes cut short (a publish failed midway). */
+  readonly interruptedPasses: number;
+  /** Passes it took after the run until every region held the same state (undefined: not within the bound). */
+  readonly repairPasses: number | undefined;
   /** Operations the writers completed. */
   readonly completed: number;
+  /** Distinct replicas (region epochs) that issued changes. */
+  readonly replicas: number;
 }
 
 const DOCUMENTS = ['presence', 'quota', 'flags'];
 
 /**
  * N regions x M writers on the sync service's real code (SyncReplica, envelopes on the wire), over a
- * network that loses, duplicates and reorders messages and cuts regions off. After the run, partitions
- * heal and every region runs anti-entropy once over a reliable network.
+ * network that loses, duplicates and reorders messages and cuts regions off, with processes restarting
+ * (new epochs) and a clock that can run fast enough for epochs to age and fold. After the run, partitions
+ * heal and anti-entropy passes run over the same lossy network, each pass possibly interrupted midway,
+ * until the regions converge or the bound is reached.
  */
 export async function simulate(options: SimulationOptions): Promise<SimulationResult> {
   const random = seededRandom(options.seed);
   const scheduler = new Scheduler(random);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const regions = Array.from({ length: options.regions }, (_, i) => `region-${i}`);
+  const maxTick = options.maxTickMs ?? 2;
   let clock = 1_700_000_000_000;
   const wire: Array<{ to: string; text: string }> = [];
-  let reliable = false;
-  const stats = { delivered: 0, lost: 0, duplicated: 0, partitions: 0, completed: 0 };
+  const stats = {
+    delivered: 0,
+    lost: 0,
+    duplicated: 0,
+    partitions: 0,
+    completed: 0,
+    restarts: 0,
+    interruptedPasses: 0,
+  };
+  const issuers = new Set<string>();
+  /** Per region, full states its current anti-entropy pass may still publish before it is cut short. */
+  const passBudget = new Map<string, number>();
 
-  const replicas = new Map(
-    regions.map((region) => [
-      region,
-      new SyncReplica({
-        region,
-        store: new SimulatedStore(scheduler, !options.blindWrites),
-        now: () => (clock += Math.floor(random() * 3)),
-        maxAttempts: 100_000,
-        publisher: {
-          publish: async (envelope) => {
-            const text = encodeEnvelope(envelope);
-            for (const to of regions.filter((r) => r !== region)) {
-              if (!reliable && random() < options.lossRate) {
-                stats.lost++;
-                continue;
-              }
-              wire.push({ to, text });
-              if (!reliable && random() < options.duplicateRate) {
-                wire.push({ to, text });
-                stats.duplicated++;
-              }
-            }
-          },
-        },
-      }),
-    ]),
+  const stores = new Map(
+    regions.map((region) => [region, new SimulatedStore(scheduler, !options.blindWrites)]),
   );
+  const process = (region: string) =>
+    new SyncReplica({
+      region,
+      peers: regions.filter((r) => r !== region),
+      store: stores.get(region) as SimulatedStore,
+      now: () => (clock += Math.floor(random() * (maxTick + 1))),
+      random,
+      maxAttempts: 100_000,
+      publisher: {
+        publish: async (envelope) => {
+          if (envelope.kind === 'state') {
+            const budget = passBudget.get(region) ?? Number.POSITIVE_INFINITY;
+            if (budget <= 0) throw new Error('anti-entropy pass interrupted');
+            passBudget.set(region, budget - 1);
+          } else issuers.add(envelope.hlc.replica);
+          const text = encodeEnvelope(envelope);
+          for (const to of regions.filter((r) => r !== region)) {
+            if (random() < options.lossRate) {
+              stats.lost++;
+              continue;
+            }
+            wire.push({ to, text });
+            if (random() < options.duplicateRate) {
+              wire.push({ to, text });
+              stats.duplicated++;
+            }
+          }
+        },
+      },
+    });
+  const replicas = new Map(regions.map((region) => [region, process(region)]));
   const replica = (region: string) => replicas.get(region) as SyncReplica;
 
   const expected = new Map<string, number>();
@@ -167,14 +193,38 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     return { kind: 'set', field: 'owner', value: pick(regions) };
   };
 
+  /** One region's anti-entropy pass, cut short at a random document half of the time. */
+  const antiEntropyPass = (region: string) => {
+    passBudget.set(
+      region,
+      random() < 0.5 ? Math.floor(random() * DOCUMENTS.length) : Number.POSITIVE_INFINITY,
+    );
+    track(
+      replica(region)
+        .publishFullState()
+        .catch(() => void stats.interruptedPasses++),
+    );
+  };
+
+  const passEvery = options.antiEntropyEvery ?? 1_000;
+  let nextPassAt = passEvery;
   let started = 0;
   while (started < options.operations) {
+    if (started >= nextPassAt) {
+      antiEntropyPass(pick(regions));
+      nextPassAt += passEvery;
+    }
     if (random() < options.partitionRate) {
       if (cutOff.size > 0 && random() < 0.5) cutOff.clear();
       else {
         cutOff.add(pick(regions));
         stats.partitions++;
       }
+    }
+    if (random() < (options.restartRate ?? 0)) {
+      const region = pick(regions);
+      replicas.set(region, process(region)); // the old process finishes what it started
+      stats.restarts++;
     }
     const region = pick(regions);
     const writer = `${region}/${Math.floor(random() * options.writersPerRegion)}`;
@@ -202,7 +252,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     }
   }
 
-  // Heal, finish what is in flight, then one round of anti-entropy over a reliable network.
+  // Heal and finish what is in flight; then anti-entropy passes over the same lossy network, each region's
+  // pass cut short at a random point half of the time, until every region holds the same state.
   cutOff.clear();
   const settle = async () => {
     while (running.size > 0 || wire.length > 0) {
@@ -211,26 +262,48 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     }
   };
   await settle();
-  reliable = true;
-  for (const region of regions) track(replica(region).publishFullState());
-  await settle();
-
-  const states = new Map<string, string>();
-  const counters = new Map<string, Map<string, number>>();
-  for (const region of regions) {
-    const documents: Record<string, string> = {};
-    const values = new Map<string, number>();
-    for (const document of DOCUMENTS) {
-      const read = replica(region).read(document);
-      let state: CrdtMap | undefined;
-      void read.then((s) => (state = s));
-      while (state === undefined) await scheduler.step();
-      documents[document] = encodeMap(state);
-      const count = state.get('count');
-      if (count) values.set(`${document}/count`, readCrdt(count) as number);
+  const snapshot = async () => {
+    const states = new Map<string, string>();
+    const counters = new Map<string, Map<string, number>>();
+    for (const region of regions) {
+      const documents: Record<string, string> = {};
+      const values = new Map<string, number>();
+      for (const document of DOCUMENTS) {
+        const read = replica(region).read(document);
+        let state: CrdtDocument | undefined;
+        void read.then((s) => (state = s));
+        while (state === undefined) await scheduler.step();
+        documents[document] = encodeDocument(state);
+        const count = state.get('count');
+        if (count) values.set(`${document}/count`, readField(count) as number);
+      }
+      states.set(region, JSON.stringify(documents));
+      counters.set(region, values);
     }
-    states.set(region, JSON.stringify(documents));
-    counters.set(region, values);
+    return { states, counters };
+  };
+  const converged = ({ states, counters }: Awaited<ReturnType<typeof snapshot>>) =>
+    new Set(states.values()).size === 1 &&
+    [...counters.values()].every((values) =>
+      [...expected].every(([key, total]) => (values.get(key) ?? 0) === total),
+    );
+
+  let repairPasses: number | undefined;
+  let final = await snapshot();
+  for (let pass = 1; pass <= (options.maxRepairPasses ?? 40) && repairPasses === undefined; pass++) {
+    for (const region of regions) {
+      antiEntropyPass(region);
+      await settle();
+    }
+    final = await snapshot();
+    if (converged(final)) repairPasses = pass;
   }
-  return { states, counters, expectedCounters: expected, ...stats };
+
+  return {
+    ...final,
+    expectedCounters: expected,
+    ...stats,
+    repairPasses,
+    replicas: issuers.size,
+  };
 }

@@ -1,83 +1,135 @@
-import type { SQSEvent } from 'aws-lambda';
-import { Metrics } from '@aws-lambda-powertools/metrics';
-import { CrdtTypeMismatchError } from '../../runtime/crdt';
 import { encodeEnvelope, type Envelope } from '../../runtime/sync';
 import { processInbox } from '../../runtime/sync/inbox/handler';
-import type { SyncContext } from '../../runtime/sync/lambda-context';
+import { captureOutput, findLeaks } from '../../runtime/lib/leak-check';
+import { inboxContext, sqsEvent } from '../support/inbox-harness';
+import { memoryStore, testRegion } from '../support/sync-harness';
 
-const envelope = (document: string): string =>
-  encodeEnvelope({
-    origin: 'us-east-1',
-    document,
-    kind: 'delta',
-    hlc: { wallMs: 1, logical: 0, replica: 'us-east-1' },
-    body: new Map([['count', { type: 'gcounter', state: { 'us-east-1': 1 } }]]),
-  });
+const throttled = () =>
+  Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException' });
 
-const event = (...bodies: string[]): SQSEvent =>
-  ({
-    Records: bodies.map((body, i) => ({ messageId: `m${i}`, body, eventSource: 'aws:sqs' })),
-  }) as unknown as SQSEvent;
-
-function context(receive: (e: Envelope) => Promise<unknown>) {
-  const deadLettered: Array<{ body?: string; reason?: string }> = [];
-  const ctx = {
-    config: { SYNC_DEAD_LETTER_QUEUE_URL: 'http://dlq' },
-    replica: { receive },
-    sqs: {
-      send: async (command: {
-        input: { MessageBody?: string; MessageAttributes?: { reason?: { StringValue?: string } } };
-      }) => {
-        deadLettered.push({
-          body: command.input.MessageBody,
-          reason: command.input.MessageAttributes?.reason?.StringValue,
-        });
-        return {};
-      },
-    },
-    metrics: new Metrics({ namespace: 'test', serviceName: 'test' }),
-  } as unknown as SyncContext;
-  return { ctx, deadLettered };
+async function deltas(count: number, document = 'doc'): Promise<string[]> {
+  const eu = testRegion('eu-central-1');
+  for (let i = 0; i < count; i++) await eu.replica.update(document, { kind: 'increment', field: 'n', by: 1 });
+  return eu.published.map((e: Envelope) => encodeEnvelope(e));
 }
 
 describe('processInbox', () => {
-  beforeAll(() => {
-    process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-  });
-
-  it('acknowledges what merged and reports only what failed for redelivery', async () => {
-    const { ctx } = context(async (e) => {
-      if (e.document === 'flaky') throw new Error('ProvisionedThroughputExceededException');
+  it('acknowledges what merged and reports only what failed transiently for redelivery', async () => {
+    const us = testRegion('us-east-1');
+    const [ok, flaky, okToo] = await deltas(3);
+    let calls = 0;
+    const { ctx, deadLettered } = inboxContext({
+      receive: async (e) => {
+        if (++calls === 2) throw throttled();
+        return us.replica.receive(e);
+      },
     });
-    const response = await processInbox(ctx, event(envelope('ok'), envelope('flaky'), envelope('ok-too')));
+    const response = await processInbox(ctx, sqsEvent([ok as string, flaky as string, okToo as string]));
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'm1' }]);
+    expect(deadLettered).toEqual([]);
   });
 
-  it('dead-letters undecodable messages with the reason instead of retrying or dropping them', async () => {
-    const { ctx, deadLettered } = context(async () => 'merged');
-    const response = await processInbox(ctx, event('not json', '{"v":2}', envelope('ok')));
+  it('dead-letters a permanent failure at once with a bounded reason and code, keeping the body', async () => {
+    const us = testRegion('us-east-1');
+    const { ctx, deadLettered } = inboxContext(us.replica);
+    const response = await processInbox(ctx, sqsEvent(['not json', '{"v":1}']));
     expect(response.batchItemFailures).toEqual([]);
     expect(deadLettered).toEqual([
-      { body: 'not json', reason: 'not valid JSON' },
-      { body: '{"v":2}', reason: 'unsupported protocol version 2; expected 1' },
+      { body: 'not json', code: 'invalid-envelope', reason: 'message: not valid JSON' },
+      { body: '{"v":1}', code: 'invalid-envelope', reason: 'v (version): unsupported; expected 2' },
     ]);
   });
 
-  it('dead-letters a delta whose type clashes with the stored field', async () => {
-    const { ctx, deadLettered } = context(async () => {
-      throw new CrdtTypeMismatchError('count', 'gcounter', 'orset');
+  it('retries a message of a newer protocol version, and dead-letters it with its reason on the last delivery', async () => {
+    const us = testRegion('us-east-1');
+    const newer = '{"v":3,"anything":"a later release reads"}';
+    const first = inboxContext(us.replica);
+    await expect(processInbox(first.ctx, sqsEvent([newer], 1))).resolves.toEqual({
+      batchItemFailures: [{ itemIdentifier: 'm0' }],
     });
-    await expect(processInbox(ctx, event(envelope('doc')))).resolves.toEqual({ batchItemFailures: [] });
-    expect(deadLettered[0]?.reason).toBe(
-      'cannot merge count: it is a gcounter on one side and a orset on the other',
-    );
+    expect(first.deadLettered).toEqual([]);
+    const last = inboxContext(us.replica);
+    await expect(processInbox(last.ctx, sqsEvent([newer], 5))).resolves.toEqual({ batchItemFailures: [] });
+    expect(last.deadLettered).toEqual([
+      {
+        body: newer,
+        code: 'newer-protocol',
+        reason: 'failed on 5 deliveries; the last: v (version): newer than 2; upgrade this region',
+      },
+    ]);
+  });
+
+  it('dead-letters a transient failure with its reason on the last delivery instead of leaving it to redrive', async () => {
+    const [message] = await deltas(1);
+    const { ctx, deadLettered } = inboxContext({ receive: () => Promise.reject(throttled()) });
+    await expect(processInbox(ctx, sqsEvent([message as string], 5))).resolves.toEqual({
+      batchItemFailures: [],
+    });
+    expect(deadLettered).toEqual([
+      {
+        body: message,
+        code: 'transient',
+        reason: 'failed on 5 deliveries; the last: transient failure: ProvisionedThroughputExceededException',
+      },
+    ]);
   });
 
   it('retries a poison message whose dead-lettering failed, rather than lose it', async () => {
-    const { ctx } = context(async () => 'merged');
-    (ctx.sqs as unknown as { send: () => Promise<never> }).send = () => Promise.reject(new Error('SQS down'));
-    await expect(processInbox(ctx, event('garbage'))).resolves.toEqual({
+    const us = testRegion('us-east-1');
+    const { ctx } = inboxContext(us.replica, { sqsDown: true });
+    await expect(processInbox(ctx, sqsEvent(['garbage']))).resolves.toEqual({
       batchItemFailures: [{ itemIdentifier: 'm0' }],
     });
+  });
+
+  it('leaves a message too large to carry a reason to the queue redrive, with the reason in the log', async () => {
+    const us = testRegion('us-east-1');
+    const { ctx, deadLettered } = inboxContext(us.replica);
+    const output = captureOutput();
+    let response;
+    try {
+      response = await processInbox(ctx, sqsEvent(['x'.repeat(262_100)]));
+    } finally {
+      output.restore();
+    }
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'm0' }]);
+    expect(deadLettered).toEqual([]);
+    const logged = output.lines.join('\n');
+    expect(logged).toContain('message too large to dead-letter with its reason');
+    expect(logged).toContain('"messageId":"m0"');
+    expect(findLeaks(output.lines, 'xxxxxxxxxxxxxxxx')).toEqual([]);
+  });
+
+  it('never lets a poison message block its document: the good message in the same batch merges', async () => {
+    const us = testRegion('us-east-1');
+    const [good] = await deltas(1, 'shared');
+    const poison = JSON.stringify({ ...JSON.parse(good as string), b: { m: { n: { t: 'g' } } } });
+    const { ctx, deadLettered } = inboxContext(us.replica);
+    await expect(processInbox(ctx, sqsEvent([poison, good as string]))).resolves.toEqual({
+      batchItemFailures: [],
+    });
+    expect(deadLettered.map((d) => d.code)).toEqual(['invalid-envelope']);
+    expect(us.store.items.get('shared')).toBeDefined();
+  });
+
+  it('does not answer before the write of every record completed', async () => {
+    const store = memoryStore();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const us = testRegion('us-east-1', {
+      store: {
+        ...store,
+        save: async (...args: Parameters<typeof store.save>) => (await gate, store.save(...args)),
+      },
+    });
+    const [message] = await deltas(1);
+    const { ctx } = inboxContext(us.replica);
+    let answered = false;
+    const processing = processInbox(ctx, sqsEvent([message as string])).then(() => (answered = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answered).toBe(false);
+    release();
+    await processing;
+    expect(store.items.get('doc')).toBeDefined();
   });
 });

@@ -1,30 +1,33 @@
 import { simulate, type SimulationOptions } from '../support/sync-simulation';
 
+/** One seed per run, printed in every test name: `SIM_SEED=<n> npm run test:unit` replays a failure. */
 const seedFromEnv = Number(process.env.SIM_SEED);
 const seed = Number.isInteger(seedFromEnv) ? seedFromEnv : Date.now() % 1_000_000;
 
-async function run(options: Omit<SimulationOptions, 'seed'>) {
-  const result = await simulate({ seed, ...options });
-  return { result, context: `(reproduce with SIM_SEED=${seed})` };
-}
+describe(`cross-region sync simulation (SIM_SEED=${seed})`, () => {
+  jest.setTimeout(180_000);
 
-describe('cross-region sync simulation', () => {
-  jest.setTimeout(120_000);
+  const faulty: Omit<SimulationOptions, 'seed' | 'regions' | 'writersPerRegion'> = {
+    operations: 10_000,
+    lossRate: 0.1,
+    duplicateRate: 0.15,
+    partitionRate: 0.002,
+    restartRate: 0.0005,
+  };
 
   it.each([
-    [2, 3],
-    [3, 3],
-    [5, 2],
+    [2, 3, 2],
+    [3, 3, 2],
+    [5, 2, 2],
+    [3, 2, 10_000],
   ])(
-    '%i regions x %i writers: 10,000 operations over a lossy, duplicating, reordering, partitioned network converge with exact totals',
-    async (regions, writers) => {
-      const { result, context } = await run({
-        regions,
-        writersPerRegion: writers,
-        operations: 10_000,
-        lossRate: 0.1,
-        duplicateRate: 0.15,
-        partitionRate: 0.002,
+    '%i regions x %i writers, clock steps up to %i ms: 10,000 operations over a lossy, duplicating, reordering, partitioned network with restarts converge with exact totals through lossy, interrupted anti-entropy',
+    async (regions, writers, maxTickMs) => {
+      const result = await simulate({ seed, regions, writersPerRegion: writers, maxTickMs, ...faulty });
+      const context = `(reproduce with SIM_SEED=${seed})`;
+      expect({ repairPasses: result.repairPasses !== undefined, context }).toEqual({
+        repairPasses: true,
+        context,
       });
       const [first, ...rest] = [...result.states.values()];
       for (const state of rest) expect({ state, context }).toEqual({ state: first, context });
@@ -39,15 +42,19 @@ describe('cross-region sync simulation', () => {
         }
       }
       expect(result.completed).toBe(10_000);
-      // The network really misbehaved in this run.
+      // The network, the processes and the repair passes really misbehaved in this run.
       expect(result.lost).toBeGreaterThan(0);
       expect(result.duplicated).toBeGreaterThan(0);
       expect(result.partitions).toBeGreaterThan(0);
+      expect(result.restarts).toBeGreaterThan(0);
+      expect(result.interruptedPasses).toBeGreaterThan(0);
+      expect(result.replicas).toBeGreaterThan(regions);
     },
   );
 
   it('loses increments when a region writes without conditions (the defect this service avoids)', async () => {
-    const { result } = await run({
+    const result = await simulate({
+      seed,
       regions: 2,
       writersPerRegion: 4,
       operations: 2_000,
@@ -55,6 +62,7 @@ describe('cross-region sync simulation', () => {
       duplicateRate: 0,
       partitionRate: 0,
       blindWrites: true,
+      maxRepairPasses: 3,
     });
     const lost = [...result.expectedCounters].some(([key, total]) =>
       [...result.counters.values()].some((values) => (values.get(key) ?? 0) !== total),

@@ -1,0 +1,55 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSEvent } from 'aws-lambda';
+import type { SyncContext, SyncSettings } from '../../runtime/sync/lambda-context';
+import type { SyncReplica } from '../../runtime/sync';
+
+export interface DeadLettered {
+  readonly body?: string;
+  readonly reason?: string;
+  readonly code?: string;
+}
+
+/** An SQS event of `bodies`, each delivered `deliveries` times so far. */
+export const sqsEvent = (bodies: readonly string[], deliveries = 1): SQSEvent =>
+  ({
+    Records: bodies.map((body, i) => ({
+      messageId: `m${i}`,
+      body,
+      eventSource: 'aws:sqs',
+      attributes: { ApproximateReceiveCount: String(deliveries) },
+    })),
+  }) as unknown as SQSEvent;
+
+/** A sync context around `replica` whose SQS client records what is dead-lettered (or fails, if asked). */
+export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { sqsDown?: boolean } = {}) {
+  process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+  const deadLettered: DeadLettered[] = [];
+  const sqs = {
+    send: async (command: {
+      input: {
+        MessageBody?: string;
+        MessageAttributes?: Record<string, { StringValue?: string }>;
+      };
+    }) => {
+      if (options.sqsDown) throw Object.assign(new Error('SQS unavailable'), { name: 'ServiceUnavailable' });
+      deadLettered.push({
+        body: command.input.MessageBody,
+        reason: command.input.MessageAttributes?.reason?.StringValue,
+        code: command.input.MessageAttributes?.reasonCode?.StringValue,
+      });
+      return {};
+    },
+  } as unknown as SQSClient;
+  const config = {
+    SYNC_DEAD_LETTER_QUEUE_URL: 'http://dlq',
+    SYNC_MAX_RECEIVE_COUNT: 5,
+  } as SyncSettings;
+  const ctx = {
+    config,
+    replica: replica as SyncReplica,
+    sqs,
+    metrics: new Metrics({ namespace: 'test', serviceName: 'test' }),
+  } as SyncContext;
+  return { ctx, deadLettered };
+}

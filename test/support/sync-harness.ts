@@ -1,0 +1,81 @@
+import {
+  SyncReplica,
+  type DocumentStore,
+  type Envelope,
+  type StoredDocument,
+  type SyncMetrics,
+  type SyncReplicaDeps,
+} from '../../runtime/sync';
+import { seededRandom } from './seeded-random';
+
+/** A region's table in memory, with the conditional write DynamoDB gives; `items` can be rewritten (a restore). */
+export function memoryStore(): DocumentStore & { items: Map<string, StoredDocument> } {
+  const items = new Map<string, StoredDocument>();
+  return {
+    items,
+    load: async (document) => items.get(document),
+    save: async (document, next, expected) => {
+      if ((items.get(document)?.version ?? 0) !== expected) return false;
+      items.set(document, next);
+      return true;
+    },
+    documents: async () => [...items.keys()].sort(),
+  };
+}
+
+/** Every metric call, for assertions. */
+export function recordingMetrics() {
+  const calls = { merged: 0, retried: 0, lag: [] as number[], publishFailed: 0, clashes: [] as string[][] };
+  const metrics: SyncMetrics = {
+    merged: (n) => void (calls.merged += n),
+    conflictRetried: (n) => void (calls.retried += n),
+    lagMs: (ms) => void calls.lag.push(ms),
+    publishFailed: (n) => void (calls.publishFailed += n),
+    typeClash: (document, field, types) => void calls.clashes.push([document, field, ...types]),
+  };
+  return { metrics, calls };
+}
+
+export const REGIONS = ['eu-central-1', 'us-east-1'] as const;
+
+export interface TestRegion {
+  readonly name: string;
+  readonly store: ReturnType<typeof memoryStore>;
+  readonly published: Envelope[];
+  readonly calls: ReturnType<typeof recordingMetrics>['calls'];
+  /** The region's writer: one process (one replica identity). */
+  replica: SyncReplica;
+  /** A new process of the region (a cold start): a new epoch, the same table. */
+  restart(): SyncReplica;
+}
+
+/** A region of a test: an in-memory table, a recording publisher, metrics; its peers are the other REGIONS. */
+export function testRegion(
+  name: string,
+  options: { now?: () => number; seed?: number; peers?: readonly string[] } & Partial<SyncReplicaDeps> = {},
+): TestRegion {
+  const store = memoryStore();
+  const published: Envelope[] = [];
+  const { metrics, calls } = recordingMetrics();
+  const random = seededRandom(options.seed ?? 1);
+  const make = () =>
+    new SyncReplica({
+      region: name,
+      peers: options.peers ?? REGIONS.filter((r) => r !== name),
+      store,
+      publisher: { publish: async (e) => void published.push(e) },
+      now: options.now ?? (() => 1_700_000_000_000),
+      random,
+      metrics,
+      ...options,
+    });
+  const region: TestRegion = {
+    name,
+    store,
+    published,
+    calls,
+    replica: make(),
+    restart: () => (region.replica = make()),
+  };
+  return region;
+}
