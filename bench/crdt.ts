@@ -38,7 +38,11 @@ function build(replica: string, elements: number, offset = 0): ORSet {
     `element-${offset + i}`,
     [[replica, i + 1]],
   ]);
-  return orsetFromEntries(entries, { vv: new Map([[replica, elements]]), cloud: new Set(), horizons: new Map() });
+  return orsetFromEntries(entries, {
+    vv: new Map([[replica, elements]]),
+    cloud: new Set(),
+    horizons: new Map(),
+  });
 }
 
 const sample = 2_000;

@@ -45,13 +45,24 @@ export class SyncBus extends Construct {
   readonly subscriptions: readonly SnsTopicSubscription[];
   /** ARNs of the peer topics this inbox admits. */
   readonly admittedTopicArns: readonly string[];
+  /** Deliveries of a message before the inbox's redrive policy moves it to the dead-letter queue. */
+  readonly maxReceiveCount: number;
+
+  /** Name of the inbox's dead-letter queue (the redrive command's source). */
+  static deadLetterQueueName(name: string): string {
+    return `${name}-inbox-dead-letters`;
+  }
+
+  static inboxName(name: string): string {
+    return `${name}-inbox`;
+  }
 
   static topicArn(region: string, accountId: string, name: string): string {
     return arn('sns', region, accountId, name);
   }
 
   static inboxArn(region: string, accountId: string, name: string): string {
-    return arn('sqs', region, accountId, `${name}-inbox`);
+    return arn('sqs', region, accountId, SyncBus.inboxName(name));
   }
 
   constructor(scope: Construct, id: string, props: SyncBusProps) {
@@ -65,7 +76,7 @@ export class SyncBus extends Construct {
     ) {
       fail('SyncBus', 'peerRegions', props.peerRegions, `distinct regions other than ${props.region}`);
     }
-    const maxReceiveCount = requireIntInRange(
+    this.maxReceiveCount = requireIntInRange(
       'SyncBus',
       'maxReceiveCount',
       props.maxReceiveCount ?? 5,
@@ -83,16 +94,19 @@ export class SyncBus extends Construct {
 
     this.topic = new SnsTopic(this, 'Topic', { name: props.name, kmsMasterKeyId: key });
     this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
-      name: `${props.name}-inbox-dlq`,
+      name: SyncBus.deadLetterQueueName(props.name),
       kmsMasterKeyId: key,
       messageRetentionSeconds: 14 * 24 * 3600,
     });
     this.inbox = new SqsQueue(this, 'Inbox', {
-      name: `${props.name}-inbox`,
+      name: SyncBus.inboxName(props.name),
       kmsMasterKeyId: key,
       visibilityTimeoutSeconds: visibilityTimeoutSec,
       messageRetentionSeconds: 4 * 24 * 3600,
-      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      redrivePolicy: JSON.stringify({
+        deadLetterTargetArn: this.deadLetterQueue.arn,
+        maxReceiveCount: this.maxReceiveCount,
+      }),
       ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
     });
 

@@ -14,8 +14,8 @@ import { RunnerCluster } from '../modules/runner-cluster';
 import { RunnerNetwork } from '../modules/runner-network';
 import { Schedule } from '../modules/schedule';
 import { SecureBucket } from '../modules/secure-bucket';
-import { QueueTrigger } from '../modules/queue-trigger';
 import { SyncBus } from '../modules/sync-bus';
+import { SyncService } from '../modules/sync-service';
 import { bucketName, regionalKeyAlias, regionalStackName, resourceName, vpcCidr } from './names';
 
 export interface RegionalStackProps {
@@ -36,6 +36,7 @@ export class RegionalStack extends TerraformStack {
   readonly stateTable: DynamodbTable;
   readonly api: RegionalHttpApi;
   readonly bus: SyncBus;
+  readonly sync: SyncService;
 
   constructor(scope: Construct, props: RegionalStackProps) {
     const { environment: env, region } = props;
@@ -126,7 +127,21 @@ export class RegionalStack extends TerraformStack {
       ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
     });
 
-    this.addSyncService(env, region, key);
+    this.sync = new SyncService(this, 'Sync', {
+      name: resourceName(env, 'sync'),
+      region,
+      peerRegions: env.regions.filter((r) => r !== region),
+      bus: this.bus,
+      stateTable: this.stateTable,
+      kmsKey: key,
+      maxClockSkewSec: env.sync.maxClockSkewSec,
+      antiEntropyIntervalMin: env.sync.antiEntropyIntervalMin,
+      memoryMiB: env.lambda.memoryMiB,
+      timeoutSec: env.lambda.timeoutSec,
+      logRetentionDays: env.lambda.logRetentionDays,
+      encryptEnvironment: env.lambda.environmentCmk,
+      inboxTriggerEnabled: env.features.eventSourceMappings,
+    });
 
     const forceDestroy = !env.dynamodb.deletionProtection;
     new SecureBucket(this, 'Snapshots', {
@@ -165,65 +180,6 @@ export class RegionalStack extends TerraformStack {
     new TerraformOutput(this, 'state_table', { value: this.stateTable.name });
     new TerraformOutput(this, 'sync_topic_arn', { value: this.bus.topic.arn });
     new TerraformOutput(this, 'sync_inbox_url', { value: this.bus.inbox.url });
-  }
-
-  /** The sync service on the bus: the inbox consumer and the anti-entropy schedule. */
-  private addSyncService(env: EnvironmentConfig, region: AwsRegion, key: KmsKey): void {
-    const environment = {
-      STATE_TABLE_NAME: this.stateTable.name,
-      SYNC_TOPIC_ARN: this.bus.topic.arn,
-      SYNC_DEAD_LETTER_QUEUE_URL: this.bus.deadLetterQueue.url,
-    };
-    const stateAccess = {
-      sid: 'SyncState',
-      actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan'],
-      resources: [this.stateTable.arn],
-    };
-    const publish = { sid: 'PublishDeltas', actions: ['sns:Publish'], resources: [this.bus.topic.arn] };
-    const common = {
-      region,
-      kmsKey: key,
-      environment,
-      memoryMiB: env.lambda.memoryMiB,
-      timeoutSec: env.lambda.timeoutSec,
-      logRetentionDays: env.lambda.logRetentionDays,
-      encryptEnvironment: env.lambda.environmentCmk,
-    };
-    const inbox = new BundledFunction(this, 'SyncInbox', {
-      ...common,
-      entry: 'runtime/sync/inbox/handler.ts',
-      functionName: resourceName(env, 'sync-inbox'),
-      statements: [
-        stateAccess,
-        publish,
-        {
-          sid: 'ConsumeInbox',
-          actions: [
-            'sqs:ReceiveMessage',
-            'sqs:DeleteMessage',
-            'sqs:ChangeMessageVisibility',
-            'sqs:GetQueueAttributes',
-          ],
-          resources: [this.bus.inbox.arn],
-        },
-        { sid: 'DeadLetterPoison', actions: ['sqs:SendMessage'], resources: [this.bus.deadLetterQueue.arn] },
-      ],
-    });
-    new QueueTrigger(this, 'SyncInboxTrigger', {
-      queue: this.bus.inbox,
-      consumer: inbox,
-      enabled: env.features.eventSourceMappings,
-    });
-    const antiEntropy = new BundledFunction(this, 'SyncAntiEntropy', {
-      ...common,
-      entry: 'runtime/sync/anti-entropy/handler.ts',
-      functionName: resourceName(env, 'sync-anti-entropy'),
-      statements: [stateAccess, publish],
-    });
-    new Schedule(this, 'SyncAntiEntropySchedule', {
-      ruleName: resourceName(env, 'sync-anti-entropy'),
-      expression: 'rate(5 minutes)',
-      target: antiEntropy,
-    });
+    new TerraformOutput(this, 'sync_dead_letter_url', { value: this.bus.deadLetterQueue.url });
   }
 }

@@ -49,7 +49,7 @@ async function assess(deps: HealthDependencies): Promise<HealthVerdict> {
 /** Probes the region's dependencies and answers 200 when all serve, 503 naming those that do not. */
 export async function checkHealth(deps: HealthDependencies): Promise<HttpResponse> {
   const verdict = await assess(deps);
-  return jsonResponse(verdictStatusCode(verdict), verdict);
+  return jsonResponse(verdictStatusCode(verdict), publicVerdict(verdict));
 }
 
 /** On schedule: assesses the region and records the verdict in the region-status table. */

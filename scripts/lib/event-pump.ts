@@ -20,7 +20,10 @@ export interface SyncRegion {
   readonly region: string;
   readonly stackDir: string;
   readonly inboxUrl: string;
+  readonly deadLetterUrl: string;
   readonly topicArn: string;
+  /** The other regions of the estate. */
+  readonly peers: readonly string[];
   readonly stateTable: string;
   readonly inboxFunction: string;
   readonly antiEntropyFunction: string;
@@ -35,6 +38,8 @@ export function syncRegionsOf(estate: LocalEstate): SyncRegion[] {
       region,
       stackDir: stack.dir,
       inboxUrl: stack.outputs.sync_inbox_url as string,
+      deadLetterUrl: stack.outputs.sync_dead_letter_url as string,
+      peers: estate.environment.regions.filter((r) => r !== region),
       topicArn: stack.outputs.sync_topic_arn as string,
       stateTable: stack.outputs.state_table as string,
       inboxFunction: resourceName(estate.environment, 'sync-inbox'),
@@ -44,10 +49,10 @@ export function syncRegionsOf(estate: LocalEstate): SyncRegion[] {
 }
 
 /** A writer: another handler's use of the sync API, in its own container (its own clients, its own epoch). */
-export function writer(endpoint: string, region: SyncRegion, peers: readonly string[] = []): SyncReplica {
+export function writer(endpoint: string, region: SyncRegion): SyncReplica {
   return new SyncReplica({
     region: region.region,
-    peers,
+    peers: region.peers,
     store: new DynamodbDocumentStore(
       new DynamoDBClient({ region: region.region, endpoint, credentials }),
       region.stateTable,

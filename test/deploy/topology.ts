@@ -1,3 +1,4 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetBucketEncryptionCommand, GetPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import {
@@ -15,7 +16,12 @@ export function emulatorClients(endpoint: string, region: string) {
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     forcePathStyle: true,
   };
-  return { sns: new SNSClient(config), sqs: new SQSClient(config), s3: new S3Client(config) };
+  return {
+    sns: new SNSClient(config),
+    sqs: new SQSClient(config),
+    s3: new S3Client(config),
+    dynamodb: new DynamoDBClient(config),
+  };
 }
 
 /** Bodies of every message waiting in a queue (drains it). */

@@ -128,7 +128,7 @@ describe('the estate (main.ts composition)', () => {
     const [mapping] = resources(json, 'aws_lambda_event_source_mapping');
     expect(mapping).toMatchObject({
       event_source_arn: expect.stringMatching(/^\$\{aws_sqs_queue\.SyncBus_Inbox_\w+\.arn\}$/),
-      function_name: expect.stringMatching(/^\$\{aws_lambda_alias\.SyncInbox_Live_\w+\.arn\}$/),
+      function_name: expect.stringMatching(/^\$\{aws_lambda_alias\.Sync_Inbox_Live_\w+\.arn\}$/),
       function_response_types: ['ReportBatchItemFailures'],
       batch_size: 10,
     });
@@ -217,7 +217,7 @@ describe('the cdktf app (scripts/app.mjs)', () => {
     const result = runApp({ ...offline(), CDKTF_OUTDIR: out, ESTATE_EMULATOR_ENDPOINT: 'not-a-url' });
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(
-      'local: emulator.endpoint: received "not-a-url"; expected the emulator endpoint URL',
+      'local: emulator.endpoint: received "not-a-url"; expected the emulator endpoint, an http(s) URL with a host',
     );
     expect(existsSync(join(out, 'stacks'))).toBe(false);
   });

@@ -111,6 +111,63 @@ describe('checkHealth', () => {
   });
 });
 
+describe('checkHealth with what AWS may answer', () => {
+  const deps = (dynamodb: DynamoDBClient): HealthDependencies => ({
+    config: { AWS_REGION: 'eu-central-1', STATE_TABLE_NAME: 'dev-region-state', PROBE_TIMEOUT_MS: 1000 },
+    dynamodb,
+    now: () => now,
+  });
+  const awsError = (name: string, status: number) =>
+    Object.assign(
+      new Error(
+        'User: arn:aws:sts::123456789012:assumed-role/dev-health-eu-central-1/x is not authorized to perform: dynamodb:DescribeTable on resource: arn:aws:dynamodb:eu-central-1:123456789012:table/dev-region-state',
+      ),
+      { name, $metadata: { httpStatusCode: status } },
+    );
+
+  it.each([
+    ['access denied', awsError('AccessDeniedException', 400)],
+    ['throttling', awsError('ThrottlingException', 400)],
+    ['a 500', awsError('InternalServerError', 500)],
+    ['a thrown string', 'boom' as unknown as Error],
+  ])(
+    'answers 503 with only the failing dependency on %s: no ARN, account id or message',
+    async (_what, error) => {
+      const response = await checkHealth(deps(fakeDynamodb(() => Promise.reject(error))));
+      expect(response.statusCode).toBe(503);
+      expect(Object.keys(JSON.parse(response.body)).sort()).toEqual([
+        'checkedAt',
+        'failing',
+        'region',
+        'status',
+      ]);
+      expect(JSON.parse(response.body).failing).toEqual(['dynamodb:dev-region-state']);
+      expect(response.body).not.toMatch(/arn:|123456789012|not authorized|boom/);
+    },
+  );
+
+  it('answers 200 with the same four fields and nothing of the probes', async () => {
+    const response = await checkHealth(
+      deps(fakeDynamodb(async () => ({ Table: { TableStatus: 'ACTIVE' } }))),
+    );
+    expect(Object.keys(JSON.parse(response.body)).sort()).toEqual([
+      'checkedAt',
+      'failing',
+      'region',
+      'status',
+    ]);
+  });
+
+  it('describes a failed probe by error name and status only', async () => {
+    const result = await probeDynamodbTable(
+      fakeDynamodb(() => Promise.reject(awsError('AccessDeniedException', 400))),
+      't',
+      500,
+    );
+    expect(result.detail).toBe('AccessDeniedException (HTTP 400)');
+  });
+});
+
 describe('reportHealth (the schedule)', () => {
   it("writes the region's verdict to the region-status table, expiring five minutes after the check", async () => {
     const sent: Array<{ input: { TableName?: string; Item?: Record<string, unknown> } }> = [];

@@ -1,0 +1,102 @@
+import {
+  DeleteMessageBatchCommand,
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import type { AwsRegion, EnvironmentConfig } from '../../environments';
+import { SyncBus } from '../../modules/sync-bus';
+import { resourceName } from '../../stacks/names';
+
+/** What a redrive moved, by the reason code its dead-letter copy carried. */
+export interface RedriveResult {
+  readonly moved: number;
+  readonly byReason: ReadonlyMap<string, number>;
+}
+
+/** Messages moved there by the queue's own redrive policy carry no reason. */
+export const NO_REASON = '(none: moved by the queue redrive policy)';
+
+/**
+ * Moves every message from a dead-letter queue back to the queue it came from, after a fix: each body is
+ * sent unchanged (the reason attributes stay behind), and deleted from the dead-letter queue only once the
+ * send succeeded, so a failure midway loses nothing (a message may then be delivered twice, which the
+ * consumers merge idempotently). Stops at `max` messages or when a receive finds the queue empty.
+ */
+export async function redrive(
+  sqs: SQSClient,
+  from: string,
+  to: string,
+  options: { max?: number; waitSeconds?: number } = {},
+): Promise<RedriveResult> {
+  const max = options.max ?? Number.POSITIVE_INFINITY;
+  const byReason = new Map<string, number>();
+  let moved = 0;
+  while (moved < max) {
+    const received = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: from,
+        MaxNumberOfMessages: Math.min(10, max - moved),
+        MessageAttributeNames: ['All'],
+        VisibilityTimeout: 60,
+        WaitTimeSeconds: options.waitSeconds ?? 1,
+      }),
+    );
+    const messages = received.Messages ?? [];
+    if (messages.length === 0) break;
+    const sent = await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: to,
+        Entries: messages.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '' })),
+      }),
+    );
+    const ok = new Set((sent.Successful ?? []).map((entry) => Number(entry.Id)));
+    const done = messages.filter((_, i) => ok.has(i));
+    if (done.length > 0) {
+      await sqs.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: from,
+          Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
+        }),
+      );
+    }
+    for (const message of done) {
+      const reason = message.MessageAttributes?.reasonCode?.StringValue ?? NO_REASON;
+      byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+    }
+    moved += done.length;
+    if (done.length < messages.length)
+      throw new Error(
+        `sending to ${to} failed for ${messages.length - done.length} message(s); they stay dead-lettered`,
+      );
+  }
+  return { moved, byReason };
+}
+
+/** Dead-letter queues the redrive command knows, by capability: where each one's messages go back to. */
+export const REDRIVE_QUEUES: Readonly<
+  Record<string, (env: EnvironmentConfig) => { from: string; to: string }>
+> = {
+  sync: (env) => ({
+    from: SyncBus.deadLetterQueueName(resourceName(env, 'sync')),
+    to: SyncBus.inboxName(resourceName(env, 'sync')),
+  }),
+};
+
+/** An SQS client for the environment's region: the emulator for `local`, the default credentials elsewhere. */
+export function sqsClientFor(env: EnvironmentConfig, region: AwsRegion): SQSClient {
+  return env.emulator
+    ? new SQSClient({
+        region,
+        endpoint: env.emulator.endpoint,
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      })
+    : new SQSClient({ region });
+}
+
+export async function queueUrl(sqs: SQSClient, name: string): Promise<string> {
+  const found = await sqs.send(new GetQueueUrlCommand({ QueueName: name }));
+  if (!found.QueueUrl) throw new Error(`no queue named ${name}`);
+  return found.QueueUrl;
+}

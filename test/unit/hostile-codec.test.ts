@@ -1,0 +1,271 @@
+import {
+  CrdtDecodeError,
+  decodeDocument,
+  encodeDocument,
+  readField,
+  UnsupportedVersionError,
+  type CrdtDocument,
+} from '../../runtime/crdt';
+
+/** One field's variant wire; `a` (created) is filled in unless given. */
+const doc = (variant: Record<string, unknown>, key = 'f') =>
+  JSON.stringify({ v: 2, m: { [key]: { a: [1, 0, 'eu-central-1'], ...variant } } });
+const counts = (r: Record<string, unknown>, f?: Record<string, unknown>) => ({
+  t: 'g',
+  r,
+  ...(f ? { f } : {}),
+});
+const set = (parts: Record<string, unknown>) => ({
+  t: 'or',
+  r: ['eu-central-1'],
+  e: [],
+  vv: [],
+  c: [],
+  ...parts,
+});
+const register = (x: unknown, h: unknown = [5, 0, 'eu-central-1']) => ({ t: 'lww', x, h });
+const nested = (depth: number): unknown => (depth === 0 ? 1 : [nested(depth - 1)]);
+const MAX = Number.MAX_SAFE_INTEGER;
+const EPOCH = 'eu-central-1@000000001abcd'; // epoch at 36^4 ms
+const LATER = 'eu-central-1@00zzzzzzzabcd'; // an epoch after the fold's horizon
+
+describe('decodeDocument refuses what no replica can produce, naming where and which rule', () => {
+  it.each<[string, string, string]>([
+    [
+      'a count past 2^53 - 1',
+      doc(counts({ r: 2 ** 53 })),
+      '$.m[0].r[0]: expected a count from 1 to 9007199254740991',
+    ],
+    ['a count of 2^53 - 1 plus another', doc(counts({ r: MAX, s: 1 })), "$.m[0]: the counter's total passes"],
+    ['a zero count', doc(counts({ r: 0 })), '$.m[0].r[0]: expected a count from 1'],
+    ['a negative count', doc(counts({ r: -1 })), '$.m[0].r[0]: expected a count from 1'],
+    ['a fractional count', doc(counts({ r: 1.5 })), '$.m[0].r[0]: expected a count from 1'],
+    ['a count given as a string', doc(counts({ r: '3' })), '$.m[0].r[0]: expected a count from 1'],
+    ['a replica id with a space', doc(counts({ 'a b': 1 })), '$.m[0].r[0]: invalid replica id'],
+    [
+      'a replica id of 65 characters',
+      doc(counts({ ['r'.repeat(65)]: 1 })),
+      '$.m[0].r[0]: invalid replica id',
+    ],
+    [
+      'a count its fold covers',
+      doc(counts({ [EPOCH]: 1 }, { 'eu-central-1': [10 ** 9, 5] })),
+      "$.m[0].r[0]: a count its group's fold already covers",
+    ],
+    ['an empty fold list', doc(counts({}, {})), '$.m[0].f: expected a non-empty object of folds by group'],
+    [
+      'a fold with a zero total',
+      doc(counts({}, { g: [5, 0] })),
+      '$.m[0].f[0]: expected [beforeMs, total >= 1]',
+    ],
+    ['a counter missing its counts', doc({ t: 'g' }), '$.m[0]: expected {"r": counts by replica'],
+    ['a PN-counter missing n', doc({ t: 'pn', p: { r: {} } }), '$.m[0].n: expected {"r": counts by replica'],
+    ['an unknown type', doc({ t: 'zz' }), '$.m[0].t: unknown CRDT type; expected g, pn, lww or or'],
+    [
+      'an unexpected property',
+      doc({ ...counts({}), extra: 1 }),
+      '$.m[0]: unexpected property; expected only t, a, r, f',
+    ],
+    [
+      'a register value of 1e999',
+      doc(register(1)).replace('"x":1', '"x":1e999'),
+      '$.m[0].x: numbers must be finite',
+    ],
+    ['a register nested 33 deep', doc(register(nested(33))), '$.m[0].x: nesting deeper than 32 levels'],
+    [
+      'a register nested 100,000 deep',
+      doc(register(nested(0))).replace('"x":1', `"x":${'['.repeat(100_000)}1${']'.repeat(100_000)}`),
+      '$.m[0].x: nesting deeper than 32 levels',
+    ],
+    [
+      'a register value with a lone surrogate',
+      doc(register('\ud800')),
+      '$.m[0].x: strings must be well-formed Unicode',
+    ],
+    [
+      'a register without a value',
+      doc({ t: 'lww', h: [5, 0, 'eu-central-1'] }),
+      '$.m[0].x: a register needs a value',
+    ],
+    [
+      'a register created after its value was set',
+      doc({ ...register(1, [0, 0, 'eu-central-1']) }),
+      "$.m[0].a: a register's creation stamp cannot follow its value's stamp",
+    ],
+    [
+      'a clock past the year 3000',
+      doc(register(1, [Date.UTC(3000, 0, 2), 0, 'eu-central-1'])),
+      '$.m[0].h: expected [wallMs 0-',
+    ],
+    ['a logical clock of 2^31', doc(register(1, [5, 2 ** 31, 'eu-central-1'])), '$.m[0].h: expected [wallMs'],
+    ['a clock with a bad replica', doc(register(1, [5, 0, ''])), '$.m[0].h: expected [wallMs'],
+    [
+      'a creation stamp that is not a stamp',
+      doc({ ...register(1), a: 'yesterday' }),
+      '$.m[0].a: expected [wallMs',
+    ],
+    [
+      'the same dot twice in one element',
+      doc(set({ e: [['x', [0, 1, 0, 1]]], vv: [0, 1] })),
+      '$.m[0].e[0][1]: a dot held twice',
+    ],
+    [
+      'one dot on two elements',
+      doc(
+        set({
+          e: [
+            ['x', [0, 1]],
+            ['y', [0, 1]],
+          ],
+          vv: [0, 1],
+        }),
+      ),
+      '$.m[0].e[1][1]: a dot held twice',
+    ],
+    [
+      'the same element twice',
+      doc(
+        set({
+          e: [
+            ['x', [0, 1]],
+            ['x', [0, 2]],
+          ],
+          vv: [0, 2],
+        }),
+      ),
+      '$.m[0].e[1]: an element appears twice',
+    ],
+    [
+      'a dot outside the causal context',
+      doc(set({ e: [['x', [0, 3]]], vv: [0, 2] })),
+      '$.m[0].e[0][1]: a dot outside the causal context',
+    ],
+    [
+      'a replica index out of range',
+      doc(set({ e: [['x', [1, 1]]], vv: [0, 1] })),
+      '$.m[0].e[0][1]: pair 0: replica index not in r',
+    ],
+    ['a zero dot counter', doc(set({ vv: [0, 0] })), '$.m[0].vv: pair 0: counter must be 1 to'],
+    [
+      'a dot counter past 2^53 - 1',
+      doc(set({ vv: [0, 2 ** 53] })),
+      '$.m[0].vv: pair 0: counter must be 1 to',
+    ],
+    [
+      'an element of 1,025 bytes',
+      doc(set({ e: [['x'.repeat(1025), [0, 1]]], vv: [0, 1] })),
+      '$.m[0].e[0]: expected [element (0-1024 UTF-8 bytes',
+    ],
+    [
+      'an element with a lone surrogate',
+      doc(set({ e: [['\udc00', [0, 1]]], vv: [0, 1] })),
+      '$.m[0].e[0]: expected [element',
+    ],
+    [
+      'a cloud dot the version vector covers',
+      doc(set({ vv: [0, 3], c: [0, 2] })),
+      '$.m[0].c: a dot the version vector or a horizon covers',
+    ],
+    [
+      'a cloud dot that closes its gap',
+      doc(set({ vv: [0, 3], c: [0, 4] })),
+      '$.m[0].c: a dot the version vector or a horizon covers',
+    ],
+    [
+      'a version vector entry its horizon covers',
+      doc(set({ r: [EPOCH], vv: [0, 1], z: { 'eu-central-1': 10 ** 9 } })),
+      '$.m[0].vv: a replica its horizon covers',
+    ],
+    [
+      'a replica twice in r',
+      doc(set({ r: ['a', 'a'] })),
+      '$.m[0].r: expected a list of distinct replica ids',
+    ],
+    [
+      'two variants of one type',
+      doc({}).replace(
+        /"f":\{.*\}\}\}$/,
+        `"f":[${JSON.stringify({ ...counts({}), a: [1, 0, 'x'] })},${JSON.stringify({ ...counts({}), a: [1, 0, 'x'] })}]}}`,
+      ),
+      '$.m[0][1]: variants must have distinct types',
+    ],
+    [
+      'a list of one variant',
+      JSON.stringify({ v: 2, m: { f: [{ ...counts({}), a: [1, 0, 'x'] }] } }),
+      '$.m[0]: expected one variant, or a list of 2-4',
+    ],
+    ['a field key with a control character', doc(counts({}), 'a\u0007b'), '$.m[0]: invalid field key'],
+    ['a field key of 257 bytes', doc(counts({}), 'k'.repeat(257)), '$.m[0]: invalid field key'],
+    ['a field key with a lone surrogate', doc(counts({}), '\ud83d'), '$.m[0]: invalid field key'],
+    [
+      'fields that are not an object',
+      JSON.stringify({ v: 2, m: [] }),
+      '$.m: expected an object of fields by key',
+    ],
+    [
+      'another property beside v and m',
+      JSON.stringify({ v: 2, m: {}, x: 1 }),
+      '$: unexpected property; expected only v, m',
+    ],
+    ['text that is not JSON', '{"v":2,', '$: not valid JSON'],
+    ['a value that is not text', 42 as unknown as string, '$: expected a JSON string, got number'],
+  ])('%s', (_what, text, message) => {
+    const error = (() => {
+      try {
+        decodeDocument(text);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(CrdtDecodeError);
+    expect((error as Error).message).toContain(message);
+  });
+
+  it.each([
+    ['an older version', 1, false],
+    ['a newer version', 3, true],
+    ['a version as text', '2', false],
+  ])('refuses %s, saying whether a later release may read it', (_what, v, newer) => {
+    const error = (() => {
+      try {
+        decodeDocument(JSON.stringify({ v, m: {} }));
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(UnsupportedVersionError);
+    expect((error as UnsupportedVersionError).newer).toBe(newer);
+  });
+});
+
+describe('decodeDocument accepts names of Object.prototype members as keys, replicas and elements', () => {
+  it('reads them as data, and pollutes nothing', () => {
+    const text = JSON.stringify({
+      v: 2,
+      m: {
+        ['__proto__']: { a: [1, 0, 'constructor'], t: 'g', r: { constructor: 2, toString: 3 } },
+        constructor: {
+          a: [1, 0, '__proto__'],
+          t: 'or',
+          r: ['valueOf'],
+          e: [['__proto__', [0, 1]]],
+          vv: [0, 1],
+          c: [],
+        },
+      },
+    });
+    expect(text).toContain('"__proto__":{');
+    const decoded: CrdtDocument = decodeDocument(text);
+    expect(readField(decoded.get('__proto__') as never)).toBe(5);
+    expect(readField(decoded.get('constructor') as never)).toEqual(['__proto__']);
+    expect(({} as Record<string, unknown>).t).toBeUndefined();
+    expect(encodeDocument(decodeDocument(encodeDocument(decoded)))).toBe(encodeDocument(decoded));
+  });
+
+  it('keeps a later epoch of a folded group', () => {
+    const text = doc(counts({ [LATER]: 2 }, { 'eu-central-1': [10 ** 9, 5] }));
+    expect(readField(decodeDocument(text).get('f') as never)).toBe(7);
+  });
+});
