@@ -245,7 +245,7 @@ export function syncScenarios(endpoint: string, syncRegions: () => SyncRegion[])
   });
 
   it('loses no update when a region’s item goes back to an older state (a restore)', async () => {
-    const [eu, us] = pair();
+    const [eu] = pair();
     const dynamodb = emulatorClients(endpoint, eu.region).dynamodb;
     const key = { pk: { S: 'doc#restored' }, sk: { S: 'crdt' } };
     const sameProcess = writer(endpoint, eu);
