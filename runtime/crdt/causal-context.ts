@@ -1,5 +1,6 @@
 import { CrdtLimitError, MAX_COUNT } from './limits';
 import { isFolded, lineageOf, ReplicaRetiredError } from './lineage';
+import { joinMaps } from './maps';
 
 /** A dot: the `counter`-th event of `replica`. */
 export type Dot = readonly [replica: string, counter: number];
@@ -49,21 +50,10 @@ export function contextOf(dots: Iterable<Dot>): CausalContext {
   return compact(new Map(), new Set([...dots].map(dotKey)), NO_HORIZONS);
 }
 
-function mergeHorizons(
-  a: ReadonlyMap<string, number>,
-  b: ReadonlyMap<string, number>,
-): ReadonlyMap<string, number> {
-  if (b.size === 0) return a;
-  if (a.size === 0) return b;
-  const merged = new Map(a);
-  for (const [group, before] of b) if (before > (merged.get(group) ?? -1)) merged.set(group, before);
-  return merged;
-}
-
 /** Everything either context has seen. */
 export function union(a: CausalContext, b: CausalContext): CausalContext {
   if (b.vv.size === 0 && b.cloud.size === 0 && b.horizons.size === 0) return a;
-  const horizons = mergeHorizons(a.horizons, b.horizons);
+  const horizons = joinMaps(a.horizons, b.horizons, (x, y) => x > y);
   const vv = new Map(a.vv);
   for (const [replica, counter] of b.vv) if (counter > (vv.get(replica) ?? 0)) vv.set(replica, counter);
   const cloud = new Set(a.cloud);

@@ -1,5 +1,6 @@
 import { CrdtLimitError, MAX_COUNT } from './limits';
 import { isFolded, lineageOf, ReplicaRetiredError } from './lineage';
+import { joinMaps } from './maps';
 
 /** The total of a group's folded replicas: every replica of the group with an epoch before `beforeMs`. */
 export interface CounterFold {
@@ -42,37 +43,23 @@ export function gcounterIncrement(counter: GCounter, replica: string, by: number
   return { counts: new Map(next > 0 ? [[replica, next]] : []), folds: NO_FOLDS };
 }
 
-function mergeFolds(
-  a: ReadonlyMap<string, CounterFold>,
-  b: ReadonlyMap<string, CounterFold>,
-): ReadonlyMap<string, CounterFold> {
-  if (b.size === 0) return a;
-  if (a.size === 0) return b;
-  const merged = new Map(a);
-  for (const [group, fold] of b) {
-    const mine = merged.get(group);
-    if (
-      !mine ||
-      fold.beforeMs > mine.beforeMs ||
-      (fold.beforeMs === mine.beforeMs && fold.total > mine.total)
-    )
-      merged.set(group, fold);
-  }
-  return merged;
-}
+/** Per group, the fold that covers more; between equal horizons, the larger total. */
+const mergeFolds = (a: ReadonlyMap<string, CounterFold>, b: ReadonlyMap<string, CounterFold>) =>
+  joinMaps(a, b, (x, y) => x.beforeMs > y.beforeMs || (x.beforeMs === y.beforeMs && x.total > y.total));
 
 /**
  * Pointwise maximum of the counts; per group the fold that covers more (the later `beforeMs`), whose total
  * includes the counts it covers, which are dropped. Commutative, associative, idempotent.
  */
 export function gcounterMerge(a: GCounter, b: GCounter): GCounter {
+  if (b.counts.size === 0 && b.folds.size === 0) return a;
+  if (a.counts.size === 0 && a.folds.size === 0) return b;
   const folds = mergeFolds(a.folds, b.folds);
-  const horizons = horizonsOf(folds);
-  const counts = new Map<string, number>();
-  for (const side of [a.counts, b.counts]) {
-    for (const [replica, n] of side) {
-      if (n > (counts.get(replica) ?? 0) && !isFolded(replica, horizons)) counts.set(replica, n);
-    }
+  const counts = new Map(a.counts);
+  for (const [replica, n] of b.counts) if (n > (counts.get(replica) ?? 0)) counts.set(replica, n);
+  if (folds.size > 0) {
+    const horizons = horizonsOf(folds);
+    for (const replica of [...counts.keys()]) if (isFolded(replica, horizons)) counts.delete(replica);
   }
   return { counts, folds };
 }

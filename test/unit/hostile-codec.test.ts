@@ -26,6 +26,15 @@ const set = (parts: Record<string, unknown>) => ({
 const register = (x: unknown, h: unknown = [5, 0, 'eu-central-1']) => ({ t: 'lww', x, h });
 const nested = (depth: number): unknown => (depth === 0 ? 1 : [nested(depth - 1)]);
 const MAX = Number.MAX_SAFE_INTEGER;
+/** What decoding `text` threw (undefined when it decoded). */
+const thrown = (text: string): unknown => {
+  try {
+    decodeDocument(text);
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+};
 const EPOCH = 'eu-central-1@000000001abcd'; // epoch at 36^4 ms
 const LATER = 'eu-central-1@00zzzzzzzabcd'; // an epoch after the fold's horizon
 
@@ -210,14 +219,7 @@ describe('decodeDocument refuses what no replica can produce, naming where and w
     ['text that is not JSON', '{"v":2,', '$: not valid JSON'],
     ['a value that is not text', 42 as unknown as string, '$: expected a JSON string, got number'],
   ])('%s', (_what, text, message) => {
-    const error = (() => {
-      try {
-        decodeDocument(text);
-      } catch (e) {
-        return e;
-      }
-      return undefined;
-    })();
+    const error = thrown(text);
     expect(error).toBeInstanceOf(CrdtDecodeError);
     expect((error as Error).message).toContain(message);
   });
@@ -227,14 +229,7 @@ describe('decodeDocument refuses what no replica can produce, naming where and w
     ['a newer version', 3, true],
     ['a version as text', '2', false],
   ])('refuses %s, saying whether a later release may read it', (_what, v, newer) => {
-    const error = (() => {
-      try {
-        decodeDocument(JSON.stringify({ v, m: {} }));
-      } catch (e) {
-        return e;
-      }
-      return undefined;
-    })();
+    const error = thrown(JSON.stringify({ v, m: {} }));
     expect(error).toBeInstanceOf(UnsupportedVersionError);
     expect((error as UnsupportedVersionError).newer).toBe(newer);
   });
