@@ -400,6 +400,16 @@ describe('counters at the edge of their type', () => {
     });
   });
 
+  it('refuses a new dot past 2^53 - 1 rather than issue an unsafe one', () => {
+    const replicaId = SET_REPLICAS[0] as string;
+    const full: ORSet = {
+      entries: [],
+      context: { vv: new Map([[replicaId, MAX]]), cloud: new Set(), horizons: new Map() },
+    };
+    expect(() => orsetAdd(full, replicaId, 'x')).toThrow('a dot counter may not pass 9007199254740991');
+    expect(() => decodeCrdt(encodeCrdt({ type: 'orset', state: full }))).not.toThrow();
+  });
+
   it.each([
     ['an unsafe increment', 2 ** 53],
     ['NaN', Number.NaN],

@@ -74,6 +74,24 @@ describe('processInbox', () => {
     ]);
   });
 
+  it('dead-letters at once a message whose merge would pass the document limit, rather than retry it', async () => {
+    const eu = testRegion('eu-central-1');
+    const us = testRegion('us-east-1');
+    await eu.replica.update('big', { kind: 'set', field: 'a', value: 'x'.repeat(150_000) });
+    await us.replica.update('big', { kind: 'set', field: 'b', value: 'y'.repeat(150_000) });
+    const { ctx, deadLettered } = inboxContext(us.replica);
+    const [message] = eu.published.map((e) => encodeEnvelope(e));
+    await expect(processInbox(ctx, sqsEvent([message as string], 1))).resolves.toEqual({
+      batchItemFailures: [],
+    });
+    expect(deadLettered.map((d) => [d.code, d.reason])).toEqual([
+      [
+        'document-too-large',
+        expect.stringMatching(/^the document would be \d+ bytes encoded; the limit is 258048 bytes$/),
+      ],
+    ]);
+  });
+
   it('retries a poison message whose dead-lettering failed, rather than lose it', async () => {
     const us = testRegion('us-east-1');
     const { ctx } = inboxContext(us.replica, { sqsDown: true });
