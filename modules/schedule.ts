@@ -33,8 +33,8 @@ export class Schedule extends Construct {
       'Schedule',
       'expression',
       props.expression,
-      /^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$/,
-      'rate(<n> <unit>) or cron(...)',
+      /^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(.+\))$/,
+      'rate(1 minute), rate(<n> minutes) (n > 1; hours and days alike) or cron(...)',
     );
     const maxRetries = requireIntInRange('Schedule', 'maxRetries', props.maxRetries ?? 2, 0, 185);
 

@@ -47,6 +47,8 @@ export class SyncBus extends Construct {
   readonly admittedTopicArns: readonly string[];
   /** Deliveries of a message before the inbox's redrive policy moves it to the dead-letter queue. */
   readonly maxReceiveCount: number;
+  /** How long a delivered message stays hidden from other consumers. */
+  readonly visibilityTimeoutSec: number;
 
   /** Name of the inbox's dead-letter queue (the redrive command's source). */
   static deadLetterQueueName(name: string): string {
@@ -83,13 +85,13 @@ export class SyncBus extends Construct {
       1,
       1000,
     );
-    const visibilityTimeoutSec = requireIntInRange(
+    const visibilityTimeoutSec = (this.visibilityTimeoutSec = requireIntInRange(
       'SyncBus',
       'visibilityTimeoutSec',
       props.visibilityTimeoutSec ?? 60,
       0,
       43200,
-    );
+    ));
     const key = props.kmsKey.arn;
 
     this.topic = new SnsTopic(this, 'Topic', { name: props.name, kmsMasterKeyId: key });

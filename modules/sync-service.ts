@@ -68,6 +68,14 @@ export class SyncService extends Construct {
       1440,
     );
     const { bus, stateTable } = props;
+    const timeoutSec = props.timeoutSec ?? 10;
+    if (bus.visibilityTimeoutSec < 6 * timeoutSec)
+      fail(
+        'SyncService',
+        'bus.visibilityTimeoutSec',
+        bus.visibilityTimeoutSec,
+        `at least 6 x the inbox function's timeout (${6 * timeoutSec} s), so a batch is not redelivered while it runs`,
+      );
 
     const common = {
       region: props.region,
@@ -76,29 +84,27 @@ export class SyncService extends Construct {
         STATE_TABLE_NAME: stateTable.name,
         SYNC_TOPIC_ARN: bus.topic.arn,
         SYNC_PEER_REGIONS: props.peerRegions.join(','),
+        SYNC_INBOX_URL: bus.inbox.url,
         SYNC_DEAD_LETTER_QUEUE_URL: bus.deadLetterQueue.url,
         SYNC_MAX_RECEIVE_COUNT: String(bus.maxReceiveCount),
         SYNC_MAX_CLOCK_SKEW_MS: String(skewSec * 1000),
       },
       memoryMiB: props.memoryMiB,
-      timeoutSec: props.timeoutSec,
+      timeoutSec,
       logRetentionDays: props.logRetentionDays,
       encryptEnvironment: props.encryptEnvironment,
     };
-    const stateAccess = {
-      sid: 'SyncState',
-      actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan'],
-      resources: [stateTable.arn],
-    };
-    const publish = { sid: 'PublishDeltas', actions: ['sns:Publish'], resources: [bus.topic.arn] };
 
     this.inbox = new BundledFunction(this, 'Inbox', {
       ...common,
       entry: 'runtime/sync/inbox/handler.ts',
       functionName: `${props.name}-inbox`,
       statements: [
-        stateAccess,
-        publish,
+        {
+          sid: 'MergeIntoState',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+          resources: [stateTable.arn],
+        },
         {
           sid: 'ConsumeInbox',
           actions: [
@@ -122,7 +128,10 @@ export class SyncService extends Construct {
       ...common,
       entry: 'runtime/sync/anti-entropy/handler.ts',
       functionName: `${props.name}-anti-entropy`,
-      statements: [stateAccess, publish],
+      statements: [
+        { sid: 'ReadState', actions: ['dynamodb:GetItem', 'dynamodb:Scan'], resources: [stateTable.arn] },
+        { sid: 'PublishFullState', actions: ['sns:Publish'], resources: [bus.topic.arn] },
+      ],
     });
     this.schedule = new Schedule(this, 'AntiEntropySchedule', {
       ruleName: `${props.name}-anti-entropy`,

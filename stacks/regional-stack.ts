@@ -124,6 +124,7 @@ export class RegionalStack extends TerraformStack {
       peerRegions: env.regions.filter((r) => r !== region),
       accountId: account,
       kmsKey: key,
+      visibilityTimeoutSec: 6 * env.lambda.timeoutSec,
       ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
     });
 

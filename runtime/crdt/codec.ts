@@ -24,6 +24,7 @@ import {
 import { GROUP, isFolded } from './lineage';
 import type { JsonValue, LwwRegister } from './lww-register';
 import { orsetFromEntries, type ORSet, type ORSetEntry } from './orset';
+import { PermanentError } from '../lib/failures';
 
 /** Version of the wire format; a decoder refuses any other. */
 export const PROTOCOL_VERSION = 2;
@@ -32,13 +33,14 @@ export const PROTOCOL_VERSION = 2;
  * Input that is not a CRDT state of this protocol: `path` says where (structurally: `$.m[2]` is the third
  * field), `reason` which rule it breaks. Neither quotes the input.
  */
-export class CrdtDecodeError extends Error {
+export class CrdtDecodeError extends PermanentError {
   constructor(
     readonly path: string,
-    readonly reason: string,
+    reason: string,
   ) {
-    super(`invalid CRDT at ${path}: ${reason}`);
+    super('invalid-crdt', reason);
     this.name = 'CrdtDecodeError';
+    this.message = `invalid CRDT at ${path}: ${reason}`;
   }
 }
 

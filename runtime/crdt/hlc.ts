@@ -1,4 +1,4 @@
-import { MAX_LOGICAL, MAX_WALL_MS } from './limits';
+import { CrdtLimitError, MAX_LOGICAL, MAX_WALL_MS } from './limits';
 
 /**
  * A hybrid logical clock stamp: physical milliseconds, a logical counter for events within the same
@@ -23,7 +23,7 @@ export const laterHlc = (a: Hlc | undefined, b: Hlc | undefined): Hlc | undefine
 /** The stamp one logical step after (wallMs, logical): the next millisecond once the counter is full. */
 function after(wallMs: number, logical: number, replica: string): Hlc {
   if (logical < MAX_LOGICAL) return { wallMs, logical: logical + 1, replica };
-  if (wallMs >= MAX_WALL_MS) throw new RangeError('clock exhausted: wallMs reached its maximum');
+  if (wallMs >= MAX_WALL_MS) throw new CrdtLimitError('clock exhausted: wallMs reached its maximum');
   return { wallMs: wallMs + 1, logical: 0, replica };
 }
 

@@ -1,3 +1,5 @@
+import { PermanentError } from '../lib/failures';
+
 /**
  * What a CRDT state may hold. The decoder refuses anything outside these limits, and local changes that
  * would leave them are refused with a `CrdtLimitError`, so no input and no change can produce a state that
@@ -26,11 +28,12 @@ export const MAX_ELEMENT_BYTES = 1024;
 /** Register values: JSON nested at most this deep (a scalar is depth 0), numbers finite. */
 export const MAX_VALUE_DEPTH = 32;
 
-/** A change or input that would leave the limits above. */
-export class CrdtLimitError extends Error {
+/** A change or input that would leave the limits above: permanent, retrying cannot fix it. */
+export class CrdtLimitError extends PermanentError {
   constructor(readonly rule: string) {
-    super(rule);
+    super('crdt-limit', rule);
     this.name = 'CrdtLimitError';
+    this.message = rule;
   }
 }
 
@@ -98,6 +101,8 @@ export function jsonValueProblem(value: unknown): string | undefined {
       return 'expected plain JSON objects';
     for (const key of Object.keys(item)) {
       if (!isWellFormed(key)) return 'object keys must be well-formed Unicode';
+      if (key === '__proto__')
+        return 'object keys may not be __proto__ (it would set a prototype where copied)';
       stack.push([(item as Record<string, unknown>)[key], depth + 1]);
     }
   }

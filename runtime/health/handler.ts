@@ -3,6 +3,7 @@ import * as z from 'zod/mini';
 import { loadConfig } from '../lib/config';
 import { jsonResponse, type HttpResponse } from '../lib/http';
 import { createLogger } from '../lib/logger';
+import { sanitizedFailure } from '../lib/redact';
 import { assessHealth, publicVerdict, verdictStatusCode, type HealthVerdict } from './core';
 import { probeDynamodbTable } from './dynamodb-probe';
 import { recordRegionStatus } from './region-status';
@@ -67,5 +68,10 @@ const isScheduledEvent = (event: unknown): boolean =>
 /** `GET /health` through the HTTP API, or the EventBridge schedule that records the region's status. */
 export async function handler(event?: unknown): Promise<HttpResponse | HealthVerdict> {
   defaults ??= defaultDependencies();
-  return isScheduledEvent(event) ? reportHealth(defaults) : checkHealth(defaults);
+  if (!isScheduledEvent(event)) return checkHealth(defaults);
+  try {
+    return await reportHealth(defaults);
+  } catch (error) {
+    throw sanitizedFailure(logger, 'health report failed', error);
+  }
 }

@@ -1,6 +1,6 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { classifyFailure, type Failure } from './failures';
 
@@ -19,6 +19,35 @@ export interface QueueConsumer {
   readonly logger: Logger;
   /** Called for each failed record, once its fate is known. */
   readonly onFailure?: (failure: Failure, outcome: 'dead-lettered' | 'retried') => void;
+  /** The queue consumed: a transient failure is redelivered after a backoff set on it. */
+  readonly queueUrl?: string;
+  /** Randomness for the backoff's jitter. Default: Math.random. */
+  readonly random?: () => number;
+}
+
+/** Redelivery backoff: 30 s doubling per delivery, at most 15 minutes, half of it jittered. */
+const BACKOFF_BASE_SEC = 30;
+const BACKOFF_CAP_SEC = 15 * 60;
+
+export function backoffSeconds(delivery: number, random: () => number): number {
+  const ceiling = Math.min(BACKOFF_CAP_SEC, BACKOFF_BASE_SEC * 2 ** Math.max(0, delivery - 1));
+  return Math.ceil(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** Sets when a transiently failed message comes back; on failure it comes back at the queue's timeout. */
+async function delayRedelivery(consumer: QueueConsumer, record: SQSRecord, delivery: number): Promise<void> {
+  if (!consumer.queueUrl) return;
+  try {
+    await consumer.sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: consumer.queueUrl,
+        ReceiptHandle: record.receiptHandle,
+        VisibilityTimeout: backoffSeconds(delivery, consumer.random ?? Math.random),
+      }),
+    );
+  } catch {
+    // the message comes back after the queue's visibility timeout instead
+  }
 }
 
 type Attributes = Record<string, { DataType: 'String'; StringValue: string }>;
@@ -55,8 +84,8 @@ async function deadLetter(consumer: QueueConsumer, record: SQSRecord, failure: F
 /**
  * Processes an SQS batch record by record (Powertools' batch processor, partial batch responses). Each
  * failure is classified: a permanent one goes to the dead-letter queue at once with its reason; a transient
- * one is reported as a batch item failure and redelivered, until the last delivery, which is dead-lettered
- * with its reason. A message too large to carry a reason is left to the queue's redrive policy (the reason
+ * one is reported as a batch item failure and redelivered after a capped exponential backoff with jitter,
+ * until the last delivery, which is dead-lettered with its reason. A message too large to carry a reason is left to the queue's redrive policy (the reason
  * is in the log, by message id). Logs carry message ids, codes and reasons, never bodies.
  */
 export async function consumeQueue(
@@ -85,6 +114,7 @@ export async function consumeQueue(
           base,
         );
       } else {
+        await delayRedelivery(consumer, record, delivery);
         consumer.logger.info('message will be redelivered', base);
       }
       consumer.onFailure?.(failure, 'retried');

@@ -91,3 +91,20 @@ export function describeError(error: unknown): string {
   const status = (error as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
   return typeof status === 'number' ? `${name} (HTTP ${status})` : name;
 }
+
+/**
+ * For a handler about to fail: logs what may be said of `error` and returns an error carrying only that,
+ * so the Lambda runtime, which logs what a handler throws, never logs a message or a stack with ARNs or
+ * account ids in it.
+ */
+export function sanitizedFailure(
+  logger: { error(message: string, extra: Record<string, unknown>): void },
+  what: string,
+  error: unknown,
+): Error {
+  const described = describeError(error);
+  logger.error(what, { error: described });
+  const sanitized = new Error(`${what}: ${described}`);
+  sanitized.stack = sanitized.message;
+  return sanitized;
+}

@@ -6,7 +6,7 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { CrdtDecodeError, decodeDocument, hlcFromWire } from '../crdt';
+import { CrdtDecodeError, decodeDocument, GROUP, hlcFromWire, isCount, MAX_WALL_MS } from '../crdt';
 import { PermanentError } from '../lib/failures';
 import type { DocumentStore, StoredDocument } from './replica';
 
@@ -21,26 +21,38 @@ export class StoredDocumentError extends PermanentError {
   }
 }
 
+/** `heard` as stored: `{"<peer region>": wallMs}`. */
+function heardFromItem(text: string | undefined): ReadonlyMap<string, number> | undefined {
+  if (text === undefined) return undefined;
+  const value = JSON.parse(text) as unknown;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new CrdtDecodeError('heard', 'expected an object of milliseconds by region');
+  const heard = new Map<string, number>();
+  for (const [region, at] of Object.entries(value)) {
+    if (!GROUP.test(region) || !isCount(at, MAX_WALL_MS))
+      throw new CrdtDecodeError('heard', 'expected an object of milliseconds by region');
+    heard.set(region, at);
+  }
+  return heard;
+}
+
 function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
   try {
     const clock = item.clock?.S ? hlcFromWire(JSON.parse(item.clock.S) as unknown, 'clock') : undefined;
     const version = Number(item.version?.N ?? 0);
-    const writtenAt = item.writtenAt?.N === undefined ? undefined : Number(item.writtenAt.N);
     if (!Number.isSafeInteger(version) || version < 1)
       throw new CrdtDecodeError('version', 'expected a positive integer');
-    if (writtenAt !== undefined && !Number.isSafeInteger(writtenAt))
-      throw new CrdtDecodeError('writtenAt', 'expected milliseconds');
-    return { state: decodeDocument(item.state?.S), version, clock, writtenAt };
+    return { state: decodeDocument(item.state?.S), version, clock, heard: heardFromItem(item.heard?.S) };
   } catch (error) {
     if (error instanceof CrdtDecodeError) throw new StoredDocumentError(`${error.path}: ${error.reason}`);
-    if (error instanceof SyntaxError) throw new StoredDocumentError('clock: not valid JSON');
+    if (error instanceof SyntaxError) throw new StoredDocumentError('clock or heard: not valid JSON');
     throw error;
   }
 }
 
 /**
  * Documents in the region's state table, one item each (`pk` = `doc#<document>`, `sk` = `crdt`) with the
- * encoded state, a version, the region's clock and when it was written. Saves are conditional on the
+ * encoded state, a version, the region's clock and when each peer's full state last merged. Saves are conditional on the
  * version read, so concurrent writers in the region never overwrite each other.
  */
 export class DynamodbDocumentStore implements DocumentStore {
@@ -68,7 +80,7 @@ export class DynamodbDocumentStore implements DocumentStore {
             ...(next.clock
               ? { clock: { S: JSON.stringify([next.clock.wallMs, next.clock.logical, next.clock.replica]) } }
               : {}),
-            ...(next.writtenAt === undefined ? {} : { writtenAt: { N: String(next.writtenAt) } }),
+            ...(next.heard?.size ? { heard: { S: JSON.stringify(Object.fromEntries(next.heard)) } } : {}),
           },
           ConditionExpression: expected === 0 ? 'attribute_not_exists(pk)' : 'version = :expected',
           ...(expected === 0 ? {} : { ExpressionAttributeValues: { ':expected': { N: String(expected) } } }),

@@ -1,7 +1,7 @@
 import { epochReplicaId, laterHlc, type CrdtDocument, type Hlc } from '../crdt';
 
-/** How long one epoch issues changes before the process starts a new one. */
-export const MAX_EPOCH_AGE_MS = 60 * 60 * 1000;
+/** How long one epoch issues changes before the process starts a new one (a day). */
+export const MAX_EPOCH_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** Documents whose footprint a process remembers; one it forgot starts a new epoch when next written. */
 const REMEMBERED_DOCUMENTS = 10_000;
@@ -36,7 +36,7 @@ function footprintOf(state: CrdtDocument, replica: string): Footprint {
 
 /**
  * Who a region's process is when it changes documents: the replica `<region>@<epoch>`, a fresh epoch per
- * process (a cold start), per hour, and whenever a document's stored state no longer holds what this epoch
+ * process (a cold start), per day, and whenever a document's stored state no longer holds what this epoch
  * issued on it (the table or the item went back: a restore, a delete). Knowing that rests on this process's
  * memory, never on the table, so a region never issues a dot or count it may have issued before. The
  * process also keeps the last clock stamp it issued, so stamps never repeat either.

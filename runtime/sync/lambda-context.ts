@@ -27,6 +27,7 @@ const settings = z.object({
   STATE_TABLE_NAME: z.string().check(z.minLength(1, "expected the region's state table")),
   SYNC_TOPIC_ARN: z.string().check(z.startsWith('arn:', "expected the region's sync topic ARN")),
   SYNC_PEER_REGIONS: regionList,
+  SYNC_INBOX_URL: z.string().check(z.minLength(1, "expected the URL of the region's sync inbox")),
   SYNC_DEAD_LETTER_QUEUE_URL: z
     .string()
     .check(z.minLength(1, "expected the URL of the inbox's dead-letter queue")),
@@ -68,6 +69,15 @@ function syncMetrics(metrics: Metrics, logger: Logger): SyncMetrics {
         types,
       });
     },
+    fieldsRefused: (document, count, rule) => {
+      metrics.addMetric('FieldsRefused', MetricUnit.Count, count);
+      logger.warn('fields kept their local state: merging them would break a limit', {
+        document: boundedText(document, 120),
+        count,
+        rule,
+      });
+    },
+    antiEntropyFailed: (count) => metrics.addMetric('AntiEntropyFailures', MetricUnit.Count, count),
   };
 }
 

@@ -4,6 +4,7 @@ import {
   isElement,
   isFieldKey,
   jsonValueProblem,
+  laterHlc,
   lwwSet,
   mergeDocument,
   orsetAdd,
@@ -91,7 +92,10 @@ export function applyOperation(
   const current = field ? visibleVariant(field) : undefined;
   if (current && current.crdt.type !== expected)
     throw new OperationError(`field: it is a ${current.crdt.type}; ${operation.kind} needs a ${expected}`);
-  const stamp = tick(clock, replica, nowMs);
+  // Stamps only move forward: past the clock and past anything the field already carries.
+  const carried =
+    current && laterHlc(current.created, current.crdt.type === 'lww' ? current.crdt.state.stamp : undefined);
+  const stamp = tick(laterHlc(clock, carried), replica, nowMs);
   let delta: Crdt;
   switch (operation.kind) {
     case 'increment': {

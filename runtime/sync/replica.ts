@@ -6,6 +6,8 @@ import {
   mergeField,
   observe,
   ReplicaRetiredError,
+  tick,
+  utf8Bytes,
   variantOf,
   withCounterFold,
   type CrdtDocument,
@@ -14,8 +16,9 @@ import {
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
 import type { Envelope } from './envelope';
-import { MAX_EPOCH_AGE_MS, ReplicaIdentity } from './identity';
-import { checkDocumentKey, checkDocumentSize } from './limits';
+import { foldHorizon } from './folding';
+import { ReplicaIdentity } from './identity';
+import { checkDocumentKey, checkDocumentSize, MAX_DOCUMENT_BYTES } from './limits';
 import { applyOperation, checkOperation, type Operation } from './operations';
 import { checkTrust, type TrustPolicy } from './trust';
 
@@ -24,8 +27,8 @@ export interface StoredDocument {
   readonly state: CrdtDocument;
   readonly version: number;
   readonly clock?: Hlc;
-  /** When the item was last written, by this region's clock (ms): what folding old epochs rests on. */
-  readonly writtenAt?: number;
+  /** Per peer region, the clock of the latest full state from it merged into `state`. */
+  readonly heard?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -51,6 +54,10 @@ export interface SyncMetrics {
   publishFailed(count: number): void;
   /** A field first seen here with variants of different types (regions created it concurrently). */
   typeClash(document: string, field: string, types: readonly string[]): void;
+  /** Fields of a message that kept their local state because merging them would break a limit. */
+  fieldsRefused(document: string, count: number, rule: string): void;
+  /** An anti-entropy pass could not publish one document; the pass went on. */
+  antiEntropyFailed(count: number): void;
 }
 
 export const NO_METRICS: SyncMetrics = {
@@ -59,6 +66,8 @@ export const NO_METRICS: SyncMetrics = {
   lagMs: () => undefined,
   publishFailed: () => undefined,
   typeClash: () => undefined,
+  fieldsRefused: () => undefined,
+  antiEntropyFailed: () => undefined,
 };
 
 export interface SyncReplicaDeps {
@@ -68,7 +77,7 @@ export interface SyncReplicaDeps {
   readonly store: DocumentStore;
   readonly publisher: Publisher;
   readonly now: () => number;
-  /** Randomness for new epochs' ids. Default: Math.random. */
+  /** Randomness for new epochs' ids and where anti-entropy starts. Default: Math.random. */
   readonly random?: () => number;
   readonly metrics?: SyncMetrics;
   /** Conditional-write attempts before giving up (each loses to another writer). Default: 50. */
@@ -87,20 +96,51 @@ export class ContentionError extends Error {
   }
 }
 
-/** Fields of a message that could not merge (a counter total past the limit); the others did. */
-export class FieldsRefusedError extends PermanentError {
-  constructor(count: number, rule: string) {
-    super('fields-refused', `${count} field(s) kept their local state: ${rule}; the other fields merged`);
-    this.name = 'FieldsRefusedError';
-  }
-}
-
 /** The read may predate this process's own last write: read the item again before deciding. */
 class ReadAgain extends Error {}
 
 interface Change {
   readonly state: CrdtDocument;
   readonly clock: Hlc | undefined;
+  readonly heard?: ReadonlyMap<string, number>;
+  /** The change again, keeping the document within its size limit (by leaving fields out), if it can. */
+  readonly fit?: () => Change;
+}
+
+/** Fields of a remote document merged into a stored one, and those refused for a limit. */
+interface FieldMerge {
+  readonly state: CrdtDocument;
+  readonly clashes: ReadonlyArray<readonly [string, Field]>;
+  readonly refused: readonly string[];
+}
+
+/**
+ * Merges `body` into `state` field by field. A field whose merge breaks a limit (a counter total past
+ * 2^53 - 1; with `fit`, the document past its size limit, fields taken in key order) keeps its local
+ * state; the others merge regardless.
+ */
+function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): FieldMerge {
+  const merged = new Map(state);
+  const refused: string[] = [];
+  const clashes: Array<[string, Field]> = [];
+  for (const [key, field] of [...body].sort(([x], [y]) => (x < y ? -1 : 1))) {
+    const before = merged.get(key);
+    const next = mergeField(before, field);
+    const problem = fieldLimitProblem(next);
+    if (problem) {
+      refused.push(problem);
+      continue;
+    }
+    merged.set(key, next);
+    if (fit && utf8Bytes(encodeDocument(merged)) > MAX_DOCUMENT_BYTES) {
+      if (before) merged.set(key, before);
+      else merged.delete(key);
+      refused.push(`the document would pass ${MAX_DOCUMENT_BYTES} bytes`);
+      continue;
+    }
+    if (next.length > 1 && next.length > (before?.length ?? 0)) clashes.push([key, next]);
+  }
+  return { state: merged, clashes, refused };
 }
 
 /**
@@ -114,18 +154,19 @@ export class SyncReplica {
   private readonly metrics: SyncMetrics;
   private readonly maxAttempts: number;
   private readonly policy: TrustPolicy;
-  private readonly foldDelayMs: number;
+  private readonly random: () => number;
   readonly identity: ReplicaIdentity;
 
   constructor(private readonly deps: SyncReplicaDeps) {
     this.metrics = deps.metrics ?? NO_METRICS;
     this.maxAttempts = deps.maxAttempts ?? 50;
-    const maxClockSkewMs = deps.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
-    this.policy = { region: deps.region, peers: deps.peers, maxClockSkewMs };
-    // An epoch issues for at most MAX_EPOCH_AGE_MS; clocks of the region's processes differ by at most the
-    // skew. A write this much later than an epoch's start comes after everything the epoch issued.
-    this.foldDelayMs = 2 * MAX_EPOCH_AGE_MS + 2 * maxClockSkewMs;
-    this.identity = new ReplicaIdentity(deps.region, deps.random ?? Math.random, deps.now());
+    this.policy = {
+      region: deps.region,
+      peers: deps.peers,
+      maxClockSkewMs: deps.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
+    };
+    this.random = deps.random ?? Math.random;
+    this.identity = new ReplicaIdentity(deps.region, this.random, deps.now());
   }
 
   /**
@@ -177,31 +218,24 @@ export class SyncReplica {
 
   /**
    * Merges a remote envelope, field by field, once it passed the trust checks. A field whose merge would
-   * break a limit keeps its local state (`FieldsRefusedError` after the rest is stored); a type clash
-   * merges (see `Field`) and is reported.
+   * break a limit keeps its local state and is reported; a type clash merges (see `Field`) and is reported.
+   * A full state also records when this region last heard the whole document from that peer.
    */
   async receive(envelope: Envelope): Promise<'merged'> {
     checkTrust(envelope, this.policy, this.deps.now());
-    let refused: string[] = [];
-    let clashes: Array<[string, Field]> = [];
+    let merge: FieldMerge | undefined;
     await this.conditionally(envelope.document, (stored) => {
-      refused = [];
-      clashes = [];
-      const merged = new Map(stored.state);
-      for (const [key, field] of envelope.body) {
-        const before = merged.get(key);
-        const next = mergeField(before, field);
-        const problem = fieldLimitProblem(next);
-        if (problem) {
-          refused.push(problem);
-          continue;
-        }
-        if (next.length > 1 && next.length > (before?.length ?? 0)) clashes.push([key, next]);
-        merged.set(key, next);
-      }
-      const nowMs = this.deps.now();
-      return { state: merged, clock: observe(stored.clock, envelope.hlc, this.identity.replica, nowMs) };
+      const clock = observe(stored.clock, envelope.hlc, this.identity.replica, this.deps.now());
+      const heard = envelope.kind === 'state' ? new Map(stored.heard) : stored.heard;
+      if (heard instanceof Map)
+        heard.set(envelope.origin, Math.max(heard.get(envelope.origin) ?? 0, envelope.hlc.wallMs));
+      const merging = (fit: boolean): Change => {
+        merge = mergeFields(stored.state, envelope.body, fit);
+        return { state: merge.state, clock, heard, fit: fit ? undefined : () => merging(true) };
+      };
+      return merging(false);
     });
+    const { clashes, refused } = merge as FieldMerge;
     this.metrics.merged(1);
     if (envelope.kind === 'delta') this.metrics.lagMs(Math.max(0, this.deps.now() - envelope.hlc.wallMs));
     for (const [key, field] of clashes)
@@ -210,26 +244,37 @@ export class SyncReplica {
         key,
         field.map((variant) => variant.crdt.type),
       );
-    if (refused.length > 0) throw new FieldsRefusedError(refused.length, refused[0] as string);
+    if (refused.length > 0)
+      this.metrics.fieldsRefused(envelope.document, refused.length, refused[0] as string);
     return 'merged';
   }
 
-  /** Anti-entropy: publishes the full state of every document. */
+  /**
+   * Anti-entropy: publishes the full state of every document, stamped with this region's clock now (the
+   * state is what it holds now). Starts at a random document, so a failing one cannot starve the ones
+   * after it, and goes on past a document it cannot publish, counting it.
+   */
   async publishFullState(): Promise<number> {
     const documents = await this.deps.store.documents();
-    for (const document of documents) {
-      const stored = await this.deps.store.load(document);
-      if (!stored) continue;
-      const clock = stored.clock ?? { wallMs: this.deps.now(), logical: 0, replica: this.identity.replica };
-      await this.deps.publisher.publish({
-        origin: this.deps.region,
-        document,
-        kind: 'state',
-        hlc: { wallMs: clock.wallMs, logical: clock.logical, replica: this.identity.replica },
-        body: stored.state,
-      });
+    const start = Math.floor(this.random() * documents.length);
+    let published = 0;
+    for (const document of [...documents.slice(start), ...documents.slice(0, start)]) {
+      try {
+        const stored = await this.deps.store.load(document);
+        if (!stored) continue;
+        await this.deps.publisher.publish({
+          origin: this.deps.region,
+          document,
+          kind: 'state',
+          hlc: tick(this.identity.clockFrom(stored.clock), this.identity.replica, this.deps.now()),
+          body: stored.state,
+        });
+        published++;
+      } catch {
+        this.metrics.antiEntropyFailed(1);
+      }
     }
-    return documents.length;
+    return published;
   }
 
   async read(document: string): Promise<CrdtDocument> {
@@ -252,13 +297,10 @@ export class SyncReplica {
     );
   }
 
-  /**
-   * Folds this region's epochs that started `foldDelayMs` before the stored item's last write: that write
-   * came after everything they issued, so the stored state (even restored) holds all of it.
-   */
-  private foldOwnEpochs(state: CrdtDocument, writtenAt: number | undefined): CrdtDocument {
-    if (writtenAt === undefined) return state;
-    return foldDocument(state, this.deps.region, writtenAt - this.foldDelayMs);
+  /** Folds this region's epochs below the horizon the peers' full states allow (see `foldHorizon`). */
+  private foldOwnEpochs(state: CrdtDocument, heard: ReadonlyMap<string, number> | undefined): CrdtDocument {
+    const horizon = heard && foldHorizon(heard, this.policy.peers, this.policy.maxClockSkewMs);
+    return horizon === undefined ? state : foldDocument(state, this.deps.region, horizon);
   }
 
   private async conditionally(
@@ -266,22 +308,39 @@ export class SyncReplica {
     change: (stored: StoredDocument) => Change,
     onSaved?: (state: CrdtDocument, version: number) => void,
   ): Promise<CrdtDocument> {
+    let rotatedForRetirement = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const stored = (await this.deps.store.load(document)) ?? { state: emptyDocument(), version: 0 };
       let next: Change;
       try {
         next = change(stored);
       } catch (error) {
-        if (error instanceof ReadAgain)
+        if (error instanceof ReadAgain) {
           attempt--; // once per update: not a lost write
-        else if (error instanceof ReplicaRetiredError) this.identity.rotate(this.deps.now());
-        else throw error;
+          continue;
+        }
+        if (!(error instanceof ReplicaRetiredError)) throw error;
+        // A fresh epoch is younger than any horizon a fold may set: retired again means a corrupt horizon.
+        if (rotatedForRetirement)
+          throw new PermanentError(
+            'replica-retired',
+            "a new epoch is already covered by this document's fold horizon",
+          );
+        rotatedForRetirement = true;
+        this.identity.rotate(this.deps.now());
         continue;
       }
-      const state = this.foldOwnEpochs(next.state, stored.writtenAt);
-      const encoded = encodeDocument(state);
+      let heard = next.heard ?? stored.heard;
+      let state = this.foldOwnEpochs(next.state, heard);
+      let encoded = encodeDocument(state);
+      if (utf8Bytes(encoded) > MAX_DOCUMENT_BYTES && next.fit) {
+        next = next.fit();
+        heard = next.heard ?? stored.heard;
+        state = this.foldOwnEpochs(next.state, heard);
+        encoded = encodeDocument(state);
+      }
       checkDocumentSize(document, encoded);
-      const saved = { state, version: stored.version + 1, clock: next.clock, writtenAt: this.deps.now() };
+      const saved: StoredDocument = { state, version: stored.version + 1, clock: next.clock, heard };
       if (await this.deps.store.save(document, saved, stored.version, encoded)) {
         onSaved?.(state, saved.version);
         return state;

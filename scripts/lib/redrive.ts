@@ -1,9 +1,11 @@
 import {
   DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
   GetQueueUrlCommand,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
   SQSClient,
+  type Message,
 } from '@aws-sdk/client-sqs';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
 import { SyncBus } from '../../modules/sync-bus';
@@ -18,11 +20,41 @@ export interface RedriveResult {
 /** Messages moved there by the queue's own redrive policy carry no reason. */
 export const NO_REASON = '(none: moved by the queue redrive policy)';
 
+/** SendMessageBatch's cap on the sum of its messages' sizes (AWS may allow more; this always fits). */
+const BATCH_PAYLOAD_BYTES = 262_144;
+
+/** Messages grouped in order into batches of at most 10 whose bodies sum to at most the payload cap. */
+function batchesOf(messages: readonly Message[]): Message[][] {
+  const batches: Message[][] = [];
+  let current: Message[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    const size = Buffer.byteLength(message.Body ?? '', 'utf8');
+    if (current.length === 10 || (current.length > 0 && bytes + size > BATCH_PAYLOAD_BYTES)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(message);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+async function depthOf(sqs: SQSClient, queue: string): Promise<number> {
+  const { Attributes } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queue, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(Attributes?.ApproximateNumberOfMessages ?? 0);
+}
+
 /**
- * Moves every message from a dead-letter queue back to the queue it came from, after a fix: each body is
- * sent unchanged (the reason attributes stay behind), and deleted from the dead-letter queue only once the
+ * Moves the messages of a dead-letter queue back to the queue they came from, after a fix: each body is
+ * sent unchanged (the reason attributes stay behind) and deleted from the dead-letter queue only once the
  * send succeeded, so a failure midway loses nothing (a message may then be delivered twice, which the
- * consumers merge idempotently). Stops at `max` messages or when a receive finds the queue empty.
+ * consumers merge idempotently). Moves at most what the queue held when it started (messages dead-lettered
+ * again while it runs wait for the next redrive) and at most `max`; stops when the queue is empty.
  */
 export async function redrive(
   sqs: SQSClient,
@@ -30,7 +62,7 @@ export async function redrive(
   to: string,
   options: { max?: number; waitSeconds?: number } = {},
 ): Promise<RedriveResult> {
-  const max = options.max ?? Number.POSITIVE_INFINITY;
+  const max = Math.min(options.max ?? Number.POSITIVE_INFINITY, await depthOf(sqs, from));
   const byReason = new Map<string, number>();
   let moved = 0;
   while (moved < max) {
@@ -45,31 +77,35 @@ export async function redrive(
     );
     const messages = received.Messages ?? [];
     if (messages.length === 0) break;
-    const sent = await sqs.send(
-      new SendMessageBatchCommand({
-        QueueUrl: to,
-        Entries: messages.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '' })),
-      }),
-    );
-    const ok = new Set((sent.Successful ?? []).map((entry) => Number(entry.Id)));
-    const done = messages.filter((_, i) => ok.has(i));
-    if (done.length > 0) {
-      await sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: from,
-          Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
+    for (const batch of batchesOf(messages)) {
+      const sent = await sqs.send(
+        new SendMessageBatchCommand({
+          QueueUrl: to,
+          Entries: batch.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '' })),
         }),
       );
+      const ok = new Set((sent.Successful ?? []).map((entry) => Number(entry.Id)));
+      const done = batch.filter((_, i) => ok.has(i));
+      if (done.length > 0) {
+        const deleted = await sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: from,
+            Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
+          }),
+        );
+        if (deleted.Failed?.length)
+          throw new Error(
+            `${deleted.Failed.length} message(s) were sent but not deleted from the dead-letter queue; they will be sent again by the next redrive`,
+          );
+      }
+      for (const message of done) {
+        const reason = message.MessageAttributes?.reasonCode?.StringValue ?? NO_REASON;
+        byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+      }
+      moved += done.length;
+      if (done.length < batch.length)
+        throw new Error(`sending ${batch.length - done.length} message(s) failed; they stay dead-lettered`);
     }
-    for (const message of done) {
-      const reason = message.MessageAttributes?.reasonCode?.StringValue ?? NO_REASON;
-      byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
-    }
-    moved += done.length;
-    if (done.length < messages.length)
-      throw new Error(
-        `sending to ${to} failed for ${messages.length - done.length} message(s); they stay dead-lettered`,
-      );
   }
   return { moved, byReason };
 }

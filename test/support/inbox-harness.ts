@@ -1,5 +1,5 @@
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import type { SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import type { SyncContext, SyncSettings } from '../../runtime/sync/lambda-context';
 import type { SyncReplica } from '../../runtime/sync';
@@ -25,14 +25,20 @@ export const sqsEvent = (bodies: readonly string[], deliveries = 1): SQSEvent =>
 export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { sqsDown?: boolean } = {}) {
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
   const deadLettered: DeadLettered[] = [];
+  const backoffs: number[] = [];
   const sqs = {
     send: async (command: {
       input: {
         MessageBody?: string;
         MessageAttributes?: Record<string, { StringValue?: string }>;
+        VisibilityTimeout?: number;
       };
     }) => {
       if (options.sqsDown) throw Object.assign(new Error('SQS unavailable'), { name: 'ServiceUnavailable' });
+      if (command instanceof ChangeMessageVisibilityCommand) {
+        backoffs.push(command.input.VisibilityTimeout ?? -1);
+        return {};
+      }
       deadLettered.push({
         body: command.input.MessageBody,
         reason: command.input.MessageAttributes?.reason?.StringValue,
@@ -42,6 +48,7 @@ export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { s
     },
   } as unknown as SQSClient;
   const config = {
+    SYNC_INBOX_URL: 'http://inbox',
     SYNC_DEAD_LETTER_QUEUE_URL: 'http://dlq',
     SYNC_MAX_RECEIVE_COUNT: 5,
   } as SyncSettings;
@@ -51,5 +58,5 @@ export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { s
     sqs,
     metrics: new Metrics({ namespace: 'test', serviceName: 'test' }),
   } as SyncContext;
-  return { ctx, deadLettered };
+  return { ctx, deadLettered, backoffs };
 }

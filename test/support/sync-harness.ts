@@ -25,13 +25,23 @@ export function memoryStore(): DocumentStore & { items: Map<string, StoredDocume
 
 /** Every metric call, for assertions. */
 export function recordingMetrics() {
-  const calls = { merged: 0, retried: 0, lag: [] as number[], publishFailed: 0, clashes: [] as string[][] };
+  const calls = {
+    merged: 0,
+    retried: 0,
+    lag: [] as number[],
+    publishFailed: 0,
+    clashes: [] as string[][],
+    refused: [] as Array<[string, number, string]>,
+    antiEntropyFailed: 0,
+  };
   const metrics: SyncMetrics = {
     merged: (n) => void (calls.merged += n),
     conflictRetried: (n) => void (calls.retried += n),
     lagMs: (ms) => void calls.lag.push(ms),
     publishFailed: (n) => void (calls.publishFailed += n),
     typeClash: (document, field, types) => void calls.clashes.push([document, field, ...types]),
+    fieldsRefused: (document, count, rule) => void calls.refused.push([document, count, rule]),
+    antiEntropyFailed: (n) => void (calls.antiEntropyFailed += n),
   };
   return { metrics, calls };
 }

@@ -95,6 +95,10 @@ export interface SimulationResult {
   readonly completed: number;
   /** Distinct replicas (region epochs) that issued changes. */
   readonly replicas: number;
+  /** Per region and document, the set elements it lacks that were added and never removed anywhere. */
+  readonly missingElements: readonly string[];
+  /** Counter entries of all regions' states at the end (small once old epochs fold). */
+  readonly countEntries: number;
 }
 
 const DOCUMENTS = ['presence', 'quota', 'flags'];
@@ -141,9 +145,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       publisher: {
         publish: async (envelope) => {
           if (envelope.kind === 'state') {
+            // The pass was cut short here (the invocation timed out): nothing more of it goes out.
             const budget = passBudget.get(region) ?? Number.POSITIVE_INFINITY;
-            if (budget <= 0) throw new Error('anti-entropy pass interrupted');
+            if (budget === 0) stats.interruptedPasses++;
             passBudget.set(region, budget - 1);
+            if (budget <= 0) return;
           } else issuers.add(envelope.hlc.replica);
           const text = encodeEnvelope(envelope);
           for (const to of regions.filter((r) => r !== region)) {
@@ -164,6 +170,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   const replica = (region: string) => replicas.get(region) as SyncReplica;
 
   const expected = new Map<string, number>();
+  const added = new Map<string, Set<string>>(DOCUMENTS.map((d) => [d, new Set()]));
+  const removed = new Map<string, Set<string>>(DOCUMENTS.map((d) => [d, new Set()]));
   const cutOff = new Set<string>();
   const running = new Set<Promise<unknown>>();
   const track = (work: Promise<unknown>) => {
@@ -199,11 +207,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       region,
       random() < 0.5 ? Math.floor(random() * DOCUMENTS.length) : Number.POSITIVE_INFINITY,
     );
-    track(
-      replica(region)
-        .publishFullState()
-        .catch(() => void stats.interruptedPasses++),
-    );
+    track(replica(region).publishFullState());
   };
 
   const passEvery = options.antiEntropyEvery ?? 1_000;
@@ -242,6 +246,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
               const key = `${document}/${operation.field}`;
               expected.set(key, (expected.get(key) ?? 0) + operation.by);
             }
+            if (operation.kind === 'add' || operation.kind === 'remove')
+              (operation.kind === 'add' ? added : removed).get(document)?.add(operation.element);
           })
           .finally(() => busyWriters.delete(writer)),
       );
@@ -262,9 +268,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     }
   };
   await settle();
+  const missingElements: string[] = [];
+  let countEntries = 0;
   const snapshot = async () => {
     const states = new Map<string, string>();
     const counters = new Map<string, Map<string, number>>();
+    missingElements.length = 0;
+    countEntries = 0;
     for (const region of regions) {
       const documents: Record<string, string> = {};
       const values = new Map<string, number>();
@@ -276,6 +286,15 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         documents[document] = encodeDocument(state);
         const count = state.get('count');
         if (count) values.set(`${document}/count`, readField(count) as number);
+        const counter = count?.[0]?.crdt;
+        if (counter?.type === 'pncounter')
+          countEntries += counter.state.p.counts.size + counter.state.n.counts.size;
+        const members = new Set(
+          (state.get('members') ? readField(state.get('members') as never) : []) as string[],
+        );
+        for (const element of added.get(document) ?? [])
+          if (!removed.get(document)?.has(element) && !members.has(element))
+            missingElements.push(`${region}/${document}/${element}`);
       }
       states.set(region, JSON.stringify(documents));
       counters.set(region, values);
@@ -284,6 +303,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   };
   const converged = ({ states, counters }: Awaited<ReturnType<typeof snapshot>>) =>
     new Set(states.values()).size === 1 &&
+    missingElements.length === 0 &&
     [...counters.values()].every((values) =>
       [...expected].every(([key, total]) => (values.get(key) ?? 0) === total),
     );
@@ -305,5 +325,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     ...stats,
     repairPasses,
     replicas: issuers.size,
+    missingElements: [...missingElements],
+    countEntries,
   };
 }

@@ -121,6 +121,90 @@ describe('SyncReplica.receive refuses envelopes from outside its trust boundary'
     expect(us.store.items.size).toBe(0);
   });
 
+  describe('folds and horizons', () => {
+    const A = [1, 0, ORIGIN_REPLICA];
+    const DAY = 24 * 3600 * 1000;
+    const message = (kind: 'delta' | 'state', fields: Record<string, unknown>) =>
+      decodeEnvelope(
+        JSON.stringify({
+          v: 2,
+          o: 'eu-central-1',
+          d: 'doc',
+          ...(kind === 'state' ? { k: 's' } : {}),
+          h: [NOW, 0, ORIGIN_REPLICA],
+          b: { m: fields },
+        }),
+      );
+    const counter = (group: string, beforeMs: number) => ({
+      t: 'pn',
+      a: A,
+      p: { r: {}, f: { [group]: [beforeMs, 1] } },
+      n: { r: {} },
+    });
+    const set = (group: string, beforeMs: number) => ({
+      t: 'or',
+      a: A,
+      r: [],
+      e: [],
+      vv: [],
+      c: [],
+      z: { [group]: beforeMs },
+    });
+
+    it.each<[string, Envelope | (() => Envelope), string]>([
+      [
+        "a fold of the receiver's epochs dated in the year 2999",
+        () => message('state', { n: counter('us-east-1', Date.UTC(2999, 0, 1)) }),
+        'fold-too-recent',
+      ],
+      [
+        'a horizon dated yesterday',
+        () => message('state', { s: set('us-east-1', NOW - DAY) }),
+        'fold-too-recent',
+      ],
+      [
+        'a horizon in a delta',
+        () => message('delta', { s: set('eu-central-1', NOW - 30 * DAY) }),
+        'fold-in-delta',
+      ],
+      [
+        "a delta carrying another region's fold",
+        () => message('delta', { n: counter('us-east-1', NOW - 30 * DAY) }),
+        'fold-in-delta',
+      ],
+    ])('refuses %s, leaving the document as it was', async (_what, envelope, code) => {
+      const us = receiver();
+      await us.replica.update('doc', { kind: 'increment', field: 'n', by: 40 });
+      await us.replica.update('doc', { kind: 'add', field: 's', element: 'x' });
+      const before = us.store.items.get('doc');
+      await expect(
+        us.replica.receive(typeof envelope === 'function' ? envelope() : envelope),
+      ).rejects.toMatchObject({ code });
+      expect(us.store.items.get('doc')).toBe(before);
+      await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).resolves.toBeDefined();
+    });
+
+    it("accepts an origin's own old fold in a delta, and an old horizon in a full state", async () => {
+      const us = receiver();
+      await expect(
+        us.replica.receive(message('delta', { n: counter('eu-central-1', NOW - 30 * DAY) })),
+      ).resolves.toBe('merged');
+      await expect(
+        us.replica.receive(message('state', { s: set('eu-central-1', NOW - 30 * DAY) })),
+      ).resolves.toBe('merged');
+    });
+  });
+
+  it('refuses a body stamp later than the message clock', async () => {
+    const us = receiver();
+    const envelope = await validDelta();
+    await expect(
+      us.replica.receive({ ...envelope, hlc: { ...envelope.hlc, wallMs: NOW - 1 } }),
+    ).rejects.toMatchObject({
+      code: 'stamp-after-clock',
+    });
+  });
+
   it('accepts a clock exactly 5 minutes ahead', async () => {
     const us = receiver();
     const envelope = await validDelta();

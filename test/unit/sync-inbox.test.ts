@@ -74,22 +74,41 @@ describe('processInbox', () => {
     ]);
   });
 
-  it('dead-letters at once a message whose merge would pass the document limit, rather than retry it', async () => {
+  it('merges the fields that fit when the whole would pass the document limit, and reports the others', async () => {
     const eu = testRegion('eu-central-1');
     const us = testRegion('us-east-1');
     await eu.replica.update('big', { kind: 'set', field: 'a', value: 'x'.repeat(150_000) });
+    await eu.replica.update('big', { kind: 'set', field: 'small', value: 'fits' });
     await us.replica.update('big', { kind: 'set', field: 'b', value: 'y'.repeat(150_000) });
+    eu.published.length = 0;
+    await eu.replica.publishFullState();
     const { ctx, deadLettered } = inboxContext(us.replica);
-    const [message] = eu.published.map((e) => encodeEnvelope(e));
-    await expect(processInbox(ctx, sqsEvent([message as string], 1))).resolves.toEqual({
-      batchItemFailures: [],
+    await expect(processInbox(ctx, sqsEvent([encodeEnvelope(eu.published[0] as Envelope)]))).resolves.toEqual(
+      {
+        batchItemFailures: [],
+      },
+    );
+    expect(deadLettered).toEqual([]);
+    const state = await us.replica.read('big');
+    expect([...state.keys()].sort()).toEqual(['b', 'small']);
+    expect(us.calls.refused).toEqual([['big', 1, 'the document would pass 258048 bytes']]);
+  });
+
+  it('redelivers a transient failure after a growing, jittered backoff', async () => {
+    const [message] = await deltas(1);
+    const { ctx, backoffs } = inboxContext({ receive: () => Promise.reject(throttled()) });
+    for (const delivery of [1, 2, 3, 4]) await processInbox(ctx, sqsEvent([message as string], delivery));
+    const ranges = [
+      [15, 30],
+      [30, 60],
+      [60, 120],
+      [120, 240],
+    ];
+    backoffs.forEach((seconds, i) => {
+      expect(seconds).toBeGreaterThanOrEqual(ranges[i]?.[0] as number);
+      expect(seconds).toBeLessThanOrEqual(ranges[i]?.[1] as number);
     });
-    expect(deadLettered.map((d) => [d.code, d.reason])).toEqual([
-      [
-        'document-too-large',
-        expect.stringMatching(/^the document would be \d+ bytes encoded; the limit is 258048 bytes$/),
-      ],
-    ]);
+    expect(backoffs).toHaveLength(4);
   });
 
   it('retries a poison message whose dead-lettering failed, rather than lose it', async () => {

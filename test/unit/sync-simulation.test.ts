@@ -19,7 +19,7 @@ describe(`cross-region sync simulation (SIM_SEED=${seed})`, () => {
     [2, 3, 2],
     [3, 3, 2],
     [5, 2, 2],
-    [3, 2, 10_000],
+    [3, 2, 60_000],
   ])(
     '%i regions x %i writers, clock steps up to %i ms: 10,000 operations over a lossy, duplicating, reordering, partitioned network with restarts converge with exact totals through lossy, interrupted anti-entropy',
     async (regions, writers, maxTickMs) => {
@@ -41,6 +41,7 @@ describe(`cross-region sync simulation (SIM_SEED=${seed})`, () => {
           });
         }
       }
+      expect({ missing: result.missingElements, context }).toEqual({ missing: [], context });
       expect(result.completed).toBe(10_000);
       // The network, the processes and the repair passes really misbehaved in this run.
       expect(result.lost).toBeGreaterThan(0);
@@ -49,6 +50,8 @@ describe(`cross-region sync simulation (SIM_SEED=${seed})`, () => {
       expect(result.restarts).toBeGreaterThan(0);
       expect(result.interruptedPasses).toBeGreaterThan(0);
       expect(result.replicas).toBeGreaterThan(regions);
+      // With the clock running weeks, old epochs folded: far fewer counts are left than epochs wrote.
+      if (maxTickMs >= 60_000) expect(result.countEntries).toBeLessThan(result.replicas);
     },
   );
 

@@ -1,4 +1,5 @@
 import { createLogger } from '../../lib/logger';
+import { sanitizedFailure } from '../../lib/redact';
 import { createSyncContext, type SyncContext } from '../lambda-context';
 
 const logger = createLogger('sync-anti-entropy');
@@ -14,6 +15,8 @@ export async function handler(): Promise<{ documents: number }> {
     const documents = await context.replica.publishFullState();
     logger.info('anti-entropy published', { documents });
     return { documents };
+  } catch (error) {
+    throw sanitizedFailure(logger, 'anti-entropy failed', error);
   } finally {
     context.metrics.publishStoredMetrics();
   }

@@ -21,6 +21,7 @@ export async function processInbox(ctx: SyncContext, event: SQSEvent): Promise<S
       },
       {
         sqs: ctx.sqs,
+        queueUrl: ctx.config.SYNC_INBOX_URL,
         deadLetterQueueUrl: ctx.config.SYNC_DEAD_LETTER_QUEUE_URL,
         maxReceiveCount: ctx.config.SYNC_MAX_RECEIVE_COUNT,
         logger,
