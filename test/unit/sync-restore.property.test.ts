@@ -4,7 +4,6 @@ import { decodeEnvelope, encodeEnvelope, type StoredDocument } from '../../runti
 import { testRegion, type TestRegion } from '../support/sync-harness';
 
 const REGIONS = ['eu-central-1', 'us-east-1', 'ap-southeast-1'] as const;
-const DAY = 24 * 3600 * 1000;
 
 type Command =
   | { kind: 'increment'; at: number; by: number }

@@ -224,7 +224,10 @@ describe('a restored table', () => {
     const step = async (ms: number) => {
       now += ms;
       const stored = eu.store.items.get('doc');
-      if (stored && !at.has(stored)) (history.push(stored), at.set(stored, now));
+      if (stored && !at.has(stored)) {
+        history.push(stored);
+        at.set(stored, now);
+      }
     };
     let n = 0;
     for (let i = 0; i < 40; i++) {
