@@ -62,6 +62,18 @@ describe('redrive (npm run redrive)', () => {
     expect(await bodies(from)).toEqual([]);
   });
 
+  it('moves messages near the size limit, sending as many per batch as fit', async () => {
+    const from = await queue('redrive-large-from');
+    const to = await queue('redrive-large-to');
+    const large = (i: number) => `${i}`.padEnd(250_000, 'x');
+    for (let i = 0; i < 5; i++)
+      await sqs.send(new SendMessageCommand({ QueueUrl: from, MessageBody: large(i) }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: from, MessageBody: 'small' }));
+    await expect(redrive(sqs, from, to, { waitSeconds: 0 })).resolves.toMatchObject({ moved: 6 });
+    expect(await bodies(to)).toEqual([...Array.from({ length: 5 }, (_, i) => large(i)), 'small'].sort());
+    expect(await bodies(from)).toEqual([]);
+  });
+
   it('moves no more than asked', async () => {
     const from = await queue('redrive-max-from');
     const to = await queue('redrive-max-to');

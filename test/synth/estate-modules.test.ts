@@ -172,6 +172,7 @@ describe('SyncService', () => {
       SYNC_PEER_REGIONS: 'us-east-1,ap-southeast-1',
       SYNC_MAX_CLOCK_SKEW_MS: '120000',
       SYNC_MAX_RECEIVE_COUNT: '5',
+      SYNC_INBOX_URL: ref('aws_sqs_queue', 'Bus_Inbox', 'url'),
       SYNC_DEAD_LETTER_QUEUE_URL: ref('aws_sqs_queue', 'Bus_DeadLetters', 'url'),
     });
   });
@@ -197,7 +198,26 @@ describe('SyncService', () => {
     });
   });
 
+  it('grants each function only what it calls: the inbox reads and writes state, anti-entropy reads and publishes', () => {
+    const synthesized = Testing.synthScope((scope) => void service(scope));
+    const actions = (sid: string) =>
+      resources(synthesized, 'aws_iam_role_policy')
+        .flatMap((p) => policyOf(p).Statement)
+        .find((st) => st.Sid === sid)?.Action;
+    expect(actions('MergeIntoState')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem']);
+    expect(actions('ReadState')).toEqual(['dynamodb:GetItem', 'dynamodb:Scan']);
+    expect(actions('PublishFullState')).toEqual(['sns:Publish']);
+    const inbox = resources(synthesized, 'aws_iam_role_policy')
+      .map((p) => policyOf(p).Statement)
+      .find((statements) => statements.some((st) => st.Sid === 'MergeIntoState'));
+    expect(inbox?.flatMap((st) => st.Action)).not.toContain('sns:Publish');
+  });
+
   it.each([
+    [
+      { timeoutSec: 11 },
+      "SyncService: invalid bus.visibilityTimeoutSec: received 60; expected at least 6 x the inbox function's timeout (66 s)",
+    ],
     [{ peerRegions: [] }, 'SyncService: invalid peerRegions'],
     [{ peerRegions: ['eu-central-1'] }, 'at least one region other than eu-central-1'],
     [{ maxClockSkewSec: 0 }, 'SyncService: invalid maxClockSkewSec: received 0'],
@@ -223,13 +243,16 @@ describe('Schedule', () => {
     });
   });
 
-  it('refuses an expression EventBridge would refuse', () => {
-    expect(() =>
-      Testing.synthScope(
-        (scope) => new Schedule(scope, 'S', { ruleName: 'r', expression: 'every minute', target: fn(scope) }),
-      ),
-    ).toThrow('Schedule: invalid expression: received "every minute"');
-  });
+  it.each(['every minute', 'rate(1 minutes)', 'rate(5 minute)', 'rate(0 minutes)'])(
+    'refuses %s, which EventBridge would refuse',
+    (expression) => {
+      expect(() =>
+        Testing.synthScope(
+          (scope) => new Schedule(scope, 'S', { ruleName: 'r', expression, target: fn(scope) }),
+        ),
+      ).toThrow(`Schedule: invalid expression: received ${JSON.stringify(expression)}`);
+    },
+  );
 });
 
 describe('RegionalHttpApi', () => {

@@ -92,6 +92,11 @@ describe('decodeDocument refuses what no replica can produce, naming where and w
       '$.m[0].x: strings must be well-formed Unicode',
     ],
     [
+      'a register value with an own __proto__ key',
+      doc(register({ a: 1 })).replace('"x":{"a":1}', '"x":{"a":1,"__proto__":{"polluted":true}}'),
+      '$.m[0].x: object keys may not be __proto__',
+    ],
+    [
       'a register without a value',
       doc({ t: 'lww', h: [5, 0, 'eu-central-1'] }),
       '$.m[0].x: a register needs a value',

@@ -1,6 +1,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import * as z from 'zod/mini';
 import { loadConfig } from '../../runtime/lib/config';
+import { sanitizedFailure } from '../../runtime/lib/redact';
 import { captureOutput, findLeaks, LEAK_MARKER } from '../../runtime/lib/leak-check';
 import { checkHealth } from '../../runtime/health/handler';
 import { encodeEnvelope, MAX_DOCUMENT_BYTES, type Envelope } from '../../runtime/sync';
@@ -91,6 +92,18 @@ describe('the marker of a hostile input', () => {
         now: () => new Date(NOW),
       });
       seen.push(JSON.stringify(health));
+
+      // a handler about to fail (anti-entropy, the scheduled health report): what the runtime would log
+      const failure = sanitizedFailure(
+        { error: (message, extra) => void seen.push(message, JSON.stringify(extra)) },
+        'anti-entropy failed',
+        Object.assign(new Error(`User arn:aws:iam::123456789012:role/${M} is not authorized`), {
+          name: 'AccessDeniedException',
+          $metadata: { httpStatusCode: 403 },
+        }),
+      );
+      seen.push(failure.message, String(failure.stack));
+      expect(failure.message).toBe('anti-entropy failed: AccessDeniedException (HTTP 403)');
 
       // handler settings: a bad value names the setting, never the value
       try {
