@@ -2,6 +2,7 @@ import { encodeDocument, readField, type CrdtDocument } from '../../runtime/crdt
 import {
   decodeEnvelope,
   encodeEnvelope,
+  NO_METRICS,
   SyncReplica,
   type DocumentStore,
   type StoredDocument,
@@ -87,8 +88,10 @@ export interface SimulationResult {
   readonly duplicated: number;
   readonly partitions: number;
   readonly restarts: number;
-  /** Anti-entropy passes cut short (a publish failed midway). */
+  /** Anti-entropy passes cut short (the invocation ended midway). */
   readonly interruptedPasses: number;
+  /** Publishes that threw (none should: the simulated bus loses messages without throwing). */
+  readonly publishFailures: number;
   /** Passes it took after the run until every region held the same state (undefined: not within the bound). */
   readonly repairPasses: number | undefined;
   /** Operations the writers completed. */
@@ -97,8 +100,8 @@ export interface SimulationResult {
   readonly replicas: number;
   /** Per region and document, the set elements it lacks that were added and never removed anywhere. */
   readonly missingElements: readonly string[];
-  /** Counter entries of all regions' states at the end (small once old epochs fold). */
-  readonly countEntries: number;
+  /** Per document: replicas that incremented its counter, and those its state at region-0 still lists. */
+  readonly counterReplicas: ReadonlyArray<{ readonly wrote: number; readonly listed: number }>;
 }
 
 const DOCUMENTS = ['presence', 'quota', 'flags'];
@@ -126,8 +129,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     completed: 0,
     restarts: 0,
     interruptedPasses: 0,
+    publishFailures: 0,
   };
   const issuers = new Set<string>();
+  /** Per document, the replicas whose deltas incremented its counter. */
+  const incrementers = new Map<string, Set<string>>(DOCUMENTS.map((d) => [d, new Set()]));
   /** Per region, full states its current anti-entropy pass may still publish before it is cut short. */
   const passBudget = new Map<string, number>();
 
@@ -142,6 +148,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       now: () => (clock += Math.floor(random() * (maxTick + 1))),
       random,
       maxAttempts: 100_000,
+      metrics: { ...NO_METRICS, publishFailed: (n) => void (stats.publishFailures += n) },
       publisher: {
         publish: async (envelope) => {
           if (envelope.kind === 'state') {
@@ -150,7 +157,10 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
             if (budget === 0) stats.interruptedPasses++;
             passBudget.set(region, budget - 1);
             if (budget <= 0) return;
-          } else issuers.add(envelope.hlc.replica);
+          } else {
+            issuers.add(envelope.hlc.replica);
+            if (envelope.body.get('count')) incrementers.get(envelope.document)?.add(envelope.hlc.replica);
+          }
           const text = encodeEnvelope(envelope);
           for (const to of regions.filter((r) => r !== region)) {
             if (random() < options.lossRate) {
@@ -269,12 +279,12 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   };
   await settle();
   const missingElements: string[] = [];
-  let countEntries = 0;
+  const counterReplicas: Array<{ wrote: number; listed: number }> = [];
   const snapshot = async () => {
     const states = new Map<string, string>();
     const counters = new Map<string, Map<string, number>>();
     missingElements.length = 0;
-    countEntries = 0;
+    counterReplicas.length = 0;
     for (const region of regions) {
       const documents: Record<string, string> = {};
       const values = new Map<string, number>();
@@ -287,8 +297,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         const count = state.get('count');
         if (count) values.set(`${document}/count`, readField(count) as number);
         const counter = count?.[0]?.crdt;
-        if (counter?.type === 'pncounter')
-          countEntries += counter.state.p.counts.size + counter.state.n.counts.size;
+        if (region === regions[0] && counter?.type === 'pncounter')
+          counterReplicas.push({
+            wrote: incrementers.get(document)?.size ?? 0,
+            listed: new Set([...counter.state.p.counts.keys(), ...counter.state.n.counts.keys()]).size,
+          });
         const members = new Set(
           (state.get('members') ? readField(state.get('members') as never) : []) as string[],
         );
@@ -326,6 +339,6 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     repairPasses,
     replicas: issuers.size,
     missingElements: [...missingElements],
-    countEntries,
+    counterReplicas,
   };
 }
