@@ -20,6 +20,7 @@ import {
   MAX_COUNT,
   MAX_LOGICAL,
   MAX_WALL_MS,
+  utf8Bytes,
 } from './limits';
 import { GROUP, isFolded } from './lineage';
 import type { JsonValue, LwwRegister } from './lww-register';
@@ -133,6 +134,13 @@ const variantWire = (variant: Variant): Wire => ({
 
 const fieldWire = (field: Field) =>
   field.length === 1 ? variantWire(field[0] as Variant) : field.map(variantWire);
+
+/** What one field adds to an encoded document: its quoted key, a colon, its encoding and a comma. */
+export const encodedFieldBytes = (key: string, field: Field): number =>
+  utf8Bytes(JSON.stringify(key)) + utf8Bytes(JSON.stringify(fieldWire(field))) + 2;
+
+/** The encoded size of a document with no fields; each field adds `encodedFieldBytes` (less one comma). */
+export const EMPTY_DOCUMENT_BYTES = utf8Bytes(JSON.stringify({ v: PROTOCOL_VERSION, m: {} }));
 
 /** A document's wire form (`{"m":{...}}`), for embedding in a message. */
 export const documentWire = (document: CrdtDocument): Wire => ({ m: sortedObject(document, fieldWire) });

@@ -9,3 +9,4 @@ export * from './lineage';
 export * from './lww-register';
 export * from './orset';
 export * from './pncounter';
+export * from './regression';

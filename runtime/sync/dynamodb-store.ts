@@ -1,5 +1,6 @@
 import {
   ConditionalCheckFailedException,
+  DescribeTableCommand,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
@@ -11,6 +12,8 @@ import { PermanentError } from '../lib/failures';
 import type { DocumentStore, StoredDocument } from './replica';
 
 const PREFIX = 'doc#';
+/** How long a process trusts the table's creation time it read. */
+const CREATION_RECHECK_MS = 5 * 60 * 1000;
 const SORT_KEY = 'crdt';
 
 /** A stored item that does not decode: no message can merge into it until an operator repairs it. */
@@ -42,7 +45,16 @@ function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
     const version = Number(item.version?.N ?? 0);
     if (!Number.isSafeInteger(version) || version < 1)
       throw new CrdtDecodeError('version', 'expected a positive integer');
-    return { state: decodeDocument(item.state?.S), version, clock, heard: heardFromItem(item.heard?.S) };
+    const regressedAt = item.regressedAt?.N === undefined ? undefined : Number(item.regressedAt.N);
+    if (regressedAt !== undefined && !isCount(regressedAt, MAX_WALL_MS))
+      throw new CrdtDecodeError('regressedAt', 'expected milliseconds');
+    return {
+      state: decodeDocument(item.state?.S),
+      version,
+      clock,
+      heard: heardFromItem(item.heard?.S),
+      regressedAt,
+    };
   } catch (error) {
     if (error instanceof CrdtDecodeError) throw new StoredDocumentError(`${error.path}: ${error.reason}`);
     if (error instanceof SyntaxError) throw new StoredDocumentError('clock or heard: not valid JSON');
@@ -52,14 +64,36 @@ function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
 
 /**
  * Documents in the region's state table, one item each (`pk` = `doc#<document>`, `sk` = `crdt`) with the
- * encoded state, a version, the region's clock and when each peer's full state last merged. Saves are conditional on the
+ * encoded state, a version, the region's clock, when each peer's full state last merged and when the
+ * state was last found to have gone back. Saves are conditional on the
  * version read, so concurrent writers in the region never overwrite each other.
  */
 export class DynamodbDocumentStore implements DocumentStore {
+  private created: { readonly at: number; readonly checkedMs: number } | undefined;
+
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    private readonly now: () => number = Date.now,
   ) {}
+
+  /**
+   * When the table was created, read every few minutes (a restore replaces the table). When it cannot be
+   * read, it is taken to be now, which only holds folding back.
+   */
+  async tableCreatedAt(): Promise<number> {
+    const nowMs = this.now();
+    if (this.created && nowMs - this.created.checkedMs < CREATION_RECHECK_MS) return this.created.at;
+    let at: number;
+    try {
+      const { Table } = await this.client.send(new DescribeTableCommand({ TableName: this.tableName }));
+      at = Table?.CreationDateTime?.getTime() ?? nowMs;
+    } catch {
+      at = nowMs;
+    }
+    this.created = { at, checkedMs: nowMs };
+    return at;
+  }
 
   async load(document: string): Promise<StoredDocument | undefined> {
     const found = await this.client.send(
@@ -81,6 +115,7 @@ export class DynamodbDocumentStore implements DocumentStore {
               ? { clock: { S: JSON.stringify([next.clock.wallMs, next.clock.logical, next.clock.replica]) } }
               : {}),
             ...(next.heard?.size ? { heard: { S: JSON.stringify(Object.fromEntries(next.heard)) } } : {}),
+            ...(next.regressedAt === undefined ? {} : { regressedAt: { N: String(next.regressedAt) } }),
           },
           ConditionExpression: expected === 0 ? 'attribute_not_exists(pk)' : 'version = :expected',
           ...(expected === 0 ? {} : { ExpressionAttributeValues: { ':expected': { N: String(expected) } } }),

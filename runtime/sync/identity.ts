@@ -1,51 +1,69 @@
-import { epochReplicaId, laterHlc, type CrdtDocument, type Hlc } from '../crdt';
+import { epochReplicaId, isFolded, laterHlc, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
 
 /** How long one epoch issues changes before the process starts a new one (a day). */
 export const MAX_EPOCH_AGE_MS = 24 * 60 * 60 * 1000;
 
-/** Documents whose footprint a process remembers; one it forgot starts a new epoch when next written. */
+/** Documents whose footprints a process remembers; forgetting one starts a new epoch. */
 const REMEMBERED_DOCUMENTS = 10_000;
 
-/** What one replica issued on a document: per field and part, its count or highest dot there. */
+/**
+ * What one replica issued on a document: per field and part, its count or highest dot there; `Infinity`
+ * where the document folded the replica (its issues are in the fold).
+ */
 type Footprint = ReadonlyMap<string, number>;
 
-/** A footprint and the item version it was written at. */
+/** The footprints this process's replicas left on a document, and the item version they were written at. */
 interface Issued {
-  readonly footprint: Footprint;
+  readonly byReplica: ReadonlyMap<string, Footprint>;
   readonly version: number;
 }
 
+const counterFolds = (counter: GCounter) =>
+  new Map([...counter.folds].map(([group, fold]) => [group, fold.beforeMs]));
+
 function footprintOf(state: CrdtDocument, replica: string): Footprint {
   const footprint = new Map<string, number>();
-  const note = (key: string, value: number | undefined) => {
-    if (value !== undefined && value > 0) footprint.set(key, value);
+  const note = (key: string, value: number | undefined, folded: boolean) => {
+    if (folded) footprint.set(key, Number.POSITIVE_INFINITY);
+    else if (value !== undefined && value > 0) footprint.set(key, value);
   };
   for (const [field, variants] of state) {
     for (const { crdt } of variants) {
       const at = `${field}\u0000${crdt.type}`;
-      if (crdt.type === 'gcounter') note(at, crdt.state.counts.get(replica));
+      if (crdt.type === 'gcounter')
+        note(at, crdt.state.counts.get(replica), isFolded(replica, counterFolds(crdt.state)));
       if (crdt.type === 'pncounter') {
-        note(`${at}\u0000p`, crdt.state.p.counts.get(replica));
-        note(`${at}\u0000n`, crdt.state.n.counts.get(replica));
+        const { p, n } = crdt.state;
+        note(`${at}\u0000p`, p.counts.get(replica), isFolded(replica, counterFolds(p)));
+        note(`${at}\u0000n`, n.counts.get(replica), isFolded(replica, counterFolds(n)));
       }
-      if (crdt.type === 'orset') note(at, crdt.state.context.vv.get(replica));
+      if (crdt.type === 'orset')
+        note(at, crdt.state.context.vv.get(replica), isFolded(replica, crdt.state.context.horizons));
     }
   }
   return footprint;
 }
 
+/** Whether `state` lacks something `remembered` says a replica issued. */
+const lacks = (state: CrdtDocument, replica: string, remembered: Footprint): boolean => {
+  const now = footprintOf(state, replica);
+  return [...remembered].some(([key, value]) => (now.get(key) ?? 0) < value);
+};
+
 /**
  * Who a region's process is when it changes documents: the replica `<region>@<epoch>`, a fresh epoch per
- * process (a cold start), per day, and whenever a document's stored state no longer holds what this epoch
- * issued on it (the table or the item went back: a restore, a delete). Knowing that rests on this process's
- * memory, never on the table, so a region never issues a dot or count it may have issued before. The
- * process also keeps the last clock stamp it issued, so stamps never repeat either.
+ * process (a cold start), per day, and whenever a document's stored state no longer holds what one of this
+ * process's epochs issued on it (the table or the item went back: a restore, a delete). Knowing that rests
+ * on this process's memory, never on the table, so a region never issues a dot or count it may have issued
+ * before. The process also keeps the last clock stamp it issued, so stamps never repeat either.
  */
 export class ReplicaIdentity {
   private id = '';
   private startedMs = 0;
   private lastStamp: Hlc | undefined;
   private readonly footprints = new Map<string, Issued>();
+  /** Epochs this process has started (the first included). */
+  epochs = 0;
 
   constructor(
     readonly region: string,
@@ -59,55 +77,50 @@ export class ReplicaIdentity {
     return this.id;
   }
 
-  /** Epochs this process has started (the first included). */
-  epochs = 0;
-
-  /** Starts a new epoch: a replica id never used before. */
+  /** Starts a new epoch: a replica id never used before (what earlier epochs issued is still remembered). */
   rotate(nowMs: number): void {
     const nonce = Math.floor(this.random() * 36 ** 4)
       .toString(36)
       .padStart(4, '0');
     this.id = epochReplicaId(this.region, nowMs, nonce);
     this.startedMs = nowMs;
-    this.footprints.clear();
     this.epochs++;
   }
 
   /**
    * The replica to issue a change to `document` under, given its stored state and version: the current
-   * epoch while the state holds everything it issued there, else a new one. Undefined when the state lacks
-   * something but is older than this process's own last write of it (a read that raced that write, or a
-   * restore): read again, with `confirming` set, to tell which.
+   * epoch while the state holds everything this process's epochs issued there, else a new one
+   * (`wentBack`: the state lost something this process wrote). Undefined when the state lacks something
+   * but is older than this process's own last write of it (a read that raced that write, or a restore):
+   * read again, with `confirming` set, to tell which.
    */
   replicaFor(
     document: string,
     stored: { readonly state: CrdtDocument; readonly version: number },
     nowMs: number,
     confirming = false,
-  ): string | undefined {
-    if (nowMs - this.startedMs >= MAX_EPOCH_AGE_MS || nowMs < this.startedMs) {
-      this.rotate(nowMs);
-      return this.id;
-    }
+  ): { readonly replica: string; readonly wentBack: boolean } | undefined {
     const remembered = this.footprints.get(document);
-    const now = footprintOf(stored.state, this.id);
-    const wentBack = remembered
-      ? [...remembered.footprint].some(([key, value]) => (now.get(key) ?? 0) < value)
-      : now.size > 0; // issued here before, but forgotten: cannot be checked
-    if (!wentBack) return this.id;
-    if (remembered && stored.version < remembered.version && !confirming) return undefined;
-    this.rotate(nowMs);
-    return this.id;
+    const wentBack =
+      remembered !== undefined &&
+      [...remembered.byReplica].some(([replica, footprint]) => lacks(stored.state, replica, footprint));
+    if (wentBack && remembered && stored.version < remembered.version && !confirming) return undefined;
+    if (wentBack || nowMs - this.startedMs >= MAX_EPOCH_AGE_MS || nowMs < this.startedMs) this.rotate(nowMs);
+    return { replica: this.id, wentBack };
   }
 
-  /** After a change under the current epoch was stored: what the epoch has now issued on the document. */
+  /** After a change under the current epoch was stored: what this process's epochs have now issued there. */
   issued(document: string, state: CrdtDocument, version: number, stamp: Hlc): void {
     this.lastStamp = laterHlc(this.lastStamp, stamp);
+    const byReplica = new Map(this.footprints.get(document)?.byReplica);
+    byReplica.set(this.id, footprintOf(state, this.id));
     this.footprints.delete(document);
-    this.footprints.set(document, { footprint: footprintOf(state, this.id), version });
+    this.footprints.set(document, { byReplica, version });
     if (this.footprints.size > REMEMBERED_DOCUMENTS) {
+      // The forgotten document may have been written under the current epoch: it must not write again.
       const oldest = this.footprints.keys().next().value;
       if (oldest !== undefined) this.footprints.delete(oldest);
+      this.rotate(this.startedMs);
     }
   }
 

@@ -14,6 +14,12 @@ const MESSAGE_RESERVE_BYTES = 4_096;
  */
 export const MAX_DOCUMENT_BYTES = MAX_MESSAGE_BYTES - MESSAGE_RESERVE_BYTES;
 
+/**
+ * Largest document a local change may leave (3/4 of `MAX_DOCUMENT_BYTES`): what the regions wrote
+ * concurrently can still merge into one document up to the full limit.
+ */
+export const MAX_LOCAL_DOCUMENT_BYTES = (MAX_DOCUMENT_BYTES * 3) / 4;
+
 /** Document keys: 1-1,024 UTF-8 bytes (the item key `doc#<key>` stays within DynamoDB's 2,048 bytes). */
 export const MAX_DOCUMENT_KEY_BYTES = 1024;
 
@@ -36,11 +42,9 @@ export class DocumentTooLargeError extends PermanentError {
   constructor(
     readonly document: string,
     readonly bytes: number,
+    readonly limit: number = MAX_DOCUMENT_BYTES,
   ) {
-    super(
-      'document-too-large',
-      `the document would be ${bytes} bytes encoded; the limit is ${MAX_DOCUMENT_BYTES} bytes`,
-    );
+    super('document-too-large', `the document would be ${bytes} bytes encoded; the limit is ${limit} bytes`);
     this.name = 'DocumentTooLargeError';
     this.message = `document ${JSON.stringify(boundedText(document, 128))}: ${this.reason}`;
   }
@@ -50,8 +54,8 @@ export function checkDocumentKey(document: unknown): asserts document is string 
   if (!isValidKey(document, MAX_DOCUMENT_KEY_BYTES)) throw new DocumentKeyError();
 }
 
-/** Throws `DocumentTooLargeError` unless the encoded document fits. */
-export function checkDocumentSize(document: string, encoded: string): void {
+/** Throws `DocumentTooLargeError` unless the encoded document fits `limit`. */
+export function checkDocumentSize(document: string, encoded: string, limit = MAX_DOCUMENT_BYTES): void {
   const bytes = utf8Bytes(encoded);
-  if (bytes > MAX_DOCUMENT_BYTES) throw new DocumentTooLargeError(document, bytes);
+  if (bytes > limit) throw new DocumentTooLargeError(document, bytes, limit);
 }

@@ -1,11 +1,14 @@
 import {
+  EMPTY_DOCUMENT_BYTES,
   emptyDocument,
   encodeDocument,
+  encodedFieldBytes,
   fieldLimitProblem,
   foldDocument,
   mergeField,
   observe,
   ReplicaRetiredError,
+  showsLossOf,
   tick,
   utf8Bytes,
   variantOf,
@@ -16,9 +19,9 @@ import {
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
 import type { Envelope } from './envelope';
-import { foldHorizon } from './folding';
+import { foldHorizon, type FoldGround } from './folding';
 import { ReplicaIdentity } from './identity';
-import { checkDocumentKey, checkDocumentSize, MAX_DOCUMENT_BYTES } from './limits';
+import { checkDocumentKey, checkDocumentSize, MAX_DOCUMENT_BYTES, MAX_LOCAL_DOCUMENT_BYTES } from './limits';
 import { applyOperation, checkOperation, type Operation } from './operations';
 import { checkTrust, type TrustPolicy } from './trust';
 
@@ -27,8 +30,10 @@ export interface StoredDocument {
   readonly state: CrdtDocument;
   readonly version: number;
   readonly clock?: Hlc;
-  /** Per peer region, the clock of the latest full state from it merged into `state`. */
+  /** Per peer region, the clock of the latest full state from it merged into `state` whole. */
   readonly heard?: ReadonlyMap<string, number>;
+  /** When this region last found `state` had gone back (a restore, a recreated item). */
+  readonly regressedAt?: number;
 }
 
 /**
@@ -39,6 +44,8 @@ export interface DocumentStore {
   load(document: string): Promise<StoredDocument | undefined>;
   save(document: string, next: StoredDocument, expected: number, encoded: string): Promise<boolean>;
   documents(): Promise<string[]>;
+  /** When the table was created (a table restored from a backup is a new one); undefined if unknown. */
+  tableCreatedAt?(): Promise<number | undefined>;
 }
 
 /** The region's topic on the sync bus. */
@@ -103,6 +110,10 @@ interface Change {
   readonly state: CrdtDocument;
   readonly clock: Hlc | undefined;
   readonly heard?: ReadonlyMap<string, number>;
+  /** The change found the stored state had gone back. */
+  readonly regressed?: boolean;
+  /** The largest the document may be after the change. Default: MAX_DOCUMENT_BYTES. */
+  readonly maxBytes?: number;
   /** The change again, keeping the document within its size limit (by leaving fields out), if it can. */
   readonly fit?: () => Change;
 }
@@ -117,12 +128,13 @@ interface FieldMerge {
 /**
  * Merges `body` into `state` field by field. A field whose merge breaks a limit (a counter total past
  * 2^53 - 1; with `fit`, the document past its size limit, fields taken in key order) keeps its local
- * state; the others merge regardless.
+ * state; the others merge regardless. Sizes are counted per field, so fitting costs one encoding of each.
  */
 function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): FieldMerge {
   const merged = new Map(state);
   const refused: string[] = [];
   const clashes: Array<[string, Field]> = [];
+  let bytes = fit ? documentBytes(state) : 0;
   for (const [key, field] of [...body].sort(([x], [y]) => (x < y ? -1 : 1))) {
     const before = merged.get(key);
     const next = mergeField(before, field);
@@ -131,17 +143,22 @@ function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): Fiel
       refused.push(problem);
       continue;
     }
-    merged.set(key, next);
-    if (fit && utf8Bytes(encodeDocument(merged)) > MAX_DOCUMENT_BYTES) {
-      if (before) merged.set(key, before);
-      else merged.delete(key);
-      refused.push(`the document would pass ${MAX_DOCUMENT_BYTES} bytes`);
-      continue;
+    if (fit) {
+      const grown = encodedFieldBytes(key, next) - (before ? encodedFieldBytes(key, before) : 0);
+      if (bytes + grown > MAX_DOCUMENT_BYTES) {
+        refused.push(`the document would pass ${MAX_DOCUMENT_BYTES} bytes`);
+        continue;
+      }
+      bytes += grown;
     }
+    merged.set(key, next);
     if (next.length > 1 && next.length > (before?.length ?? 0)) clashes.push([key, next]);
   }
   return { state: merged, clashes, refused };
 }
+
+const documentBytes = (document: CrdtDocument): number =>
+  [...document].reduce((sum, [key, field]) => sum + encodedFieldBytes(key, field), EMPTY_DOCUMENT_BYTES - 1);
 
 /**
  * One region's side of cross-region sync. Every change to the region's state is a conditional write
@@ -183,15 +200,15 @@ export class SyncReplica {
       document,
       (stored) => {
         const nowMs = this.deps.now();
-        const replica = this.identity.replicaFor(document, stored, nowMs, confirming);
-        if (replica === undefined) {
+        const issuer = this.identity.replicaFor(document, stored, nowMs, confirming);
+        if (issuer === undefined) {
           confirming = true;
           throw new ReadAgain();
         }
         const applied = applyOperation(
           stored.state,
           operation,
-          replica,
+          issuer.replica,
           this.identity.clockFrom(stored.clock),
           nowMs,
         );
@@ -202,10 +219,19 @@ export class SyncReplica {
           hlc: applied.clock,
           body: applied.delta,
         };
-        return { state: applied.next, clock: applied.clock };
+        return {
+          state: applied.next,
+          clock: applied.clock,
+          regressed: issuer.wentBack,
+          maxBytes: MAX_LOCAL_DOCUMENT_BYTES,
+        };
       },
       (saved, version) => this.identity.issued(document, saved, version, (published as Envelope).hlc),
-    );
+    ).catch((error: unknown) => {
+      // A save that failed without an answer may have been stored: this epoch cannot tell what it issued.
+      if (!(error instanceof PermanentError)) this.identity.rotate(this.deps.now());
+      throw error;
+    });
     if (published) {
       try {
         await this.deps.publisher.publish({ ...published, body: this.withOwnFolds(published.body, state) });
@@ -226,12 +252,18 @@ export class SyncReplica {
     let merge: FieldMerge | undefined;
     await this.conditionally(envelope.document, (stored) => {
       const clock = observe(stored.clock, envelope.hlc, this.identity.replica, this.deps.now());
-      const heard = envelope.kind === 'state' ? new Map(stored.heard) : stored.heard;
-      if (heard instanceof Map)
-        heard.set(envelope.origin, Math.max(heard.get(envelope.origin) ?? 0, envelope.hlc.wallMs));
+      const regressed = showsLossOf(this.deps.region, stored.state, envelope.body);
       const merging = (fit: boolean): Change => {
         merge = mergeFields(stored.state, envelope.body, fit);
-        return { state: merge.state, clock, heard, fit: fit ? undefined : () => merging(true) };
+        // Only a full state merged whole tells what the peer held: a refused field kept this region's copy.
+        const whole = envelope.kind === 'state' && merge.refused.length === 0;
+        const heard = whole
+          ? new Map(stored.heard).set(
+              envelope.origin,
+              Math.max(stored.heard?.get(envelope.origin) ?? 0, envelope.hlc.wallMs),
+            )
+          : stored.heard;
+        return { state: merge.state, clock, heard, regressed, fit: fit ? undefined : () => merging(true) };
       };
       return merging(false);
     });
@@ -297,10 +329,17 @@ export class SyncReplica {
     );
   }
 
-  /** Folds this region's epochs below the horizon the peers' full states allow (see `foldHorizon`). */
-  private foldOwnEpochs(state: CrdtDocument, heard: ReadonlyMap<string, number> | undefined): CrdtDocument {
-    const horizon = heard && foldHorizon(heard, this.policy.peers, this.policy.maxClockSkewMs);
-    return horizon === undefined ? state : foldDocument(state, this.deps.region, horizon);
+  /**
+   * Folds this region's ended epochs when `foldHorizon` allows it, unless folding would take the document
+   * past its size limit (a set's first horizon adds a few bytes): then it waits.
+   */
+  private foldOwnEpochs(state: CrdtDocument, ground: Omit<FoldGround, 'peers' | 'maxClockSkewMs' | 'nowMs'>) {
+    const horizon = foldHorizon({ ...ground, ...this.policy, nowMs: this.deps.now() });
+    if (horizon === undefined) return { state, encoded: encodeDocument(state) };
+    const folded = foldDocument(state, this.deps.region, horizon);
+    const encoded = encodeDocument(folded);
+    if (folded === state || utf8Bytes(encoded) <= MAX_DOCUMENT_BYTES) return { state: folded, encoded };
+    return { state, encoded: encodeDocument(state) };
   }
 
   private async conditionally(
@@ -330,17 +369,26 @@ export class SyncReplica {
         this.identity.rotate(this.deps.now());
         continue;
       }
-      let heard = next.heard ?? stored.heard;
-      let state = this.foldOwnEpochs(next.state, heard);
-      let encoded = encodeDocument(state);
+      const tableCreatedAt = await this.deps.store.tableCreatedAt?.();
+      const ground = (c: Change) => ({
+        heard: c.heard ?? stored.heard,
+        regressedAt: c.regressed ? this.deps.now() : stored.regressedAt,
+        tableCreatedAt,
+      });
+      let { state, encoded } = this.foldOwnEpochs(next.state, ground(next));
       if (utf8Bytes(encoded) > MAX_DOCUMENT_BYTES && next.fit) {
         next = next.fit();
-        heard = next.heard ?? stored.heard;
-        state = this.foldOwnEpochs(next.state, heard);
-        encoded = encodeDocument(state);
+        ({ state, encoded } = this.foldOwnEpochs(next.state, ground(next)));
       }
-      checkDocumentSize(document, encoded);
-      const saved: StoredDocument = { state, version: stored.version + 1, clock: next.clock, heard };
+      checkDocumentSize(document, encoded, next.maxBytes);
+      const { heard, regressedAt } = ground(next);
+      const saved: StoredDocument = {
+        state,
+        version: stored.version + 1,
+        clock: next.clock,
+        heard,
+        regressedAt,
+      };
       if (await this.deps.store.save(document, saved, stored.version, encoded)) {
         onSaved?.(state, saved.version);
         return state;

@@ -1,7 +1,7 @@
-import { compareHlc, lineageOf, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
+import { compareHlc, dotFromKey, lineageOf, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
 import { PermanentError, RetryableError } from '../lib/failures';
 import type { Envelope } from './envelope';
-import { foldAfterMs } from './folding';
+import { epochEndsWithinMs } from './folding';
 
 /** Who may send this region sync messages, and how far ahead their clocks may run. */
 export interface TrustPolicy {
@@ -44,15 +44,54 @@ function* foldsOf(body: CrdtDocument): Generator<{ group: string; beforeMs: numb
   }
 }
 
+/** Every replica id a body names, and whether it names it as an issuer of this message's changes. */
+function* replicasOf(body: CrdtDocument): Generator<{ replica: string; issued: boolean }> {
+  const counts = function* (counter: GCounter) {
+    for (const replica of counter.counts.keys()) yield { replica, issued: true };
+  };
+  for (const field of body.values()) {
+    for (const { created, crdt } of field) {
+      yield { replica: created.replica, issued: false };
+      if (crdt.type === 'gcounter') yield* counts(crdt.state);
+      if (crdt.type === 'pncounter') yield* [...counts(crdt.state.p), ...counts(crdt.state.n)];
+      if (crdt.type === 'lww') yield { replica: crdt.state.stamp.replica, issued: true };
+      if (crdt.type === 'orset') {
+        for (const [, dots] of crdt.state.entries)
+          for (const [replica] of dots) yield { replica, issued: true };
+        for (const replica of crdt.state.context.vv.keys()) yield { replica, issued: false };
+        for (const key of crdt.state.context.cloud) yield { replica: dotFromKey(key)[0], issued: false };
+      }
+    }
+  }
+}
+
+/** Dots per replica a delta's causal context names: one operation's, at most two (a new dot, an old one). */
+function deltaContextTooLarge(body: CrdtDocument): boolean {
+  for (const field of body.values()) {
+    for (const { crdt } of field) {
+      if (crdt.type !== 'orset') continue;
+      const perReplica = new Map(crdt.state.context.vv);
+      for (const key of crdt.state.context.cloud) {
+        const [replica] = dotFromKey(key);
+        perReplica.set(replica, (perReplica.get(replica) ?? 0) + 1);
+      }
+      if ([...perReplica.values()].some((dots) => dots > 2)) return true;
+    }
+  }
+  return false;
+}
+
 const untrusted = (code: string, reason: string) => new UntrustedEnvelopeError(code, reason);
 
 /**
  * Checks an envelope against the policy before it may merge: its origin is a configured peer (not this
  * region), its clock is that origin's and is not more than the allowed skew ahead of `nowMs` (a clock far
  * ahead would pin every later stamp there; it may heal as time passes, so it is retried), no stamp in the
- * body is later than the message's own clock, and no fold or horizon is younger than an honest one can be
- * (one could retire live epochs and delete what they hold). A delta carries no horizon and no fold but its
- * origin's own: only a full state can claim to have seen every dot of an epoch.
+ * body is later than the message's own clock, every replica it names is a region's epoch begun by now,
+ * and no fold or horizon is younger than an honest one can be (one could retire live epochs and delete
+ * what they hold). A delta is one operation of its origin: it carries only the origin's changes, at most
+ * two dots of a replica in its context, and no horizon and no fold but its origin's own (only a full state
+ * can claim to have seen every dot of an epoch).
  */
 export function checkTrust(envelope: Envelope, policy: TrustPolicy, nowMs: number): void {
   if (envelope.origin === policy.region)
@@ -69,7 +108,20 @@ export function checkTrust(envelope: Envelope, policy: TrustPolicy, nowMs: numbe
   for (const stamp of stampsOf(envelope.body))
     if (compareHlc(stamp, envelope.hlc) > 0)
       throw untrusted('stamp-after-clock', 'b (body): a stamp is later than the message clock h');
-  const newestHonestFold = nowMs + 2 * policy.maxClockSkewMs - foldAfterMs(policy.maxClockSkewMs);
+  const latestEpoch = nowMs + policy.maxClockSkewMs;
+  for (const { replica, issued } of replicasOf(envelope.body)) {
+    const lineage = lineageOf(replica);
+    if (!lineage || lineage.epochMs > latestEpoch)
+      throw untrusted(
+        'unknown-replica',
+        'b (body): a replica id is not <region>@<epoch> of an epoch begun by now',
+      );
+    if (envelope.kind === 'delta' && issued && lineage.group !== envelope.origin)
+      throw untrusted('foreign-change', "b (body): a delta may carry only its origin's changes");
+  }
+  if (envelope.kind === 'delta' && deltaContextTooLarge(envelope.body))
+    throw untrusted('delta-context', 'b (body): a delta names more than one operation’s dots of a replica');
+  const newestHonestFold = nowMs + 2 * policy.maxClockSkewMs - epochEndsWithinMs(policy.maxClockSkewMs);
   for (const fold of foldsOf(envelope.body)) {
     if (fold.beforeMs > newestHonestFold)
       throw untrusted('fold-too-recent', 'b (body): a fold or horizon covers epochs too recent to be folded');

@@ -8,19 +8,36 @@ import {
 } from '../../runtime/sync';
 import { seededRandom } from './seeded-random';
 
-/** A region's table in memory, with the conditional write DynamoDB gives; `items` can be rewritten (a restore). */
-export function memoryStore(): DocumentStore & { items: Map<string, StoredDocument> } {
+/**
+ * A region's table in memory, with the conditional write DynamoDB gives. `items` can be rewritten (an item
+ * restored by hand); `restore` puts back a snapshot as a restored table (a new table: `createdAt` moves).
+ */
+export interface MemoryStore extends DocumentStore {
+  readonly items: Map<string, StoredDocument>;
+  createdAt: number | undefined;
+  restore(snapshot: ReadonlyMap<string, StoredDocument>, nowMs: number): void;
+}
+
+export function memoryStore(): MemoryStore {
   const items = new Map<string, StoredDocument>();
-  return {
+  const store: MemoryStore = {
     items,
-    load: async (document) => items.get(document),
-    save: async (document, next, expected) => {
+    createdAt: undefined,
+    restore: (snapshot: ReadonlyMap<string, StoredDocument>, nowMs: number) => {
+      items.clear();
+      for (const [key, item] of snapshot) items.set(key, item);
+      store.createdAt = nowMs;
+    },
+    tableCreatedAt: async () => store.createdAt,
+    load: async (document: string) => items.get(document),
+    save: async (document: string, next: StoredDocument, expected: number) => {
       if ((items.get(document)?.version ?? 0) !== expected) return false;
       items.set(document, next);
       return true;
     },
     documents: async () => [...items.keys()].sort(),
   };
+  return store;
 }
 
 /** Every metric call, for assertions. */

@@ -204,7 +204,11 @@ describe('SyncService', () => {
       resources(synthesized, 'aws_iam_role_policy')
         .flatMap((p) => policyOf(p).Statement)
         .find((st) => st.Sid === sid)?.Action;
-    expect(actions('MergeIntoState')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem']);
+    expect(actions('MergeIntoState')).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:DescribeTable',
+    ]);
     expect(actions('ReadState')).toEqual(['dynamodb:GetItem', 'dynamodb:Scan']);
     expect(actions('PublishFullState')).toEqual(['sns:Publish']);
     const inbox = resources(synthesized, 'aws_iam_role_policy')

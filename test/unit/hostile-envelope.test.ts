@@ -184,6 +184,38 @@ describe('SyncReplica.receive refuses envelopes from outside its trust boundary'
       await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).resolves.toBeDefined();
     });
 
+    it.each<[string, Record<string, unknown>, string]>([
+      [
+        "another region's count in a delta",
+        { n: { t: 'g', a: A, r: { 'us-east-1@00lmw3ai8abcd': 5 } } },
+        'foreign-change',
+      ],
+      [
+        "another region's element in a delta",
+        { s: { t: 'or', a: A, r: ['us-east-1@00lmw3ai8abcd'], e: [['x', [0, 1]]], vv: [0, 1], c: [] } },
+        'foreign-change',
+      ],
+      [
+        'a delta context that claims a whole history of a replica',
+        { s: { t: 'or', a: A, r: ['us-east-1@00lmw3ai8abcd'], e: [], vv: [0, 2 ** 53 - 1], c: [] } },
+        'delta-context',
+      ],
+      [
+        'a replica id without a region epoch',
+        { n: { t: 'g', a: A, r: { constructor: 1 } } },
+        'unknown-replica',
+      ],
+      [
+        'an epoch that has not begun',
+        { n: { t: 'g', a: A, r: { 'eu-central-1@0zzzzzzzzabcd': 1 } } },
+        'unknown-replica',
+      ],
+    ])('refuses %s', async (_what, fields, code) => {
+      const us = receiver();
+      await expect(us.replica.receive(message('delta', fields))).rejects.toMatchObject({ code });
+      expect(us.store.items.size).toBe(0);
+    });
+
     it("accepts an origin's own old fold in a delta, and an old horizon in a full state", async () => {
       const us = receiver();
       await expect(

@@ -5,6 +5,7 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   MAX_DOCUMENT_BYTES,
+  MAX_LOCAL_DOCUMENT_BYTES,
   OperationError,
   SyncReplica,
   type Envelope,
@@ -375,9 +376,9 @@ describe('limits', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DocumentTooLargeError);
     expect((error as DocumentTooLargeError).document).toBe('big');
-    expect((error as DocumentTooLargeError).bytes).toBeGreaterThan(MAX_DOCUMENT_BYTES);
+    expect((error as DocumentTooLargeError).bytes).toBeGreaterThan(MAX_LOCAL_DOCUMENT_BYTES);
     expect((error as Error).message).toMatch(
-      /^document "big": the document would be \d+ bytes encoded; the limit is 258048 bytes$/,
+      /^document "big": the document would be \d+ bytes encoded; the limit is 193536 bytes$/,
     );
     expect(await read(eu, 'big', 'huge')).toBeUndefined();
     expect(eu.published).toHaveLength(1);
