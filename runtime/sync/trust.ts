@@ -65,17 +65,20 @@ function* replicasOf(body: CrdtDocument): Generator<{ replica: string; issued: b
   }
 }
 
-/** Dots per replica a delta's causal context names: one operation's, at most two (a new dot, an old one). */
+/**
+ * Most dots a delta's causal context may name: the element's dots at the origin and the new one (an element
+ * holds more than one dot of a replica only while deltas between them are missing). The bound keeps a
+ * context from claiming a replica's whole history (2^53 - 1 dots would exhaust it).
+ */
+export const MAX_DELTA_CONTEXT_DOTS = 10_000;
+
 function deltaContextTooLarge(body: CrdtDocument): boolean {
   for (const field of body.values()) {
     for (const { crdt } of field) {
       if (crdt.type !== 'orset') continue;
-      const perReplica = new Map(crdt.state.context.vv);
-      for (const key of crdt.state.context.cloud) {
-        const [replica] = dotFromKey(key);
-        perReplica.set(replica, (perReplica.get(replica) ?? 0) + 1);
-      }
-      if ([...perReplica.values()].some((dots) => dots > 2)) return true;
+      let dots = crdt.state.context.cloud.size;
+      for (const counter of crdt.state.context.vv.values()) dots += counter;
+      if (dots > MAX_DELTA_CONTEXT_DOTS) return true;
     }
   }
   return false;
@@ -89,9 +92,9 @@ const untrusted = (code: string, reason: string) => new UntrustedEnvelopeError(c
  * ahead would pin every later stamp there; it may heal as time passes, so it is retried), no stamp in the
  * body is later than the message's own clock, every replica it names is a region's epoch begun by now,
  * and no fold or horizon is younger than an honest one can be (one could retire live epochs and delete
- * what they hold). A delta is one operation of its origin: it carries only the origin's changes, at most
- * two dots of a replica in its context, and no horizon and no fold but its origin's own (only a full state
- * can claim to have seen every dot of an epoch).
+ * what they hold). A delta is one operation of its origin: it carries only the origin's changes, a causal
+ * context of at most `MAX_DELTA_CONTEXT_DOTS` dots, and no horizon and no fold but its origin's own (only
+ * a full state can claim to have seen every dot of an epoch).
  */
 export function checkTrust(envelope: Envelope, policy: TrustPolicy, nowMs: number): void {
   if (envelope.origin === policy.region)
