@@ -102,7 +102,8 @@ export class SyncService extends Construct {
       statements: [
         {
           sid: 'MergeIntoState',
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+          // DescribeTable: the table's creation time tells a restored table (see runtime/sync/folding.ts).
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DescribeTable'],
           resources: [stateTable.arn],
         },
         {
