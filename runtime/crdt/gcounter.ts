@@ -10,7 +10,7 @@ export interface CounterFold {
 
 /**
  * A grow-only counter: one non-decreasing count per replica (positive counts only), plus per group the
- * folded total of its old replicas; the value is the sum of both. Keyed by `Map`s: any replica id is safe.
+ * folded total of its old replicas; the value is the sum of both. Keyed by `Map`s, so every replica id is safe.
  */
 export interface GCounter {
   readonly counts: ReadonlyMap<string, number>;
