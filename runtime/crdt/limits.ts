@@ -30,7 +30,7 @@ export const MAX_VALUE_DEPTH = 32;
 
 /** A change or input that would leave the limits above: permanent, retrying cannot fix it. */
 export class CrdtLimitError extends PermanentError {
-  constructor(readonly rule: string) {
+  constructor(rule: string) {
     super('crdt-limit', rule);
     this.name = 'CrdtLimitError';
     this.message = rule;

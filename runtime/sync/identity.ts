@@ -62,8 +62,6 @@ export class ReplicaIdentity {
   private startedMs = 0;
   private lastStamp: Hlc | undefined;
   private readonly footprints = new Map<string, Issued>();
-  /** Epochs this process has started (the first included). */
-  epochs = 0;
 
   constructor(
     readonly region: string,
@@ -84,7 +82,6 @@ export class ReplicaIdentity {
       .padStart(4, '0');
     this.id = epochReplicaId(this.region, nowMs, nonce);
     this.startedMs = nowMs;
-    this.epochs++;
   }
 
   /**
