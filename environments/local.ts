@@ -22,13 +22,14 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
     dns: { zoneName: 'estate.local.test', apiRecordName: 'api', customDomain: false },
     lambda: { provisionedConcurrency: 0, logRetentionDays: 7, environmentCmk: false },
     dynamodb: { deletionProtection: false, replication: 'per-region' },
-    network: { firstVpcCidr: '10.90.0.0/16', natGateway: false },
+    network: { firstVpcCidr: '10.90.0.0/16', natGateways: 'none', interfaceEndpoints: false },
     sharedServices: { repositories: ['runner'], consumerAccountIds: [], registryReplication: false },
     features: {
       secretReplicaCmk: false,
       artifactReplication: false,
       redrivePolicyDrift: false,
       eventSourceMappings: false,
+      preventDestroy: false,
     },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };

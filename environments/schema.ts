@@ -105,6 +105,33 @@ const backend = z.discriminatedUnion('type', [terraformCloudBackend, localBacken
   error: () => "expected a backend: { type: 'terraform-cloud', organization, project } or { type: 'local' }",
 });
 
+const roleArn = z.string({ error: () => 'expected an IAM role ARN as a string' }).regex(
+  /^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/,
+  { error: () => 'expected an IAM role ARN, arn:aws:iam::<account>:role/<name>' },
+);
+
+/** Where an alarm notification goes: an SNS subscription of the environment's alarm topic. */
+const alarmSubscription = z.discriminatedUnion(
+  'protocol',
+  [
+    z.strictObject({
+      protocol: z.literal('email'),
+      endpoint: z.email({ error: () => 'expected an e-mail address' }),
+    }),
+    z.strictObject({
+      protocol: z.literal('https'),
+      endpoint: z.url({ protocol: /^https$/, error: () => 'expected an https:// URL' }),
+    }),
+    z.strictObject({
+      protocol: z.enum(['sqs', 'lambda']),
+      endpoint: z.string().regex(/^arn:aws:(sqs|lambda):[a-z0-9-]+:\d{12}:[\w:.-]+$/, {
+        error: () => 'expected the ARN of an SQS queue or Lambda function',
+      }),
+    }),
+  ],
+  { error: () => "expected { protocol: 'email' | 'https' | 'sqs' | 'lambda', endpoint }" },
+);
+
 const intIn = (min: number, max: number, what: string) =>
   z
     .int({ error: () => `expected an integer ${what} between ${min} and ${max}` })
@@ -212,6 +239,18 @@ const EMULATOR_ONLY: ReadonlyArray<{
     why: 'no registry replication exists only for the emulator (local), from which the provider cannot read it back',
   },
   {
+    path: ['features', 'preventDestroy'],
+    emulatorValue: false,
+    expected: true,
+    why: 'destroyable keys, tables and zones exist only for the emulator (local), whose estate the tests tear down',
+  },
+  {
+    path: ['network', 'natGateways'],
+    emulatorValue: 'none',
+    expected: 'per-zone',
+    why: "runners without NAT exist only for the emulator (local): in AWS they could not reach GitHub (use 'one' to save cost)",
+  },
+  {
     path: ['dns', 'customDomain'],
     emulatorValue: false,
     expected: true,
@@ -225,11 +264,19 @@ export const environmentSchema = z
     accountId: z
       .string({ error: () => 'expected a 12-digit AWS account id as a string' })
       .regex(/^\d{12}$/, { error: () => 'expected a 12-digit AWS account id' }),
-    /** Role every provider of the environment assumes; absent only for `local`. */
-    deployRoleArn: z
-      .string()
-      .regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
-        error: () => 'expected an IAM role ARN, arn:aws:iam::<account>:role/<name>',
+    /**
+     * Role that applies the environment's stacks: only jobs of the GitHub environment named after it assume
+     * it (GitHub OIDC; the bootstrap stack creates it). Absent only for `local`.
+     */
+    deployRoleArn: roleArn.optional(),
+    /** Read-only role that pull requests plan with; it can never apply. Absent only for `local`. */
+    planRoleArn: roleArn.optional(),
+    /** The GitHub repository whose workflows deploy the environment (OIDC trust). Absent only for `local`. */
+    github: z
+      .strictObject({
+        repository: z.string().regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/, {
+          error: () => 'expected a GitHub repository as owner/name',
+        }),
       })
       .optional(),
     regions,
@@ -256,10 +303,27 @@ export const environmentSchema = z
           .refine((cidr) => Number(cidr.split('.')[1]) <= 200, {
             error: () => 'expected 10.x.0.0/16 with x <= 200',
           }),
-        /** A NAT gateway per region for the runners' private subnets (about 32 USD a month each). */
-        natGateway: z.boolean().default(true),
+        /**
+         * NAT gateways of the runners' private subnets (runners reach GitHub through them): one per
+         * availability zone (survives a zone's loss), one for the region (cheaper: about 32 USD a month
+         * each), or none (only the emulator, where nothing leaves the machine).
+         */
+        natGateways: z
+          .enum(['per-zone', 'one', 'none'], { error: () => "expected 'per-zone', 'one' or 'none'" })
+          .default('per-zone'),
+        /**
+         * Interface endpoints for ECR (api, dkr), CloudWatch Logs and STS in the private subnets, so image
+         * pulls, logs and credentials do not depend on the NAT gateways.
+         */
+        interfaceEndpoints: z.boolean().default(true),
       })
-      .default({ firstVpcCidr: '10.20.0.0/16', natGateway: true }),
+      .default({ firstVpcCidr: '10.20.0.0/16', natGateways: 'per-zone', interfaceEndpoints: true }),
+    /** Where the environment's alarms notify: subscriptions of its alarm topic (one per region). */
+    alarms: z
+      .strictObject({
+        subscriptions: z.array(alarmSubscription).max(100, { error: () => 'expected at most 100 subscriptions' }),
+      })
+      .default({ subscriptions: [] }),
     /** Whether the environment runs workloads (`<env>-global` and `<env>-<region>` stacks). */
     workloads: z.boolean().default(true),
     /** Shared services this environment hosts (ECR, deployment artifacts): the shared account, and local. */
@@ -324,8 +388,14 @@ export const environmentSchema = z
          * and its event pump stands in.
          */
         eventSourceMappings: z.boolean().default(true),
+        /**
+         * Refuse, at plan time, to destroy keys, tables and zones (`prevent_destroy`). Off only for the
+         * emulator, whose estate the tests tear down.
+         */
+        preventDestroy: z.boolean().default(true),
       })
       .default({
+        preventDestroy: true,
         secretReplicaCmk: true,
         artifactReplication: true,
         redrivePolicyDrift: true,
@@ -336,25 +406,54 @@ export const environmentSchema = z
     // Runs even when other fields failed: read every field defensively.
     const env = parsed as Partial<typeof parsed>;
     const isLocal = env.name === 'local';
+    for (const field of ['deployRoleArn', 'planRoleArn'] as const) {
+      const arn = env[field];
+      if (
+        typeof arn === 'string' &&
+        typeof env.accountId === 'string' &&
+        /^\d{12}$/.test(env.accountId) &&
+        arn.split(':')[4] !== env.accountId
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          input: arn,
+          message: `expected a role in the environment's own account ${env.accountId}`,
+        });
+      }
+    }
+    for (const field of ['deployRoleArn', 'planRoleArn'] as const) {
+      const arn = env[field];
+      if (!isLocal && !arn) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          input: arn,
+          message:
+            field === 'deployRoleArn'
+              ? 'expected the deploy role ARN that applies run under (required outside local)'
+              : 'expected the read-only plan role ARN that pull requests plan with (required outside local)',
+        });
+      }
+    }
     if (
+      typeof env.planRoleArn === 'string' &&
       typeof env.deployRoleArn === 'string' &&
-      typeof env.accountId === 'string' &&
-      /^\d{12}$/.test(env.accountId) &&
-      env.deployRoleArn.split(':')[4] !== env.accountId
+      env.planRoleArn === env.deployRoleArn
     ) {
       ctx.addIssue({
         code: 'custom',
-        path: ['deployRoleArn'],
-        input: env.deployRoleArn,
-        message: `expected a role in the environment's own account ${env.accountId}`,
+        path: ['planRoleArn'],
+        input: env.planRoleArn,
+        message: 'expected a role other than deployRoleArn: a plan must never hold a role that can apply',
       });
     }
-    if (!isLocal && !env.deployRoleArn) {
+    if (!isLocal && !env.github) {
       ctx.addIssue({
         code: 'custom',
-        path: ['deployRoleArn'],
-        input: env.deployRoleArn,
-        message: 'expected the deploy role ARN every provider assumes (required outside local)',
+        path: ['github'],
+        input: env.github,
+        message: 'expected { repository: owner/name }, the repository whose workflows deploy (required outside local)',
       });
     }
     if (!isLocal && env.backend?.type === 'local') {

@@ -35,9 +35,11 @@ export interface RegionProviderProps {
 }
 
 /**
- * The AWS provider for one region of an environment. Outside `local` it assumes the environment's deploy
- * role and pins `allowed_account_ids`, so a stack can never be applied to the wrong account; on `local`
- * it talks to the emulator with dummy credentials.
+ * The AWS provider for one region of an environment. Outside `local` it uses the credentials the run was
+ * given, never a role of its own: a pull request's job holds the read-only plan role, an apply job of the
+ * environment's GitHub environment the deploy role (both by GitHub OIDC; an operator, their own profile), so
+ * a plan can never hold a role that can apply. `allowed_account_ids` pins the account, so a stack can never be
+ * applied to the wrong one. On `local` it talks to the emulator with dummy credentials.
  */
 export function regionProvider(scope: Construct, id: string, props: RegionProviderProps): AwsProvider {
   const { environment, region, stackName } = props;
@@ -57,14 +59,10 @@ export function regionProvider(scope: Construct, id: string, props: RegionProvid
       endpoints: [Object.fromEntries(EMULATED_SERVICES.map((service) => [service, endpoint]))],
     });
   }
-  if (!environment.deployRoleArn) {
-    throw new Error(`environment ${environment.name}: deployRoleArn is required outside the emulator`);
-  }
   return new AwsProvider(scope, id, {
     region,
     alias: props.alias,
     defaultTags,
     allowedAccountIds: [environment.accountId],
-    assumeRole: [{ roleArn: environment.deployRoleArn, sessionName: `cdktf-${stackName}` }],
   });
 }

@@ -26,19 +26,28 @@ export interface RunnerNetworkProps {
   readonly cidr: string;
   /** Region, for the gateway endpoints' service names. */
   readonly region: string;
-  /** One NAT gateway for the private subnets (egress for runners). Default: true. */
-  readonly natGateway?: boolean;
+  /**
+   * NAT gateways of the private subnets (runners reach GitHub through them): `per-zone` (each zone's
+   * subnet leaves through its own zone's gateway), `one` (every subnet through the first zone's), or `none`.
+   * Default: per-zone.
+   */
+  readonly natGateways?: 'per-zone' | 'one' | 'none';
+  /** Interface endpoints for ECR (api and dkr), CloudWatch Logs and STS in the private subnets. Default: true. */
+  readonly interfaceEndpoints?: boolean;
   /** Key for the flow-log group. */
   readonly kmsKey: KmsKey;
   /** Flow-log retention in days. Default: 365. */
   readonly flowLogRetentionDays?: number;
 }
 
+/** Services runners reach through interface endpoints: image pulls, their logs, their credentials. */
+export const RUNNER_INTERFACE_ENDPOINTS = ['ecr.api', 'ecr.dkr', 'logs', 'sts'] as const;
+
 /**
  * The runners' network in one region: a VPC over two availability zones with a public and a private subnet
- * in each, an internet gateway, an optional NAT gateway, gateway endpoints for S3 and DynamoDB on the
- * private route table, flow logs, a default security group that admits nothing, and a runner security
- * group that only leaves over HTTPS.
+ * in each, an internet gateway, NAT gateways (per zone, one, or none), gateway endpoints for S3 and
+ * DynamoDB and interface endpoints for ECR, CloudWatch Logs and STS for the private subnets, flow logs, a
+ * default security group that admits nothing, and a runner security group that only leaves over HTTPS.
  */
 export class RunnerNetwork extends Construct {
   readonly vpc: Vpc;
@@ -82,31 +91,33 @@ export class RunnerNetwork extends Construct {
       route: [{ cidrBlock: '0.0.0.0/0', gatewayId: internet.id }],
       tags: { Name: `${props.name}-public` },
     });
-    const nat =
-      props.natGateway === false
-        ? undefined
-        : new NatGateway(this, 'Nat', {
-            allocationId: new Eip(this, 'NatAddress', { domain: 'vpc', tags: { Name: `${props.name}-nat` } })
-              .id,
-            subnetId: this.publicSubnets[0]?.id ?? '',
-            tags: { Name: props.name },
-            dependsOn: [internet],
-          });
-    const privateRoutes = new RouteTable(this, 'PrivateRoutes', {
-      vpcId,
-      route: nat ? [{ cidrBlock: '0.0.0.0/0', natGatewayId: nat.id }] : [],
-      tags: { Name: `${props.name}-private` },
+    const natMode = props.natGateways ?? 'per-zone';
+    const gateways = (natMode === 'none' ? [] : natMode === 'one' ? [0] : [0, 1]).map(
+      (zone) =>
+        new NatGateway(this, `Nat${zone}`, {
+          allocationId: new Eip(this, `NatAddress${zone}`, {
+            domain: 'vpc',
+            tags: { Name: `${props.name}-nat-${zone}` },
+          }).id,
+          subnetId: this.publicSubnets[zone]?.id ?? '',
+          tags: { Name: `${props.name}-${zone}` },
+          dependsOn: [internet],
+        }),
+    );
+    // One private route table per zone, each leaving through its own zone's gateway (or the only one).
+    const privateRoutes = this.privateSubnets.map((s, zone) => {
+      const gateway = gateways[zone] ?? gateways[0];
+      const table = new RouteTable(this, `PrivateRoutes${zone}`, {
+        vpcId,
+        route: gateway ? [{ cidrBlock: '0.0.0.0/0', natGatewayId: gateway.id }] : [],
+        tags: { Name: `${props.name}-private-${zone}` },
+      });
+      new RouteTableAssociation(this, `PrivateRoute${zone}`, { subnetId: s.id, routeTableId: table.id });
+      return table;
     });
     this.publicSubnets.forEach(
       (s, i) =>
         new RouteTableAssociation(this, `PublicRoute${i}`, { subnetId: s.id, routeTableId: publicRoutes.id }),
-    );
-    this.privateSubnets.forEach(
-      (s, i) =>
-        new RouteTableAssociation(this, `PrivateRoute${i}`, {
-          subnetId: s.id,
-          routeTableId: privateRoutes.id,
-        }),
     );
 
     for (const service of ['s3', 'dynamodb'] as const) {
@@ -114,7 +125,7 @@ export class RunnerNetwork extends Construct {
         vpcId,
         serviceName: `com.amazonaws.${props.region}.${service}`,
         vpcEndpointType: 'Gateway',
-        routeTableIds: [privateRoutes.id],
+        routeTableIds: privateRoutes.map((table) => table.id),
         tags: { Name: `${props.name}-${service}` },
       });
     }
@@ -134,6 +145,29 @@ export class RunnerNetwork extends Construct {
         { description: 'HTTPS out', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: ['0.0.0.0/0'] },
       ],
     });
+
+    if (props.interfaceEndpoints ?? true) {
+      const endpoints = new SecurityGroup(this, 'EndpointSecurityGroup', {
+        name: `${props.name}-endpoints`,
+        description: 'Interface endpoints: HTTPS from the VPC only',
+        vpcId,
+        ingress: [
+          { description: 'HTTPS from the VPC', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: [cidr] },
+        ],
+        egress: [],
+      });
+      for (const service of RUNNER_INTERFACE_ENDPOINTS) {
+        new VpcEndpoint(this, `Endpoint-${service.replace('.', '-')}`, {
+          vpcId,
+          serviceName: `com.amazonaws.${props.region}.${service}`,
+          vpcEndpointType: 'Interface',
+          privateDnsEnabled: true,
+          subnetIds: this.privateSubnets.map((s) => s.id),
+          securityGroupIds: [endpoints.id],
+          tags: { Name: `${props.name}-${service}` },
+        });
+      }
+    }
 
     const flowLogs = new CloudwatchLogGroup(this, 'FlowLogs', {
       name: `/vpc/${props.name}/flow-logs`,

@@ -162,7 +162,8 @@ export class RegionalStack extends TerraformStack {
       name: resourceName(env, 'runners'),
       cidr: vpcCidr(env, region),
       region,
-      natGateway: env.network.natGateway,
+      natGateways: env.network.natGateways,
+      interfaceEndpoints: env.network.interfaceEndpoints,
       kmsKey: key,
       flowLogRetentionDays: env.lambda.logRetentionDays,
     });

@@ -370,15 +370,17 @@ describe('RunnerNetwork and RunnerCluster', () => {
     new RunnerCluster(scope, 'C', { clusterName: 'dev-runners' });
   });
 
-  it('spans two zones with public and private subnets, NAT, S3 and DynamoDB gateway endpoints and flow logs', () => {
+  it('spans two zones with public and private subnets, NAT per zone by default, S3 and DynamoDB gateway endpoints and flow logs', () => {
     expect(
       resources(synthesized, 'aws_subnet')
         .map((s) => s.cidr_block)
         .sort(),
     ).toEqual(['10.20.0.0/20', '10.20.128.0/20', '10.20.144.0/20', '10.20.16.0/20']);
-    expect(resources(synthesized, 'aws_nat_gateway')).toHaveLength(1);
+    expect(resources(synthesized, 'aws_nat_gateway')).toHaveLength(2);
     expect(
-      resources(synthesized, 'aws_vpc_endpoint').map((e) => [e.service_name, e.vpc_endpoint_type]),
+      resources(synthesized, 'aws_vpc_endpoint')
+        .filter((e) => e.vpc_endpoint_type === 'Gateway')
+        .map((e) => [e.service_name, e.vpc_endpoint_type]),
     ).toEqual([
       ['com.amazonaws.eu-central-1.dynamodb', 'Gateway'],
       ['com.amazonaws.eu-central-1.s3', 'Gateway'],
@@ -397,17 +399,60 @@ describe('RunnerNetwork and RunnerCluster', () => {
     });
   });
 
-  it('leaves NAT out when the environment says so', () => {
-    const without = Testing.synthScope((scope) => {
+  const network = (natGateways: 'per-zone' | 'one' | 'none', interfaceEndpoints: boolean) =>
+    Testing.synthScope((scope) => {
       new RunnerNetwork(scope, 'N', {
         name: 'n',
         cidr: '10.20.0.0/16',
         region: 'eu-central-1',
         kmsKey: key(scope),
-        natGateway: false,
+        natGateways,
+        interfaceEndpoints,
       });
     });
-    expect(resources(without, 'aws_nat_gateway')).toHaveLength(0);
+  const natOfRoute = (table: Block) => (table.route as Block[])[0]?.nat_gateway_id;
+
+  it('gives each zone its own NAT gateway and private route table when asked per zone', () => {
+    const perZone = network('per-zone', true);
+    const gateways = resources(perZone, 'aws_nat_gateway');
+    expect(gateways.map((g) => g.subnet_id)).toEqual([
+      expect.stringMatching(/^\$\{aws_subnet\.N_Public0_\w+\.id\}$/),
+      expect.stringMatching(/^\$\{aws_subnet\.N_Public1_\w+\.id\}$/),
+    ]);
+    const privateTables = resources(perZone, 'aws_route_table').filter((t) =>
+      String((t.tags as Block).Name).includes('private'),
+    );
+    expect(privateTables.map(natOfRoute)).toEqual([
+      expect.stringContaining('aws_nat_gateway.N_Nat0_'),
+      expect.stringContaining('aws_nat_gateway.N_Nat1_'),
+    ]);
+  });
+
+  it('routes both zones through one gateway when asked for one, and leaves NAT out for none', () => {
+    expect(resources(network('one', true), 'aws_nat_gateway')).toHaveLength(1);
+    expect(resources(network('none', false), 'aws_nat_gateway')).toHaveLength(0);
+  });
+
+  it('reaches ECR, CloudWatch Logs and STS through interface endpoints admitting only the VPC', () => {
+    const synthesized = network('one', true);
+    const interfaces = resources(synthesized, 'aws_vpc_endpoint').filter(
+      (e) => e.vpc_endpoint_type === 'Interface',
+    );
+    expect(interfaces.map((e) => e.service_name).sort()).toEqual([
+      'com.amazonaws.eu-central-1.ecr.api',
+      'com.amazonaws.eu-central-1.ecr.dkr',
+      'com.amazonaws.eu-central-1.logs',
+      'com.amazonaws.eu-central-1.sts',
+    ]);
+    for (const endpoint of interfaces) {
+      expect(endpoint.private_dns_enabled).toBe(true);
+      expect(endpoint.subnet_ids).toHaveLength(2);
+    }
+    const group = resources(synthesized, 'aws_security_group').find((g) => g.name === 'n-endpoints');
+    expect(group?.ingress).toEqual([expect.objectContaining({ from_port: 443, cidr_blocks: ['10.20.0.0/16'] })]);
+    expect(
+      resources(network('one', false), 'aws_vpc_endpoint').filter((e) => e.vpc_endpoint_type === 'Interface'),
+    ).toHaveLength(0);
   });
 });
 

@@ -42,12 +42,14 @@ describe('the estate (main.ts composition)', () => {
 
   const deployed = stacks.map((s) => s.name).filter((name) => !name.startsWith('local-'));
 
-  it.each(deployed)('%s: every provider assumes the deploy role and pins the account', (name) => {
+  it.each(deployed)('%s: every provider uses the run\'s own credentials and pins the account', (name) => {
+    // The role comes with the run (plan role on a pull request, deploy role in an environment's job): a
+    // provider that assumed the deploy role itself would let a plan run hold a role that can apply.
     const env = envOf(name);
     const providers = providersOf(name);
     expect(providers.length).toBeGreaterThan(0);
     for (const provider of providers) {
-      expect(provider.assume_role).toEqual([{ role_arn: env.deployRoleArn, session_name: `cdktf-${name}` }]);
+      expect(provider.assume_role).toBeUndefined();
       expect(provider.allowed_account_ids).toEqual([env.accountId]);
       expect(provider.endpoints).toBeUndefined();
     }
