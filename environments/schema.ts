@@ -105,10 +105,11 @@ const backend = z.discriminatedUnion('type', [terraformCloudBackend, localBacken
   error: () => "expected a backend: { type: 'terraform-cloud', organization, project } or { type: 'local' }",
 });
 
-const roleArn = z.string({ error: () => 'expected an IAM role ARN as a string' }).regex(
-  /^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/,
-  { error: () => 'expected an IAM role ARN, arn:aws:iam::<account>:role/<name>' },
-);
+const roleArn = z
+  .string({ error: () => 'expected an IAM role ARN as a string' })
+  .regex(/^arn:aws:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
+    error: () => 'expected an IAM role ARN, arn:aws:iam::<account>:role/<name>',
+  });
 
 /** Where an alarm notification goes: an SNS subscription of the environment's alarm topic. */
 const alarmSubscription = z.discriminatedUnion(
@@ -321,7 +322,9 @@ export const environmentSchema = z
     /** Where the environment's alarms notify: subscriptions of its alarm topic (one per region). */
     alarms: z
       .strictObject({
-        subscriptions: z.array(alarmSubscription).max(100, { error: () => 'expected at most 100 subscriptions' }),
+        subscriptions: z
+          .array(alarmSubscription)
+          .max(100, { error: () => 'expected at most 100 subscriptions' }),
       })
       .default({ subscriptions: [] }),
     /** Whether the environment runs workloads (`<env>-global` and `<env>-<region>` stacks). */
@@ -453,7 +456,8 @@ export const environmentSchema = z
         code: 'custom',
         path: ['github'],
         input: env.github,
-        message: 'expected { repository: owner/name }, the repository whose workflows deploy (required outside local)',
+        message:
+          'expected { repository: owner/name }, the repository whose workflows deploy (required outside local)',
       });
     }
     if (!isLocal && env.backend?.type === 'local') {

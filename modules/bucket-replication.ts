@@ -38,9 +38,12 @@ export class BucketReplication extends Construct {
 
     this.role = new IamRole(this, 'Role', {
       name: `${props.source.node.id.toLowerCase()}-replication-${props.region}`.slice(0, 64),
-      assumeRolePolicy: serviceTrustPolicy('s3.amazonaws.com'),
+      assumeRolePolicy: serviceTrustPolicy('s3.amazonaws.com', {
+        sourceAccount: props.accountId,
+        sourceArn: props.source.arn,
+      }),
     });
-    new IamRolePolicy(this, 'Policy', {
+    const policy = new IamRolePolicy(this, 'Policy', {
       name: 'replicate',
       role: this.role.id,
       policy: policyDocument([
@@ -97,7 +100,7 @@ export class BucketReplication extends Construct {
           metrics: { status: 'Enabled', eventThreshold: { minutes: 15 } },
         },
       })),
-      dependsOn: [props.source.versioning],
+      dependsOn: [props.source.versioning, policy],
     });
   }
 }

@@ -30,6 +30,31 @@ export interface ContainerRegistryProps {
   readonly untaggedExpiryDays?: number;
 }
 
+/** The lifecycle every image repository of the estate has: untagged images expire, the last `keep` stay. */
+export function imageLifecyclePolicy(keep: number, untaggedDays: number): string {
+  return JSON.stringify({
+    rules: [
+      {
+        rulePriority: 1,
+        description: `expire untagged images after ${untaggedDays} days`,
+        selection: {
+          tagStatus: 'untagged',
+          countType: 'sinceImagePushed',
+          countUnit: 'days',
+          countNumber: untaggedDays,
+        },
+        action: { type: 'expire' },
+      },
+      {
+        rulePriority: 2,
+        description: `keep the last ${keep} images`,
+        selection: { tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: keep },
+        action: { type: 'expire' },
+      },
+    ],
+  });
+}
+
 /**
  * ECR repositories with immutable tags, scan on push, KMS encryption and a lifecycle policy, pullable by
  * the named accounts, and (in the build region) the registry's replication configuration.
@@ -69,27 +94,7 @@ export class ContainerRegistry extends Construct {
       });
       new EcrLifecyclePolicy(this, `Lifecycle${index}`, {
         repository: repository.name,
-        policy: JSON.stringify({
-          rules: [
-            {
-              rulePriority: 1,
-              description: `expire untagged images after ${untaggedDays} days`,
-              selection: {
-                tagStatus: 'untagged',
-                countType: 'sinceImagePushed',
-                countUnit: 'days',
-                countNumber: untaggedDays,
-              },
-              action: { type: 'expire' },
-            },
-            {
-              rulePriority: 2,
-              description: `keep the last ${keep} images`,
-              selection: { tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: keep },
-              action: { type: 'expire' },
-            },
-          ],
-        }),
+        policy: imageLifecyclePolicy(keep, untaggedDays),
       });
       if (pullers.length > 0) {
         new EcrRepositoryPolicy(this, `Pull${index}`, {

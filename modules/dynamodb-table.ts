@@ -1,4 +1,5 @@
 import { DynamodbTable as DynamodbTableResource } from '@cdktf/provider-aws/lib/dynamodb-table';
+import { DynamodbTableReplicaA } from '@cdktf/provider-aws/lib/dynamodb-table-replica';
 import type { TerraformProvider } from 'cdktf';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
@@ -25,12 +26,17 @@ export interface DynamodbTableProps {
   readonly ttlAttribute?: string;
   /** Stream view type, e.g. `NEW_AND_OLD_IMAGES`. Default: no stream. */
   readonly streamViewType?: 'KEYS_ONLY' | 'NEW_IMAGE' | 'OLD_IMAGE' | 'NEW_AND_OLD_IMAGES';
-  /** Refuse `DeleteTable` while set. Default: true. */
+  /** Refuse `DeleteTable` (on the table and each replica) while set. Default: true. */
   readonly deletionProtection?: boolean;
   /**
+   * Refuse, at plan time, a change that destroys the table or a replica (`prevent_destroy`): removing a
+   * region from the config then fails the plan instead of dropping that region's data. Default: true.
+   */
+  readonly preventDestroy?: boolean;
+  /**
    * Make it a global table: one replica per key given, in that key's region (which must differ from the
-   * table's), encrypted with it, with point-in-time recovery. Needs a NEW_AND_OLD_IMAGES stream, which is
-   * then the default. Default: no replicas.
+   * table's; created with the key's provider), encrypted with it, with point-in-time recovery and deletion
+   * protection. Needs a NEW_AND_OLD_IMAGES stream, which is then the default. Default: no replicas.
    */
   readonly replicaKeys?: readonly KmsKey[];
   /** Provider of the table's region, when the stack holds several. Default: the stack's default provider. */
@@ -42,6 +48,7 @@ const NAME = /^[a-zA-Z0-9_.-]{3,255}$/;
 /** An on-demand DynamoDB table with point-in-time recovery, SSE under a customer-managed key, and TTL. */
 export class DynamodbTable extends Construct {
   readonly table: DynamodbTableResource;
+  readonly replicas: readonly DynamodbTableReplicaA[];
 
   constructor(scope: Construct, id: string, props: DynamodbTableProps) {
     super(scope, id);
@@ -68,6 +75,15 @@ export class DynamodbTable extends Construct {
         `one key per region, none in the table's region ${props.kmsKey.region}`,
       );
     }
+    const withoutProvider = replicaKeys.filter((key) => !key.provider).map((key) => key.region);
+    if (withoutProvider.length > 0) {
+      fail(
+        'DynamodbTable',
+        'replicaKeys',
+        withoutProvider,
+        "keys made with their region's provider (each replica is created through it)",
+      );
+    }
     if (replicaKeys.length > 0 && props.streamViewType && props.streamViewType !== 'NEW_AND_OLD_IMAGES') {
       fail(
         'DynamodbTable',
@@ -79,6 +95,8 @@ export class DynamodbTable extends Construct {
     const streamViewType =
       props.streamViewType ?? (replicaKeys.length > 0 ? 'NEW_AND_OLD_IMAGES' : undefined);
 
+    const deletionProtection = props.deletionProtection ?? true;
+    const preventDestroy = props.preventDestroy ?? true;
     this.table = new DynamodbTableResource(this, 'Table', {
       name: props.tableName,
       billingMode: 'PAY_PER_REQUEST',
@@ -88,20 +106,26 @@ export class DynamodbTable extends Construct {
       pointInTimeRecovery: { enabled: true },
       serverSideEncryption: { enabled: true, kmsKeyArn: props.kmsKey.arn },
       ttl: { enabled: true, attributeName: ttlAttribute },
-      deletionProtectionEnabled: props.deletionProtection ?? true,
+      deletionProtectionEnabled: deletionProtection,
       ...(streamViewType ? { streamEnabled: true, streamViewType } : {}),
-      ...(replicaKeys.length > 0
-        ? {
-            replica: replicaKeys.map((key) => ({
-              regionName: key.region,
-              kmsKeyArn: key.arn,
-              pointInTimeRecovery: true,
-              propagateTags: true,
-            })),
-          }
-        : {}),
       provider: props.provider,
+      lifecycle: {
+        preventDestroy,
+        // Replicas are their own resources (below), which the inline `replica` block would fight.
+        ...(replicaKeys.length > 0 ? { ignoreChanges: ['replica'] } : {}),
+      },
     });
+    this.replicas = replicaKeys.map(
+      (key) =>
+        new DynamodbTableReplicaA(this, `Replica-${key.region}`, {
+          globalTableArn: this.table.arn,
+          kmsKeyArn: key.arn,
+          pointInTimeRecovery: true,
+          deletionProtectionEnabled: deletionProtection,
+          provider: key.provider,
+          lifecycle: { preventDestroy },
+        }),
+    );
   }
 
   get arn(): string {

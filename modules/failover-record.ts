@@ -30,6 +30,8 @@ export interface RegionalFailoverRecordProps {
   readonly ttlSec?: number;
   /** Provider in us-east-1, where Route 53 publishes health-check metrics, for the alarm. */
   readonly metricsProvider: AwsProvider;
+  /** Topic in us-east-1 notified when the region's health check fails or recovers. */
+  readonly alarmTopicArn: string;
 }
 
 /**
@@ -104,6 +106,8 @@ export class RegionalFailoverRecord extends Construct {
       threshold: 1,
       comparisonOperator: 'LessThanThreshold',
       treatMissingData: 'breaching',
+      alarmActions: [props.alarmTopicArn],
+      okActions: [props.alarmTopicArn],
     });
   }
 }

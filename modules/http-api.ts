@@ -8,26 +8,31 @@ import { Apigatewayv2Route } from '@cdktf/provider-aws/lib/apigatewayv2-route';
 import { Apigatewayv2Stage } from '@cdktf/provider-aws/lib/apigatewayv2-stage';
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
 import { LambdaPermission } from '@cdktf/provider-aws/lib/lambda-permission';
-import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
 import { Fn } from 'cdktf';
 import { Construct } from 'constructs';
 import type { BundledFunction } from './bundled-function';
 import type { KmsKey } from './kms-key';
-import { fail, requireMatch } from './lib/validate';
+import { fail, requireIntInRange, requireMatch } from './lib/validate';
 
 /** A route of the API and the function serving it (through its `live` alias). */
 export interface HttpRoute {
   /** `METHOD /path`, e.g. `GET /health`. */
   readonly routeKey: string;
   readonly handler: BundledFunction;
+  /**
+   * A throttle of the route's own (steady requests per second; burst twice that), apart from the API's
+   * default: a flood on other routes cannot starve it. Default: the API's default route settings.
+   */
+  readonly ownThrottleRatePerSec?: number;
 }
 
-/** The regional custom domain the API serves under, with its certificate validated in the zone. */
+/**
+ * The regional custom domain the API serves under. Its certificate is validated by the record that one
+ * stack owns for every region (CertificateValidationRecord): this API only waits for the certificate.
+ */
 export interface CustomDomain {
   /** Fully qualified name, e.g. `api.estate.example.com` (the same in every region). */
   readonly domainName: string;
-  /** Hosted zone holding the name. */
-  readonly zoneId: string;
 }
 
 export interface RegionalHttpApiProps {
@@ -78,30 +83,7 @@ export class RegionalHttpApi extends Construct {
     if (new Set(keys).size !== keys.length) fail('RegionalHttpApi', 'routes', keys, 'distinct route keys');
 
     this.api = new Apigatewayv2Api(this, 'Api', { name: props.name, protocolType: 'HTTP' });
-    const accessLogs = new CloudwatchLogGroup(this, 'AccessLogs', {
-      name: `/aws/apigateway/${props.name}`,
-      retentionInDays: props.logRetentionDays ?? 365,
-      kmsKeyId: props.kmsKey.arn,
-    });
-    const rate = props.throttleRatePerSec ?? 100;
-    this.stage = new Apigatewayv2Stage(this, 'Stage', {
-      apiId: this.api.id,
-      name: '$default',
-      autoDeploy: true,
-      defaultRouteSettings: { throttlingRateLimit: rate, throttlingBurstLimit: rate * 2 },
-      accessLogSettings: {
-        destinationArn: accessLogs.arn,
-        format: JSON.stringify({
-          requestId: '$context.requestId',
-          routeKey: '$context.routeKey',
-          status: '$context.status',
-          latencyMs: '$context.responseLatency',
-          integrationError: '$context.integrationErrorMessage',
-        }),
-      },
-    });
-
-    props.routes.forEach((route, index) => {
+    const routes = props.routes.map((route, index) => {
       const integration = new Apigatewayv2Integration(this, `Integration${index}`, {
         apiId: this.api.id,
         integrationType: 'AWS_PROXY',
@@ -109,7 +91,7 @@ export class RegionalHttpApi extends Construct {
         payloadFormatVersion: '2.0',
         timeoutMilliseconds: 10_000,
       });
-      new Apigatewayv2Route(this, `Route${index}`, {
+      const created = new Apigatewayv2Route(this, `Route${index}`, {
         apiId: this.api.id,
         routeKey: route.routeKey,
         target: `integrations/${integration.id}`,
@@ -123,6 +105,56 @@ export class RegionalHttpApi extends Construct {
         principal: 'apigateway.amazonaws.com',
         sourceArn: `${this.api.executionArn}/*/${method === 'ANY' ? '*' : method}${path}`,
       });
+      return created;
+    });
+
+    const accessLogs = new CloudwatchLogGroup(this, 'AccessLogs', {
+      name: `/aws/apigateway/${props.name}`,
+      retentionInDays: props.logRetentionDays ?? 365,
+      kmsKeyId: props.kmsKey.arn,
+    });
+    const rate = requireIntInRange(
+      'RegionalHttpApi',
+      'throttleRatePerSec',
+      props.throttleRatePerSec ?? 100,
+      1,
+      10_000,
+    );
+    const ownThrottles = props.routes.flatMap((route) =>
+      route.ownThrottleRatePerSec === undefined
+        ? []
+        : [
+            {
+              routeKey: route.routeKey,
+              throttlingRateLimit: requireIntInRange(
+                'RegionalHttpApi',
+                `ownThrottleRatePerSec of ${route.routeKey}`,
+                route.ownThrottleRatePerSec,
+                1,
+                10_000,
+              ),
+              throttlingBurstLimit: route.ownThrottleRatePerSec * 2,
+            },
+          ],
+    );
+    this.stage = new Apigatewayv2Stage(this, 'Stage', {
+      apiId: this.api.id,
+      name: '$default',
+      autoDeploy: true,
+      defaultRouteSettings: { throttlingRateLimit: rate, throttlingBurstLimit: rate * 2 },
+      ...(ownThrottles.length > 0 ? { routeSettings: ownThrottles } : {}),
+      // A stage's route settings name routes that must exist first.
+      dependsOn: routes,
+      accessLogSettings: {
+        destinationArn: accessLogs.arn,
+        format: JSON.stringify({
+          requestId: '$context.requestId',
+          routeKey: '$context.routeKey',
+          status: '$context.status',
+          latencyMs: '$context.responseLatency',
+          integrationError: '$context.integrationErrorMessage',
+        }),
+      },
     });
 
     if (props.customDomain) {
@@ -141,20 +173,8 @@ export class RegionalHttpApi extends Construct {
       validationMethod: 'DNS',
       lifecycle: { createBeforeDestroy: true },
     });
-    const option = certificate.domainValidationOptions.get(0);
-    // Every region validates the same name with the same record: overwriting is the intended outcome.
-    const record = new Route53Record(this, 'CertificateValidation', {
-      zoneId: custom.zoneId,
-      name: option.resourceRecordName,
-      type: option.resourceRecordType,
-      records: [option.resourceRecordValue],
-      ttl: 300,
-      allowOverwrite: true,
-    });
-    const validated = new AcmCertificateValidation(this, 'Validated', {
-      certificateArn: certificate.arn,
-      validationRecordFqdns: [record.fqdn],
-    });
+    // The validation record is the global stack's: waiting here writes nothing.
+    const validated = new AcmCertificateValidation(this, 'Validated', { certificateArn: certificate.arn });
     const domain = new Apigatewayv2DomainName(this, 'Domain', {
       domainName: custom.domainName,
       domainNameConfiguration: {

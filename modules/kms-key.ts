@@ -22,6 +22,8 @@ export interface KmsKeyProps {
   readonly serviceUsers?: readonly string[];
   /** Provider of the key's region, when the stack holds several. Default: the stack's default provider. */
   readonly provider?: TerraformProvider;
+  /** Refuse, at plan time, any change that destroys the key (`prevent_destroy`). Default: true. */
+  readonly preventDestroy?: boolean;
 }
 
 /** A customer-managed, rotating KMS key with an alias, usable by this account and its regional services. */
@@ -31,6 +33,8 @@ export class KmsKey extends Construct {
   readonly aliasName: string;
   readonly region: string;
   readonly accountId: string;
+  /** Provider of the key's region (undefined: the stack's default): what else lives there uses it too. */
+  readonly provider?: TerraformProvider;
 
   constructor(scope: Construct, id: string, props: KmsKeyProps) {
     super(scope, id);
@@ -95,6 +99,7 @@ export class KmsKey extends Construct {
       deletionWindowInDays: deletionWindowDays,
       policy: JSON.stringify(policy),
       provider: props.provider,
+      lifecycle: { preventDestroy: props.preventDestroy ?? true },
     });
     this.alias = new KmsAlias(this, 'Alias', {
       name: `alias/${props.aliasName}`,
@@ -104,6 +109,7 @@ export class KmsKey extends Construct {
     this.aliasName = props.aliasName;
     this.region = props.region;
     this.accountId = props.accountId;
+    this.provider = props.provider;
   }
 
   /** The alias ARN, known before the key exists (for references from other stacks and regions). */

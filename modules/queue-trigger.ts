@@ -42,6 +42,8 @@ export class QueueTrigger extends Construct {
       batchSize,
       maximumBatchingWindowInSeconds: window,
       functionResponseTypes: ['ReportBatchItemFailures'],
+      // The mapping polls as the function's role: create it once the role may read the queue.
+      dependsOn: [props.consumer.policy],
       ...(props.enabled === false ? { enabled: false, lifecycle: { ignoreChanges: ['function_name'] } } : {}),
     });
   }

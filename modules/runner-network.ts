@@ -24,7 +24,7 @@ export interface RunnerNetworkProps {
   readonly name: string;
   /** The VPC's CIDR, a `10.x.0.0/16`. */
   readonly cidr: string;
-  /** Region, for the gateway endpoints' service names. */
+  /** Region, for the endpoints' service names. */
   readonly region: string;
   /**
    * NAT gateways of the private subnets (runners reach GitHub through them): `per-zone` (each zone's
@@ -152,7 +152,13 @@ export class RunnerNetwork extends Construct {
         description: 'Interface endpoints: HTTPS from the VPC only',
         vpcId,
         ingress: [
-          { description: 'HTTPS from the VPC', protocol: 'tcp', fromPort: 443, toPort: 443, cidrBlocks: [cidr] },
+          {
+            description: 'HTTPS from the VPC',
+            protocol: 'tcp',
+            fromPort: 443,
+            toPort: 443,
+            cidrBlocks: [cidr],
+          },
         ],
         egress: [],
       });
@@ -176,9 +182,12 @@ export class RunnerNetwork extends Construct {
     });
     const flowLogRole = new IamRole(this, 'FlowLogRole', {
       name: `${props.name}-flow-logs-${props.region}`,
-      assumeRolePolicy: serviceTrustPolicy('vpc-flow-logs.amazonaws.com'),
+      assumeRolePolicy: serviceTrustPolicy('vpc-flow-logs.amazonaws.com', {
+        sourceAccount: props.kmsKey.accountId,
+        sourceArn: `arn:aws:ec2:${props.region}:${props.kmsKey.accountId}:vpc-flow-log/*`,
+      }),
     });
-    new IamRolePolicy(this, 'FlowLogPolicy', {
+    const flowLogPolicy = new IamRolePolicy(this, 'FlowLogPolicy', {
       name: 'write-flow-logs',
       role: flowLogRole.id,
       policy: policyDocument([
@@ -195,6 +204,7 @@ export class RunnerNetwork extends Construct {
       logDestination: flowLogs.arn,
       iamRoleArn: flowLogRole.arn,
       maxAggregationInterval: 60,
+      dependsOn: [flowLogPolicy],
     });
   }
 }

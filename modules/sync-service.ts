@@ -32,6 +32,8 @@ export interface SyncServiceProps {
   readonly logRetentionDays?: number;
   /** Encrypt the functions' environment with `kmsKey`. Default: true. */
   readonly encryptEnvironment?: boolean;
+  /** Topic (in this region) the functions' alarms notify. */
+  readonly alarmTopicArn: string;
   /** Create the inbox's event-source mapping enabled (off only on the emulator, which cannot run it). Default: true. */
   readonly inboxTriggerEnabled?: boolean;
 }
@@ -93,6 +95,7 @@ export class SyncService extends Construct {
       timeoutSec,
       logRetentionDays: props.logRetentionDays,
       encryptEnvironment: props.encryptEnvironment,
+      alarmTopicArn: props.alarmTopicArn,
     };
 
     this.inbox = new BundledFunction(this, 'Inbox', {

@@ -21,7 +21,12 @@ export function buildEstate(scope: Construct, environments: readonly Environment
       .flatMap((host) => sharedByEnvironment.get(host) ?? []);
   const workloadStacks = environments.flatMap((environment) => {
     if (!environment.workloads) return [];
-    const global = new GlobalStack(scope, { environment });
+    const global = new GlobalStack(scope, {
+      environment,
+      childEnvironments: environments.filter(
+        (child) => child.workloads && child.dns.zoneName.endsWith(`.${environment.dns.zoneName}`),
+      ),
+    });
     servingShared(environment).forEach((shared) => global.addDependency(shared));
     const regional = environment.regions.map((region) => new RegionalStack(scope, { environment, region }));
     // Regions depend on the global stack only: `npm run rollout` takes them one at a time, primary first.

@@ -1,23 +1,41 @@
 import type { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { Route53Zone } from '@cdktf/provider-aws/lib/route53-zone';
 import { TerraformOutput, TerraformStack } from 'cdktf';
+import { AlarmTopic } from '../modules/alarm-topic';
+import { CertificateValidationRecord } from '../modules/certificate-validation-record';
+import { ZoneDelegation } from '../modules/zone-delegation';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../environments';
 import { regionProvider } from '../modules/aws-provider';
-import { configureBackend } from '../modules/backend';
+import { configureBackend, remoteStateOf } from '../modules/backend';
 import { DynamodbTable } from '../modules/dynamodb-table';
 import { KmsKey } from '../modules/kms-key';
 import { PlatformSecrets } from '../modules/platform-secrets';
-import { GLOBAL_TABLES, globalKeyAlias, globalStackName, platformSecretNames, resourceName } from './names';
+import {
+  alarmRegions,
+  alarmTopicName,
+  GLOBAL_TABLES,
+  globalKeyAlias,
+  globalStackName,
+  platformSecretNames,
+  resourceName,
+} from './names';
 
 export interface GlobalStackProps {
   readonly environment: EnvironmentConfig;
+  /**
+   * Environments whose zones sit below this one's (e.g. dev.<zone> below prod's <zone>): this stack writes
+   * their delegation, reading their name servers from their global stack's state. Default: none.
+   */
+  readonly childEnvironments?: readonly EnvironmentConfig[];
 }
 
 /**
- * `<env>-global`: what spans the environment's regions: the DNS zone, a key in every region, the global
- * tables (replicas in every region; one table per region where the config says so), the platform secrets
- * replicated to every region.
+ * `<env>-global`: what spans the environment's regions: the DNS zone (with the delegation of child
+ * environments' zones and the one certificate-validation record of the API name), a key in every region,
+ * the global tables (replicas in every region; one table per region where the config says so), the
+ * platform secrets replicated to every region, and the environment's alarm topic in every region alarms live
+ * in.
  */
 export class GlobalStack extends TerraformStack {
   readonly zone: Route53Zone;
@@ -31,24 +49,37 @@ export class GlobalStack extends TerraformStack {
     const [primary, ...others] = env.regions;
     if (!primary) throw new Error(`environment ${env.name} has no regions`);
     regionProvider(this, 'aws', { environment: env, region: primary, stackName: name });
+    const keyRegions = alarmRegions(env);
     const providers = new Map<string, AwsProvider>(
-      others.map((region) => [
-        region,
-        regionProvider(this, `aws-${region}`, { environment: env, region, stackName: name, alias: region }),
-      ]),
+      keyRegions
+        .filter((region) => region !== primary)
+        .map((region) => [
+          region,
+          regionProvider(this, `aws-${region}`, { environment: env, region, stackName: name, alias: region }),
+        ]),
     );
+    const preventDestroy = env.features.preventDestroy;
 
-    this.zone = new Route53Zone(this, 'Zone', { name: env.dns.zoneName, comment: `${env.name} estate` });
+    this.zone = new Route53Zone(this, 'Zone', {
+      name: env.dns.zoneName,
+      comment: `${env.name} estate`,
+      lifecycle: { preventDestroy },
+    });
 
-    const keys = env.regions.map(
-      (region) =>
+    const keysByRegion = new Map(
+      keyRegions.map((region) => [
+        region,
         new KmsKey(this, `Key-${region}`, {
           aliasName: globalKeyAlias(env),
           accountId: env.accountId,
           region,
           provider: providers.get(region),
+          serviceUsers: ['cloudwatch.amazonaws.com'],
+          preventDestroy,
         }),
+      ]),
     );
+    const keys = env.regions.map((region) => keysByRegion.get(region)!);
     const [primaryKey, ...replicaKeys] = keys;
     if (!primaryKey) throw new Error('unreachable: no primary key');
 
@@ -62,6 +93,7 @@ export class GlobalStack extends TerraformStack {
               kmsKey: primaryKey,
               replicaKeys,
               deletionProtection,
+              preventDestroy,
             }),
           ]
         : keys.map(
@@ -72,6 +104,7 @@ export class GlobalStack extends TerraformStack {
                 kmsKey: key,
                 streamViewType: 'NEW_AND_OLD_IMAGES',
                 deletionProtection,
+                preventDestroy,
                 provider: providers.get(key.region),
               }),
           ),
@@ -83,6 +116,33 @@ export class GlobalStack extends TerraformStack {
       replicaKeys,
       replicaCmk: env.features.secretReplicaCmk,
     });
+
+    for (const [region, key] of keysByRegion) {
+      new AlarmTopic(this, `Alarms-${region}`, {
+        name: alarmTopicName(env),
+        kmsKey: key,
+        subscriptions: env.alarms.subscriptions,
+        provider: providers.get(region),
+      });
+    }
+
+    if (env.dns.customDomain) {
+      new CertificateValidationRecord(this, 'ApiCertificateValidation', {
+        domainName: `${env.dns.apiRecordName}.${env.dns.zoneName}`,
+        zoneId: this.zone.zoneId,
+      });
+    }
+
+    for (const child of props.childEnvironments ?? []) {
+      const childStack = globalStackName(child);
+      const state = remoteStateOf(this, `State-${childStack}`, child, childStack, { name_servers: [] });
+      new ZoneDelegation(this, `Delegation-${child.name}`, {
+        parentZoneId: this.zone.zoneId,
+        parentZoneName: env.dns.zoneName,
+        childZoneName: child.dns.zoneName,
+        nameServers: state.getList('name_servers'),
+      });
+    }
 
     new TerraformOutput(this, 'zone_id', { value: this.zone.zoneId });
     new TerraformOutput(this, 'name_servers', { value: this.zone.nameServers });

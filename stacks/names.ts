@@ -31,6 +31,16 @@ export const regionalKeyAlias = (env: EnvironmentConfig): string => resourceName
 /** Alias of the shared services' key. */
 export const sharedKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'artifacts');
 
+/** Name of the environment's alarm topic, the same in each region it has one in. */
+export const alarmTopicName = (env: EnvironmentConfig): string => resourceName(env, 'alarms');
+
+/** Route 53 publishes health-check metrics in us-east-1 only: alarms on them live there. */
+export const ROUTE53_METRICS_REGION = 'us-east-1';
+
+/** Regions the environment has an alarm topic in: its own, and where Route 53 health-check alarms live. */
+export const alarmRegions = (env: EnvironmentConfig): AwsRegion[] =>
+  env.regions.includes(ROUTE53_METRICS_REGION) ? [...env.regions] : [...env.regions, ROUTE53_METRICS_REGION];
+
 /** The environment's platform secrets (values set out of band). */
 export const platformSecretNames = (env: EnvironmentConfig): string[] => [
   `${env.name}/runners/webhook-secret`,

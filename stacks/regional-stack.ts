@@ -9,22 +9,32 @@ import { DynamodbTable } from '../modules/dynamodb-table';
 import { RegionalFailoverRecord } from '../modules/failover-record';
 import { RegionalHttpApi } from '../modules/http-api';
 import { KmsKey } from '../modules/kms-key';
-import { RegistryReplicationPolicy } from '../modules/registry-replication-policy';
+import { ReplicaRegistry } from '../modules/replica-registry';
 import { RunnerCluster } from '../modules/runner-cluster';
 import { RunnerNetwork } from '../modules/runner-network';
 import { Schedule } from '../modules/schedule';
 import { SecureBucket } from '../modules/secure-bucket';
 import { SyncBus } from '../modules/sync-bus';
 import { SyncService } from '../modules/sync-service';
-import { bucketName, regionalKeyAlias, regionalStackName, resourceName, vpcCidr } from './names';
+import { AlarmTopic } from '../modules/alarm-topic';
+import { healthItemKey } from '../runtime/health/probe-item';
+import {
+  alarmTopicName,
+  bucketName,
+  regionalKeyAlias,
+  regionalStackName,
+  resourceName,
+  ROUTE53_METRICS_REGION,
+  vpcCidr,
+} from './names';
 
 export interface RegionalStackProps {
   readonly environment: EnvironmentConfig;
   readonly region: AwsRegion;
 }
 
-/** Route 53 publishes health-check metrics in us-east-1 only. */
-const ROUTE53_METRICS_REGION = 'us-east-1';
+/** Steady requests per second `GET /health` may take, apart from the rest of the API. */
+const HEALTH_ROUTE_RATE_PER_SEC = 50;
 
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
@@ -51,12 +61,15 @@ export class RegionalStack extends TerraformStack {
       alias: 'route53-metrics',
     });
     const account = env.accountId;
+    // The global stack's alarm topics: the region's own, and the one beside Route 53's metrics.
+    const alarmTopicArn = AlarmTopic.arn(region, account, alarmTopicName(env));
 
     const key = new KmsKey(this, 'Key', {
       aliasName: regionalKeyAlias(env),
       accountId: account,
       region,
       serviceUsers: ['sns.amazonaws.com', 'events.amazonaws.com'],
+      preventDestroy: env.features.preventDestroy,
     });
     this.stateTable = new DynamodbTable(this, 'StateTable', {
       tableName: resourceName(env, 'region-state'),
@@ -64,6 +77,7 @@ export class RegionalStack extends TerraformStack {
       sortKey: { name: 'sk', type: 'S' },
       kmsKey: key,
       deletionProtection: env.dynamodb.deletionProtection,
+      preventDestroy: env.features.preventDestroy,
     });
     const regionStatusTable = resourceName(env, 'region-status');
 
@@ -73,7 +87,12 @@ export class RegionalStack extends TerraformStack {
       region,
       kmsKey: key,
       statements: [
-        { sid: 'ProbeStateTable', actions: ['dynamodb:DescribeTable'], resources: [this.stateTable.arn] },
+        {
+          sid: 'ProbeStateTableItsOwnItem',
+          actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
+          resources: [this.stateTable.arn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [healthItemKey(region).pk] } },
+        },
         {
           sid: 'RecordRegionStatus',
           actions: ['dynamodb:PutItem'],
@@ -86,6 +105,7 @@ export class RegionalStack extends TerraformStack {
       provisionedConcurrency: env.lambda.provisionedConcurrency,
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
+      alarmTopicArn,
     });
     new Schedule(this, 'HealthReport', {
       ruleName: resourceName(env, 'health-report'),
@@ -97,10 +117,12 @@ export class RegionalStack extends TerraformStack {
     const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
     this.api = new RegionalHttpApi(this, 'Api', {
       name: resourceName(env, 'api'),
-      routes: [{ routeKey: 'GET /health', handler: this.health }],
+      routes: [
+        { routeKey: 'GET /health', handler: this.health, ownThrottleRatePerSec: HEALTH_ROUTE_RATE_PER_SEC },
+      ],
       kmsKey: key,
       logRetentionDays: env.lambda.logRetentionDays,
-      customDomain: env.dns.customDomain ? { domainName: apiName, zoneId: zone.zoneId } : undefined,
+      customDomain: env.dns.customDomain ? { domainName: apiName } : undefined,
     });
     const domain = this.api.domain;
     new RegionalFailoverRecord(this, 'ApiRecord', {
@@ -116,6 +138,7 @@ export class RegionalStack extends TerraformStack {
         : { kind: 'cname', host: this.api.endpointHost },
       healthCheckHost: this.api.endpointHost,
       metricsProvider,
+      alarmTopicArn: AlarmTopic.arn(ROUTE53_METRICS_REGION, account, alarmTopicName(env)),
     });
 
     this.bus = new SyncBus(this, 'SyncBus', {
@@ -142,6 +165,7 @@ export class RegionalStack extends TerraformStack {
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
       inboxTriggerEnabled: env.features.eventSourceMappings,
+      alarmTopicArn,
     });
 
     const forceDestroy = !env.dynamodb.deletionProtection;
@@ -170,10 +194,10 @@ export class RegionalStack extends TerraformStack {
     new RunnerCluster(this, 'RunnerCluster', { clusterName: resourceName(env, 'runners') });
 
     if (env.imageSourceAccountId) {
-      new RegistryReplicationPolicy(this, 'ImageReplication', {
+      new ReplicaRegistry(this, 'ImageReplication', {
         sourceAccountId: env.imageSourceAccountId,
-        accountId: account,
         region,
+        kmsKey: key,
       });
     }
 

@@ -6,7 +6,6 @@ import { LambdaAlias } from '@cdktf/provider-aws/lib/lambda-alias';
 import { LambdaFunction } from '@cdktf/provider-aws/lib/lambda-function';
 import { LambdaFunctionEventInvokeConfig } from '@cdktf/provider-aws/lib/lambda-function-event-invoke-config';
 import { LambdaProvisionedConcurrencyConfig } from '@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config';
-import type { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
 import { AssetType, TerraformAsset } from 'cdktf';
 import { Construct } from 'constructs';
@@ -47,8 +46,8 @@ export interface BundledFunctionProps {
   readonly logRetentionDays?: number;
   /** Encrypt environment variables with `kmsKey`. Default: true. */
   readonly encryptEnvironment?: boolean;
-  /** Topic notified when the error or throttle alarm fires. Default: none (alarms only change state). */
-  readonly alarmTopic?: SnsTopic;
+  /** ARN of the topic (in the function's region) notified when the error or throttle alarm fires or clears. */
+  readonly alarmTopicArn: string;
 }
 
 /**
@@ -62,6 +61,8 @@ export class BundledFunction extends Construct {
   readonly function: LambdaFunction;
   readonly alias: LambdaAlias;
   readonly role: IamRole;
+  /** The role's permissions: whatever the function triggers must wait for it (IAM is eventually consistent). */
+  readonly policy: IamRolePolicy;
   readonly logGroup: CloudwatchLogGroup;
   readonly deadLetterQueue: SqsQueue;
   readonly errorAlarm: CloudwatchMetricAlarm;
@@ -126,7 +127,7 @@ export class BundledFunction extends Construct {
 
     this.role = new IamRole(this, 'Role', {
       name: roleName,
-      assumeRolePolicy: serviceTrustPolicy('lambda.amazonaws.com'),
+      assumeRolePolicy: serviceTrustPolicy('lambda.amazonaws.com', { sourceAccount: props.kmsKey.accountId }),
     });
     const baseline: PolicyStatement[] = [
       {
@@ -138,7 +139,7 @@ export class BundledFunction extends Construct {
       { sid: 'DeadLetter', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.arn] },
       { sid: 'UseKey', actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.kmsKey.arn] },
     ];
-    new IamRolePolicy(this, 'Policy', {
+    this.policy = new IamRolePolicy(this, 'Policy', {
       name: 'least-privilege',
       role: this.role.id,
       policy: policyDocument([...baseline, ...props.statements]),
@@ -158,19 +159,20 @@ export class BundledFunction extends Construct {
       tracingConfig: { mode: 'Active' },
       ...(Object.keys(variables).length > 0 ? { environment: { variables: { ...variables } } } : {}),
       ...(props.encryptEnvironment === false ? {} : { kmsKeyArn: props.kmsKey.arn }),
-      dependsOn: [this.logGroup],
-    });
-
-    new LambdaFunctionEventInvokeConfig(this, 'AsyncFailures', {
-      functionName: this.function.functionName,
-      maximumRetryAttempts: 2,
-      destinationConfig: { onFailure: { destination: this.deadLetterQueue.arn } },
+      dependsOn: [this.logGroup, this.policy],
     });
 
     this.alias = new LambdaAlias(this, 'Live', {
       name: 'live',
       functionName: this.function.functionName,
       functionVersion: this.function.version,
+    });
+    // Schedules and other asynchronous callers invoke the alias: its retries and failure queue are these.
+    new LambdaFunctionEventInvokeConfig(this, 'AsyncFailures', {
+      functionName: this.function.functionName,
+      qualifier: this.alias.name,
+      maximumRetryAttempts: 2,
+      destinationConfig: { onFailure: { destination: this.deadLetterQueue.arn } },
     });
     if (provisioned > 0) {
       new LambdaProvisionedConcurrencyConfig(this, 'ProvisionedConcurrency', {
@@ -193,9 +195,8 @@ export class BundledFunction extends Construct {
         threshold: 1,
         comparisonOperator: 'GreaterThanOrEqualToThreshold',
         treatMissingData: 'notBreaching',
-        ...(props.alarmTopic
-          ? { alarmActions: [props.alarmTopic.arn], okActions: [props.alarmTopic.arn] }
-          : {}),
+        alarmActions: [props.alarmTopicArn],
+        okActions: [props.alarmTopicArn],
       });
     this.errorAlarm = alarmOn('Errors', 'ErrorAlarm');
     this.throttleAlarm = alarmOn('Throttles', 'ThrottleAlarm');

@@ -61,10 +61,31 @@ export function policyDocument(statements: readonly PolicyStatement[]): string {
   });
 }
 
-/** Trust policy letting one AWS service principal (e.g. `lambda.amazonaws.com`) assume a role. */
-export function serviceTrustPolicy(service: string): string {
+/** Who a service may act for when it assumes a role: the confused-deputy guard of a trust policy. */
+export interface DeputyScope {
+  /** The account the service must be acting for (`aws:SourceAccount`). */
+  readonly sourceAccount: string;
+  /** The resource it must be acting for (`aws:SourceArn`, wildcards allowed). Default: any in the account. */
+  readonly sourceArn?: string;
+}
+
+/**
+ * Trust policy letting one AWS service principal (e.g. `lambda.amazonaws.com`) assume a role, only while
+ * acting for this account (and resource), so another account cannot make the service use the role.
+ */
+export function serviceTrustPolicy(service: string, scope: DeputyScope): string {
   return JSON.stringify({
     Version: '2012-10-17',
-    Statement: [{ Effect: 'Allow', Principal: { Service: service }, Action: 'sts:AssumeRole' }],
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: { Service: service },
+        Action: 'sts:AssumeRole',
+        Condition: {
+          StringEquals: { 'aws:SourceAccount': scope.sourceAccount },
+          ...(scope.sourceArn ? { ArnLike: { 'aws:SourceArn': scope.sourceArn } } : {}),
+        },
+      },
+    ],
   });
 }

@@ -40,6 +40,7 @@ function fn(scope: Construct, patch: Partial<BundledFunctionProps> = {}): Bundle
       },
     ],
     environment: { STATE_TABLE_NAME: 't' },
+    alarmTopicArn: 'arn:aws:sns:eu-central-1:222222222222:dev-alarms',
     ...patch,
   });
 }
@@ -98,6 +99,26 @@ describe('BundledFunction', () => {
     });
   });
 
+  it('applies async retries and the failure queue to the live alias, which schedules invoke', () => {
+    const config = only(synthesized, 'aws_lambda_function_event_invoke_config');
+    expect(config.qualifier).toMatch(/^\$\{aws_lambda_alias\.Health_Live_\w+\.name\}$/);
+    expect(config.maximum_retry_attempts).toBe(2);
+  });
+
+  it('creates the function only once its role may act (IAM first), and trusts Lambda for this account only', () => {
+    expect(only(synthesized, 'aws_lambda_function').depends_on).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^aws_iam_role_policy\.Health_Policy_/)]),
+    );
+    expect(policyOf(only(synthesized, 'aws_iam_role'), 'assume_role_policy').Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Principal: { Service: 'lambda.amazonaws.com' },
+        Action: 'sts:AssumeRole',
+        Condition: { StringEquals: { 'aws:SourceAccount': '222222222222' } },
+      },
+    ]);
+  });
+
   it("gives the role the caller's statements plus logging, tracing, DLQ and key use, nothing wider", () => {
     const statements = policyOf(only(synthesized, 'aws_iam_role_policy')).Statement;
     expect(statements.map((s) => s.Action)).toEqual([
@@ -110,12 +131,16 @@ describe('BundledFunction', () => {
     expect(only(synthesized, 'aws_iam_role').name).toBe('dev-health-eu-central-1');
   });
 
-  it('alarms on errors and throttles', () => {
+  it('alarms on errors and throttles, notifying the alarm topic when they fire and clear', () => {
     const alarms = resources(synthesized, 'aws_cloudwatch_metric_alarm');
     expect(alarms.map((a) => [a.alarm_name, a.metric_name, a.namespace])).toEqual([
       ['dev-health-errors', 'Errors', 'AWS/Lambda'],
       ['dev-health-throttles', 'Throttles', 'AWS/Lambda'],
     ]);
+    for (const alarm of alarms) {
+      expect(alarm.alarm_actions).toEqual(['arn:aws:sns:eu-central-1:222222222222:dev-alarms']);
+      expect(alarm.ok_actions).toEqual(['arn:aws:sns:eu-central-1:222222222222:dev-alarms']);
+    }
   });
 
   it('leaves environment encryption off when asked (the emulator cannot store it)', () => {

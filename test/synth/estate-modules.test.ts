@@ -9,7 +9,7 @@ import { RegionalFailoverRecord } from '../../modules/failover-record';
 import { RegionalHttpApi } from '../../modules/http-api';
 import { KmsKey } from '../../modules/kms-key';
 import { PlatformSecrets } from '../../modules/platform-secrets';
-import { RegistryReplicationPolicy } from '../../modules/registry-replication-policy';
+import { ReplicaRegistry } from '../../modules/replica-registry';
 import { RunnerCluster } from '../../modules/runner-cluster';
 import { RunnerNetwork } from '../../modules/runner-network';
 import { Schedule } from '../../modules/schedule';
@@ -23,6 +23,7 @@ const ref = (type: string, prefix: string, attr: string) =>
   expect.stringMatching(new RegExp(`^\\$\\{${type}\\.${prefix}_[0-9A-F]{8}\\.${attr}\\}$`));
 
 const ACCOUNT = '222222222222';
+const ALARMS = 'arn:aws:sns:eu-central-1:222222222222:dev-alarms';
 const key = (scope: Construct, region = 'eu-central-1', id = `Key-${region}`) =>
   new KmsKey(scope, id, { aliasName: 'k', accountId: ACCOUNT, region });
 const fn = (scope: Construct) =>
@@ -32,6 +33,7 @@ const fn = (scope: Construct) =>
     region: 'eu-central-1',
     kmsKey: key(scope),
     statements: [],
+    alarmTopicArn: ALARMS,
   });
 
 describe('SecureBucket', () => {
@@ -159,6 +161,7 @@ describe('SyncService', () => {
       bus,
       stateTable,
       kmsKey,
+      alarmTopicArn: ALARMS,
       ...props,
     });
   };
@@ -283,20 +286,22 @@ describe('RegionalHttpApi', () => {
     expect(resources(synthesized, 'aws_apigatewayv2_domain_name')).toHaveLength(0);
   });
 
-  it('serves a regional custom domain with a DNS-validated certificate when asked', () => {
+  it('serves a regional custom domain, waiting for its certificate without writing any validation record', () => {
     const synthesized = Testing.synthScope((scope) => {
       new RegionalHttpApi(scope, 'Api', {
         name: 'dev-api',
         routes: [{ routeKey: 'GET /health', handler: fn(scope) }],
         kmsKey: key(scope, 'eu-central-1', 'K2'),
-        customDomain: { domainName: 'api.dev.example.com', zoneId: 'Z1' },
+        customDomain: { domainName: 'api.dev.example.com' },
       });
     });
     expect(only(synthesized, 'aws_acm_certificate')).toMatchObject({
       domain_name: 'api.dev.example.com',
       validation_method: 'DNS',
     });
-    expect(only(synthesized, 'aws_route53_record')).toMatchObject({ zone_id: 'Z1', allow_overwrite: true });
+    // The global stack owns the one validation record of every region (ACM gives an account the same one).
+    expect(resources(synthesized, 'aws_route53_record')).toHaveLength(0);
+    expect(only(synthesized, 'aws_acm_certificate_validation').validation_record_fqdns).toBeUndefined();
     expect(only(synthesized, 'aws_apigatewayv2_domain_name').domain_name_configuration).toMatchObject({
       endpoint_type: 'REGIONAL',
       security_policy: 'TLS_1_2',
@@ -327,6 +332,7 @@ describe('RegionalFailoverRecord', () => {
       target: { kind: 'cname', host: 'abc.execute-api.eu-central-1.amazonaws.com' },
       healthCheckHost: 'abc.execute-api.eu-central-1.amazonaws.com',
       metricsProvider,
+      alarmTopicArn: 'arn:aws:sns:us-east-1:222222222222:dev-alarms',
     });
   });
 
@@ -449,7 +455,9 @@ describe('RunnerNetwork and RunnerCluster', () => {
       expect(endpoint.subnet_ids).toHaveLength(2);
     }
     const group = resources(synthesized, 'aws_security_group').find((g) => g.name === 'n-endpoints');
-    expect(group?.ingress).toEqual([expect.objectContaining({ from_port: 443, cidr_blocks: ['10.20.0.0/16'] })]);
+    expect(group?.ingress).toEqual([
+      expect.objectContaining({ from_port: 443, cidr_blocks: ['10.20.0.0/16'] }),
+    ]);
     expect(
       resources(network('one', false), 'aws_vpc_endpoint').filter((e) => e.vpc_endpoint_type === 'Interface'),
     ).toHaveLength(0);
@@ -512,15 +520,40 @@ describe('shared services', () => {
     });
   });
 
+  const replica = Testing.synthScope(
+    (scope) =>
+      new ReplicaRegistry(scope, 'P', {
+        sourceAccountId: '111111111111',
+        region: 'us-east-1',
+        kmsKey: key(scope, 'us-east-1'),
+      }),
+  );
+
+  it('gives repositories that replication creates the estate settings, not ECR defaults', () => {
+    expect(only(replica, 'aws_ecr_repository_creation_template')).toMatchObject({
+      prefix: 'ROOT',
+      applied_for: ['REPLICATION'],
+      image_tag_mutability: 'IMMUTABLE',
+      encryption_configuration: [
+        { encryption_type: 'KMS', kms_key: ref('aws_kms_key', 'Key-us-east-1_Key', 'arn') },
+      ],
+      custom_role_arn: ref('aws_iam_role', 'P_TemplateRole', 'arn'),
+    });
+    const lifecycle = JSON.parse(
+      only(replica, 'aws_ecr_repository_creation_template').lifecycle_policy as string,
+    ) as { rules: unknown[] };
+    expect(lifecycle.rules).toHaveLength(2);
+    expect(only(replica, 'aws_ecr_registry_scanning_configuration').rule).toEqual([
+      { scan_frequency: 'SCAN_ON_PUSH', repository_filter: [{ filter: '*', filter_type: 'WILDCARD' }] },
+    ]);
+    expect(policyOf(only(replica, 'aws_iam_role'), 'assume_role_policy').Statement[0]).toMatchObject({
+      Principal: { Service: 'ecr.amazonaws.com' },
+      Condition: { StringEquals: { 'aws:SourceAccount': ACCOUNT } },
+    });
+  });
+
   it('lets the shared account replicate into a consumer registry, and nothing else', () => {
-    const synthesized = Testing.synthScope(
-      (scope) =>
-        new RegistryReplicationPolicy(scope, 'P', {
-          sourceAccountId: '111111111111',
-          accountId: ACCOUNT,
-          region: 'us-east-1',
-        }),
-    );
+    const synthesized = replica;
     expect(policyOf(only(synthesized, 'aws_ecr_registry_policy')).Statement).toEqual([
       expect.objectContaining({
         Principal: { AWS: 'arn:aws:iam::111111111111:root' },
@@ -532,22 +565,56 @@ describe('shared services', () => {
 });
 
 describe('global data', () => {
-  it('replicates a table to every other region with PITR and that region’s key', () => {
-    const synthesized = Testing.synthScope((scope) => {
-      const primary = key(scope, 'eu-central-1');
-      new DynamodbTable(scope, 'T', {
-        tableName: 'dev-t',
-        partitionKey: { name: 'pk', type: 'S' },
-        kmsKey: primary,
-        replicaKeys: [key(scope, 'us-east-1'), key(scope, 'ap-southeast-1')],
-      });
+  const regionKey = (scope: Construct, region: string) =>
+    new KmsKey(scope, `Key-${region}`, {
+      aliasName: 'k',
+      accountId: ACCOUNT,
+      region,
+      provider: new AwsProvider(scope, `aws-${region}`, { region, alias: region }),
     });
-    const table = only(synthesized, 'aws_dynamodb_table');
+  const globalTable = Testing.synthScope((scope) => {
+    new AwsProvider(scope, 'aws', { region: 'eu-central-1' });
+    new DynamodbTable(scope, 'T', {
+      tableName: 'dev-t',
+      partitionKey: { name: 'pk', type: 'S' },
+      kmsKey: key(scope, 'eu-central-1'),
+      replicaKeys: [regionKey(scope, 'us-east-1'), regionKey(scope, 'ap-southeast-1')],
+    });
+  });
+
+  it('replicates a table to every other region, through that region’s provider, with PITR and its key', () => {
+    const table = only(globalTable, 'aws_dynamodb_table');
     expect(table).toMatchObject({ stream_enabled: true, stream_view_type: 'NEW_AND_OLD_IMAGES' });
-    expect((table.replica as Block[]).map((r) => [r.region_name, r.point_in_time_recovery])).toEqual([
-      ['us-east-1', true],
-      ['ap-southeast-1', true],
+    expect(
+      resources(globalTable, 'aws_dynamodb_table_replica')
+        .map((r) => [r.provider, r.point_in_time_recovery])
+        .sort(),
+    ).toEqual([
+      ['aws.ap-southeast-1', true],
+      ['aws.us-east-1', true],
     ]);
+  });
+
+  it('protects every replica from deletion and from a plan that would drop it', () => {
+    const table = only(globalTable, 'aws_dynamodb_table');
+    expect(table.lifecycle).toEqual({ prevent_destroy: true, ignore_changes: ['replica'] });
+    for (const replica of resources(globalTable, 'aws_dynamodb_table_replica')) {
+      expect(replica.deletion_protection_enabled).toBe(true);
+      expect(replica.lifecycle).toEqual({ prevent_destroy: true });
+    }
+  });
+
+  it('refuses a replica key made without its region’s provider', () => {
+    expect(() =>
+      Testing.synthScope((scope) => {
+        new DynamodbTable(scope, 'T', {
+          tableName: 'dev-t',
+          partitionKey: { name: 'pk', type: 'S' },
+          kmsKey: key(scope),
+          replicaKeys: [key(scope, 'us-east-1')],
+        });
+      }),
+    ).toThrow("keys made with their region's provider");
   });
 
   it('refuses a replica in the table’s own region', () => {

@@ -42,7 +42,7 @@ describe('the estate (main.ts composition)', () => {
 
   const deployed = stacks.map((s) => s.name).filter((name) => !name.startsWith('local-'));
 
-  it.each(deployed)('%s: every provider uses the run\'s own credentials and pins the account', (name) => {
+  it.each(deployed)("%s: every provider uses the run's own credentials and pins the account", (name) => {
     // The role comes with the run (plan role on a pull request, deploy role in an environment's job): a
     // provider that assumed the deploy role itself would let a plan run hold a role that can apply.
     const env = envOf(name);
