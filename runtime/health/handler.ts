@@ -5,7 +5,7 @@ import { jsonResponse, type HttpResponse } from '../lib/http';
 import { createLogger } from '../lib/logger';
 import { sanitizedFailure } from '../lib/redact';
 import { assessHealth, publicVerdict, verdictStatusCode, type HealthVerdict } from './core';
-import { probeDynamodbTable } from './dynamodb-probe';
+import { probeDynamodbDataPlane } from './dynamodb-probe';
 import { recordRegionStatus } from './region-status';
 
 const settings = z.object({
@@ -39,7 +39,13 @@ function defaultDependencies(): HealthDependencies {
 
 async function assess(deps: HealthDependencies): Promise<HealthVerdict> {
   const probes = [
-    await probeDynamodbTable(deps.dynamodb, deps.config.STATE_TABLE_NAME, deps.config.PROBE_TIMEOUT_MS),
+    await probeDynamodbDataPlane(
+      deps.dynamodb,
+      deps.config.STATE_TABLE_NAME,
+      deps.config.AWS_REGION,
+      deps.config.PROBE_TIMEOUT_MS,
+      () => deps.now().getTime(),
+    ),
   ];
   const verdict = assessHealth(deps.config.AWS_REGION, probes, deps.now());
   if (verdict.status !== 'healthy')

@@ -1,6 +1,11 @@
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { startMoto } from '../../scripts/lib/moto';
-import { probeDynamodbTable } from '../../runtime/health/dynamodb-probe';
+import { probeDynamodbDataPlane } from '../../runtime/health/dynamodb-probe';
 import { EMULATOR_LANE_ENDPOINT, laneEndpoint } from '../support/moto-lane';
 
 const endpoint = laneEndpoint(EMULATOR_LANE_ENDPOINT);
@@ -22,23 +27,37 @@ describe('the emulator lane', () => {
   });
 });
 
-describe('probeDynamodbTable against DynamoDB', () => {
-  it('passes while the table serves and names it once it is gone', async () => {
+describe('probeDynamodbDataPlane against DynamoDB', () => {
+  it("passes once it reads back the region's item it wrote, and names the table once it is gone", async () => {
     await dynamodb.send(
       new CreateTableCommand({
         TableName: 'probe-me',
         BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
       }),
     );
-    await expect(probeDynamodbTable(dynamodb, 'probe-me', 2_000)).resolves.toMatchObject({
+    await expect(probeDynamodbDataPlane(dynamodb, 'probe-me', 'eu-central-1', 2_000)).resolves.toMatchObject({
       dependency: 'dynamodb:probe-me',
       healthy: true,
-      detail: 'table ACTIVE',
+      detail: 'wrote and read back the probe item',
     });
+    const stored = await dynamodb.send(
+      new GetItemCommand({
+        TableName: 'probe-me',
+        Key: { pk: { S: 'health#eu-central-1' }, sk: { S: 'probe' } },
+        ConsistentRead: true,
+      }),
+    );
+    expect(stored.Item?.nonce?.S).toMatch(/^[0-9a-f-]{36}$/);
     await dynamodb.send(new DeleteTableCommand({ TableName: 'probe-me' }));
-    await expect(probeDynamodbTable(dynamodb, 'probe-me', 2_000)).resolves.toMatchObject({
+    await expect(probeDynamodbDataPlane(dynamodb, 'probe-me', 'eu-central-1', 2_000)).resolves.toMatchObject({
       healthy: false,
       detail: 'table not found',
     });
@@ -51,7 +70,7 @@ describe('probeDynamodbTable against DynamoDB', () => {
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
       maxAttempts: 1,
     });
-    const result = await probeDynamodbTable(silent, 'any', 300);
+    const result = await probeDynamodbDataPlane(silent, 'any', 'eu-central-1', 300);
     expect(result.healthy).toBe(false);
     expect(result.latencyMs).toBeLessThan(5_000);
   });
