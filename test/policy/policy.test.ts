@@ -110,13 +110,20 @@ const fixtures: Record<string, StackDocument> = {
       t: {
         point_in_time_recovery: { enabled: true },
         server_side_encryption: { enabled: true, kms_key_arn: 'k' },
-        replica: [{ region_name: 'us-east-1', kms_key_arn: 'k' }],
+        lifecycle: { prevent_destroy: true },
       },
+    },
+    aws_dynamodb_table_replica: {
+      r: { deletion_protection_enabled: true, lifecycle: { prevent_destroy: true } },
     },
   }),
   'dynamodb-cmk': fixture({
     aws_dynamodb_table: {
-      t: { point_in_time_recovery: { enabled: true }, server_side_encryption: { enabled: true } },
+      t: {
+        point_in_time_recovery: { enabled: true },
+        server_side_encryption: { enabled: true },
+        lifecycle: { prevent_destroy: true },
+      },
     },
   }),
   'sqs-encryption': fixture({ aws_sqs_queue: { q: { redrive_policy: '{}' } } }),
@@ -146,10 +153,45 @@ const fixtures: Record<string, StackDocument> = {
   }),
   'provider-account-guard': {
     name: 'fixture',
-    json: { provider: { aws: [{ region: 'eu-central-1' }] } },
+    json: {
+      provider: {
+        aws: [
+          {
+            region: 'eu-central-1',
+            allowed_account_ids: ['222222222222'],
+            assume_role: [{ role_arn: 'arn:aws:iam::222222222222:role/estate-deploy' }],
+          },
+        ],
+      },
+    },
     local: false,
     production: false,
   },
+  'dynamodb-replica-protection': fixture({
+    aws_dynamodb_table_replica: {
+      r: { global_table_arn: 'arn', point_in_time_recovery: true, lifecycle: { prevent_destroy: true } },
+    },
+  }),
+  'prevent-destroy': fixture({ aws_route53_zone: { z: { name: 'dev.example.com' } } }),
+  'service-trust-confused-deputy': fixture({
+    aws_iam_role: {
+      r: {
+        assume_role_policy: JSON.stringify({
+          Statement: [
+            { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+          ],
+        }),
+      },
+    },
+  }),
+  'alarm-actions': fixture({ aws_cloudwatch_metric_alarm: { a: { alarm_name: 'a' } } }),
+  'one-owner-per-name': fixture({
+    // The defect the review found: the bus's dead-letter queue and a function's failure queue, one name.
+    aws_sqs_queue: {
+      bus: { name: 'dev-sync-inbox-dlq', kms_master_key_id: 'k', redrive_policy: '{}' },
+      fn: { name: 'dev-sync-inbox-dlq', kms_master_key_id: 'k', redrive_policy: '{}' },
+    },
+  }),
 };
 
 describe('each policy rule', () => {

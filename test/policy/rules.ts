@@ -132,7 +132,43 @@ export const RULES: readonly Rule[] = [
           );
       }
     }
+    for (const [id, replica] of entries(stack, 'aws_dynamodb_table_replica')) {
+      if (replica.point_in_time_recovery !== true)
+        flag(`aws_dynamodb_table_replica.${id}`, 'expected point-in-time recovery');
+    }
   }),
+  rule('dynamodb-replica-protection', 'deletion protection on every global-table replica', (stack, flag) => {
+    if (stack.local) return;
+    for (const [id, table] of entries(stack, 'aws_dynamodb_table')) {
+      if (list(table.replica as Block[]).length > 0)
+        flag(
+          `aws_dynamodb_table.${id}`,
+          'expected replicas as aws_dynamodb_table_replica with deletion protection',
+        );
+    }
+    for (const [id, replica] of entries(stack, 'aws_dynamodb_table_replica')) {
+      if (replica.deletion_protection_enabled !== true)
+        flag(`aws_dynamodb_table_replica.${id}`, 'expected deletion protection');
+    }
+  }),
+  rule(
+    'prevent-destroy',
+    'keys, tables, replicas and zones survive a plan that would destroy them',
+    (stack, flag) => {
+      if (stack.local) return;
+      for (const type of [
+        'aws_kms_key',
+        'aws_dynamodb_table',
+        'aws_dynamodb_table_replica',
+        'aws_route53_zone',
+      ]) {
+        for (const [id, block] of entries(stack, type)) {
+          if ((block.lifecycle as Block | undefined)?.prevent_destroy !== true)
+            flag(`${type}.${id}`, 'expected lifecycle.prevent_destroy');
+        }
+      }
+    },
+  ),
   rule('dynamodb-cmk', 'CKV_AWS_119 / AVD-AWS-0025', (stack, flag) => {
     for (const [id, table] of entries(stack, 'aws_dynamodb_table')) {
       const sse = table.server_side_encryption as Block | undefined;
@@ -233,14 +269,57 @@ export const RULES: readonly Rule[] = [
         flag(`aws_lambda_permission.${id}`, 'expected a source_arn');
     }
   }),
-  rule('provider-account-guard', 'deploy role + allowed_account_ids', (stack, flag) => {
+  rule('provider-account-guard', "the run's own role + allowed_account_ids", (stack, flag) => {
     if (stack.local) return;
     for (const [index, provider] of (stack.json.provider?.aws ?? []).entries()) {
       const name = `provider.aws[${index}]${provider.alias ? ` (${String(provider.alias)})` : ''}`;
-      if (!list(provider.assume_role as Block[]).some((r) => typeof r.role_arn === 'string'))
-        flag(name, 'expected to assume the deploy role');
+      // A provider assuming a role of its own would hand a plan run the role that applies.
+      if (provider.assume_role !== undefined || provider.assume_role_with_web_identity !== undefined)
+        flag(name, "expected the run's own credentials (plan role or deploy role), no role assumed here");
       if (list(provider.allowed_account_ids as string[]).length !== 1)
         flag(name, 'expected allowed_account_ids pinned to one account');
+    }
+  }),
+  rule('service-trust-confused-deputy', 'aws:SourceAccount on every service trust policy', (stack, flag) => {
+    for (const [id, role] of entries(stack, 'aws_iam_role')) {
+      for (const statement of statementsOf(role.assume_role_policy)) {
+        const principal = (statement as { Principal?: { Service?: unknown } }).Principal;
+        if (!principal?.Service) continue;
+        const scoped = statement.Condition?.StringEquals?.['aws:SourceAccount'];
+        if (typeof scoped !== 'string' || !/^\d{12}$/.test(scoped))
+          flag(
+            `aws_iam_role.${id}`,
+            `expected aws:SourceAccount on the trust of ${String(principal.Service)}`,
+          );
+      }
+    }
+  }),
+  rule('alarm-actions', 'every alarm notifies someone', (stack, flag) => {
+    for (const [id, alarm] of entries(stack, 'aws_cloudwatch_metric_alarm')) {
+      if (list(alarm.alarm_actions as string[]).length === 0)
+        flag(`aws_cloudwatch_metric_alarm.${id}`, 'expected alarm actions (the alarm topic)');
+    }
+  }),
+  rule('one-owner-per-name', 'no two resources of a stack own one named thing', (stack, flag) => {
+    const named: Array<[type: string, attribute: string]> = [
+      ['aws_sqs_queue', 'name'],
+      ['aws_sns_topic', 'name'],
+      ['aws_lambda_function', 'function_name'],
+      ['aws_iam_role', 'name'],
+      ['aws_cloudwatch_log_group', 'name'],
+      ['aws_cloudwatch_metric_alarm', 'alarm_name'],
+    ];
+    for (const [type, attribute] of named) {
+      const owners = new Map<string, string>();
+      for (const [id, block] of entries(stack, type)) {
+        const value = block[attribute];
+        if (typeof value !== 'string') continue;
+        const key = `${String(block.provider ?? '')}|${value}`;
+        const first = owners.get(key);
+        if (first)
+          flag(`${type}.${id}`, `expected a ${attribute} of its own; ${type}.${first} owns "${value}"`);
+        else owners.set(key, id);
+      }
     }
   }),
 ];
