@@ -145,6 +145,78 @@ describe('the estate (main.ts composition)', () => {
     expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(1);
   });
 
+  describe('DNS that resolves', () => {
+    const records = (name: string) => resources(stackJson(name), 'aws_route53_record');
+
+    it("delegates dev's zone from prod's, in prod-global, from dev-global's name servers (read, never written)", () => {
+      const [delegation, ...others] = records('prod-global').filter((r) => r.type === 'NS');
+      expect(others).toHaveLength(0);
+      expect(delegation).toMatchObject({
+        name: 'dev.estate.example.com',
+        zone_id: '${aws_route53_zone.Zone.zone_id}',
+        records: expect.stringContaining('outputs.name_servers'),
+        count: expect.stringContaining('length('),
+      });
+      const remote = stackJson('prod-global').data?.terraform_remote_state as Record<string, Block>;
+      expect(Object.values(remote)).toEqual([
+        expect.objectContaining({
+          backend: 'remote',
+          config: expect.objectContaining({
+            organization: 'estate-platform',
+            workspaces: { name: 'estate-dev-global' },
+          }),
+        }),
+      ]);
+      for (const name of ['dev-global', 'dev-eu-central-1', 'dev-us-east-1'])
+        expect(records(name).filter((r) => r.type === 'NS')).toHaveLength(0);
+    });
+
+    it('writes the certificate validation record once, in the global stack, overwriting nothing', () => {
+      for (const env of ['dev', 'prod']) {
+        const validation = records(`${env}-global`).filter((r) => r.type !== 'NS');
+        expect(validation).toHaveLength(1);
+        expect(validation[0]?.allow_overwrite).toBeUndefined();
+        for (const region of ['eu-central-1', 'us-east-1']) {
+          const regional = records(`${env}-${region}`);
+          expect(regional.map((r) => r.type)).toEqual(['A']);
+          expect(regional.every((r) => r.allow_overwrite === undefined)).toBe(true);
+        }
+      }
+    });
+  });
+
+  describe('alarms that notify', () => {
+    it("has the environment's alarm topic, with its subscriptions, in every region alarms live in", () => {
+      const global = stackJson('prod-global');
+      const topics = resources(global, 'aws_sns_topic');
+      expect(topics.map((t) => [t.name, t.provider ?? 'aws'])).toEqual([
+        ['prod-alarms', 'aws'],
+        ['prod-alarms', 'aws.us-east-1'],
+      ]);
+      expect(resources(global, 'aws_sns_topic_subscription').map((s) => [s.protocol, s.endpoint])).toEqual([
+        ['email', 'platform-oncall@example.com'],
+        ['email', 'platform-oncall@example.com'],
+      ]);
+    });
+
+    it.each(['prod-eu-central-1', 'prod-us-east-1', 'dev-eu-central-1'])(
+      "%s: every alarm notifies the topic of the alarm's own region",
+      (name) => {
+        const json = stackJson(name);
+        const alarms = resources(json, 'aws_cloudwatch_metric_alarm');
+        expect(alarms.length).toBeGreaterThan(0);
+        const env = envOf(name);
+        const region = name.slice(env.name.length + 1);
+        for (const alarm of alarms) {
+          const alarmRegion = alarm.provider === 'aws.route53-metrics' ? 'us-east-1' : region;
+          expect(alarm.alarm_actions).toEqual([
+            `arn:aws:sns:${alarmRegion}:${env.accountId}:${env.name}-alarms`,
+          ]);
+        }
+      },
+    );
+  });
+
   describe('adds a region by one line of config', () => {
     const regions = ['eu-central-1', 'us-east-1', 'ap-southeast-1'] as const;
     const threeRegions = validateEnvironment('prod', { ...prod, regions: [...regions] });
@@ -183,12 +255,14 @@ describe('the estate (main.ts composition)', () => {
       }
     });
 
-    it('replicates every global table into the two other regions', () => {
-      const tables = resources(json('prod-global'), 'aws_dynamodb_table');
-      expect(tables).toHaveLength(4);
-      for (const table of tables) {
-        expect((table.replica as Block[]).map((r) => r.region_name)).toEqual(['us-east-1', 'ap-southeast-1']);
-      }
+    it('replicates every global table into the two other regions, through their providers', () => {
+      const global = json('prod-global');
+      expect(resources(global, 'aws_dynamodb_table')).toHaveLength(4);
+      const replicas = resources(global, 'aws_dynamodb_table_replica');
+      expect(replicas.map((r) => r.provider).sort()).toEqual([
+        ...Array(4).fill('aws.ap-southeast-1'),
+        ...Array(4).fill('aws.us-east-1'),
+      ]);
     });
   });
 });
