@@ -2,6 +2,7 @@ import type { TerraformStack } from 'cdktf';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../environments';
 import { GlobalStack } from './global-stack';
+import { globalStackName } from './names';
 import { RegionalStack } from './regional-stack';
 import { SharedStack } from './shared-stack';
 
@@ -23,9 +24,7 @@ export function buildEstate(scope: Construct, environments: readonly Environment
     if (!environment.workloads) return [];
     const global = new GlobalStack(scope, {
       environment,
-      childEnvironments: environments.filter(
-        (child) => child.workloads && child.dns.zoneName.endsWith(`.${environment.dns.zoneName}`),
-      ),
+      childEnvironments: childEnvironmentsOf(environment, environments),
     });
     servingShared(environment).forEach((shared) => global.addDependency(shared));
     const regional = environment.regions.map((region) => new RegionalStack(scope, { environment, region }));
@@ -34,6 +33,33 @@ export function buildEstate(scope: Construct, environments: readonly Environment
     return [global, ...regional];
   });
   return [...[...sharedByEnvironment.values()].flat(), ...workloadStacks];
+}
+
+/** Environments whose zone sits below `parent`'s: its global stack delegates them. */
+export function childEnvironmentsOf(
+  parent: EnvironmentConfig,
+  environments: readonly EnvironmentConfig[],
+): EnvironmentConfig[] {
+  return environments.filter(
+    (child) => child !== parent && child.workloads && child.dns.zoneName.endsWith(`.${parent.dns.zoneName}`),
+  );
+}
+
+/** Each stack of the estate with its environment and the environments whose stacks read its outputs. */
+export function estateStackOwners(
+  stacks: readonly TerraformStack[],
+  environments: readonly EnvironmentConfig[],
+): Array<{ name: string; environment: EnvironmentConfig; readBy: EnvironmentConfig[] }> {
+  return stacks.map((stack) => {
+    const name = stack.node.id;
+    const environment = environments.find((env) => name.startsWith(`${env.name}-`));
+    if (!environment) throw new Error(`unreachable: stack ${name} belongs to no environment`);
+    const readBy =
+      name === globalStackName(environment)
+        ? environments.filter((parent) => childEnvironmentsOf(parent, environments).includes(environment))
+        : [];
+    return { name, environment, readBy };
+  });
 }
 
 function sharedStacksOf(scope: Construct, environment: EnvironmentConfig): TerraformStack[] {

@@ -46,7 +46,7 @@ export class GlobalStack extends TerraformStack {
     const name = globalStackName(env);
     super(scope, name);
     configureBackend(this, env, name);
-    const [primary, ...others] = env.regions;
+    const [primary] = env.regions;
     if (!primary) throw new Error(`environment ${env.name} has no regions`);
     regionProvider(this, 'aws', { environment: env, region: primary, stackName: name });
     const keyRegions = alarmRegions(env);

@@ -9,6 +9,10 @@ export const globalStackName = (env: EnvironmentConfig): string => `${env.name}-
 /** `shared-<region>` for the shared account; `<env>-shared-<region>` where another environment hosts them. */
 export const sharedStackName = (env: EnvironmentConfig, region: AwsRegion): string =>
   env.name === 'shared' ? `shared-${region}` : `${env.name}-shared-${region}`;
+/** `bootstrap-<env>`: what the account needs before any rollout, applied once by hand. */
+export const bootstrapStackName = (env: EnvironmentConfig): string => `bootstrap-${env.name}`;
+/** The stack holding the Terraform Cloud organisation's projects, workspaces and teams. */
+export const TERRAFORM_CLOUD_STACK = 'terraform-cloud';
 /** Name prefix of the environment's resources, e.g. `dev-health`. */
 export const resourceName = (env: EnvironmentConfig, purpose: string): string => `${env.name}-${purpose}`;
 /** Globally unique bucket name: `<env>-<purpose>-<account>-<region>`. */

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { validateEnvironment, type AwsRegion, type EnvironmentConfig } from '../../environments';
 import { local } from '../../environments/local';
 import { REPO_ROOT } from '../../modules/bundled-function/bundle';
-import { buildEstate } from '../../stacks/estate';
+import { buildEstate, estateStackOwners } from '../../stacks/estate';
+import { buildAccountSetup } from '../../stacks/setup';
 
 /** A synthesized stack: its name, the directory holding its `cdk.tf.json`, the stacks it deploys after. */
 export interface SynthesizedStack {
@@ -21,6 +22,27 @@ export function synthesize(environments: readonly EnvironmentConfig[], outdir: s
   const stacks = buildEstate(app, environments);
   app.synth();
   return stacks.map((stack) => ({
+    name: stack.node.id,
+    dir: join(outdir, 'stacks', stack.node.id),
+    dependsOn: stack.dependencies.map((dependency) => dependency.node.id),
+  }));
+}
+
+/**
+ * Synthesizes what is applied once by hand before any rollout (the `terraform-cloud` stack and each
+ * account's `bootstrap-<env>`), for the environments deployed through Terraform Cloud.
+ */
+export function synthesizeSetup(
+  environments: readonly EnvironmentConfig[],
+  outdir: string,
+): SynthesizedStack[] {
+  rmSync(outdir, { recursive: true, force: true });
+  mkdirSync(outdir, { recursive: true });
+  const app = new App({ outdir });
+  const estate = buildEstate(app, environments);
+  const setup = buildAccountSetup(app, environments, estateStackOwners(estate, environments));
+  app.synth();
+  return setup.map((stack) => ({
     name: stack.node.id,
     dir: join(outdir, 'stacks', stack.node.id),
     dependsOn: stack.dependencies.map((dependency) => dependency.node.id),

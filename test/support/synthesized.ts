@@ -6,6 +6,7 @@ export interface TerraformJson {
   readonly provider?: Record<string, Block[]>;
   readonly terraform?: Block;
   readonly output?: Record<string, Block>;
+  readonly data?: Record<string, Record<string, Block>>;
 }
 
 export const parse = (synthesized: string): TerraformJson => JSON.parse(synthesized) as TerraformJson;
