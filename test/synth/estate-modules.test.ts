@@ -263,6 +263,30 @@ describe('Schedule', () => {
 });
 
 describe('RegionalHttpApi', () => {
+  it('gives a route asked for it a throttle of its own, apart from the default, once the route exists', () => {
+    const synthesized = Testing.synthScope((scope) => {
+      const handler = fn(scope);
+      new RegionalHttpApi(scope, 'Api', {
+        name: 'dev-api',
+        routes: [
+          { routeKey: 'GET /health', handler, ownThrottleRatePerSec: 50 },
+          { routeKey: 'POST /webhook', handler },
+        ],
+        kmsKey: key(scope, 'eu-central-1', 'K2'),
+        throttleRatePerSec: 100,
+      });
+    });
+    const stage = only(synthesized, 'aws_apigatewayv2_stage');
+    expect(stage.default_route_settings).toEqual({ throttling_rate_limit: 100, throttling_burst_limit: 200 });
+    expect(stage.route_settings).toEqual([
+      { route_key: 'GET /health', throttling_rate_limit: 50, throttling_burst_limit: 100 },
+    ]);
+    expect(stage.depends_on).toEqual([
+      expect.stringMatching(/^aws_apigatewayv2_route\.Api_Route0_/),
+      expect.stringMatching(/^aws_apigatewayv2_route\.Api_Route1_/),
+    ]);
+  });
+
   it('routes to the live alias with a permission scoped to the route, and logs access', () => {
     const synthesized = Testing.synthScope((scope) => {
       new RegionalHttpApi(scope, 'Api', {

@@ -141,6 +141,8 @@ describe('the estate (main.ts composition)', () => {
     expect(schedules).toContainEqual(['prod-sync-anti-entropy', 'rate(5 minutes)']);
     const functions = resources(json, 'aws_lambda_function').map((f) => f.function_name);
     expect(functions.sort()).toEqual(['prod-health', 'prod-sync-anti-entropy', 'prod-sync-inbox']);
+    // The mapping polls as the function's role: it waits for the role's policy (IAM first).
+    expect(mapping?.depends_on).toEqual([expect.stringMatching(/^aws_iam_role_policy\.Sync_Inbox_Policy_/)]);
     // Only the latency-sensitive health function keeps warm capacity.
     expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(1);
   });
