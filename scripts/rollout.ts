@@ -1,49 +1,152 @@
-// Account-segmented rollout of one environment: prints the ordered plan; with --apply, applies it stack by
-// stack (shared services, global, then regions, primary first), stopping at the first failure.
-// Usage: npm run rollout -- <env> [--apply]
+// Account-segmented rollout of one environment's own stacks: prints the order; with --apply, checks what would
+// fail slowly (Lambda concurrency, DNS delegation), then per stack `terraform init`, `terraform plan -out` and
+// `terraform apply` of that plan, global stack first, then the regions primary first, stopping at the first
+// failure. The shared account's stacks are an environment of their own: `npm run rollout -- shared --apply`.
+// Terraform runs here with the ambient AWS credentials (GitHub OIDC or the operator's profile) and Terraform
+// Cloud as the state backend.
+// Usage: npm run rollout -- <env> [--apply] [--only <stack>]
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { loadEnvironments } from '../environments';
 import { REPO_ROOT } from '../modules/bundled-function/bundle';
-import { rolloutEnvironments, rolloutOrder } from './lib/rollout';
-import { synthesize } from './lib/synth';
-import { apply, init, prepareTerraform } from './lib/terraform';
+import { failureText, summarizePlan } from './lib/plan-summary';
+import {
+  PreflightError,
+  PUBLIC_RESOLVERS,
+  checkDnsDelegation,
+  checkLambdaConcurrency,
+  delegationWriter,
+  lambdaAccount,
+  parseNameServers,
+  provisionedConcurrencyAsks,
+  publicDns,
+} from './lib/preflight';
+import { CommandFailedError, prefixLines } from './lib/process';
+import {
+  applyTimeoutMs,
+  environmentStacks,
+  executeRollout,
+  globalStackOf,
+  parseRolloutArgs,
+  rolloutOrder,
+  selectStacks,
+} from './lib/rollout';
+import { synthesize, type SynthesizedStack } from './lib/synth';
+import { prepareTerraform, terraform } from './lib/terraform';
+
+/** After a plan or apply times out and gets SIGINT, how long Terraform has to stop and release its lock. */
+const GRACE_MS = 2 * 60_000;
+const INIT_TIMEOUT_MS = 15 * 60_000;
+const PLAN_FILE = 'rollout.tfplan';
 
 async function main(): Promise<void> {
-  const [name] = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
   const environments = loadEnvironments();
-  const environment = name ? environments[name] : undefined;
-  if (!environment) {
-    throw new Error(
-      `usage: npm run rollout -- <env> [--apply]; <env> is one of ${Object.keys(environments).join(', ')}`,
-    );
-  }
-  const covered = rolloutEnvironments(environment, Object.values(environments));
-  const stacks = rolloutOrder(
-    synthesize(covered, join(REPO_ROOT, '.build', 'rollout', environment.name)),
-    environment,
-  );
-  console.log(`Rollout of ${environment.name} (${covered.map((e) => e.name).join(' + ')}), in order:`);
+  const args = parseRolloutArgs(process.argv.slice(2), Object.keys(environments));
+  const environment = environments[args.environment];
+  if (!environment) throw new Error(`unreachable: ${args.environment} was validated`);
+  // The deployed environments are synthesized together, as for pull-request plans; local on its own.
+  const synthesized = environment.emulator
+    ? [environment]
+    : Object.values(environments).filter((e) => !e.emulator);
+  const outdir = join(REPO_ROOT, '.build', 'rollout', environment.name);
+  const ordered = rolloutOrder(environmentStacks(synthesize(synthesized, outdir), environment), environment);
+  const stacks = selectStacks(ordered, environment, args.only);
+
+  console.log(`Rollout of ${environment.name}, in order:`);
   stacks.forEach((stack, index) =>
     console.log(
       `  ${String(index + 1).padStart(2)}. ${stack.name}${stack.dependsOn.length ? `  (after ${stack.dependsOn.join(', ')})` : ''}`,
     ),
   );
-  if (!process.argv.includes('--apply')) {
-    console.log('\nDry run: add --apply to apply each stack in this order.');
+  if (!args.apply) {
+    console.log('\nDry run: add --apply to check, plan and apply each stack in this order.');
     return;
   }
+
   const cli = prepareTerraform();
-  for (const stack of stacks) {
-    console.log(`\n==> ${stack.name}`);
-    await init(cli, stack.dir);
-    const result = await apply(cli, stack.dir);
-    console.log(
-      result.stdout
-        .split('\n')
-        .filter((line) => /^(Apply complete|No changes)/.test(line))
-        .join('\n'),
-    );
-  }
+  const timeoutMs = applyTimeoutMs(process.env);
+  // Output streams as it comes; a failure then says how the command ended and its errors, in short.
+  const tf = (stack: SynthesizedStack, tfArgs: string[], okCodes: number[], timeout: number) =>
+    terraform(cli, stack.dir, tfArgs, {
+      okCodes,
+      timeoutMs: timeout,
+      graceMs: GRACE_MS,
+      onLine: prefixLines(`[${stack.name}] `),
+    }).catch((error: unknown) => {
+      if (!(error instanceof CommandFailedError)) throw error;
+      const [how] = error.message.split('\n');
+      throw new Error(`${how}\n${failureText(`${error.result.stdout}\n${error.result.stderr}`)}`);
+    });
+  const initialized = new Set<string>();
+  const initOnce = async (stack: SynthesizedStack) => {
+    if (initialized.has(stack.name)) return;
+    await tf(stack, ['init', '-input=false'], [0], INIT_TIMEOUT_MS);
+    initialized.add(stack.name);
+  };
+  const onEmulator = 'skipped: local runs on the AWS emulator';
+
+  await executeRollout(environment, stacks, {
+    log: (line) => console.log(line),
+    beforeAll: async () => {
+      if (environment.emulator) return [`Lambda concurrency ${onEmulator}, which has no account settings`];
+      const asks = stacks.flatMap((stack) =>
+        provisionedConcurrencyAsks(
+          stack.name,
+          JSON.parse(readFileSync(join(stack.dir, 'cdk.tf.json'), 'utf8')),
+        ),
+      );
+      return checkLambdaConcurrency(
+        asks,
+        lambdaAccount((region) => new LambdaClient({ region })),
+        environment.name,
+      );
+    },
+    beforeFirstRegion: async () => {
+      if (environment.emulator) return [`DNS delegation ${onEmulator}, outside public DNS`];
+      if (!environment.dns.customDomain) {
+        return [
+          `DNS delegation: skipped, ${environment.name} has no custom domain (dns.customDomain is false)`,
+        ];
+      }
+      const global = globalStackOf(ordered, environment);
+      if (!global) throw new PreflightError(`${environment.name} has no global stack holding its zone`);
+      await initOnce(global);
+      const output = await terraform(cli, global.dir, ['output', '-json', 'name_servers'], [0, 1]);
+      if (output.code !== 0) {
+        throw new PreflightError(
+          `could not read the name_servers output of ${global.name} (has it been applied?): ${failureText(output.stderr)}`,
+        );
+      }
+      const servers = process.env.ESTATE_DNS_RESOLVERS?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const line = await checkDnsDelegation({
+        zoneName: environment.dns.zoneName,
+        expected: parseNameServers(output.stdout, global.name),
+        writer: delegationWriter(environment, Object.values(environments)),
+        dns: publicDns(servers?.length ? servers : PUBLIC_RESOLVERS),
+      });
+      return [line];
+    },
+    init: initOnce,
+    plan: async (stack) => {
+      const result = await tf(
+        stack,
+        ['plan', '-input=false', '-detailed-exitcode', `-out=${PLAN_FILE}`],
+        [0, 2],
+        timeoutMs,
+      );
+      return {
+        changes: result.code === 2,
+        summary: summarizePlan({ exitCode: result.code, output: result.stdout }),
+      };
+    },
+    apply: async (stack) => {
+      await tf(stack, ['apply', '-input=false', PLAN_FILE], [0], timeoutMs);
+    },
+  });
+  console.log(`\nRollout of ${environment.name} complete: ${stacks.map((s) => s.name).join(', ')}.`);
 }
 
 main().catch((error: unknown) => {

@@ -7,7 +7,6 @@ import { parse } from 'yaml';
 import { loadEnvironments, type EnvironmentConfig } from '../../environments';
 import { REPO_ROOT } from '../../modules/bundled-function';
 import { composePlanComment, PLAN_COMMENT_MARKER, type StackReport } from '../../scripts/lib/plan-comment';
-import { rolloutEnvironments, rolloutOrder } from '../../scripts/lib/rollout';
 import {
   deployTarget,
   deployedEnvironments,
@@ -459,48 +458,4 @@ describe('plan comment', () => {
       ),
     ).toThrow();
   }, 60_000);
-});
-
-describe('rolloutOrder', () => {
-  const dev = environments.dev;
-  const shared = environments.shared;
-  if (!dev || !shared) throw new Error('missing environments');
-
-  it('takes shared services, then global, then the regions primary first', () => {
-    const covered = rolloutEnvironments(dev, Object.values(environments));
-    expect(covered.map((e) => e.name)).toEqual(['shared', 'dev']);
-    const order = rolloutOrder(synthesize(covered, mkdtempSync(join(tmpdir(), 'rollout-'))), dev).map(
-      (s) => s.name,
-    );
-    expect(order).toEqual([
-      'shared-us-east-1',
-      'shared-eu-central-1',
-      'dev-global',
-      'dev-eu-central-1',
-      'dev-us-east-1',
-    ]);
-  });
-
-  it('puts every stack after those it depends on, whatever order they come in', () => {
-    const stacks = [
-      { name: 'dev-us-east-1', dir: '', dependsOn: ['dev-global'] },
-      { name: 'dev-eu-central-1', dir: '', dependsOn: ['dev-global'] },
-      { name: 'dev-global', dir: '', dependsOn: ['shared-eu-central-1'] },
-      { name: 'shared-eu-central-1', dir: '', dependsOn: [] },
-    ];
-    expect(rolloutOrder(stacks, dev).map((s) => s.name)).toEqual([
-      'shared-eu-central-1',
-      'dev-global',
-      'dev-eu-central-1',
-      'dev-us-east-1',
-    ]);
-  });
-
-  it('refuses a dependency cycle', () => {
-    const cycle = [
-      { name: 'a', dir: '', dependsOn: ['b'] },
-      { name: 'b', dir: '', dependsOn: ['a'] },
-    ];
-    expect(() => rolloutOrder(cycle, dev)).toThrow('dependency cycle among a, b');
-  });
 });
