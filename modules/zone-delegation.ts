@@ -1,5 +1,5 @@
 import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
-import { Fn, Op, Token } from 'cdktf';
+import { Fn, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { requireIntInRange, requireMatch } from './lib/validate';
 
@@ -45,7 +45,8 @@ export class ZoneDelegation extends Construct {
       type: 'NS',
       ttl,
       records: props.nameServers,
-      count: Token.asNumber(Fn.conditional(Op.gt(Fn.lengthOf(props.nameServers), 0), 1, 0)),
+      // 0 until the child zone has name servers, then 1.
+      count: Token.asNumber(Fn.min([Fn.lengthOf(props.nameServers), 1])),
     });
   }
 }
