@@ -89,7 +89,7 @@ export class RegionalStack extends TerraformStack {
       statements: [
         {
           sid: 'ProbeStateTableItsOwnItem',
-          actions: ['dynamodb:PutItem', 'dynamodb:GetItem'],
+          actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
           resources: [this.stateTable.arn],
           conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [healthItemKey(region).pk] } },
         },

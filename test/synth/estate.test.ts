@@ -125,6 +125,22 @@ describe('the estate (main.ts composition)', () => {
     expect(resources(json, 'aws_dynamodb_table').map((t) => t.name)).toEqual(['prod-region-state']);
   });
 
+  it('lets the health function write and read only its own item of the state table (the data plane)', () => {
+    const json = stackJson('prod-us-east-1');
+    const policy = resources(json, 'aws_iam_role_policy').find((p) =>
+      String(p.role).includes('aws_iam_role.Health_Role_'),
+    );
+    const statements = JSON.parse(String(policy?.policy)) as { Statement: Block[] };
+    expect(statements.Statement.find((s) => s.Sid === 'ProbeStateTableItsOwnItem')).toEqual({
+      Sid: 'ProbeStateTableItsOwnItem',
+      Effect: 'Allow',
+      Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
+      Resource: ['${aws_dynamodb_table.StateTable_1028E22B.arn}'],
+      Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['health#us-east-1'] } },
+    });
+    expect(JSON.stringify(statements)).not.toContain('DescribeTable');
+  });
+
   it('wires the sync service: the inbox consumer with partial batch responses, anti-entropy on schedule', () => {
     const json = stackJson('prod-eu-central-1');
     const [mapping] = resources(json, 'aws_lambda_event_source_mapping');
