@@ -1,7 +1,7 @@
 /**
  * The one item of the region's state table the health function owns. Pure (no AWS imports), so the
  * regional stack can build the function's IAM condition from the same key the probe writes:
- * `dynamodb:PutItem` and `dynamodb:GetItem` on the state table with `dynamodb:LeadingKeys` =
+ * `dynamodb:UpdateItem` and `dynamodb:GetItem` on the state table with `dynamodb:LeadingKeys` =
  * `healthItemKey(region).pk`.
  *
  * The key never collides with sync documents: those are `pk = doc#<document>`, `sk = crdt`, and the

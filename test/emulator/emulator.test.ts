@@ -55,7 +55,26 @@ describe('probeDynamodbDataPlane against DynamoDB', () => {
         ConsistentRead: true,
       }),
     );
-    expect(stored.Item?.nonce?.S).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Number(stored.Item?.probes?.N)).toBeGreaterThan(0);
+    expect(stored.Item?.expiresAt?.N).toMatch(/^\d+$/);
+    // Concurrent probes (Route 53 checkers, the schedule, several instances) each see at least their own count.
+    const before = Number(stored.Item?.probes?.N);
+    const concurrent = await Promise.all([
+      probeDynamodbDataPlane(dynamodb, 'probe-me', 'eu-central-1', 2_000),
+      probeDynamodbDataPlane(dynamodb, 'probe-me', 'eu-central-1', 2_000),
+    ]);
+    expect(concurrent.map((r) => [r.healthy, r.detail])).toEqual([
+      [true, 'wrote and read back the probe item'],
+      [true, 'wrote and read back the probe item'],
+    ]);
+    const after = await dynamodb.send(
+      new GetItemCommand({
+        TableName: 'probe-me',
+        Key: { pk: { S: 'health#eu-central-1' }, sk: { S: 'probe' } },
+        ConsistentRead: true,
+      }),
+    );
+    expect(Number(after.Item?.probes?.N)).toBe(before + 2);
     await dynamodb.send(new DeleteTableCommand({ TableName: 'probe-me' }));
     await expect(probeDynamodbDataPlane(dynamodb, 'probe-me', 'eu-central-1', 2_000)).resolves.toMatchObject({
       healthy: false,
