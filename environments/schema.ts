@@ -278,6 +278,21 @@ export const environmentSchema = z
         repository: z.string().regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/, {
           error: () => 'expected a GitHub repository as owner/name',
         }),
+        /**
+         * The owner's and the repository's numeric ids (GitHub's API: `owner.id`, `id`). Set, the roles trust
+         * GitHub's immutable subject `repo:owner@<id>/name@<id>:…`, the default for repositories created
+         * from July 2026, which a re-registered name cannot match; unset, the subject by name.
+         */
+        ids: z
+          .strictObject({
+            owner: z
+              .string()
+              .regex(/^\d{1,20}$/, { error: () => "expected the owner's numeric id as a string" }),
+            repository: z
+              .string()
+              .regex(/^\d{1,20}$/, { error: () => "expected the repository's numeric id as a string" }),
+          })
+          .optional(),
       })
       .optional(),
     regions,

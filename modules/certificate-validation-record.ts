@@ -1,5 +1,4 @@
 import { AcmCertificate } from '@cdktf/provider-aws/lib/acm-certificate';
-import { AcmCertificateValidation } from '@cdktf/provider-aws/lib/acm-certificate-validation';
 import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
 import { Construct } from 'constructs';
 import { requireMatch } from './lib/validate';
@@ -13,10 +12,11 @@ export interface CertificateValidationRecordProps {
 
 /**
  * The DNS record that validates every region's ACM certificate for one name, owned by one stack. ACM gives
- * an account the same validation record for a name in every region, so the regional stacks only wait for
- * their certificate to be issued: none writes, overwrites or (when destroyed) deletes the record another
- * region's renewals need. The record comes from a certificate requested here (in this stack's region), which
- * is also validated, so a wrong record fails this stack's apply rather than a region's.
+ * an account the same validation record for a name in every region ("the CNAME validation token works for
+ * any AWS Region"), so the regional stacks only wait for their certificate to be issued: none writes,
+ * overwrites or (when destroyed) deletes the record another region's renewals need. The record comes from a
+ * certificate requested here, which this stack does not wait for: the zone may not be delegated yet on the
+ * first day (the rollout's delegation preflight runs before the regions, which do wait).
  */
 export class CertificateValidationRecord extends Construct {
   readonly record: Route53Record;
@@ -43,10 +43,6 @@ export class CertificateValidationRecord extends Construct {
       type: option.resourceRecordType,
       records: [option.resourceRecordValue],
       ttl: 300,
-    });
-    new AcmCertificateValidation(this, 'Validated', {
-      certificateArn: this.certificate.arn,
-      validationRecordFqdns: [this.record.fqdn],
     });
   }
 }

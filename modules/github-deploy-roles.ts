@@ -15,13 +15,19 @@ export interface GithubDeployRolesProps {
   readonly accountId: string;
   /** `owner/name` of the repository whose workflows deploy. */
   readonly repository: string;
+  /**
+   * The owner's and the repository's numeric ids. Given, the trust matches GitHub's immutable subject
+   * (`repo:owner@<id>/name@<id>:…`, the default for repositories created from July 2026), which a
+   * re-registered owner or repository name cannot match; absent, the name form `repo:owner/name:…`.
+   */
+  readonly ids?: { readonly owner: string; readonly repository: string };
   /** The GitHub environment whose jobs alone may assume the deploy role (its gate is the approval). */
   readonly githubEnvironment: string;
   /** Name of the read-only role pull requests plan with. */
   readonly planRoleName: string;
   /** Name of the role that applies. */
   readonly deployRoleName: string;
-  /** Longest session of the deploy role, in seconds (a rollout must fit in it). Default: 7200. */
+  /** Longest session of the deploy role, in seconds (a rollout must fit in it). Default: 14400 (4 h). */
   readonly deploySessionSec?: number;
 }
 
@@ -55,7 +61,11 @@ export class GithubDeployRoles extends Construct {
     );
     if (props.planRoleName === props.deployRoleName)
       fail('GithubDeployRoles', 'planRoleName', props.planRoleName, 'a role other than the deploy role');
-    const session = props.deploySessionSec ?? 7200;
+    const ids = props.ids;
+    if (ids && !(/^\d{1,20}$/.test(ids.owner) && /^\d{1,20}$/.test(ids.repository)))
+      fail('GithubDeployRoles', 'ids', ids, "the owner's and the repository's numeric ids");
+    const subjectRepository = ids ? `${owner}@${ids.owner}/${name}@${ids.repository}` : `${owner}/${name}`;
+    const session = props.deploySessionSec ?? 14400;
     if (!Number.isInteger(session) || session < 3600 || session > 43200)
       fail('GithubDeployRoles', 'deploySessionSec', session, 'whole seconds from 3600 to 43200');
 
@@ -72,12 +82,9 @@ export class GithubDeployRoles extends Construct {
             Principal: { Federated: this.provider.arn },
             Action: 'sts:AssumeRoleWithWebIdentity',
             Condition: {
-              StringEquals: { [`${GITHUB_OIDC_HOST}:aud`]: GITHUB_OIDC_AUDIENCE },
-              StringLike: {
-                [`${GITHUB_OIDC_HOST}:sub`]: [
-                  `repo:${owner}/${name}:${context}`,
-                  `repo:${owner}@*/${name}@*:${context}`,
-                ],
+              StringEquals: {
+                [`${GITHUB_OIDC_HOST}:aud`]: GITHUB_OIDC_AUDIENCE,
+                [`${GITHUB_OIDC_HOST}:sub`]: `repo:${subjectRepository}:${context}`,
               },
             },
           },
@@ -109,11 +116,20 @@ export class GithubDeployRoles extends Construct {
             'dynamodb:BatchGetItem',
             'dynamodb:Query',
             'dynamodb:Scan',
+            'dynamodb:PartiQLSelect',
+            'dynamodb:GetRecords',
+            'dynamodb:GetShardIterator',
+            'kinesis:GetRecords',
+            'logs:GetLogEvents',
+            'logs:FilterLogEvents',
+            'logs:StartQuery',
+            'logs:GetQueryResults',
             'secretsmanager:GetSecretValue',
             'sqs:ReceiveMessage',
             'ssm:GetParameter',
             'ssm:GetParameters',
             'ssm:GetParametersByPath',
+            'ssm:GetParameterHistory',
           ],
           resources: ['*'],
         },

@@ -55,7 +55,10 @@ export class ReplicaRegistry extends Construct {
 
     const role = new IamRole(this, 'TemplateRole', {
       name: `ecr-replica-repositories-${props.region}`,
-      assumeRolePolicy: serviceTrustPolicy('ecr.amazonaws.com', { sourceAccount: account }),
+      // The trust AWS documents for creation-template roles: ECR sends no source account it documents (in
+      // cross-account replication it may be the source registry's), and a condition that does not match
+      // would silently stop every replicated repository from being created.
+      assumeRolePolicy: serviceTrustPolicy('ecr.amazonaws.com', 'documented-without-conditions'),
     });
     const rolePolicy = new IamRolePolicy(this, 'TemplatePolicy', {
       name: 'create-replica-repositories',

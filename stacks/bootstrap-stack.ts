@@ -40,6 +40,7 @@ export class BootstrapStack extends TerraformStack {
     this.roles = new GithubDeployRoles(this, 'Github', {
       accountId: env.accountId,
       repository: env.github.repository,
+      ids: env.github.ids,
       githubEnvironment: env.name,
       planRoleName: roleName(env.planRoleArn),
       deployRoleName: roleName(env.deployRoleArn),

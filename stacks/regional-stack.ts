@@ -21,6 +21,7 @@ import { healthItemKey } from '../runtime/health/probe-item';
 import {
   alarmTopicName,
   bucketName,
+  globalKeyAlias,
   regionalKeyAlias,
   regionalStackName,
   resourceName,
@@ -97,6 +98,16 @@ export class RegionalStack extends TerraformStack {
           sid: 'RecordRegionStatus',
           actions: ['dynamodb:PutItem'],
           resources: [`arn:aws:dynamodb:${region}:${account}:table/${regionStatusTable}`],
+        },
+        {
+          // The region-status table is the global stack's, encrypted with its key in this region.
+          sid: 'UseGlobalKeyForRegionStatus',
+          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+          resources: [`arn:aws:kms:${region}:${account}:key/*`],
+          conditions: {
+            'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [`alias/${globalKeyAlias(env)}`] },
+            StringEquals: { 'kms:ViaService': `dynamodb.${region}.amazonaws.com` },
+          },
         },
       ],
       environment: { STATE_TABLE_NAME: this.stateTable.name, REGION_STATUS_TABLE_NAME: regionStatusTable },

@@ -61,6 +61,12 @@ export function policyDocument(statements: readonly PolicyStatement[]): string {
   });
 }
 
+/**
+ * Services whose documented role trust carries no condition, and which may not send `aws:SourceAccount`:
+ * ECR's repository creation templates (cross-account replication would stop creating repositories).
+ */
+export const TRUST_WITHOUT_DOCUMENTED_CONDITIONS: ReadonlySet<string> = new Set(['ecr.amazonaws.com']);
+
 /** Who a service may act for when it assumes a role: the confused-deputy guard of a trust policy. */
 export interface DeputyScope {
   /** The account the service must be acting for (`aws:SourceAccount`). */
@@ -72,8 +78,15 @@ export interface DeputyScope {
 /**
  * Trust policy letting one AWS service principal (e.g. `lambda.amazonaws.com`) assume a role, only while
  * acting for this account (and resource), so another account cannot make the service use the role.
+ * `documented-without-conditions` is for the services whose documented trust has none (they may not send
+ * the keys); the policy rules list them.
  */
-export function serviceTrustPolicy(service: string, scope: DeputyScope): string {
+export function serviceTrustPolicy(
+  service: string,
+  scope: DeputyScope | 'documented-without-conditions',
+): string {
+  if (scope === 'documented-without-conditions' && !TRUST_WITHOUT_DOCUMENTED_CONDITIONS.has(service))
+    throw new Error(`serviceTrustPolicy: ${service} must be scoped to a source account (confused deputy)`);
   return JSON.stringify({
     Version: '2012-10-17',
     Statement: [
@@ -81,10 +94,14 @@ export function serviceTrustPolicy(service: string, scope: DeputyScope): string 
         Effect: 'Allow',
         Principal: { Service: service },
         Action: 'sts:AssumeRole',
-        Condition: {
-          StringEquals: { 'aws:SourceAccount': scope.sourceAccount },
-          ...(scope.sourceArn ? { ArnLike: { 'aws:SourceArn': scope.sourceArn } } : {}),
-        },
+        ...(scope === 'documented-without-conditions'
+          ? {}
+          : {
+              Condition: {
+                StringEquals: { 'aws:SourceAccount': scope.sourceAccount },
+                ...(scope.sourceArn ? { ArnLike: { 'aws:SourceArn': scope.sourceArn } } : {}),
+              },
+            }),
       },
     ],
   });

@@ -1,4 +1,4 @@
-import { UNSCOPABLE_ACTIONS } from '../../modules/lib/policy';
+import { TRUST_WITHOUT_DOCUMENTED_CONDITIONS, UNSCOPABLE_ACTIONS } from '../../modules/lib/policy';
 import type { Block, TerraformJson } from '../support/synthesized';
 
 /** A synthesized stack as the policy rules see it. */
@@ -285,6 +285,7 @@ export const RULES: readonly Rule[] = [
       for (const statement of statementsOf(role.assume_role_policy)) {
         const principal = (statement as { Principal?: { Service?: unknown } }).Principal;
         if (!principal?.Service) continue;
+        if (TRUST_WITHOUT_DOCUMENTED_CONDITIONS.has(String(principal.Service))) continue;
         const scoped = statement.Condition?.StringEquals?.['aws:SourceAccount'];
         if (typeof scoped !== 'string' || !/^\d{12}$/.test(scoped))
           flag(

@@ -23,6 +23,31 @@ const idOf = (json: TerraformJson, type: string, name: string): string => {
 };
 
 describe('account setup (applied once by hand)', () => {
+  it("trusts GitHub's immutable subject, ids pinned, when the environment knows the ids", () => {
+    const dev = environments.dev;
+    if (!dev) throw new Error('no dev');
+    const pinned = synthesizeSetup(
+      [
+        {
+          ...dev,
+          github: { repository: 'estate-platform/estate', ids: { owner: '101', repository: '202' } },
+        },
+      ],
+      mkdtempSync(join(tmpdir(), 'setup-ids-')),
+    ).find((s) => s.name === 'bootstrap-dev');
+    const stack = JSON.parse(readFileSync(join(pinned?.dir ?? '', 'cdk.tf.json'), 'utf8')) as TerraformJson;
+    const subjects = resources(stack, 'aws_iam_role').map(
+      (role) =>
+        ((policyOf(role, 'assume_role_policy').Statement[0]?.Condition as Block).StringEquals as Block)[
+          'token.actions.githubusercontent.com:sub'
+        ],
+    );
+    expect(subjects.sort()).toEqual([
+      'repo:estate-platform@101/estate@202:environment:dev',
+      'repo:estate-platform@101/estate@202:pull_request',
+    ]);
+  });
+
   it('synthesizes the Terraform Cloud stack and one bootstrap per deployed account', () => {
     expect(setup.map((s) => s.name).sort()).toEqual([
       'bootstrap-dev',
@@ -56,12 +81,9 @@ describe('account setup (applied once by hand)', () => {
     it('lets only pull requests of the repository assume the plan role, which reads configuration only', () => {
       const [statement] = trustOf(env.planRoleArn);
       expect(statement?.Condition).toEqual({
-        StringEquals: { 'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com' },
-        StringLike: {
-          'token.actions.githubusercontent.com:sub': [
-            'repo:estate-platform/estate:pull_request',
-            'repo:estate-platform@*/estate@*:pull_request',
-          ],
+        StringEquals: {
+          'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
+          'token.actions.githubusercontent.com:sub': 'repo:estate-platform/estate:pull_request',
         },
       });
       const attachments = resources(stack, 'aws_iam_role_policy_attachment');
@@ -76,12 +98,11 @@ describe('account setup (applied once by hand)', () => {
 
     it(`lets only jobs of the ${name} GitHub environment (its gate) assume the deploy role`, () => {
       const [statement] = trustOf(env.deployRoleArn);
-      expect((statement?.Condition as Block).StringLike).toEqual({
-        'token.actions.githubusercontent.com:sub': [
-          `repo:estate-platform/estate:environment:${name}`,
-          `repo:estate-platform@*/estate@*:environment:${name}`,
-        ],
+      expect((statement?.Condition as Block).StringEquals).toEqual({
+        'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
+        'token.actions.githubusercontent.com:sub': `repo:estate-platform/estate:environment:${name}`,
       });
+      expect((statement?.Condition as Block).StringLike).toBeUndefined();
       expect(JSON.stringify(statement)).not.toContain('pull_request');
     });
   });

@@ -1,4 +1,4 @@
-import { assertLeastPrivilege, policyDocument } from '../../modules/lib/policy';
+import { assertLeastPrivilege, policyDocument, serviceTrustPolicy } from '../../modules/lib/policy';
 
 describe('assertLeastPrivilege', () => {
   it('accepts named actions on named resources, and unscopable actions on *', () => {
@@ -29,5 +29,36 @@ describe('policyDocument', () => {
       Version: '2012-10-17',
       Statement: [{ Sid: 'A', Effect: 'Allow', Action: ['sqs:SendMessage'], Resource: ['arn:q'] }],
     });
+  });
+});
+
+describe('serviceTrustPolicy', () => {
+  it('scopes a service to a source account (and resource) against the confused deputy', () => {
+    const [statement] = (
+      JSON.parse(
+        serviceTrustPolicy('vpc-flow-logs.amazonaws.com', {
+          sourceAccount: '222222222222',
+          sourceArn: 'arn:aws:ec2:eu-central-1:222222222222:vpc-flow-log/*',
+        }),
+      ) as { Statement: unknown[] }
+    ).Statement;
+    expect(statement).toEqual({
+      Effect: 'Allow',
+      Principal: { Service: 'vpc-flow-logs.amazonaws.com' },
+      Action: 'sts:AssumeRole',
+      Condition: {
+        StringEquals: { 'aws:SourceAccount': '222222222222' },
+        ArnLike: { 'aws:SourceArn': 'arn:aws:ec2:eu-central-1:222222222222:vpc-flow-log/*' },
+      },
+    });
+  });
+
+  it('leaves conditions out only for the services whose documented trust has none', () => {
+    expect(() => serviceTrustPolicy('lambda.amazonaws.com', 'documented-without-conditions')).toThrow(
+      'lambda.amazonaws.com must be scoped to a source account',
+    );
+    expect(serviceTrustPolicy('ecr.amazonaws.com', 'documented-without-conditions')).not.toContain(
+      'Condition',
+    );
   });
 });
