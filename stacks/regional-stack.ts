@@ -34,8 +34,8 @@ export interface RegionalStackProps {
   readonly region: AwsRegion;
 }
 
-/** Steady requests per second `GET /health` may take, apart from the rest of the API. */
-const HEALTH_ROUTE_RATE_PER_SEC = 50;
+/** Steady requests per second `GET /health` may take: as much as the API default, in a budget of its own. */
+const HEALTH_ROUTE_RATE_PER_SEC = 100;
 
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
