@@ -628,30 +628,24 @@ describe('global data', () => {
     }
   });
 
-  it('refuses a replica key made without its region’s provider', () => {
+  it.each([
+    [
+      'a replica key made without its region’s provider',
+      'us-east-1',
+      "keys made with their region's provider",
+    ],
+    ['a replica in the table’s own region', 'eu-central-1', "none in the table's region eu-central-1"],
+  ])('refuses %s', (_what, replicaRegion, message) => {
     expect(() =>
       Testing.synthScope((scope) => {
         new DynamodbTable(scope, 'T', {
           tableName: 'dev-t',
           partitionKey: { name: 'pk', type: 'S' },
           kmsKey: key(scope),
-          replicaKeys: [key(scope, 'us-east-1')],
+          replicaKeys: [key(scope, replicaRegion, 'Other')],
         });
       }),
-    ).toThrow("keys made with their region's provider");
-  });
-
-  it('refuses a replica in the table’s own region', () => {
-    expect(() =>
-      Testing.synthScope((scope) => {
-        new DynamodbTable(scope, 'T', {
-          tableName: 'dev-t',
-          partitionKey: { name: 'pk', type: 'S' },
-          kmsKey: key(scope),
-          replicaKeys: [key(scope, 'eu-central-1', 'Other')],
-        });
-      }),
-    ).toThrow("expected one key per region, none in the table's region eu-central-1");
+    ).toThrow(message);
   });
 
   it('replicates secrets to every other region under that region’s key, with no value in Terraform', () => {
