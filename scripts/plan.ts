@@ -6,7 +6,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadEnvironments } from '../environments';
-import { REPO_ROOT } from '../modules/bundled-function/bundle';
 import {
   failedSummary,
   failureText,
@@ -16,14 +15,14 @@ import {
   summarizePlan,
   unappliedDependencyReason,
 } from './lib/plan-summary';
+import { planOutdir } from './lib/outdirs';
 import { CommandFailedError, formatDuration, prefixLines } from './lib/process';
-import { applyTimeoutMs } from './lib/rollout';
+import { applyTimeoutMs, COMMAND_GRACE_MS } from './lib/rollout';
 import { synthesize, type SynthesizedStack } from './lib/synth';
 import { prepareTerraform, terraform, type TerraformCli } from './lib/terraform';
 
 const USAGE = 'usage: npm run plan -- <stack> [--summary <file>]';
 const INIT_TIMEOUT_MS = 15 * 60_000;
-const GRACE_MS = 2 * 60_000;
 
 function parseArgs(argv: readonly string[]): { stack: string; summaryFile?: string } {
   const summaryAt = argv.indexOf('--summary');
@@ -39,7 +38,7 @@ function parseArgs(argv: readonly string[]): { stack: string; summaryFile?: stri
 const streamed = (stack: SynthesizedStack, okCodes: number[], timeoutMs: number) => ({
   okCodes,
   timeoutMs,
-  graceMs: GRACE_MS,
+  graceMs: COMMAND_GRACE_MS,
   onLine: prefixLines(`[${stack.name}] `),
 });
 
@@ -47,7 +46,8 @@ const streamed = (stack: SynthesizedStack, okCodes: number[], timeoutMs: number)
 async function planStack(name: string): Promise<string> {
   const environments = loadEnvironments();
   const deployed = Object.values(environments).filter((environment) => !environment.emulator);
-  const stacks = synthesize(deployed, join(REPO_ROOT, '.build', 'plan'));
+  // Its own directory: plans of other stacks running at the same time synthesize into theirs.
+  const stacks = synthesize(deployed, planOutdir(name));
   const stack = stacks.find((s) => s.name === name);
   if (!stack) {
     return failedSummary(`no stack ${name}; the deployed stacks are ${stacks.map((s) => s.name).join(', ')}`);
@@ -91,7 +91,7 @@ async function plan(cli: TerraformCli, stack: SynthesizedStack): Promise<string>
   } catch (error) {
     if (!(error instanceof CommandFailedError)) throw error;
     const { code, signal, stdout, stderr } = error.result;
-    const stopped = `timed out after ${formatDuration(timeoutMs)}, ${signal === 'SIGKILL' ? 'killed' : 'stopped by SIGINT'}`;
+    const stopped = `timed out after ${formatDuration(timeoutMs)}, ${error.killed ? 'killed' : 'stopped by SIGINT'}`;
     return summarizePlan({
       exitCode: signal ? undefined : code,
       output: `${stdout}\n${stderr}`,

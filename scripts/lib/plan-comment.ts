@@ -32,18 +32,25 @@ export interface PlanCommentInput {
 export const MAX_SUMMARY_CHARS = 400;
 
 /**
- * A summary as one table cell: one line, no cell separator, no HTML comment (so it can neither hide text
- * nor carry a second marker), bounded.
+ * Text as one table cell, shown as the text it is: one line; HTML escaped (`&`, `<`, `>`), so it can open no
+ * tag (`<details>`, `<img>`) nor comment (no hidden text, no second marker); markdown's own characters escaped
+ * (`\\`, `[`, `]`, backtick, `|`), so it can make no link, image, code span or cell; and `@` kept from
+ * mentioning anyone or any team (a zero-width space after it, as GitHub renders mentions from the text).
+ * Bounded. Terraform's errors and a stack's name reach the comment through it.
  */
-function cell(summary: string): string {
-  const line = summary
-    .replace(/\s+/g, ' ')
-    .trim()
-    .replace(/\|/g, '\\|')
-    .replace(/<!--/g, '&lt;!--')
-    .replace(/-->/g, '--&gt;');
-  return line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
+function cell(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  const bounded = line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
+  return bounded
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/[\\`[\]|]/g, (c) => `\\${c}`)
+    .replace(/@/g, '@&#8203;');
 }
+
+/** A stack's name as code when it is a plain name (as the matrix's are), else as an escaped cell. */
+const stackName = (name: string): string => (/^[A-Za-z0-9_-]+$/.test(name) ? `\`${name}\`` : cell(name));
 
 type Verdict = 'planned' | 'failed' | 'missing';
 
@@ -82,7 +89,9 @@ export function composePlanComment(input: PlanCommentInput): string {
     '',
     '| stack | environment | plan |',
     '| --- | --- | --- |',
-    ...rows.map(({ planned, text }) => `| \`${planned.stack}\` | ${planned.environment} | ${text} |`),
+    ...rows.map(
+      ({ planned, text }) => `| ${stackName(planned.stack)} | ${cell(planned.environment)} | ${text} |`,
+    ),
   ];
   if (input.runUrl) lines.push('', `Full output: [workflow run](${input.runUrl}).`);
   return `${lines.join('\n')}\n`;

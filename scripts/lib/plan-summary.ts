@@ -73,6 +73,20 @@ export interface PlanRun {
 }
 
 /**
+ * Terraform's closing line of a plan, `Plan: ...` or `No changes. ...`: the last one at the start of a line.
+ * Terraform indents everything it quotes (attribute values, multi-line strings), so a line of the diff can
+ * read `Plan: 0 to add, 0 to change, 0 to destroy.` but never starts at column 0; and its own line comes
+ * after the diff.
+ */
+function closingLine(output: string): string | undefined {
+  return output
+    .split(/\r?\n/)
+    .filter((line) => /^Plan: .* to destroy\.?\s*$/.test(line) || /^No changes\./.test(line))
+    .at(-1)
+    ?.trimEnd();
+}
+
+/**
  * The pull request's one-line summary of a plan: `Plan: 2 to add, 1 to change, 0 to destroy.`, `No changes.`,
  * `Only output values change.` or `failed: <what went wrong>`. Exit code 0 is no changes and 2 is changes
  * (`-detailed-exitcode`); anything else, or a plan stopped early, is a failure, whatever its output says.
@@ -83,9 +97,9 @@ export function summarizePlan(plan: PlanRun): string {
   }
   if (plan.exitCode === 0) return 'No changes.';
   if (plan.exitCode === 2) {
-    const line = plan.output.split(/\r?\n/).find((l) => /^Plan: .* to destroy\.?\s*$/.test(l.trim()));
-    if (line) return line.trim();
-    if (/Changes to Outputs:/.test(plan.output)) return 'Only output values change.';
+    const line = closingLine(plan.output);
+    if (line?.startsWith('Plan: ')) return line;
+    if (/^Changes to Outputs:/m.test(plan.output)) return 'Only output values change.';
     return 'Changes planned (Terraform printed no "Plan:" line).';
   }
   const how = plan.exitCode === undefined ? 'ended by a signal' : `exit code ${plan.exitCode}`;
@@ -108,6 +122,18 @@ export function looksThingsUp(config: unknown): boolean {
   return typeof data === 'object' && data !== null && Object.keys(data).length > 0;
 }
 
+/** The dependencies never applied: `terraform state list` printed nothing for them. */
+export function unappliedDependencies(
+  dependencies: ReadonlyArray<{ readonly name: string; readonly stateList: string }>,
+): string[] {
+  return dependencies.filter((dependency) => dependency.stateList.trim() === '').map((d) => d.name);
+}
+
+/** `a has` or `a, b and c have`. */
+export function namesHave(names: readonly string[]): string {
+  return names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names.at(-1)} have` : `${names[0]} has`;
+}
+
 /**
  * Why a stack's plan is skipped, if it is: it looks things up (has data sources) and a stack it deploys after
  * has no state yet (`terraform state list` printed nothing), so the lookups would fail. A stack that looks
@@ -118,13 +144,10 @@ export function unappliedDependencyReason(
   dependencies: ReadonlyArray<{ readonly name: string; readonly stateList: string }>,
 ): string | undefined {
   if (!looksThingsUp(stack.config)) return undefined;
-  const unapplied = dependencies
-    .filter((dependency) => dependency.stateList.trim() === '')
-    .map((d) => d.name);
+  const unapplied = unappliedDependencies(dependencies);
   if (unapplied.length === 0) return undefined;
-  const [first, ...more] = unapplied;
-  const subject = more.length
-    ? `${unapplied.slice(0, -1).join(', ')} and ${unapplied.at(-1)} have`
-    : `${first} has`;
-  return `${subject} not been applied yet; ${stack.name} looks up what ${more.length ? 'they create' : 'it creates'}`;
+  return (
+    `${namesHave(unapplied)} not been applied yet; ${stack.name} looks up what ` +
+    `${unapplied.length > 1 ? 'they create' : 'it creates'}`
+  );
 }

@@ -168,20 +168,39 @@ export interface NsLookup {
 
 const normalizeName = (name: string): string => name.trim().toLowerCase().replace(/\.+$/, '');
 
-/** What a failed NS lookup means, from its error code. */
-function lookupFailure(error: unknown): string {
-  const code = (error as { code?: unknown }).code;
+/**
+ * What a failed NS lookup says about the delegation, from its error code: NXDOMAIN and NODATA are answers
+ * (the delegation is missing); anything else (a timeout, a refused or failed query, SERVFAIL) means the
+ * resolvers could not be asked, which says nothing about the delegation.
+ */
+function lookupFailure(error: unknown): { answered: boolean; what: string } {
+  const code = (error as { code?: unknown } | null)?.code;
   switch (code) {
     case 'ENOTFOUND':
-      return 'NXDOMAIN (the name does not exist in public DNS: nothing delegates it)';
+      return {
+        answered: true,
+        what: 'NXDOMAIN (the name does not exist in public DNS: nothing delegates it)',
+      };
     case 'ENODATA':
-      return 'no NS records';
+      return { answered: true, what: 'no NS records' };
     case 'ESERVFAIL':
-      return 'SERVFAIL (the delegation points at name servers that do not serve the zone)';
+      return {
+        answered: false,
+        what:
+          'SERVFAIL (the resolvers failed to get an answer: a network problem on their side, or a ' +
+          'delegation to name servers that do not serve the zone)',
+      };
     case 'ETIMEOUT':
-      return 'no answer (the lookup timed out)';
+      return { answered: false, what: 'no answer (the queries timed out)' };
+    case 'ECONNREFUSED':
+      return { answered: false, what: 'connection refused' };
+    case 'EREFUSED':
+      return { answered: false, what: 'the resolvers refused the query' };
     default:
-      return `a failed lookup (${String(code ?? (error instanceof Error ? error.message : error))})`;
+      return {
+        answered: false,
+        what: `a failed lookup (${String(code ?? (error instanceof Error ? error.message : error))})`,
+      };
   }
 }
 
@@ -213,7 +232,8 @@ export function delegationWriter(environment: EnvironmentConfig, all: readonly E
 /**
  * Fails in seconds when public DNS does not delegate the zone to the name servers of the zone the global stack
  * created (compared case-insensitively, trailing dots ignored); regional stacks would otherwise wait on
- * certificate validation until Terraform gives up.
+ * certificate validation until Terraform gives up. Resolvers that cannot be asked (a timeout, a refused query,
+ * SERVFAIL) fail it too, saying so rather than blaming the delegation.
  */
 export async function checkDnsDelegation(input: {
   readonly zoneName: string;
@@ -222,11 +242,13 @@ export async function checkDnsDelegation(input: {
   /** Who writes the delegation (see delegationWriter). */
   readonly writer: string;
   readonly dns: NsLookup;
+  /** The resolvers `dns` asks, for the message when they cannot be asked. */
+  readonly resolvers?: readonly string[];
 }): Promise<string> {
   const zone = normalizeName(input.zoneName);
   const expected = [...new Set(input.expected.map(normalizeName))].sort();
   let found: string[] | undefined;
-  let failure: string | undefined;
+  let failure: { answered: boolean; what: string } | undefined;
   try {
     found = [...new Set((await input.dns.resolveNs(zone)).map(normalizeName))].sort();
   } catch (error) {
@@ -235,11 +257,23 @@ export async function checkDnsDelegation(input: {
   if (found && found.length === expected.length && found.every((ns, i) => ns === expected[i])) {
     return `DNS delegation of ${zone}: ok, public DNS answers the zone's name servers ${expected.join(', ')}`;
   }
-  const what = found ? (found.length ? found.join(', ') : 'no NS records') : failure;
+  if (failure && !failure.answered) {
+    const resolvers = input.resolvers?.length
+      ? `the public resolvers ${input.resolvers.join(', ')}`
+      : 'public DNS';
+    throw new PreflightError(
+      `DNS delegation of ${zone} could not be checked: could not ask ${resolvers}: ${failure.what}; is ` +
+        'outbound DNS blocked? (ESTATE_DNS_RESOLVERS=<ip>,<ip> names resolvers this machine can reach.) ' +
+        'Nothing was concluded about the delegation.',
+    );
+  }
+  const what = found ? (found.length ? found.join(', ') : 'no NS records') : failure?.what;
   throw new PreflightError(
     `DNS delegation of ${zone} is missing or wrong: expected the name servers of its Route 53 zone ` +
       `(${expected.join(', ')}); public DNS gives ${what}. ${input.writer}. The regional stacks validate their ` +
-      'certificates through this zone and would wait until Terraform gives up.',
+      'certificates through this zone and would wait until Terraform gives up. Once the delegation is ' +
+      "written, resolvers may still answer that it is missing for up to the zone's negative TTL (the " +
+      "minimum of its parent zone's SOA record), and an old one for its NS records' TTL.",
   );
 }
 

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface RunResult {
   readonly code: number;
@@ -22,6 +22,18 @@ export interface RunOptions {
   readonly okCodes?: readonly number[];
   /** Called with each line of output as it arrives (without its line break); output is captured all the same. */
   readonly onLine?: (line: string, stream: OutputStream) => void;
+  /** Added to the error of a command SIGKILL ended: what it may have left behind, e.g. a lock. */
+  readonly afterKillHint?: string;
+  /**
+   * After SIGKILL, how long to wait for the command to be seen ending before giving up on it (a process stuck
+   * in the kernel, say). Default: 10 s.
+   */
+  readonly killWaitMs?: number;
+  /**
+   * After the command exits, how long its output may take to close before the processes it left behind,
+   * which hold it open, are killed. Default: 5 s.
+   */
+  readonly drainMs?: number;
 }
 
 /** A command that exited with a code it should not have, was stopped by its timeout, or ended by a signal. */
@@ -32,6 +44,8 @@ export class CommandFailedError extends Error {
     readonly result: RunResult & { readonly signal: NodeJS.Signals | null },
     /** Whether the timeout stopped it. */
     readonly timedOut: boolean,
+    /** Whether SIGKILL ended it (its grace period over): what it held, such as a state lock, may still be held. */
+    readonly killed: boolean = false,
   ) {
     super(message);
     this.name = 'CommandFailedError';
@@ -40,6 +54,8 @@ export class CommandFailedError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_GRACE_MS = 60_000;
+const DEFAULT_KILL_WAIT_MS = 10_000;
+const DEFAULT_DRAIN_MS = 5_000;
 /** How much of a failed command's output its error message quotes: the end, where the error is. */
 const MAX_OUTPUT_CHARS = 20_000;
 
@@ -81,23 +97,89 @@ export function prefixLines(
   return (line, stream) => (stream === 'stdout' ? out : err).write(`${prefix}${line}\n`);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Process groups: every command runs in a group of its own, and signals go to the whole group, so a wrapper
+// (a shim, an ESTATE_TERRAFORM script) cannot keep them from Terraform and its provider plugins.
+// ---------------------------------------------------------------------------------------------------------
+
+/** Whether commands get a process group of their own (POSIX; Windows has no process groups to signal). */
+const GROUPS = process.platform !== 'win32';
+
+/** Groups of commands now running, by their leader's pid. */
+const liveGroups = new Map<number, ChildProcess>();
+/** The signal the parent got and passed on to its commands; later commands are then refused. */
+let interruptedBy: NodeJS.Signals | undefined;
+let interrupts = 0;
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  try {
+    if (GROUPS) process.kill(-pid, signal);
+    else child.kill(signal);
+  } catch {
+    // The group is gone already (ESRCH).
+  }
+}
+
 /**
- * Runs a command to completion, capturing its output (and streaming it line by line to `onLine`); rejects
- * with a CommandFailedError holding that output on an unexpected exit code. At the timeout it sends SIGINT,
- * and SIGKILL only if the command has not ended `graceMs` later.
+ * Ctrl-C (or SIGTERM) of the parent, passed on to every running command's group: the commands run in their
+ * own groups, so the terminal's signal no longer reaches them. A third one kills them.
+ */
+function passOn(signal: NodeJS.Signals): void {
+  interruptedBy ??= signal;
+  interrupts++;
+  for (const child of liveGroups.values()) signalGroup(child, interrupts >= 3 ? 'SIGKILL' : signal);
+}
+const onSigint = () => passOn('SIGINT');
+const onSigterm = () => passOn('SIGTERM');
+/** A parent exiting (an uncaught error, say) leaves no command running: each gets SIGINT. */
+const onExit = () => liveGroups.forEach((child) => signalGroup(child, 'SIGINT'));
+
+function track(child: ChildProcess): void {
+  if (!GROUPS || child.pid === undefined) return;
+  if (liveGroups.size === 0) {
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
+    process.on('exit', onExit);
+  }
+  liveGroups.set(child.pid, child);
+}
+
+function untrack(child: ChildProcess): void {
+  if (child.pid === undefined || !liveGroups.delete(child.pid) || liveGroups.size > 0) return;
+  // With no command running, the parent's signals do what they do by default again.
+  process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigterm);
+  process.off('exit', onExit);
+}
+
+/**
+ * Runs a command to completion in a process group of its own, capturing its output (and streaming it line by
+ * line to `onLine`); rejects with a CommandFailedError holding that output on an unexpected exit code. At the
+ * timeout it sends SIGINT to the group, and SIGKILL only if the command has not ended `graceMs` later; it
+ * settles at most `killWaitMs` after SIGKILL whatever happens. SIGINT or SIGTERM of the parent is passed on
+ * to the group; the command then fails, whatever its exit code, and no later command starts.
  */
 export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const okCodes = options.okCodes ?? [0];
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const killWaitMs = options.killWaitMs ?? DEFAULT_KILL_WAIT_MS;
+  const drainMs = options.drainMs ?? DEFAULT_DRAIN_MS;
   const where = options.cwd ?? process.cwd();
   const described = `${command} ${args.join(' ')} (in ${where})`;
+  if (interruptedBy) {
+    return Promise.reject(new Error(`${described} not started: this process got ${interruptedBy}`));
+  }
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: GROUPS,
     });
+    track(child);
     let stdout = '';
     let stderr = '';
     const lines = {
@@ -117,41 +199,87 @@ export function run(command: string, args: readonly string[], options: RunOption
 
     let timedOut = false;
     let killed = false;
-    let killTimer: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGINT');
-      killTimer = setTimeout(() => {
-        killed = true;
-        child.kill('SIGKILL');
-      }, graceMs);
-    }, timeoutMs);
-    const stopTimers = () => {
-      clearTimeout(timer);
-      if (killTimer) clearTimeout(killTimer);
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let settled = false;
+    const interruptsBefore = interrupts;
+    const timers = new Set<NodeJS.Timeout>();
+    const after = (ms: number, fn: () => void): NodeJS.Timeout => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        fn();
+      }, ms);
+      timers.add(timer);
+      return timer;
+    };
+    const cancel = (timer: NodeJS.Timeout | undefined) => {
+      if (timer) clearTimeout(timer);
+      if (timer) timers.delete(timer);
+    };
+    const finish = () => {
+      settled = true;
+      timers.forEach(clearTimeout);
+      untrack(child);
     };
 
-    child.on('error', (error) => {
-      stopTimers();
-      reject(new Error(`could not run ${described}: ${error.message}`));
-    });
-    child.on('close', (code, signal) => {
-      stopTimers();
+    const settle = (abandoned: boolean) => {
+      if (settled) return;
+      finish();
+      if (abandoned) {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }
       lines.stdout.end();
       lines.stderr.end();
+      const code = exited?.code ?? null;
+      const signal = exited?.signal ?? (killed ? 'SIGKILL' : null);
       const result = { code: code ?? -1, stdout, stderr, signal };
-      if (!timedOut && okCodes.includes(result.code)) {
+      const interrupted = interrupts > interruptsBefore ? interruptedBy : undefined;
+      if (!timedOut && !interrupted && okCodes.includes(result.code)) {
         resolvePromise({ code: result.code, stdout, stderr });
         return;
       }
       const ending = signal ? `was ended by ${signal}` : `exited ${code}`;
-      const how = !timedOut
-        ? ending
-        : killed
-          ? `timed out after ${formatDuration(timeoutMs)}: SIGINT sent, still running ${formatDuration(graceMs)} later, ended by SIGKILL`
-          : `timed out after ${formatDuration(timeoutMs)}: stopped by SIGINT (then ${ending})`;
+      const unseen = exited ? '' : ` (not seen to end ${formatDuration(killWaitMs)} later)`;
+      const stopped = `timed out after ${formatDuration(timeoutMs)}`;
+      let how = ending;
+      if (timedOut && killed) {
+        how = `${stopped}: SIGINT sent, still running ${formatDuration(graceMs)} later, ended by SIGKILL${unseen}`;
+      } else if (timedOut) how = `${stopped}: stopped by SIGINT (then ${ending})`;
+      else if (interrupted)
+        how = `was interrupted: this process got ${interrupted} and passed it on (then ${ending})`;
+      if (killed && options.afterKillHint) how += `; ${options.afterKillHint}`;
       const output = tail(stderr.trim() || stdout.trim(), MAX_OUTPUT_CHARS);
-      reject(new CommandFailedError(`${described} ${how}${output ? `:\n${output}` : ''}`, result, timedOut));
+      const message = `${described} ${how}${output ? `:\n${output}` : ''}`;
+      reject(new CommandFailedError(message, result, timedOut, killed));
+    };
+
+    let killTimer: NodeJS.Timeout | undefined;
+    const timeoutTimer = after(timeoutMs, () => {
+      timedOut = true;
+      signalGroup(child, 'SIGINT');
+      killTimer = after(graceMs, () => {
+        killed = true;
+        signalGroup(child, 'SIGKILL');
+        after(killWaitMs, () => settle(true));
+      });
     });
+
+    child.on('error', (error) => {
+      if (settled) return;
+      finish();
+      reject(new Error(`could not run ${described}: ${error.message}`));
+    });
+    child.on('exit', (code, signal) => {
+      if (settled) return;
+      exited = { code, signal };
+      cancel(timeoutTimer);
+      cancel(killTimer);
+      // Output still open after this long is held by processes the command left behind: they end with it.
+      after(drainMs, () => {
+        signalGroup(child, 'SIGKILL');
+        settle(true);
+      });
+    });
+    child.on('close', () => settle(false));
   });
 }

@@ -1,4 +1,6 @@
 import type { EnvironmentConfig } from '../../environments';
+import { formatDuration } from './process';
+import { namesHave, unappliedDependencies } from './plan-summary';
 import { deploymentWaves, type SynthesizedStack } from './synth';
 
 /**
@@ -6,7 +8,7 @@ import { deploymentWaves, type SynthesizedStack } from './synth';
  * (shared services, then the environment's global stack, then its regions); among stacks free to go,
  * shared services first, then global, then regions in the environment's order, so the primary region
  * goes first and a bad change stops there. Dependencies outside `stacks` (another environment's) are taken
- * as done.
+ * as done here: checkDependenciesApplied makes sure they were applied once.
  */
 export function rolloutOrder<T extends SynthesizedStack>(
   stacks: readonly T[],
@@ -96,6 +98,8 @@ export function selectStacks<T extends SynthesizedStack>(
 
 /** What a rollout does with each stack, and the checks it makes; injected so the sequence is tested alone. */
 export interface RolloutSteps<T extends SynthesizedStack> {
+  /** First of all: the stacks deployed before this rollout's were applied (see checkDependenciesApplied). */
+  readonly dependencies: () => Promise<readonly string[]>;
   /** Checks before anything is applied (Lambda concurrency); each line says what was found or why skipped. */
   readonly beforeAll: () => Promise<readonly string[]>;
   /** Checks before the first regional stack (DNS delegation). */
@@ -105,6 +109,8 @@ export interface RolloutSteps<T extends SynthesizedStack> {
   readonly plan: (stack: T) => Promise<{ readonly changes: boolean; readonly summary: string }>;
   /** `terraform apply <file>` of the plan just made. */
   readonly apply: (stack: T) => Promise<void>;
+  /** Removes the plan file (it holds the configuration's values): after its apply or failure, or unapplied. */
+  readonly discardPlan: (stack: T) => void;
   readonly log: (line: string) => void;
 }
 
@@ -114,9 +120,9 @@ export class RolloutError extends Error {
 }
 
 /**
- * Applies the stacks in order: the preflights first, then per stack init, plan and apply of that plan (a plan
- * without changes is not applied), the DNS preflight before the first regional stack. Stops at the first
- * failure, saying where and what was applied before it.
+ * Applies the stacks in order: the preflights first (dependencies applied, then the others), then per stack init, plan and apply of that plan (a plan
+ * without changes is not applied; the plan file is removed either way), the DNS preflight before the first
+ * regional stack. Stops at the first failure, saying where and what was applied before it.
  */
 export async function executeRollout<T extends SynthesizedStack>(
   environment: EnvironmentConfig,
@@ -127,6 +133,7 @@ export async function executeRollout<T extends SynthesizedStack>(
   let step = 'preflight';
   let index = -1;
   try {
+    (await steps.dependencies()).forEach((line) => steps.log(`preflight: ${line}`));
     (await steps.beforeAll()).forEach((line) => steps.log(`preflight: ${line}`));
     let regionsChecked = false;
     for (const [i, stack] of stacks.entries()) {
@@ -140,11 +147,15 @@ export async function executeRollout<T extends SynthesizedStack>(
       step = 'terraform init';
       await steps.init(stack);
       step = 'terraform plan';
-      const plan = await steps.plan(stack);
-      steps.log(`${stack.name}: ${plan.summary}`);
-      if (plan.changes) {
-        step = 'terraform apply';
-        await steps.apply(stack);
+      try {
+        const plan = await steps.plan(stack);
+        steps.log(`${stack.name}: ${plan.summary}`);
+        if (plan.changes) {
+          step = 'terraform apply';
+          await steps.apply(stack);
+        }
+      } finally {
+        steps.discardPlan(stack);
       }
       done.push(stack.name);
     }
@@ -174,4 +185,123 @@ export function applyTimeoutMs(env: NodeJS.ProcessEnv): number {
     throw new Error(`ESTATE_APPLY_TIMEOUT_MIN=${raw}: expected a positive number of minutes`);
   }
   return Math.round(minutes * 60_000);
+}
+
+/** Default of ESTATE_ROLLOUT_DEADLINE_MIN: a rollout fits in the deploy job's 4-hour AWS session. */
+export const DEFAULT_ROLLOUT_DEADLINE_MIN = 225;
+
+/**
+ * After a plan or apply times out and gets SIGINT, how long Terraform has to stop and release its lock before
+ * SIGKILL.
+ */
+export const COMMAND_GRACE_MS = 2 * 60_000;
+
+/** The shortest time worth starting a Terraform command with: less, and it would be stopped as it starts. */
+const MIN_COMMAND_MS = 60_000;
+
+/** ESTATE_ROLLOUT_DEADLINE_MIN (minutes, default 225) in milliseconds; refuses anything but a positive number. */
+export function rolloutDeadlineMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.ESTATE_ROLLOUT_DEADLINE_MIN;
+  if (raw === undefined || raw === '') return DEFAULT_ROLLOUT_DEADLINE_MIN * 60_000;
+  const minutes = Number(raw);
+  if (!Number.isFinite(minutes) || minutes <= 0) {
+    throw new Error(`ESTATE_ROLLOUT_DEADLINE_MIN=${raw}: expected a positive number of minutes`);
+  }
+  return Math.round(minutes * 60_000);
+}
+
+/**
+ * The time limit of each command of a rollout that must end by `deadline` (ms since the epoch), grace period
+ * included: its own limit, cut to what is left of the rollout minus `graceMs`, so no command, even one stopped
+ * by SIGINT at its limit and given its grace period, outlives the deadline (and the AWS session behind it).
+ * Refuses to start a command with less than MIN_COMMAND_MS left.
+ */
+export function commandTimeouts(
+  deadline: number,
+  graceMs: number = COMMAND_GRACE_MS,
+  now: () => number = Date.now,
+): (limitMs: number, what: string) => number {
+  return (limitMs, what) => {
+    const left = deadline - now() - graceMs;
+    if (left < MIN_COMMAND_MS) {
+      throw new Error(
+        `not starting ${what}: the rollout's deadline (ESTATE_ROLLOUT_DEADLINE_MIN, default ` +
+          `${DEFAULT_ROLLOUT_DEADLINE_MIN} min) leaves ${formatDuration(Math.max(0, left + graceMs))}, less ` +
+          `than ${formatDuration(MIN_COMMAND_MS + graceMs)} with its grace period; run the rollout again ` +
+          'with fresh credentials to go on',
+      );
+    }
+    return Math.min(limitMs, left);
+  };
+}
+
+/** The environment a stack belongs to (`<env>-...`), the longest name first. */
+function ownerOf(stack: string, environments: readonly string[]): string | undefined {
+  return [...environments]
+    .sort((a, b) => b.length - a.length)
+    .find((environment) => stack.startsWith(`${environment}-`));
+}
+
+/** What a dependency check reads: the `terraform state list` of a stack, or why it could not. */
+type StateReader<T extends SynthesizedStack> = (stack: T) => Promise<string>;
+
+/**
+ * Fails, before anything is applied, when a stack this rollout applies deploys after one it does not (another
+ * environment's, such as the shared account's; or the environment's own, with --only) that was never
+ * applied (`terraform state list` prints nothing), naming it and the command that applies it. A state it
+ * cannot read (this environment's Terraform Cloud token may not read another project's) is reported, not
+ * taken as missing. Returns lines saying what it found.
+ */
+export async function checkDependenciesApplied<T extends SynthesizedStack>(input: {
+  readonly environment: EnvironmentConfig;
+  /** The stacks this rollout applies. */
+  readonly stacks: readonly T[];
+  /** Every synthesized stack, dependencies included. */
+  readonly all: readonly T[];
+  /** The names of every environment, to say which one applies a dependency. */
+  readonly environments: readonly string[];
+  readonly stateList: StateReader<T>;
+}): Promise<string[]> {
+  const applying = new Set(input.stacks.map((s) => s.name));
+  const names = [...new Set(input.stacks.flatMap((s) => s.dependsOn))].filter((n) => !applying.has(n));
+  if (names.length === 0) return ['dependencies: none outside this rollout'];
+  const states: Array<{ name: string; stateList: string }> = [];
+  const unreadable: string[] = [];
+  for (const name of names) {
+    const dependency = input.all.find((s) => s.name === name);
+    if (!dependency) throw new Error(`unreachable: ${name} is a dependency but was not synthesized`);
+    try {
+      states.push({ name, stateList: await input.stateList(dependency) });
+    } catch (error) {
+      const why = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim();
+      unreadable.push(`${name} (${why.length > 300 ? `${why.slice(0, 297)}...` : why})`);
+    }
+  }
+  const unapplied = unappliedDependencies(states);
+  if (unapplied.length > 0) {
+    const dependents = input.stacks
+      .filter((s) => s.dependsOn.some((d) => unapplied.includes(d)))
+      .map((s) => s.name);
+    const commands = [...new Set(unapplied.map((name) => ownerOf(name, input.environments)))].map((owner) =>
+      owner === input.environment.name
+        ? unapplied
+            .filter((name) => ownerOf(name, input.environments) === owner)
+            .map((name) => `npm run rollout -- ${owner} --apply --only ${name}`)
+            .join(', then ')
+        : `npm run rollout -- ${owner ?? '<its environment>'} --apply`,
+    );
+    throw new Error(
+      `${namesHave(unapplied)} never been applied (no state), and ${dependents.join(', ')} ` +
+        `${dependents.length > 1 ? 'deploy' : 'deploys'} after ${unapplied.length > 1 ? 'them' : 'it'}: ` +
+        `apply ${unapplied.length > 1 ? 'them' : 'it'} first (${commands.join('; ')}), then run this rollout again`,
+    );
+  }
+  const lines = states.length ? [`dependencies: ok, ${states.map((s) => s.name).join(', ')} applied`] : [];
+  if (unreadable.length > 0) {
+    lines.push(
+      `dependencies: not checked, could not read the state of ${unreadable.join('; ')}; ` +
+        "if it is access, the check needs this environment's Terraform Cloud token to read those workspaces",
+    );
+  }
+  return lines;
 }

@@ -8,6 +8,11 @@ import { loadEnvironments, type EnvironmentConfig } from '../../environments';
 import { REPO_ROOT } from '../../modules/bundled-function';
 import { composePlanComment, PLAN_COMMENT_MARKER, type StackReport } from '../../scripts/lib/plan-comment';
 import {
+  COMMAND_GRACE_MS,
+  DEFAULT_APPLY_TIMEOUT_MIN,
+  DEFAULT_ROLLOUT_DEADLINE_MIN,
+} from '../../scripts/lib/rollout';
+import {
   deployTarget,
   deployedEnvironments,
   planMatrix,
@@ -207,6 +212,12 @@ describe('GitHub workflows', () => {
       expect(sessionSec).toBeGreaterThanOrEqual(3600);
       expect(timeoutMinutes * 60).toBeGreaterThanOrEqual(sessionSec + 15 * 60);
       expect(timeoutMinutes).toBeLessThanOrEqual(360);
+      // The rollout's own deadline, a command's grace period included, ends inside the session: no credentials
+      // expire in the middle of an apply, and the runner's timeout comes last of all.
+      const deadlineSec = DEFAULT_ROLLOUT_DEADLINE_MIN * 60 + COMMAND_GRACE_MS / 1_000;
+      expect(deadlineSec).toBeLessThan(sessionSec);
+      expect(sessionSec).toBeLessThan(timeoutMinutes * 60);
+      expect(DEFAULT_APPLY_TIMEOUT_MIN * 60 + COMMAND_GRACE_MS / 1_000).toBeLessThan(deadlineSec);
     }
 
     // shared and dev go side by side; prod waits for both.
@@ -264,6 +275,56 @@ describe('GitHub workflows', () => {
     expect(script?.env?.MARKER).toBe(PLAN_COMMENT_MARKER);
     expect(String(script?.with?.script)).toContain('updateComment');
     expect(String(script?.with?.script)).toContain('createComment');
+  });
+
+  it('give branch protection one fixed-name check, `plans`, that passes only when the tests and every plan did', () => {
+    const plans = workflow('pull-request.yml').jobs.plans;
+    expect(plans).toBeDefined();
+    const job = plans as Job;
+    expect(job.name).toBe('plans');
+    expect(job.if).toBe('always()');
+    expect(needsOf(job).sort()).toEqual(['plan', 'stacks', 'test']);
+    expect(job.permissions).toEqual({});
+    const steps = stepsOf(job);
+    expect(steps).toHaveLength(1);
+    const [step] = steps as [Step];
+    expect(step.env).toEqual({
+      TEST_RESULT: '${{ needs.test.result }}',
+      STACKS_RESULT: '${{ needs.stacks.result }}',
+      PLAN_RESULT: '${{ needs.plan.result }}',
+    });
+    // The step itself, run as GitHub runs it, on each combination of results.
+    const passes = (test: string, plan: string, stacks = 'success') => {
+      try {
+        execFileSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', step.run ?? 'false'], {
+          env: { PATH: process.env.PATH, TEST_RESULT: test, PLAN_RESULT: plan, STACKS_RESULT: stacks },
+          stdio: 'pipe',
+        });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(passes('success', 'success')).toBe(true);
+    expect(passes('failure', 'skipped')).toBe(false);
+    expect(passes('success', 'failure')).toBe(false);
+    expect(passes('success', 'cancelled')).toBe(false);
+    // A pull request from a fork plans nothing (no credentials): it cannot pass the check.
+    expect(passes('success', 'skipped', 'skipped')).toBe(false);
+    expect(passes('cancelled', 'success')).toBe(false);
+  });
+
+  it('put no expression in a script: values reach `run` through env', () => {
+    for (const file of WORKFLOW_FILES) {
+      for (const [name, job] of Object.entries(workflow(file).jobs)) {
+        for (const step of stepsOf(job)) {
+          expect({ where: `${file} ${name}`, run: step.run?.includes('${{') ?? false }).toEqual({
+            where: `${file} ${name}`,
+            run: false,
+          });
+        }
+      }
+    }
   });
 
   it('run every step that holds a pipe under pipefail', () => {
@@ -407,6 +468,33 @@ describe('plan comment', () => {
     expect(body).toContain('(https://run)');
     // Every row is one table row: a summary's line breaks and pipes cannot break the table.
     expect(body.split('\n').filter((line) => line.startsWith('| `'))).toHaveLength(stacks.length);
+  });
+
+  it('shows Terraform error text and names as text: no tag, image, link, code span or mention', () => {
+    const hostile =
+      '<details><summary>ok</summary> ![x](https://evil.example/p.png) [click](https://evil.example) ' +
+      '`code` @octocat @org/team &lt;b&gt; \\[escaped\\] <!-- estate-plan -->';
+    const planned = composePlanComment({
+      stacks: [
+        { stack: 'dev-global', environment: '@prod <b>' },
+        { stack: 'x`](y) @z', environment: 'dev' },
+      ],
+      reports: new Map([['dev-global', { outcome: 'failure', summary: `Error: ${hostile}` }]]),
+    });
+    const rows = planned
+      .split('\n')
+      .filter((line) => line.startsWith('| ') && !/^\| (stack|---) /.test(line));
+    expect(rows).toHaveLength(2);
+    const [global, odd] = rows as [string, string];
+    expect(global).toBe(
+      '| `dev-global` | @&#8203;prod &lt;b&gt; | ❌ **plan failed**: Error: &lt;details&gt;&lt;summary&gt;ok&lt;/summary&gt; ' +
+        '!\\[x\\](https://evil.example/p.png) \\[click\\](https://evil.example) \\`code\\` @&#8203;octocat ' +
+        '@&#8203;org/team &amp;lt;b&amp;gt; \\\\\\[escaped\\\\\\] &lt;!-- estate-plan --&gt; |',
+    );
+    // A stack name that is not a plain name is not put in a code span it could close.
+    expect(odd.startsWith('| x\\`\\](y) @&#8203;z | dev |')).toBe(true);
+    for (const row of rows) expect(row).not.toMatch(/<|(?<!\\)\[|@(?!&#8203;)/);
+    expect(planned.split(PLAN_COMMENT_MARKER)).toHaveLength(2);
   });
 
   it('says the plans did not run when the tests failed first', () => {

@@ -262,7 +262,10 @@ describe('checkDnsDelegation', () => {
       expected,
       writer: 'prod-global writes it',
       dns: answering(answer),
+      resolvers: ['1.1.1.1', '8.8.8.8'],
     });
+  const failing = (code: string) =>
+    Object.assign(new Error(`queryNs ${code} dev.estate.example.com`), { code });
 
   it('passes when public DNS answers the zone name servers, whatever their case and trailing dots', async () => {
     await expect(check(['NS-2.awsdns-02.com.', 'ns-1.awsdns-01.org.'])).resolves.toBe(
@@ -276,7 +279,9 @@ describe('checkDnsDelegation', () => {
     expect(message).toBe(
       'DNS delegation of dev.estate.example.com is missing or wrong: expected the name servers of its Route 53 ' +
         'zone (ns-1.awsdns-01.org, ns-2.awsdns-02.com); public DNS gives ns-9.old-zone.net. prod-global writes it. ' +
-        'The regional stacks validate their certificates through this zone and would wait until Terraform gives up.',
+        'The regional stacks validate their certificates through this zone and would wait until Terraform gives up. ' +
+        "Once the delegation is written, resolvers may still answer that it is missing for up to the zone's " +
+        "negative TTL (the minimum of its parent zone's SOA record), and an old one for its NS records' TTL.",
     );
   });
 
@@ -286,13 +291,38 @@ describe('checkDnsDelegation', () => {
     );
   });
 
-  it('says NXDOMAIN when nothing delegates the name', async () => {
-    const nxdomain = Object.assign(new Error('queryNs ENOTFOUND dev.estate.example.com'), {
-      code: 'ENOTFOUND',
-    });
-    await expect(preflightFailure(check(nxdomain))).resolves.toContain(
-      'public DNS gives NXDOMAIN (the name does not exist in public DNS: nothing delegates it)',
+  it('says NXDOMAIN when nothing delegates the name, and that resolvers may cache that answer', async () => {
+    const message = await preflightFailure(check(failing('ENOTFOUND')));
+    expect(message).toContain(
+      'is missing or wrong: expected the name servers of its Route 53 zone (ns-1.awsdns-01.org, ' +
+        'ns-2.awsdns-02.com); public DNS gives NXDOMAIN (the name does not exist in public DNS: nothing delegates it)',
     );
+    expect(message).toContain("for up to the zone's negative TTL");
+    await expect(preflightFailure(check(failing('ENODATA')))).resolves.toContain(
+      'is missing or wrong: expected the name servers of its Route 53 zone (ns-1.awsdns-01.org, ' +
+        'ns-2.awsdns-02.com); public DNS gives no NS records.',
+    );
+  });
+
+  it('tells resolvers it could not ask (timeout, refused, SERVFAIL) from a delegation that is wrong', async () => {
+    const because = {
+      ETIMEOUT: 'no answer (the queries timed out)',
+      ECONNREFUSED: 'connection refused',
+      ESERVFAIL:
+        'SERVFAIL (the resolvers failed to get an answer: a network problem on their side, or a delegation ' +
+        'to name servers that do not serve the zone)',
+      EREFUSED: 'the resolvers refused the query',
+      ECONNRESET: 'a failed lookup (ECONNRESET)',
+    };
+    for (const [code, what] of Object.entries(because)) {
+      const message = await preflightFailure(check(failing(code)));
+      expect(message).toBe(
+        'DNS delegation of dev.estate.example.com could not be checked: could not ask the public resolvers ' +
+          `1.1.1.1, 8.8.8.8: ${what}; is outbound DNS blocked? (ESTATE_DNS_RESOLVERS=<ip>,<ip> names ` +
+          'resolvers this machine can reach.) Nothing was concluded about the delegation.',
+      );
+      expect(message).not.toContain('missing or wrong');
+    }
   });
 });
 

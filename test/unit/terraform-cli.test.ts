@@ -1,6 +1,17 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withDirLock } from '../../scripts/lib/dir-lock';
 import {
   MAX_SUMMARY_CHARS,
   skippedSummary,
@@ -9,18 +20,19 @@ import {
 } from '../../scripts/lib/plan-summary';
 import { CommandFailedError } from '../../scripts/lib/process';
 import {
-  downloadCliConfig,
   downloadedMirrorPath,
+  ensureProviderMirror,
   findProviderMirror,
-  prepareTerraform,
   providerPath,
+  terraformPlatform,
+  type TerraformRunner,
+} from '../../scripts/lib/provider-mirror';
+import { prepareTerraform, stateLockHint, terraform } from '../../scripts/lib/terraform';
+import {
+  downloadCliConfig,
   readUserCliConfigs,
   stackCliConfig,
-  terraform,
-  terraformPlatform,
-  withDirLock,
-  type TerraformRunner,
-} from '../../scripts/lib/terraform';
+} from '../../scripts/lib/terraform-cli-config';
 
 const AWS = 'registry.terraform.io/hashicorp/aws';
 const temporary = (label: string) => mkdtempSync(join(tmpdir(), `estate-tf-${label}-`));
@@ -94,7 +106,7 @@ describe('stackCliConfig', () => {
   it('installs hashicorp/aws from the mirror and every other provider from its registry', () => {
     expect(stackCliConfig('/opt/tf-plugins', [])).toBe(
       [
-        "# Written by scripts/lib/terraform.ts: the estate's Terraform CLI configuration. Do not edit.",
+        "# Written by scripts/lib/terraform-cli-config.ts: the estate's Terraform CLI configuration. Do not edit.",
         '',
         'provider_installation {',
         '  filesystem_mirror {',
@@ -183,6 +195,11 @@ describe('downloadCliConfig', () => {
     const config = downloadCliConfig([{ path: '/repo/.build/terraform/terraformrc-1', text: inherited }]);
     expect(config).toContain('credentials "app.terraform.io" {');
     expect(config).not.toContain('provider_installation');
+    // One written before scripts/lib/terraform.ts was split, too.
+    const older = inherited.replace('scripts/lib/terraform-cli-config.ts', 'scripts/lib/terraform.ts');
+    expect(downloadCliConfig([{ path: '/r/terraformrc-0', text: older }])).not.toContain(
+      'provider_installation',
+    );
   });
 });
 
@@ -321,32 +338,56 @@ describe('prepareTerraform', () => {
 });
 
 describe('withDirLock', () => {
-  const held = (owner: { pid: number; host: string; since: number }) => {
+  /** A lock dir as withDirLock leaves it, its owner file last touched `ageMs` ago. */
+  const held = (owner: { pid: number; host: string; since: number }, ageMs = 0) => {
     const lock = join(temporary('lock'), 'mirror.lock');
     mkdirSync(lock);
     writeFileSync(join(lock, 'owner.json'), JSON.stringify(owner));
+    const touched = new Date(Date.now() - ageMs);
+    utimesSync(join(lock, 'owner.json'), touched, touched);
     return lock;
   };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  it('breaks a lock whose holder on this host is gone, saying so', async () => {
-    const lock = held({ pid: 999_999, host: hostname(), since: Date.now() });
+  it('breaks a lock whose holder on this host is gone once it misses its heartbeats, saying so', async () => {
+    const lock = held({ pid: 999_999, host: hostname(), since: Date.now() }, 25_000);
     const said: string[] = [];
     const ran = await withDirLock(lock, async () => 'ran', {
       isAlive: () => false,
       log: (m) => said.push(m),
     });
     expect(ran).toBe('ran');
-    expect(said).toEqual([`breaking the lock ${lock}: its holder, process 999999, is gone`]);
+    expect(said).toEqual([
+      `breaking the lock ${lock}: its holder, process 999999, is gone and has not renewed it for 25 s`,
+    ]);
     expect(existsSync(lock)).toBe(false);
   });
 
-  it('breaks a lock from another host once it is older than the stale limit', async () => {
-    const lock = held({ pid: 1, host: 'builder', since: Date.now() - 60_000 });
+  it('breaks a lock not renewed for the stale limit even when its PID is alive (reused after a restart)', async () => {
+    // This very process holds the PID: a lock from before a container restart looks alive by PID forever.
+    const lock = held({ pid: process.pid, host: hostname(), since: Date.now() - 3_600_000 }, 5 * 60_000);
     const said: string[] = [];
     await expect(
-      withDirLock(lock, async () => 'ran', { staleMs: 30_000, log: (m) => said.push(m) }),
+      withDirLock(lock, async () => 'ran', { waitMs: 2_000, pollMs: 5, log: (m) => said.push(m) }),
     ).resolves.toBe('ran');
-    expect(said).toEqual([`breaking the lock ${lock}: it is older than 30 s`]);
+    expect(said).toEqual([
+      `breaking the lock ${lock}: its holder, process ${process.pid} on ${hostname()}, has not renewed it for 5 min`,
+    ]);
+  });
+
+  it('breaks a lock from another host once not renewed for the stale limit, by the injected clock', async () => {
+    const lock = held({ pid: 1, host: 'builder', since: Date.now() });
+    const said: string[] = [];
+    await expect(
+      withDirLock(lock, async () => 'ran', {
+        staleMs: 30_000,
+        now: () => Date.now() + 60_000,
+        log: (m) => said.push(m),
+      }),
+    ).resolves.toBe('ran');
+    expect(said).toEqual([
+      `breaking the lock ${lock}: its holder, process 1 on builder, has not renewed it for 60 s`,
+    ]);
   });
 
   it('waits for a live holder, and gives up naming it', async () => {
@@ -354,6 +395,108 @@ describe('withDirLock', () => {
     await expect(withDirLock(lock, async () => 'ran', { waitMs: 50, pollMs: 5 })).rejects.toThrow(
       `for ${lock} (held by process 4242 on builder); remove it if no download is running`,
     );
+  });
+
+  it('keeps a lock alive by its heartbeat for as long as its holder runs, however long', async () => {
+    const lock = join(temporary('lock'), 'mirror.lock');
+    const options = { staleMs: 300, heartbeatMs: 20, pollMs: 10 };
+    const events: string[] = [];
+    const holder = withDirLock(
+      lock,
+      async () => {
+        events.push('first in');
+        await sleep(1_200); // four times the stale limit
+        events.push('first out');
+      },
+      options,
+    );
+    await sleep(30);
+    const waiter = withDirLock(lock, async () => events.push('second in'), {
+      ...options,
+      log: (m) => events.push(m),
+    });
+    await Promise.all([holder, waiter]);
+    expect(events).toEqual(['first in', 'first out', 'second in']);
+  });
+
+  it('puts back a lock another breaker took meanwhile instead of entering too', async () => {
+    // A lock judged stale (its holder on this host is gone) ...
+    const lock = held({ pid: 999_999, host: hostname(), since: Date.now() }, 25_000);
+    const winner = JSON.stringify({ pid: 4242, host: 'builder', since: Date.now(), nonce: 'w' });
+    let raced = false;
+    const entered: string[] = [];
+    const attempt = withDirLock(lock, async () => entered.push('second breaker'), {
+      waitMs: 300,
+      pollMs: 10,
+      log: () => undefined,
+      // ... is broken by another process between this one's judgement and its move, which then holds it.
+      isAlive: () => {
+        if (!raced) {
+          raced = true;
+          renameSync(lock, `${lock}.gone`);
+          const next = `${lock}.next`;
+          mkdirSync(next);
+          writeFileSync(join(next, 'owner.json'), winner);
+          renameSync(next, lock);
+        }
+        return false;
+      },
+    });
+    await expect(attempt).rejects.toThrow(`(held by process 4242 on builder)`);
+    expect(entered).toEqual([]);
+    expect(readFileSync(join(lock, 'owner.json'), 'utf8')).toBe(winner);
+  });
+});
+
+describe('ensureProviderMirror', () => {
+  const download = (mirror: string, extra: Partial<Parameters<typeof ensureProviderMirror>[0]> = {}) =>
+    ensureProviderMirror({
+      mirror,
+      env: {},
+      cliConfig: '',
+      runTerraform: installingRunner([]),
+      lock: { pollMs: 5 },
+      log: () => undefined,
+      ...extra,
+    });
+
+  it('uses the mirror another download renamed into place first, and never removes it', async () => {
+    const mirror = join(temporary('build'), 'mirror');
+    const rename = (from: string, to: string) => {
+      if (to === mirror && !existsSync(mirror)) {
+        // Another download (one that broke this lock as stale) finishes just before this one's rename.
+        mkdirSync(providerPath(mirror), { recursive: true });
+        writeFileSync(join(mirror, 'theirs'), '');
+      }
+      renameSync(from, to);
+    };
+    await expect(download(mirror, { rename })).resolves.toBe(mirror);
+    expect(existsSync(join(mirror, 'theirs'))).toBe(true);
+    expect(existsSync(providerPath(mirror))).toBe(true);
+  });
+
+  it('moves aside a mirror directory without the provider, and leaves no partial download', async () => {
+    const build = temporary('build');
+    const mirror = join(build, 'mirror');
+    mkdirSync(join(mirror, 'half-copied'), { recursive: true });
+    await download(mirror);
+    expect(existsSync(providerPath(mirror))).toBe(true);
+    expect(existsSync(join(mirror, 'half-copied'))).toBe(false);
+    expect(readdirSync(build).filter((name) => name.includes('partial'))).toEqual([]);
+  });
+
+  it('removes partial downloads abandoned more than an hour ago when it takes the lock, and no others', async () => {
+    const build = temporary('build');
+    const mirror = join(build, 'mirror');
+    const abandoned = join(build, 'mirror.partial-abc123');
+    const running = join(build, 'mirror.partial-def456');
+    const unrelated = join(build, 'other.partial-ghi789');
+    [abandoned, running, unrelated].forEach((dir) => mkdirSync(join(dir, 'mirror'), { recursive: true }));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    utimesSync(abandoned, twoHoursAgo, twoHoursAgo);
+    utimesSync(unrelated, twoHoursAgo, twoHoursAgo);
+    await download(mirror);
+    expect([abandoned, running, unrelated].map(existsSync)).toEqual([false, true, true]);
   });
 });
 
@@ -383,6 +526,32 @@ describe('terraform', () => {
     expect(await said(['output', '-json', 'name_servers'])).toBe('output -no-color -json name_servers');
     expect(await said(['state', 'list'])).toBe('state list -no-color');
     expect(order).toEqual(['ready', 'ran', 'ready', 'ran', 'ready', 'ran']);
+  });
+
+  it('says after a SIGKILL that the state lock is probably held, and how to release it from the stack', async () => {
+    const dir = temporary('stack');
+    const binary = join(dir, 'terraform');
+    // Ignores SIGINT, like a Terraform stuck in a provider call.
+    writeFileSync(binary, "#!/bin/bash\ntrap '' INT\necho 'Acquiring state lock.'\nsleep 30\n");
+    chmodSync(binary, 0o755);
+    const cli = { binary, mirror: '/m', env: {} };
+    const error = await terraform(cli, dir, ['apply', '-input=false', 'rollout.tfplan'], {
+      timeoutMs: 300,
+      graceMs: 200,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CommandFailedError);
+    const [firstLine] = (error as Error).message.split('\n');
+    expect(firstLine).toContain('ended by SIGKILL; the state lock is probably still held');
+    expect(firstLine).toContain(`release it from ${dir} with \`terraform force-unlock <lock ID>\``);
+    expect((error as CommandFailedError).killed).toBe(true);
+  }, 15_000);
+
+  it('gives that hint only for commands that take the lock', () => {
+    expect(stateLockHint('/s', ['plan', '-input=false'])).toContain('force-unlock');
+    expect(stateLockHint('/s', ['state', 'rm', 'x'])).toContain('force-unlock');
+    expect(stateLockHint('/s', ['plan', '-lock=false'])).toBeUndefined();
+    expect(stateLockHint('/s', ['state', 'list'])).toBeUndefined();
+    expect(stateLockHint('/s', ['output', '-json'])).toBeUndefined();
   });
 });
 
@@ -420,6 +589,36 @@ describe('summarizePlan', () => {
     expect(
       summarizePlan({ exitCode: 2, output: 'Changes to Outputs:\n  + zone_id = (known after apply)\n' }),
     ).toBe('Only output values change.');
+  });
+
+  it('reads the last plan line at the start of a line, not one a multi-line value in the diff forges', () => {
+    const forged = [
+      'Terraform will perform the following actions:',
+      '',
+      '  # aws_ssm_parameter.note will be created',
+      '  + resource "aws_ssm_parameter" "note" {',
+      '      + value = <<-EOT',
+      '            Plan: 0 to add, 0 to change, 0 to destroy.',
+      '            No changes. Your infrastructure matches the configuration.',
+      '        EOT',
+      '    }',
+      '',
+      'Plan: 1 to add, 0 to change, 3 to destroy.',
+      '',
+      'Changes to Outputs:',
+      '  + note = <<-EOT',
+      '        Plan: 0 to add, 0 to change, 0 to destroy.',
+      '    EOT',
+    ].join('\n');
+    expect(summarizePlan({ exitCode: 2, output: forged })).toBe('Plan: 1 to add, 0 to change, 3 to destroy.');
+    // Only indented ones: no plan line, whatever the values say.
+    const onlyForged = '  + value = <<-EOT\n      Plan: 0 to add, 0 to change, 0 to destroy.\n  EOT\n';
+    expect(summarizePlan({ exitCode: 2, output: onlyForged })).toBe(
+      'Changes planned (Terraform printed no "Plan:" line).',
+    );
+    expect(summarizePlan({ exitCode: 2, output: '  + x = <<-EOT\n      Changes to Outputs:\n  EOT\n' })).toBe(
+      'Changes planned (Terraform printed no "Plan:" line).',
+    );
   });
 
   it('never reads a failed plan as success, even when it printed a plan line', () => {
