@@ -54,10 +54,16 @@ export function estateStackOwners(
     const name = stack.node.id;
     const environment = environments.find((env) => name.startsWith(`${env.name}-`));
     if (!environment) throw new Error(`unreachable: stack ${name} belongs to no environment`);
+    // Parents read a global stack's name servers; consumers' rollouts check that the shared stacks
+    // they deploy after were applied.
     const readBy =
       name === globalStackName(environment)
         ? environments.filter((parent) => childEnvironmentsOf(parent, environments).includes(environment))
-        : [];
+        : environments.filter(
+            (consumer) =>
+              consumer !== environment &&
+              environment.sharedServices?.consumerAccountIds.includes(consumer.accountId),
+          );
     return { name, environment, readBy };
   });
 }

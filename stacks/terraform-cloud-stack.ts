@@ -17,7 +17,10 @@ export interface EstateWorkspace {
   readonly stack: string;
   /** The environment owning it: its project, and the team that may write it. */
   readonly environment: EnvironmentConfig;
-  /** Environments whose global stacks read this one's outputs (prod-global reads dev-global's name servers). */
+  /**
+   * Environments whose stacks read this one's state: prod-global reads dev-global's name servers, and dev's
+   * and prod's rollouts check that the shared stacks they deploy after were applied.
+   */
   readonly readBy?: readonly EnvironmentConfig[];
 }
 

@@ -139,20 +139,27 @@ describe('account setup (applied once by hand)', () => {
     it("shares dev-global's state with prod-global only, and lets prod's deployers read it", () => {
       const settings = resources(cloud, 'tfe_workspace_settings');
       const devGlobalId = idOf(cloud, 'tfe_workspace', 'estate-dev-global');
-      const shared = settings.filter((s) => (s.remote_state_consumer_ids as string[]).length > 0);
-      expect(shared).toEqual([
-        expect.objectContaining({
-          workspace_id: devGlobalId,
-          remote_state_consumer_ids: [idOf(cloud, 'tfe_workspace', 'estate-prod-global')],
-        }),
+      expect(settings.find((s) => s.workspace_id === devGlobalId)?.remote_state_consumer_ids).toEqual([
+        idOf(cloud, 'tfe_workspace', 'estate-prod-global'),
       ]);
-      expect(resources(cloud, 'tfe_team_access')).toEqual([
-        expect.objectContaining({
-          team_id: idOf(cloud, 'tfe_team', 'estate-deploy-prod'),
-          workspace_id: devGlobalId,
-          access: 'read',
-        }),
-      ]);
+      const reads = resources(cloud, 'tfe_team_access').map((a) => [a.team_id, a.workspace_id, a.access]);
+      expect(reads).toContainEqual([idOf(cloud, 'tfe_team', 'estate-deploy-prod'), devGlobalId, 'read']);
+      for (const stack of ['dev-eu-central-1', 'prod-global', 'bootstrap-dev'])
+        expect(reads.map(([, workspace]) => workspace)).not.toContain(
+          idOf(cloud, 'tfe_workspace', `estate-${stack}`),
+        );
+    });
+
+    it("lets dev's and prod's deployers read the shared stacks' state (their rollouts check it was applied)", () => {
+      const reads = resources(cloud, 'tfe_team_access').map((a) => [a.team_id, a.workspace_id, a.access]);
+      for (const stack of ['shared-eu-central-1', 'shared-us-east-1'])
+        for (const env of ['dev', 'prod'])
+          expect(reads).toContainEqual([
+            idOf(cloud, 'tfe_team', `estate-deploy-${env}`),
+            idOf(cloud, 'tfe_workspace', `estate-${stack}`),
+            'read',
+          ]);
+      expect(reads).toHaveLength(5);
     });
 
     it('gives planners read on every project and each environment its own writers, no tokens in state', () => {
