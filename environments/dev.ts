@@ -5,7 +5,7 @@ export const dev: EnvironmentInput = {
   accountId: '222222222222',
   deployRoleArn: 'arn:aws:iam::222222222222:role/estate-deploy',
   planRoleArn: 'arn:aws:iam::222222222222:role/estate-plan',
-  github: { repository: 'estate-platform/estate' },
+  github: { repository: 'estate-platform/estate', ids: { owner: '100000001', repository: '200000002' } },
   regions: ['eu-central-1', 'us-east-1'],
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-dev' },
   dns: { zoneName: 'dev.estate.example.com', apiRecordName: 'api' },

@@ -5,7 +5,7 @@ export const prod: EnvironmentInput = {
   accountId: '333333333333',
   deployRoleArn: 'arn:aws:iam::333333333333:role/estate-deploy',
   planRoleArn: 'arn:aws:iam::333333333333:role/estate-plan',
-  github: { repository: 'estate-platform/estate' },
+  github: { repository: 'estate-platform/estate', ids: { owner: '100000001', repository: '200000002' } },
   regions: ['eu-central-1', 'us-east-1'],
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-prod' },
   dns: { zoneName: 'estate.example.com', apiRecordName: 'api' },

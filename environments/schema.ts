@@ -279,9 +279,10 @@ export const environmentSchema = z
           error: () => 'expected a GitHub repository as owner/name',
         }),
         /**
-         * The owner's and the repository's numeric ids (GitHub's API: `owner.id`, `id`). Set, the roles trust
-         * GitHub's immutable subject `repo:owner@<id>/name@<id>:…`, the default for repositories created
-         * from July 2026, which a re-registered name cannot match; unset, the subject by name.
+         * The owner's and the repository's numeric ids (`gh api repos/<owner>/<name> --jq '.owner.id, .id'`).
+         * GitHub sends repositories created, renamed or transferred since mid 2026 an immutable OIDC subject,
+         * `repo:owner@<id>/name@<id>:…`, which the roles admit only with these (and which a re-registered name
+         * cannot match). Required outside local.
          */
         ids: z
           .strictObject({
@@ -464,6 +465,15 @@ export const environmentSchema = z
         path: ['planRoleArn'],
         input: env.planRoleArn,
         message: 'expected a role other than deployRoleArn: a plan must never hold a role that can apply',
+      });
+    }
+    if (!isLocal && env.github && !env.github.ids) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['github', 'ids'],
+        input: undefined,
+        message:
+          "expected { owner, repository }, the numeric ids GitHub's immutable OIDC subject carries (required outside local)",
       });
     }
     if (!isLocal && !env.github) {

@@ -6,7 +6,7 @@ export const shared: EnvironmentInput = {
   accountId: '111111111111',
   deployRoleArn: 'arn:aws:iam::111111111111:role/estate-deploy',
   planRoleArn: 'arn:aws:iam::111111111111:role/estate-plan',
-  github: { repository: 'estate-platform/estate' },
+  github: { repository: 'estate-platform/estate', ids: { owner: '100000001', repository: '200000002' } },
   regions: ['eu-central-1', 'us-east-1'],
   backend: { type: 'terraform-cloud', organization: 'estate-platform', project: 'estate-shared' },
   dns: { zoneName: 'shared.estate.example.com', apiRecordName: 'api' },

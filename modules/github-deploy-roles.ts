@@ -16,9 +16,10 @@ export interface GithubDeployRolesProps {
   /** `owner/name` of the repository whose workflows deploy. */
   readonly repository: string;
   /**
-   * The owner's and the repository's numeric ids. Given, the trust matches GitHub's immutable subject
-   * (`repo:owner@<id>/name@<id>:…`, the default for repositories created from July 2026), which a
-   * re-registered owner or repository name cannot match; absent, the name form `repo:owner/name:…`.
+   * The owner's and the repository's numeric ids. Given, the trust also admits GitHub's immutable subject
+   * (`repo:owner@<id>/name@<id>:…`: the default for repositories created, renamed or transferred since mid
+   * 2026, and one a re-registered owner or repository name cannot match); the name form `repo:owner/name:…`
+   * stays admitted for repositories that still send it. Default: the name form only.
    */
   readonly ids?: { readonly owner: string; readonly repository: string };
   /** The GitHub environment whose jobs alone may assume the deploy role (its gate is the approval). */
@@ -64,7 +65,10 @@ export class GithubDeployRoles extends Construct {
     const ids = props.ids;
     if (ids && !(/^\d{1,20}$/.test(ids.owner) && /^\d{1,20}$/.test(ids.repository)))
       fail('GithubDeployRoles', 'ids', ids, "the owner's and the repository's numeric ids");
-    const subjectRepository = ids ? `${owner}@${ids.owner}/${name}@${ids.repository}` : `${owner}/${name}`;
+    const subjectRepositories = [
+      ...(ids ? [`${owner}@${ids.owner}/${name}@${ids.repository}`] : []),
+      `${owner}/${name}`,
+    ];
     const session = props.deploySessionSec ?? 14400;
     if (!Number.isInteger(session) || session < 3600 || session > 43200)
       fail('GithubDeployRoles', 'deploySessionSec', session, 'whole seconds from 3600 to 43200');
@@ -84,7 +88,7 @@ export class GithubDeployRoles extends Construct {
             Condition: {
               StringEquals: {
                 [`${GITHUB_OIDC_HOST}:aud`]: GITHUB_OIDC_AUDIENCE,
-                [`${GITHUB_OIDC_HOST}:sub`]: `repo:${subjectRepository}:${context}`,
+                [`${GITHUB_OIDC_HOST}:sub`]: subjectRepositories.map((repo) => `repo:${repo}:${context}`),
               },
             },
           },

@@ -117,10 +117,15 @@ export class TerraformCloudStack extends TerraformStack {
         }),
       );
     }
-    for (const { stack, readBy = [] } of props.workspaces) {
+    for (const { stack, environment, readBy = [] } of props.workspaces) {
       const workspace = workspaces.get(stack);
       if (!workspace) continue;
-      const readers = readBy.map((env) => globalStackName(env)).filter((reader) => reader !== stack);
+      // Only a global stack is read through terraform_remote_state (by its parent's global stack); the
+      // shared stacks' readers read with their team's token (below), as a rollout checks they were applied.
+      const readers =
+        stack === globalStackName(environment)
+          ? readBy.map((env) => globalStackName(env)).filter((reader) => reader !== stack)
+          : [];
       new WorkspaceSettings(this, `Settings-${stack}`, {
         workspaceId: workspace.id,
         executionMode: 'local',

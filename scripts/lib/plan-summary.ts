@@ -81,7 +81,7 @@ export interface PlanRun {
 function closingLine(output: string): string | undefined {
   return output
     .split(/\r?\n/)
-    .filter((line) => /^Plan: .* to destroy\.?\s*$/.test(line) || /^No changes\./.test(line))
+    .filter((line) => /^Plan: .* to (destroy|forget)\.?\s*$/.test(line) || /^No changes\./.test(line))
     .at(-1)
     ?.trimEnd();
 }

@@ -23,7 +23,7 @@ const idOf = (json: TerraformJson, type: string, name: string): string => {
 };
 
 describe('account setup (applied once by hand)', () => {
-  it("trusts GitHub's immutable subject, ids pinned, when the environment knows the ids", () => {
+  it('admits exactly the subjects of the ids configured, never another repository with the same name', () => {
     const dev = environments.dev;
     if (!dev) throw new Error('no dev');
     const pinned = synthesizeSetup(
@@ -36,16 +36,19 @@ describe('account setup (applied once by hand)', () => {
       mkdtempSync(join(tmpdir(), 'setup-ids-')),
     ).find((s) => s.name === 'bootstrap-dev');
     const stack = JSON.parse(readFileSync(join(pinned?.dir ?? '', 'cdk.tf.json'), 'utf8')) as TerraformJson;
-    const subjects = resources(stack, 'aws_iam_role').map(
+    const subjects = resources(stack, 'aws_iam_role').flatMap(
       (role) =>
         ((policyOf(role, 'assume_role_policy').Statement[0]?.Condition as Block).StringEquals as Block)[
           'token.actions.githubusercontent.com:sub'
-        ],
+        ] as string[],
     );
     expect(subjects.sort()).toEqual([
+      'repo:estate-platform/estate:environment:dev',
+      'repo:estate-platform/estate:pull_request',
       'repo:estate-platform@101/estate@202:environment:dev',
       'repo:estate-platform@101/estate@202:pull_request',
     ]);
+    expect(JSON.stringify(stack)).not.toMatch(/StringLike|@\*/);
   });
 
   it('synthesizes the Terraform Cloud stack and one bootstrap per deployed account', () => {
@@ -83,7 +86,10 @@ describe('account setup (applied once by hand)', () => {
       expect(statement?.Condition).toEqual({
         StringEquals: {
           'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
-          'token.actions.githubusercontent.com:sub': 'repo:estate-platform/estate:pull_request',
+          'token.actions.githubusercontent.com:sub': [
+            'repo:estate-platform@100000001/estate@200000002:pull_request',
+            'repo:estate-platform/estate:pull_request',
+          ],
         },
       });
       const attachments = resources(stack, 'aws_iam_role_policy_attachment');
@@ -100,7 +106,10 @@ describe('account setup (applied once by hand)', () => {
       const [statement] = trustOf(env.deployRoleArn);
       expect((statement?.Condition as Block).StringEquals).toEqual({
         'token.actions.githubusercontent.com:aud': 'sts.amazonaws.com',
-        'token.actions.githubusercontent.com:sub': `repo:estate-platform/estate:environment:${name}`,
+        'token.actions.githubusercontent.com:sub': [
+          `repo:estate-platform@100000001/estate@200000002:environment:${name}`,
+          `repo:estate-platform/estate:environment:${name}`,
+        ],
       });
       expect((statement?.Condition as Block).StringLike).toBeUndefined();
       expect(JSON.stringify(statement)).not.toContain('pull_request');
@@ -139,8 +148,12 @@ describe('account setup (applied once by hand)', () => {
     it("shares dev-global's state with prod-global only, and lets prod's deployers read it", () => {
       const settings = resources(cloud, 'tfe_workspace_settings');
       const devGlobalId = idOf(cloud, 'tfe_workspace', 'estate-dev-global');
-      expect(settings.find((s) => s.workspace_id === devGlobalId)?.remote_state_consumer_ids).toEqual([
-        idOf(cloud, 'tfe_workspace', 'estate-prod-global'),
+      const sharing = settings.filter((s) => (s.remote_state_consumer_ids as string[]).length > 0);
+      expect(sharing).toEqual([
+        expect.objectContaining({
+          workspace_id: devGlobalId,
+          remote_state_consumer_ids: [idOf(cloud, 'tfe_workspace', 'estate-prod-global')],
+        }),
       ]);
       const reads = resources(cloud, 'tfe_team_access').map((a) => [a.team_id, a.workspace_id, a.access]);
       expect(reads).toContainEqual([idOf(cloud, 'tfe_team', 'estate-deploy-prod'), devGlobalId, 'read']);

@@ -105,7 +105,47 @@ describe('environments', () => {
     [
       'a missing deploy role',
       { deployRoleArn: undefined },
-      'dev: deployRoleArn: received undefined (missing); expected the deploy role ARN every provider assumes',
+      'dev: deployRoleArn: received undefined (missing); expected the deploy role ARN that applies run under',
+    ],
+    [
+      'a missing plan role',
+      { planRoleArn: undefined },
+      'dev: planRoleArn: received undefined (missing); expected the read-only plan role ARN that pull requests plan with',
+    ],
+    [
+      'a plan role that is the deploy role',
+      { planRoleArn: 'arn:aws:iam::222222222222:role/estate-deploy' },
+      'dev: planRoleArn: received "arn:aws:iam::222222222222:role/estate-deploy"; expected a role other than deployRoleArn: a plan must never hold a role that can apply',
+    ],
+    [
+      'a plan role in another account',
+      { planRoleArn: 'arn:aws:iam::999999999999:role/estate-plan' },
+      'dev: planRoleArn: received "arn:aws:iam::999999999999:role/estate-plan"; expected a role in the environment\'s own account 222222222222',
+    ],
+    [
+      'no GitHub repository',
+      { github: undefined },
+      'dev: github: received undefined (missing); expected { repository: owner/name }',
+    ],
+    [
+      "a repository without the ids GitHub's immutable subject carries",
+      { github: { repository: 'estate-platform/estate' } },
+      'dev: github.ids: received undefined (missing); expected { owner, repository }, the numeric ids',
+    ],
+    [
+      'a repository id that is not a number',
+      { github: { repository: 'estate-platform/estate', ids: { owner: '1', repository: 'estate' } } },
+      'dev: github.ids.repository: received "estate"; expected the repository\'s numeric id as a string',
+    ],
+    [
+      'an alarm e-mail that is not one',
+      { alarms: { subscriptions: [{ protocol: 'email', endpoint: 'oncall' }] } },
+      'dev: alarms.subscriptions[0].endpoint: received "oncall"; expected an e-mail address',
+    ],
+    [
+      'an alarm web hook over plain HTTP',
+      { alarms: { subscriptions: [{ protocol: 'https', endpoint: 'http://hooks.example.com/x' }] } },
+      'dev: alarms.subscriptions[0].endpoint: received "http://hooks.example.com/x"; expected an https:// URL',
     ],
     [
       'a malformed deploy role',
@@ -258,6 +298,16 @@ describe('environments', () => {
       'prod: sharedServices.registryReplication: received false; expected true: no registry replication exists only for the emulator (local), from which the provider cannot read it back',
     ],
     [
+      'runners without NAT',
+      { network: { firstVpcCidr: '10.40.0.0/16', natGateways: 'none' } },
+      'prod: network.natGateways: received "none"; expected "per-zone": runners without NAT exist only for the emulator (local): in AWS they could not reach GitHub (use \'one\' to save cost)',
+    ],
+    [
+      'destroyable keys, tables and zones',
+      { features: { preventDestroy: false } },
+      'prod: features.preventDestroy: received false; expected true: destroyable keys, tables and zones exist only for the emulator (local), whose estate the tests tear down',
+    ],
+    [
       'no custom domain',
       { dns: { ...prod.dns, customDomain: false } },
       'prod: dns.customDomain: received false; expected true: an API without a custom domain exists only for the emulator (local), where no certificate can be validated',
@@ -276,7 +326,9 @@ describe('environments', () => {
       artifactReplication: false,
       redrivePolicyDrift: false,
       eventSourceMappings: false,
+      preventDestroy: false,
     });
+    expect(env.network).toMatchObject({ natGateways: 'none', interfaceEndpoints: false });
     expect([
       env.lambda.environmentCmk,
       env.sharedServices?.registryReplication,

@@ -587,6 +587,9 @@ describe('summarizePlan', () => {
       summarizePlan({ exitCode: 2, output: 'Plan: 1 to import, 0 to add, 0 to change, 0 to destroy.' }),
     ).toBe('Plan: 1 to import, 0 to add, 0 to change, 0 to destroy.');
     expect(
+      summarizePlan({ exitCode: 2, output: 'Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget.' }),
+    ).toBe('Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget.');
+    expect(
       summarizePlan({ exitCode: 2, output: 'Changes to Outputs:\n  + zone_id = (known after apply)\n' }),
     ).toBe('Only output values change.');
   });
