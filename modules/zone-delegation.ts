@@ -1,7 +1,7 @@
 import { Route53Record } from '@cdktf/provider-aws/lib/route53-record';
 import { Fn, Token } from 'cdktf';
 import { Construct } from 'constructs';
-import { requireIntInRange, requireMatch } from './lib/validate';
+import { fail, requireIntInRange, requireMatch } from './lib/validate';
 
 export interface ZoneDelegationProps {
   /** The parent zone, which this stack's account owns. */
@@ -35,9 +35,8 @@ export class ZoneDelegation extends Construct {
       /^([a-z0-9-]{1,63}\.)+[a-z0-9-]{1,63}$/,
       'a lower-case DNS name',
     );
-    if (!child.endsWith(`.${props.parentZoneName}`)) {
-      requireMatch('ZoneDelegation', 'childZoneName', child, /^$/, `a name below ${props.parentZoneName}`);
-    }
+    if (!child.endsWith(`.${props.parentZoneName}`))
+      fail('ZoneDelegation', 'childZoneName', child, `a name below ${props.parentZoneName}`);
     const ttl = requireIntInRange('ZoneDelegation', 'ttlSec', props.ttlSec ?? 172_800, 60, 604_800);
     this.record = new Route53Record(this, 'NameServers', {
       zoneId: props.parentZoneId,

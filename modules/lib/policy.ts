@@ -71,7 +71,7 @@ export const TRUST_WITHOUT_DOCUMENTED_CONDITIONS: ReadonlySet<string> = new Set(
 export interface DeputyScope {
   /** The account the service must be acting for (`aws:SourceAccount`). */
   readonly sourceAccount: string;
-  /** The resource it must be acting for (`aws:SourceArn`, wildcards allowed). Default: any in the account. */
+  /** The resource it must be acting for (`aws:SourceArn`, wildcards allowed). Default: every resource of the account. */
   readonly sourceArn?: string;
 }
 

@@ -176,16 +176,20 @@ export async function executeRollout<T extends SynthesizedStack>(
 /** Default limit of one `terraform plan` or `terraform apply` in a rollout. */
 export const DEFAULT_APPLY_TIMEOUT_MIN = 30;
 
-/** ESTATE_APPLY_TIMEOUT_MIN (minutes, default 30) in milliseconds; refuses anything but a positive number. */
-export function applyTimeoutMs(env: NodeJS.ProcessEnv): number {
-  const raw = env.ESTATE_APPLY_TIMEOUT_MIN;
-  if (raw === undefined || raw === '') return DEFAULT_APPLY_TIMEOUT_MIN * 60_000;
+/** A positive number of minutes from `env[name]` (default when unset or empty), in milliseconds. */
+function minutesFrom(env: NodeJS.ProcessEnv, name: string, defaultMin: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return defaultMin * 60_000;
   const minutes = Number(raw);
   if (!Number.isFinite(minutes) || minutes <= 0) {
-    throw new Error(`ESTATE_APPLY_TIMEOUT_MIN=${raw}: expected a positive number of minutes`);
+    throw new Error(`${name}=${raw}: expected a positive number of minutes`);
   }
   return Math.round(minutes * 60_000);
 }
+
+/** ESTATE_APPLY_TIMEOUT_MIN (minutes, default 30) in milliseconds; refuses anything but a positive number. */
+export const applyTimeoutMs = (env: NodeJS.ProcessEnv): number =>
+  minutesFrom(env, 'ESTATE_APPLY_TIMEOUT_MIN', DEFAULT_APPLY_TIMEOUT_MIN);
 
 /** Default of ESTATE_ROLLOUT_DEADLINE_MIN: a rollout fits in the deploy job's 4-hour AWS session. */
 export const DEFAULT_ROLLOUT_DEADLINE_MIN = 225;
@@ -200,15 +204,8 @@ export const COMMAND_GRACE_MS = 2 * 60_000;
 const MIN_COMMAND_MS = 60_000;
 
 /** ESTATE_ROLLOUT_DEADLINE_MIN (minutes, default 225) in milliseconds; refuses anything but a positive number. */
-export function rolloutDeadlineMs(env: NodeJS.ProcessEnv): number {
-  const raw = env.ESTATE_ROLLOUT_DEADLINE_MIN;
-  if (raw === undefined || raw === '') return DEFAULT_ROLLOUT_DEADLINE_MIN * 60_000;
-  const minutes = Number(raw);
-  if (!Number.isFinite(minutes) || minutes <= 0) {
-    throw new Error(`ESTATE_ROLLOUT_DEADLINE_MIN=${raw}: expected a positive number of minutes`);
-  }
-  return Math.round(minutes * 60_000);
-}
+export const rolloutDeadlineMs = (env: NodeJS.ProcessEnv): number =>
+  minutesFrom(env, 'ESTATE_ROLLOUT_DEADLINE_MIN', DEFAULT_ROLLOUT_DEADLINE_MIN);
 
 /**
  * The time limit of each command of a rollout that must end by `deadline` (ms since the epoch), grace period

@@ -10,6 +10,7 @@ import { RegionalHttpApi } from '../../modules/http-api';
 import { KmsKey } from '../../modules/kms-key';
 import { PlatformSecrets } from '../../modules/platform-secrets';
 import { ReplicaRegistry } from '../../modules/replica-registry';
+import { ZoneDelegation } from '../../modules/zone-delegation';
 import { RunnerCluster } from '../../modules/runner-cluster';
 import { RunnerNetwork } from '../../modules/runner-network';
 import { Schedule } from '../../modules/schedule';
@@ -662,4 +663,37 @@ describe('global data', () => {
     });
     expect(resources(synthesized, 'aws_secretsmanager_secret_version')).toHaveLength(0);
   });
+});
+
+describe('ZoneDelegation', () => {
+  const delegate = (childZoneName: string) =>
+    Testing.synthScope(
+      (scope) =>
+        new ZoneDelegation(scope, 'D', {
+          parentZoneId: 'Z1',
+          parentZoneName: 'estate.example.com',
+          childZoneName,
+          nameServers: ['ns-1.example.net', 'ns-2.example.net'],
+        }),
+    );
+
+  it("writes the child's NS record in the parent zone, once the child has name servers", () => {
+    expect(only(delegate('dev.estate.example.com'), 'aws_route53_record')).toMatchObject({
+      zone_id: 'Z1',
+      name: 'dev.estate.example.com',
+      type: 'NS',
+      ttl: 172800,
+      records: ['ns-1.example.net', 'ns-2.example.net'],
+      count: '${min(length(["ns-1.example.net", "ns-2.example.net"]), 1)}',
+    });
+  });
+
+  it.each(['estate.example.com', 'dev.estate.example.org', 'devestate.example.com'])(
+    'refuses %s, which is not below the parent zone',
+    (child) => {
+      expect(() => delegate(child)).toThrow(
+        `ZoneDelegation: invalid childZoneName: received "${child}"; expected a name below estate.example.com`,
+      );
+    },
+  );
 });
