@@ -31,6 +31,7 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
       eventSourceMappings: false,
       preventDestroy: false,
     },
+    quota: { resources: { requests: { limitPerSec: 100 } } },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };
 }

@@ -181,6 +181,61 @@ const sync = z
   })
   .default({ maxClockSkewSec: 300, antiEntropyIntervalMin: 5 });
 
+const units = (what: string) =>
+  z
+    .int({ error: () => `expected ${what}, a whole number of units per second from 0 to 1000000000` })
+    .min(0, { error: () => `expected ${what}, a whole number of units per second from 0 to 1000000000` })
+    .max(1_000_000_000, {
+      error: () => `expected ${what}, a whole number of units per second from 0 to 1000000000`,
+    });
+
+/**
+ * The per-region quota sync (ADR-127): a global limit per entity and resource shared by every region.
+ * Amounts are whole units per second (the runtime counts milli-units).
+ */
+const quota = z
+  .strictObject({
+    /** Seconds per sync window: the sync runs once a window in every region (EventBridge: whole minutes). */
+    syncWindowSec: intIn(60, 3600, 'sync window in seconds')
+      .refine((sec) => sec % 60 === 0, { error: () => 'expected a multiple of 60 seconds (whole minutes)' })
+      .default(60),
+    /** Compute and report allocations without writing overrides. */
+    shadow: z.boolean().default(false),
+    /** How long a container keeps tokens it took ahead of requests, ms. */
+    leaseMs: intIn(0, 10_000, 'token lease in ms').default(100),
+    /** How long the hot path trusts the sync's heartbeat it read, ms. */
+    heartbeatCacheMs: intIn(0, 10_000, 'heartbeat cache in ms').default(1000),
+    /** Margin for clocks between regions before a share that grew takes effect, ms. */
+    clockMarginMs: intIn(0, 10_000, 'clock margin in ms').default(1000),
+    /** Relative weight of each region (default 1). */
+    weights: z.partialRecord(region, intIn(1, 1000, 'region weight')).default({}),
+    /** The global limit of every entity, by resource name. */
+    resources: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, {
+          error: () => 'expected a resource name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit',
+        }),
+        z.strictObject({
+          /** Units per second an entity may use across every region together. */
+          limitPerSec: units('the global limit'),
+          /** Seconds of the limit a bucket holds (its burst). */
+          burstSec: intIn(1, 3600, 'burst in seconds').default(1),
+          /** A region's guaranteed minimum, units per second. */
+          floorsPerSec: z.partialRecord(region, units('a floor')).default({}),
+        }),
+      )
+      .default({}),
+  })
+  .default({
+    syncWindowSec: 60,
+    shadow: false,
+    leaseMs: 100,
+    heartbeatCacheMs: 1000,
+    clockMarginMs: 1000,
+    weights: {},
+    resources: {},
+  });
+
 /**
  * Settings that exist only because the AWS emulator cannot do something: `local` sets each to its emulator
  * value; every other environment is refused it, with the reason.
@@ -387,6 +442,7 @@ export const environmentSchema = z
       .default({ deletionProtection: true, replication: 'global-tables' }),
     emulator: emulator.optional(),
     sync,
+    quota,
     /**
      * Switches for what the AWS emulator cannot do or cannot read back; only `local` may turn them off.
      */
@@ -466,6 +522,34 @@ export const environmentSchema = z
         input: env.planRoleArn,
         message: 'expected a role other than deployRoleArn: a plan must never hold a role that can apply',
       });
+    }
+    const estateRegions = new Set<string>(Array.isArray(env.regions) ? env.regions : []);
+    for (const weightRegion of Object.keys(env.quota?.weights ?? {})) {
+      if (!estateRegions.has(weightRegion))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['quota', 'weights', weightRegion],
+          input: undefined,
+          message: 'expected a region of the environment',
+        });
+    }
+    for (const [resourceName, resource] of Object.entries(env.quota?.resources ?? {})) {
+      const floors = Object.entries(resource.floorsPerSec ?? {});
+      for (const [floorRegion] of floors)
+        if (!estateRegions.has(floorRegion))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['quota', 'resources', resourceName, 'floorsPerSec', floorRegion],
+            input: undefined,
+            message: 'expected a region of the environment',
+          });
+      if (floors.reduce((sum, [, floor]) => sum + (floor ?? 0), 0) > resource.limitPerSec)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['quota', 'resources', resourceName, 'floorsPerSec'],
+          input: undefined,
+          message: 'expected floors summing to at most limitPerSec',
+        });
     }
     if (!isLocal && env.github && !env.github.ids) {
       ctx.addIssue({

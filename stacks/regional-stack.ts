@@ -16,6 +16,8 @@ import { Schedule } from '../modules/schedule';
 import { SecureBucket } from '../modules/secure-bucket';
 import { SyncBus } from '../modules/sync-bus';
 import { SyncService } from '../modules/sync-service';
+import { QuotaService } from '../modules/quota-service';
+import { allocationConfigOf } from '../environments/quota';
 import { AlarmTopic } from '../modules/alarm-topic';
 import { healthItemKey } from '../runtime/health/probe-item';
 import {
@@ -40,7 +42,7 @@ const HEALTH_ROUTE_RATE_PER_SEC = 100;
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
  * buckets, the health function behind the regional HTTP API and its latency record with health check, the
- * region's end of the sync bus, the schedule, and the runners' network and cluster.
+ * region's end of the sync bus, the schedule, the quota sync, and the runners' network and cluster.
  */
 export class RegionalStack extends TerraformStack {
   readonly health: BundledFunction;
@@ -48,6 +50,7 @@ export class RegionalStack extends TerraformStack {
   readonly api: RegionalHttpApi;
   readonly bus: SyncBus;
   readonly sync: SyncService;
+  readonly quota: QuotaService;
 
   constructor(scope: Construct, props: RegionalStackProps) {
     const { environment: env, region } = props;
@@ -180,11 +183,22 @@ export class RegionalStack extends TerraformStack {
     });
 
     const forceDestroy = !env.dynamodb.deletionProtection;
-    new SecureBucket(this, 'Snapshots', {
-      bucketName: bucketName(env, 'snapshots', region),
+    this.quota = new QuotaService(this, 'Quota', {
+      name: resourceName(env, 'quota'),
+      region,
+      accountId: account,
+      allocation: allocationConfigOf(env),
+      snapshotBucketOf: (r) => bucketName(env, 'snapshots', r as AwsRegion),
       kmsKey: key,
-      expireAfterDays: 7,
+      regionalKeyAlias: regionalKeyAlias(env),
+      shadow: env.quota.shadow,
+      deletionProtection: env.dynamodb.deletionProtection,
+      preventDestroy: env.features.preventDestroy,
       forceDestroy,
+      memoryMiB: env.lambda.memoryMiB,
+      logRetentionDays: env.lambda.logRetentionDays,
+      encryptEnvironment: env.lambda.environmentCmk,
+      alarmTopicArn,
     });
     new SecureBucket(this, 'ArtifactCache', {
       bucketName: bucketName(env, 'artifact-cache', region),
@@ -218,5 +232,8 @@ export class RegionalStack extends TerraformStack {
     new TerraformOutput(this, 'sync_topic_arn', { value: this.bus.topic.arn });
     new TerraformOutput(this, 'sync_inbox_url', { value: this.bus.inbox.url });
     new TerraformOutput(this, 'sync_dead_letter_url', { value: this.bus.deadLetterQueue.url });
+    new TerraformOutput(this, 'quota_table', { value: this.quota.table.name });
+    new TerraformOutput(this, 'quota_snapshot_bucket', { value: this.quota.snapshots.name });
+    new TerraformOutput(this, 'quota_sync_function', { value: this.quota.sync.function.functionName });
   }
 }

@@ -122,7 +122,10 @@ describe('the estate (main.ts composition)', () => {
       STATE_TABLE_NAME: '${aws_dynamodb_table.StateTable_1028E22B.name}',
       REGION_STATUS_TABLE_NAME: 'prod-region-status',
     });
-    expect(resources(json, 'aws_dynamodb_table').map((t) => t.name)).toEqual(['prod-region-state']);
+    expect(resources(json, 'aws_dynamodb_table').map((t) => t.name).sort()).toEqual([
+      'prod-quota-limits',
+      'prod-region-state',
+    ]);
   });
 
   it('lets the health function write and read only its own item of the state table (the data plane)', () => {
@@ -156,7 +159,12 @@ describe('the estate (main.ts composition)', () => {
     ]);
     expect(schedules).toContainEqual(['prod-sync-anti-entropy', 'rate(5 minutes)']);
     const functions = resources(json, 'aws_lambda_function').map((f) => f.function_name);
-    expect(functions.sort()).toEqual(['prod-health', 'prod-sync-anti-entropy', 'prod-sync-inbox']);
+    expect(functions.sort()).toEqual([
+      'prod-health',
+      'prod-quota-sync',
+      'prod-sync-anti-entropy',
+      'prod-sync-inbox',
+    ]);
     // The mapping polls as the function's role: it waits for the role's policy (IAM first).
     expect(mapping?.depends_on).toEqual([expect.stringMatching(/^aws_iam_role_policy\.Sync_Inbox_Policy_/)]);
     // Only the latency-sensitive health function keeps warm capacity.

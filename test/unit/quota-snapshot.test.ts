@@ -105,7 +105,7 @@ describe('quota snapshots', () => {
     expect(decodeSnapshot(patched({ entries: [] })).entries).toEqual([]);
   });
 
-  it('decodes 100,000 entries well under a second', () => {
+  it('decodes 100,000 entries, every one of them (its speed is measured by bench/quota.ts)', () => {
     const many: SnapshotEntry[] = Array.from({ length: 100_000 }, (_, i) => ({
       entity: `tenant-${i}`,
       resource: i % 2 === 0 ? 'requests' : 'bytes',
@@ -113,17 +113,10 @@ describe('quota snapshots', () => {
       demand: i * 2,
       ...(i % 10 === 0 ? { operator: 1000 } : {}),
     }));
-    const text = encodeSnapshot({ ...input, entries: many });
-    // The best of three runs: other work on the machine (parallel test files) only ever adds time.
-    let decoded: Snapshot | undefined;
-    let elapsed = Infinity;
-    for (let run = 0; run < 3; run++) {
-      const started = performance.now();
-      decoded = decodeSnapshot(text);
-      elapsed = Math.min(elapsed, performance.now() - started);
-    }
-    expect(decoded?.entries).toHaveLength(100_000);
-    expect(elapsed).toBeLessThan(1000);
+    const decoded = decodeSnapshot(encodeSnapshot({ ...input, entries: many }));
+    expect(decoded.entries).toHaveLength(100_000);
+    expect(decoded.entries[99_999]).toEqual(many[99_999]);
+    expect(decoded.entries[10]).toEqual(many[10]);
   });
 
   const invalidUtf8 = () => {

@@ -1,0 +1,75 @@
+/**
+ * The token bucket of one entity and resource in one region, and the per-window counters the sync reads.
+ * Pure: the limiter reads an item, computes here, and writes back conditionally. Amounts in milli-units.
+ */
+
+/** Windows of demand an item keeps: the sync's fallback reads up to four windows back (see enforcement.ts). */
+export const DEMAND_WINDOWS = 5;
+/** Windows of consumption an item keeps: the current one and the last complete one. */
+export const CONSUMPTION_WINDOWS = 2;
+
+export interface BucketState {
+  /** Tokens in the bucket, milli-units. */
+  readonly tokens: number;
+  /** Time (ms) up to which refill has been credited. */
+  readonly refilledAt: number;
+}
+
+/** Demand and consumption by window: `demand[k]` is window `window - k`'s. */
+export interface WindowCounters {
+  readonly window: number;
+  readonly demand: readonly number[];
+  readonly consumed: readonly number[];
+}
+
+/** A bucket's capacity for a share (milli-units per second): `burstSec` seconds of it, never past 2^53. */
+export function capacityOf(share: number, burstSec: number): number {
+  return Math.min(Number.MAX_SAFE_INTEGER, share * burstSec);
+}
+
+/**
+ * The bucket at `now` under `share` (milli-units per second) and `capacity`: refilled for the time elapsed
+ * (whole milli-units only; the remainder of time is kept for the next refill) and never above `capacity`,
+ * so a share that shrank drops the tokens above its new capacity at once.
+ */
+export function refill(state: BucketState, share: number, capacity: number, now: number): BucketState {
+  if (now <= state.refilledAt)
+    return { tokens: Math.min(state.tokens, capacity), refilledAt: state.refilledAt };
+  if (share <= 0) return { tokens: Math.min(state.tokens, capacity), refilledAt: now };
+  const elapsed = BigInt(now - state.refilledAt);
+  const rate = BigInt(share);
+  const added = (elapsed * rate) / 1000n;
+  const room = BigInt(Math.max(0, capacity - state.tokens));
+  if (added >= room) return { tokens: capacity, refilledAt: now };
+  // Credit only the time the whole milli-units took, so no fraction of a token is lost or invented.
+  const used = (added * 1000n) / rate;
+  return { tokens: state.tokens + Number(added), refilledAt: state.refilledAt + Number(used) };
+}
+
+/** A full bucket: what an entity's first request in a region finds. */
+export function fullBucket(capacity: number, now: number): BucketState {
+  return { tokens: capacity, refilledAt: now };
+}
+
+/** The amount counted for `window` (0 when the counters do not reach it). */
+export function countIn(values: readonly number[], countersWindow: number, window: number): number {
+  const age = countersWindow - window;
+  return age >= 0 && age < values.length ? (values[age] ?? 0) : 0;
+}
+
+/** Counters moved on to `window` (earlier windows shift back; the oldest fall off), then `add`ed to. */
+export function addToWindow(
+  counters: WindowCounters | undefined,
+  window: number,
+  add: { readonly demand: number; readonly consumed: number },
+): WindowCounters {
+  // A clock behind the counters' window adds to their newest window: a window once complete never grows.
+  const at = counters ? Math.max(window, counters.window) : window;
+  const shifted = (values: readonly number[] | undefined, length: number) =>
+    Array.from({ length }, (_, k) => (counters && values ? countIn(values, counters.window, at - k) : 0));
+  const demand = shifted(counters?.demand, DEMAND_WINDOWS);
+  const consumed = shifted(counters?.consumed, CONSUMPTION_WINDOWS);
+  demand[0] = Math.min(Number.MAX_SAFE_INTEGER, (demand[0] ?? 0) + add.demand);
+  consumed[0] = Math.min(Number.MAX_SAFE_INTEGER, (consumed[0] ?? 0) + add.consumed);
+  return { window: at, demand, consumed };
+}

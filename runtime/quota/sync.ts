@@ -1,0 +1,170 @@
+import pLimit from 'p-limit';
+import { describeError } from '../lib/redact';
+import { countIn } from './bucket';
+import { epochOf, epochStart, type AllocationConfig } from './config';
+import { planPass, type LocalLimit, type PassPlan, type PeerView } from './plan';
+import { decodeSnapshot, encodeSnapshot, SnapshotError, type SnapshotEntry } from './snapshot';
+import type { SnapshotStore } from './snapshot-store';
+import type { LimiterStore } from './store';
+
+/** What a pass reports (metrics and logs); entity ids never appear. */
+export interface SyncMetrics {
+  peerUnknown(peer: string, reason: string): void;
+  snapshotAgeMs(peer: string, ms: number): void;
+  decodeFailed(peer: string, field: string): void;
+  unreadableItems(count: number): void;
+  planned(plan: PassPlan): void;
+  overridesWritten(count: number, failed: number): void;
+}
+
+export interface SyncPassOptions {
+  readonly config: AllocationConfig;
+  readonly region: string;
+  readonly store: LimiterStore;
+  readonly snapshots: SnapshotStore;
+  readonly metrics: SyncMetrics;
+  readonly now?: () => number;
+  /** Compute and report, write no override. */
+  readonly shadow?: boolean;
+  /** Time allowed to read a peer's snapshot, ms. Default: 5,000. */
+  readonly peerTimeoutMs?: number;
+  /** Override writes in flight at once. Default: 16. */
+  readonly writeConcurrency?: number;
+  /**
+   * Time into a window before a pass reads the window before it: the hot path's counters of a window are
+   * final once every clock has left it. Default: 1,000 ms.
+   */
+  readonly settleMs?: number;
+}
+
+export interface PassResult {
+  readonly epoch: number;
+  readonly computed: number;
+  readonly written: number;
+  readonly heldBack: number;
+  readonly peersUnknown: number;
+  readonly snapshot: 'written' | 'exists' | 'too-large';
+}
+
+/** A pass whose shrinks did not all land: its heartbeat is not written, so the hot path falls back in time. */
+export class SyncPassError extends Error {
+  constructor(readonly failed: number) {
+    super(`${failed} override write(s) failed; the pass's heartbeat was not recorded`);
+    this.name = 'SyncPassError';
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One run of a region's quota sync (ADR-127), for the epoch it runs in: reads the region's limiter table,
+ * reads every region's snapshot of the previous epoch (its own included, so every region computes from the
+ * same inputs), allocates, writes the triggered overrides to its own table only, records its heartbeat and
+ * last publishes its own snapshot, so a peer that sees it knows its overrides are in force.
+ */
+export async function runSyncPass(options: SyncPassOptions): Promise<PassResult> {
+  const { config, region, store, snapshots, metrics } = options;
+  const now = options.now ?? Date.now;
+  let started = now();
+  const settle = options.settleMs ?? 1000;
+  const intoWindow = started - epochStart(config, epochOf(config, started));
+  if (intoWindow < settle) {
+    await sleep(settle - intoWindow);
+    started = now();
+  }
+  const epoch = epochOf(config, started);
+
+  const local: LocalLimit[] = [];
+  const entries: SnapshotEntry[] = [];
+  let unreadable = 0;
+  for await (const item of store.scan(() => unreadable++)) {
+    local.push({ entity: item.entity, resource: item.resource, state: item });
+    const counters = item.counters;
+    const demand = counters ? countIn(counters.demand, counters.window, epoch - 1) : 0;
+    const consumed = counters ? countIn(counters.consumed, counters.window, epoch - 1) : 0;
+    if (demand > 0 || item.operator !== undefined)
+      entries.push({
+        entity: item.entity,
+        resource: item.resource,
+        consumed: Math.min(consumed, demand),
+        demand,
+        ...(item.operator !== undefined ? { operator: item.operator } : {}),
+      });
+  }
+  if (unreadable > 0) metrics.unreadableItems(unreadable);
+
+  const [heartbeat, views] = await Promise.all([
+    store.readHeartbeat(),
+    readViews(options, epoch - 1, started),
+  ]);
+  const plan = planPass({ config, region, epoch, now: now(), heartbeat, views, local });
+  metrics.planned(plan);
+
+  let written = 0;
+  let failed = 0;
+  if (!options.shadow) {
+    const limit = pLimit(options.writeConcurrency ?? 16);
+    await Promise.all(
+      plan.writes.map((write) =>
+        limit(async () => {
+          try {
+            const result = await store.writeOverride(write.entity, write.resource, write.override);
+            if (result === 'written') written++;
+          } catch {
+            failed++;
+          }
+        }),
+      ),
+    );
+    metrics.overridesWritten(written, failed);
+    if (failed > 0) throw new SyncPassError(failed);
+  }
+  await store.writeHeartbeat(epoch, now());
+
+  let body: string | undefined;
+  try {
+    body = encodeSnapshot({ region, epoch, generatedAt: now(), config, entries });
+  } catch (error) {
+    // Too many entries or too large: peers see this region as unknown and shrink, which is safe.
+    if (!(error instanceof SnapshotError)) throw error;
+  }
+  const snapshot = body === undefined ? 'too-large' : await snapshots.put(epoch, body);
+  const peersUnknown = [...views.values()].filter((v) => !v.known).length;
+  return { epoch, computed: plan.computed, written, heldBack: plan.heldBack, peersUnknown, snapshot };
+}
+
+/** Every region's snapshot of `epoch` (bounded time each): decoded, or unknown with the reason. */
+async function readViews(
+  options: SyncPassOptions,
+  epoch: number,
+  now: number,
+): Promise<Map<string, PeerView>> {
+  const { config, snapshots, metrics } = options;
+  const timeoutMs = options.peerTimeoutMs ?? 5000;
+  const entries = await Promise.all(
+    config.regions.map(async ({ region }): Promise<[string, PeerView]> => {
+      let body: Uint8Array | undefined;
+      try {
+        body = await snapshots.get(region, epoch, AbortSignal.timeout(timeoutMs));
+      } catch (error) {
+        metrics.peerUnknown(region, `unreachable: ${describeError(error)}`);
+        return [region, { known: false, reason: 'unreachable' }];
+      }
+      if (body === undefined) {
+        metrics.peerUnknown(region, 'missing');
+        return [region, { known: false, reason: 'missing' }];
+      }
+      try {
+        const snapshot = decodeSnapshot(body, { region, epoch });
+        metrics.snapshotAgeMs(region, Math.max(0, now - snapshot.generatedAt));
+        return [region, { known: true, snapshot }];
+      } catch (error) {
+        if (!(error instanceof SnapshotError)) throw error;
+        metrics.decodeFailed(region, error.field);
+        metrics.peerUnknown(region, 'undecodable');
+        return [region, { known: false, reason: 'undecodable' }];
+      }
+    }),
+  );
+  return new Map(entries);
+}
