@@ -44,6 +44,17 @@ export interface EnforcementContext {
  * as unknown) never sum past the limit.
  */
 export function defaultStatic(config: AllocationConfig, resource: ResourceLimit, region: string): number {
+  let byRegion = staticShares.get(resource);
+  if (byRegion?.config !== config) staticShares.set(resource, (byRegion = { config, shares: new Map() }));
+  let share = byRegion.shares.get(region);
+  if (share === undefined) byRegion.shares.set(region, (share = computeDefaultStatic(config, resource, region)));
+  return share;
+}
+
+/** Default static shares by resource settings (they never change in a process), then by region. */
+const staticShares = new WeakMap<ResourceLimit, { config: AllocationConfig; shares: Map<string, number> }>();
+
+function computeDefaultStatic(config: AllocationConfig, resource: ResourceLimit, region: string): number {
   if (!config.regions.some((r) => r.region === region)) return 0;
   const floors = new Map(resource.floors.map((f) => [f.region, f.floor]));
   const shares = allocate(

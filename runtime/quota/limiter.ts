@@ -42,7 +42,9 @@ export class QuotaInputError extends Error {
 }
 
 interface Lease {
+  /** Taken from the bucket and not yet spent; returned to it with the container's next write. */
   tokens: number;
+  acquiredAt: number;
   expiresAt: number;
   /** Refusals are answered here until then, without a table round trip. */
   refusedUntil: number;
@@ -104,7 +106,7 @@ export class QuotaLimiter {
     const key = `${resource}\u0000${entity}`;
     const now = this.now();
     const lease = this.leases.get(key);
-    if (lease && now < lease.expiresAt && lease.tokens >= milli) {
+    if (lease && now < lease.expiresAt && now >= lease.acquiredAt && lease.tokens >= milli) {
       lease.tokens -= milli;
       lease.demand += milli;
       lease.consumed += milli;
@@ -130,14 +132,12 @@ export class QuotaLimiter {
       const [item, heartbeat] = await Promise.all([store.read(entity, resource.name), this.heartbeatAt(now)]);
       const { limit, source } = enforcedLimit(item ?? {}, { config, region, resource, heartbeat }, now);
       const capacity = capacityOf(limit, resource.burstSec);
-      const bucket = refill(item?.bucket ?? fullBucket(capacity, now), limit, capacity, now);
-      const leased = previous && now < previous.expiresAt ? previous.tokens : 0;
-      const needed = Math.max(0, milli - leased);
-      const admitted = bucket.tokens >= needed;
-      const extra = admitted
-        ? Math.min(bucket.tokens - needed, Math.floor((limit * this.leaseMs) / 1000))
-        : 0;
-      const taken = admitted ? needed + extra : 0;
+      const refilled = refill(item?.bucket ?? fullBucket(capacity, now), limit, capacity, now);
+      // What the container's last lease did not spend goes back first (never above the capacity).
+      const tokens = Math.min(capacity, refilled.tokens + (previous?.tokens ?? 0));
+      const admitted = tokens >= milli;
+      const extra = admitted ? Math.min(tokens - milli, this.leaseExtra(limit, milli, previous, now)) : 0;
+      const taken = admitted ? milli + extra : 0;
       const demand = (previous?.demand ?? 0) + milli;
       const consumed = (previous?.consumed ?? 0) + (admitted ? milli : 0);
       const holdsLimit = item && (item.operator ?? item.static ?? item.sync) !== undefined;
@@ -145,16 +145,16 @@ export class QuotaLimiter {
         entity,
         resource: resource.name,
         expectedVersion: item?.version,
-        bucket: { tokens: bucket.tokens - taken, refilledAt: bucket.refilledAt },
+        bucket: { tokens: tokens - taken, refilledAt: refilled.refilledAt },
         counters: addToWindow(item?.counters, epochOf(config, now), { demand, consumed }),
         expiresAtSec: holdsLimit ? undefined : Math.floor(now / 1000) + this.idleSec,
       });
       if (written) {
-        const refusedFor =
-          limit > 0 ? Math.ceil(((needed - bucket.tokens) * 1000) / limit) : this.heartbeatCacheMs;
+        const refusedFor = limit > 0 ? Math.ceil(((milli - tokens) * 1000) / limit) : this.heartbeatCacheMs;
         this.leases.set(key, {
-          tokens: admitted ? leased + taken - milli : leased,
-          expiresAt: admitted ? now + this.leaseMs : (previous?.expiresAt ?? 0),
+          tokens: extra,
+          acquiredAt: now,
+          expiresAt: admitted ? now + this.leaseMs : now,
           refusedUntil: admitted ? 0 : now + Math.max(1, Math.min(refusedFor, this.leaseMs)),
           limit,
           source,
@@ -167,6 +167,18 @@ export class QuotaLimiter {
         throw new RetryableError('quota-contention', `the bucket stayed contended after ${attempt} attempts`);
       await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt)));
     }
+  }
+
+  /**
+   * Tokens to take ahead of requests: as many as this container asked for per lease since its last trip to
+   * the table (none for a first or sparse caller, whose extra tokens would only sit idle), at most one
+   * lease of the limit.
+   */
+  private leaseExtra(limit: number, milli: number, previous: Lease | undefined, now: number): number {
+    if (!previous || this.leaseMs === 0) return 0;
+    const elapsed = Math.max(now - previous.acquiredAt, this.leaseMs);
+    const perLease = Math.floor(((previous.demand + milli) * this.leaseMs) / elapsed);
+    return Math.min(perLease, Math.floor((limit * this.leaseMs) / 1000));
   }
 
   private async heartbeatAt(now: number): Promise<number | undefined> {
