@@ -28,22 +28,19 @@ export function capacityOf(share: number, burstSec: number): number {
 }
 
 /**
- * The bucket at `now` under `share` (milli-units per second) and `capacity`: refilled for the time elapsed
- * (whole milli-units only; the remainder of time is kept for the next refill) and never above `capacity`,
- * so a share that shrank drops the tokens above its new capacity at once.
+ * The bucket at `now` under `share` (milli-units per second) and `capacity`: refilled with the whole
+ * milli-units the share accrues between the last refill and `now` on a clock that starts at 0 (so the
+ * fractions carry from one refill to the next, and refilling often never adds more than refilling once),
+ * never above `capacity`: a share that shrank drops the tokens above its new capacity at once.
  */
 export function refill(state: BucketState, share: number, capacity: number, now: number): BucketState {
   if (now <= state.refilledAt)
     return { tokens: Math.min(state.tokens, capacity), refilledAt: state.refilledAt };
   if (share <= 0) return { tokens: Math.min(state.tokens, capacity), refilledAt: now };
-  const elapsed = BigInt(now - state.refilledAt);
   const rate = BigInt(share);
-  const added = (elapsed * rate) / 1000n;
-  const room = BigInt(Math.max(0, capacity - state.tokens));
-  if (added >= room) return { tokens: capacity, refilledAt: now };
-  // Credit only the time the whole milli-units took, so no fraction of a token is lost or invented.
-  const used = (added * 1000n) / rate;
-  return { tokens: state.tokens + Number(added), refilledAt: state.refilledAt + Number(used) };
+  const added = (BigInt(now) * rate) / 1000n - (BigInt(state.refilledAt) * rate) / 1000n;
+  if (added >= BigInt(Math.max(0, capacity - state.tokens))) return { tokens: capacity, refilledAt: now };
+  return { tokens: state.tokens + Number(added), refilledAt: now };
 }
 
 /** A full bucket: what an entity's first request in a region finds. */

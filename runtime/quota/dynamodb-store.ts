@@ -10,7 +10,7 @@ import {
 import { PermanentError } from '../lib/failures';
 import { CONSUMPTION_WINDOWS, DEMAND_WINDOWS } from './bucket';
 import { MAX_LIMIT } from './config';
-import type { SyncOverride } from './enforcement';
+import { HEARTBEAT_HISTORY, nextHeartbeat, type Heartbeat, type SyncOverride } from './enforcement';
 import type { BucketWrite, LimiterItem, LimiterStore, OverrideResult } from './store';
 
 /** The table's own items live under this partition key; entities never start with `#`. */
@@ -162,27 +162,36 @@ export class DynamodbLimiterStore implements LimiterStore {
     }
   }
 
-  async readHeartbeat(): Promise<number | undefined> {
+  async readHeartbeat(): Promise<Heartbeat | undefined> {
     const { Item } = await this.client.send(
       new GetItemCommand({ TableName: this.tableName, Key: HEARTBEAT_KEY, ConsistentRead: true }),
     );
-    return Item ? count(Item, 'e') : undefined;
+    const epoch = Item ? count(Item, 'e') : undefined;
+    if (!Item || epoch === undefined) return undefined;
+    return { epoch, completed: counts(Item, 'done', HEARTBEAT_HISTORY) ?? [epoch] };
   }
 
-  async writeHeartbeat(epoch: number, at: number): Promise<void> {
-    try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.tableName,
-          Item: { ...HEARTBEAT_KEY, e: n(epoch), at: n(at) },
-          ConditionExpression: 'attribute_not_exists(e) OR e <= :e',
-          ExpressionAttributeValues: { ':e': n(epoch) },
-        }),
-      );
-    } catch (error) {
-      // A later pass already recorded a later epoch: nothing to do.
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+  async writeHeartbeat(epoch: number, previous: Heartbeat | undefined, at: number): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (previous && previous.epoch >= epoch && previous.completed.includes(epoch)) return;
+      const next = nextHeartbeat(previous, epoch);
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: { ...HEARTBEAT_KEY, e: n(next.epoch), done: list(next.completed), at: n(at) },
+            // Written on the heartbeat read, so two passes never lose each other's epochs.
+            ConditionExpression: previous ? 'e = :read' : 'attribute_not_exists(e)',
+            ...(previous ? { ExpressionAttributeValues: { ':read': n(previous.epoch) } } : {}),
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        previous = await this.readHeartbeat();
+      }
     }
+    throw new Error('the heartbeat stayed contended: another pass of the region keeps writing it');
   }
 
   async *scan(onUnreadable: (error: LimiterItemError) => void = () => undefined): AsyncIterable<LimiterItem> {

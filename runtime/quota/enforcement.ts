@@ -1,6 +1,6 @@
 import { allocate } from './allocate';
 import { countIn, type WindowCounters } from './bucket';
-import { epochStart, type AllocationConfig, type ResourceLimit } from './config';
+import { epochOf, epochStart, type AllocationConfig, type ResourceLimit } from './config';
 
 /** A share the sync wrote: in force from its epoch, growing only once every peer's shrink must be in force. */
 export interface SyncOverride {
@@ -30,12 +30,31 @@ export interface EnforcedLimit {
   readonly source: LimitSource;
 }
 
+/** The region's sync passes that completed: the latest, and the epochs of the last few. */
+export interface Heartbeat {
+  readonly epoch: number;
+  /** The latest completed epochs, `epoch` first (at most HEARTBEAT_HISTORY). */
+  readonly completed: readonly number[];
+}
+
+/** Completed epochs a heartbeat remembers: enough to tell whether the two before the current one ran. */
+export const HEARTBEAT_HISTORY = 3;
+
+/** The heartbeat after a pass of `epoch` completed. */
+export function nextHeartbeat(previous: Heartbeat | undefined, epoch: number): Heartbeat {
+  const completed = [epoch, ...(previous?.completed ?? []).filter((e) => e < epoch)].slice(
+    0,
+    HEARTBEAT_HISTORY,
+  );
+  return { epoch: Math.max(epoch, previous?.epoch ?? epoch), completed };
+}
+
 export interface EnforcementContext {
   readonly config: AllocationConfig;
   readonly region: string;
   readonly resource: ResourceLimit;
-  /** The last epoch whose sync pass completed in this region (its heartbeat); undefined before the first. */
-  readonly heartbeat: number | undefined;
+  /** The region's completed sync passes; undefined before the first. */
+  readonly heartbeat: Heartbeat | undefined;
 }
 
 /**
@@ -47,7 +66,8 @@ export function defaultStatic(config: AllocationConfig, resource: ResourceLimit,
   let byRegion = staticShares.get(resource);
   if (byRegion?.config !== config) staticShares.set(resource, (byRegion = { config, shares: new Map() }));
   let share = byRegion.shares.get(region);
-  if (share === undefined) byRegion.shares.set(region, (share = computeDefaultStatic(config, resource, region)));
+  if (share === undefined)
+    byRegion.shares.set(region, (share = computeDefaultStatic(config, resource, region)));
   return share;
 }
 
@@ -91,21 +111,23 @@ export function shareWithPeersUnknown(context: EnforcementContext, demand: numbe
 
 /**
  * The limit the region enforces at `now` (milli-units per second): operator config, else an unexpired sync
- * override, else static config. The rules that keep the regions' sum within the global limit:
+ * override, else static config. Time is cut into intervals I_E = [start of epoch E + activation delay, the
+ * same in E + 1): during I_E every region enforces at most its share of epoch E - 1, all computed from the
+ * snapshots of epoch E - 2, so their sum stays within the limit:
  *
- * - a sync override written in epoch e enforces min(prior, share) until (e + 1) windows + the activation
- *   delay, then its share: a shrink is in force at once, a grow once every peer's epoch-e shrink must be;
- * - it stays in force while the sync keeps running: until 3 windows after the window of the last completed
- *   pass (the heartbeat H), after which a dead sync falls back to static config;
- * - from H + 2 windows + the activation delay (a pass was missed or is late, and peers may be enforcing what
- *   they computed from this region's last snapshot), it enforces at most what the region would get with its
- *   own demand as last published (window H - 1) and every peer unknown.
+ * - a sync override written in epoch e enforces min(prior, share) until I_(e + 1) begins, then its share: a
+ *   shrink is in force at once, a grow once every peer's epoch-e shrink must be;
+ * - when the pass of E - 1 did not complete (missed, late, failed), the region never computed its share of
+ *   E - 1, which its peers enforce theirs against: it enforces at most what it gets with every peer unknown
+ *   and its own demand as it published it for them (window E - 3; unbounded if it published nothing);
+ * - overrides stay in force while the sync runs: until 3 windows after the window of the last completed
+ *   pass, after which a dead sync falls back to static config.
  */
 export function enforcedLimit(state: LimitState, context: EnforcementContext, now: number): EnforcedLimit {
   if (state.operator !== undefined) return { limit: state.operator, source: 'operator' };
   const { config, heartbeat } = context;
   const staticLimit = state.static ?? defaultStatic(config, context.resource, context.region);
-  if (heartbeat === undefined || now >= epochStart(config, heartbeat + 4))
+  if (heartbeat === undefined || now >= epochStart(config, heartbeat.epoch + 4))
     return { limit: staticLimit, source: 'static' };
 
   let enforced: EnforcedLimit = { limit: staticLimit, source: 'static' };
@@ -116,12 +138,24 @@ export function enforcedLimit(state: LimitState, context: EnforcementContext, no
       ? { limit: Math.min(sync.prior, sync.share), source: 'sync-pending' }
       : { limit: sync.share, source: 'sync' };
   }
-  if (now >= epochStart(config, heartbeat + 2) + config.activationDelayMs) {
-    const published = state.counters
-      ? countIn(state.counters.demand, state.counters.window, heartbeat - 1)
-      : 0;
-    const fallback = shareWithPeersUnknown(context, Math.ceil(published / config.windowSec));
+  const interval = epochOf(config, now - config.activationDelayMs);
+  if (!heartbeat.completed.includes(interval - 1)) {
+    // Published in the snapshot of `interval - 2` if that pass completed; otherwise peers saw this region as
+    // unknown, and any demand is consistent with their view.
+    const published = heartbeat.completed.includes(interval - 2);
+    const counters = state.counters;
+    const demand = !published
+      ? context.resource.limit
+      : counters
+        ? demandPerSecond(countIn(counters.demand, counters.window, interval - 3), config.windowSec)
+        : 0;
+    const fallback = shareWithPeersUnknown(context, demand);
     if (fallback < enforced.limit) enforced = { limit: fallback, source: 'sync-fallback' };
   }
   return enforced;
+}
+
+/** A window's total (milli-units) as the per-second demand the allocation takes. */
+export function demandPerSecond(windowTotal: number, windowSec: number): number {
+  return Math.ceil(windowTotal / windowSec);
 }

@@ -1,7 +1,7 @@
 import { RetryableError } from '../lib/failures';
 import { addToWindow, capacityOf, fullBucket, refill } from './bucket';
 import { epochOf, resourceOf, type AllocationConfig, type ResourceLimit } from './config';
-import { enforcedLimit, type LimitSource } from './enforcement';
+import { enforcedLimit, type Heartbeat, type LimitSource } from './enforcement';
 import { isValidEntity } from './snapshot';
 import type { LimiterStore } from './store';
 
@@ -71,7 +71,7 @@ const backoffMs = (attempt: number) => Math.random() * Math.min(50, 2 ** attempt
  */
 export class QuotaLimiter {
   private readonly leases = new Map<string, Lease>();
-  private heartbeat: { readonly epoch: number | undefined; readonly readAt: number } | undefined;
+  private heartbeat: { readonly value: Heartbeat | undefined; readonly readAt: number } | undefined;
   private readonly now: () => number;
   private readonly leaseMs: number;
   private readonly heartbeatCacheMs: number;
@@ -116,7 +116,20 @@ export class QuotaLimiter {
       lease.demand += milli;
       return { admitted: false, limit: lease.limit, source: lease.source };
     }
-    return this.acquire(key, entity, settings, milli, lease);
+    // The lease goes with this trip to the table: requests arriving meanwhile cannot spend it twice, and
+    // what it counted is written once.
+    const previous = lease ? { ...lease } : undefined;
+    if (lease) Object.assign(lease, { tokens: 0, demand: 0, consumed: 0 });
+    try {
+      return await this.acquire(key, entity, settings, milli, previous);
+    } catch (error) {
+      const current = this.leases.get(key);
+      if (current && previous) {
+        current.demand += previous.demand;
+        current.consumed += previous.consumed;
+      }
+      throw error;
+    }
   }
 
   private async acquire(
@@ -151,15 +164,19 @@ export class QuotaLimiter {
       });
       if (written) {
         const refusedFor = limit > 0 ? Math.ceil(((milli - tokens) * 1000) / limit) : this.heartbeatCacheMs;
+        // Another request's trip may have set a lease meanwhile: its tokens stay (within their own time),
+        // and what was counted meanwhile is written with the next trip.
+        const current = this.leases.get(key);
+        const live = current && now < current.expiresAt ? current : undefined;
         this.leases.set(key, {
-          tokens: extra,
+          tokens: extra + (live?.tokens ?? 0),
           acquiredAt: now,
-          expiresAt: admitted ? now + this.leaseMs : now,
+          expiresAt: Math.min(admitted ? now + this.leaseMs : now, live?.expiresAt ?? Infinity),
           refusedUntil: admitted ? 0 : now + Math.max(1, Math.min(refusedFor, this.leaseMs)),
           limit,
           source,
-          demand: 0,
-          consumed: 0,
+          demand: current?.demand ?? 0,
+          consumed: current?.consumed ?? 0,
         });
         return { admitted, limit, source };
       }
@@ -176,18 +193,19 @@ export class QuotaLimiter {
    */
   private leaseExtra(limit: number, milli: number, previous: Lease | undefined, now: number): number {
     if (!previous || this.leaseMs === 0) return 0;
-    const elapsed = Math.max(now - previous.acquiredAt, this.leaseMs);
+    // The caller's rate since its last trip, as tokens per lease.
+    const elapsed = Math.max(1, now - previous.acquiredAt);
     const perLease = Math.floor(((previous.demand + milli) * this.leaseMs) / elapsed);
     return Math.min(perLease, Math.floor((limit * this.leaseMs) / 1000));
   }
 
-  private async heartbeatAt(now: number): Promise<number | undefined> {
+  private async heartbeatAt(now: number): Promise<Heartbeat | undefined> {
     if (
       !this.heartbeat ||
       now - this.heartbeat.readAt >= this.heartbeatCacheMs ||
       now < this.heartbeat.readAt
     )
-      this.heartbeat = { epoch: await this.options.store.readHeartbeat(), readAt: now };
-    return this.heartbeat.epoch;
+      this.heartbeat = { value: await this.options.store.readHeartbeat(), readAt: now };
+    return this.heartbeat.value;
   }
 }

@@ -1,7 +1,14 @@
 import { allocate, type RegionDemand } from './allocate';
 import { capacityOf, countIn } from './bucket';
 import { configHash, resourceOf, type AllocationConfig, type ResourceLimit } from './config';
-import { defaultStatic, enforcedLimit, type LimitState, type SyncOverride } from './enforcement';
+import {
+  defaultStatic,
+  demandPerSecond,
+  enforcedLimit,
+  type Heartbeat,
+  type LimitState,
+  type SyncOverride,
+} from './enforcement';
 import type { Snapshot, SnapshotEntry } from './snapshot';
 
 /** The ADR's triggers: a grow is written when the share drifts this far from the one in force... */
@@ -27,8 +34,8 @@ export interface PassInput {
   /** The epoch this pass runs in; allocations come from every region's snapshot of `epoch - 1`. */
   readonly epoch: number;
   readonly now: number;
-  /** The region's last completed pass. */
-  readonly heartbeat: number | undefined;
+  /** The region's completed passes, as read before this one. */
+  readonly heartbeat: Heartbeat | undefined;
   /** Every region of `config`, this one included, by region. */
   readonly views: ReadonlyMap<string, PeerView>;
   readonly local: readonly LocalLimit[];
@@ -60,11 +67,6 @@ export interface PassPlan {
 }
 
 const keyOf = (entity: string, resource: string) => `${resource}\u0000${entity}`;
-
-/** A window's total (milli-units) as the per-second demand the allocation takes. */
-export function demandPerSecond(windowTotal: number, windowSec: number): number {
-  return Math.ceil(windowTotal / windowSec);
-}
 
 interface ConfigView {
   readonly config: AllocationConfig;

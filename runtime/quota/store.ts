@@ -1,5 +1,5 @@
 import type { BucketState, WindowCounters } from './bucket';
-import type { LimitState, SyncOverride } from './enforcement';
+import { nextHeartbeat, type Heartbeat, type LimitState, type SyncOverride } from './enforcement';
 
 /** One entity and resource's item in the region's limiter table. */
 export interface LimiterItem extends LimitState {
@@ -35,10 +35,10 @@ export interface LimiterStore {
   writeBucket(write: BucketWrite): Promise<boolean>;
   /** Never over an operator value, never over an override of a later epoch. */
   writeOverride(entity: string, resource: string, override: SyncOverride): Promise<OverrideResult>;
-  /** The epoch of the last completed sync pass. */
-  readHeartbeat(): Promise<number | undefined>;
-  /** Records a completed pass; never moves the heartbeat back. */
-  writeHeartbeat(epoch: number, at: number): Promise<void>;
+  /** The region's completed sync passes. */
+  readHeartbeat(): Promise<Heartbeat | undefined>;
+  /** Records that the pass of `epoch` completed (on the heartbeat read as `previous`); never moves it back. */
+  writeHeartbeat(epoch: number, previous: Heartbeat | undefined, at: number): Promise<void>;
   /** Every entity item of the table; an item that does not read is reported, not returned. */
   scan(onUnreadable?: (error: Error) => void): AsyncIterable<LimiterItem>;
 }
@@ -51,7 +51,7 @@ const keyOf = (entity: string, resource: string) => `${resource}\u0000${entity}`
  */
 export class MemoryLimiterStore implements LimiterStore {
   readonly items = new Map<string, LimiterItem>();
-  heartbeat: number | undefined;
+  heartbeat: Heartbeat | undefined;
   /** Writes by kind, for the bench and tests. */
   readonly counts = { reads: 0, bucketWrites: 0, conflicts: 0, overrideWrites: 0 };
 
@@ -95,12 +95,12 @@ export class MemoryLimiterStore implements LimiterStore {
     return 'written';
   }
 
-  async readHeartbeat(): Promise<number | undefined> {
+  async readHeartbeat(): Promise<Heartbeat | undefined> {
     return this.heartbeat;
   }
 
   async writeHeartbeat(epoch: number): Promise<void> {
-    this.heartbeat = Math.max(epoch, this.heartbeat ?? epoch);
+    this.heartbeat = nextHeartbeat(this.heartbeat, epoch);
   }
 
   async *scan(): AsyncIterable<LimiterItem> {

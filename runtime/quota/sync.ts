@@ -31,8 +31,9 @@ export interface SyncPassOptions {
   /** Override writes in flight at once. Default: 16. */
   readonly writeConcurrency?: number;
   /**
-   * Time into a window before a pass reads the window before it: the hot path's counters of a window are
-   * final once every clock has left it. Default: 1,000 ms.
+   * Time into a window before a pass runs: the hot path's counters of the window before are final once every
+   * clock has left it, and its heartbeat then lands in its own epoch's interval. Default: the allocation
+   * config's activation delay, at least 1,000 ms.
    */
   readonly settleMs?: number;
 }
@@ -66,7 +67,9 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
   const { config, region, store, snapshots, metrics } = options;
   const now = options.now ?? Date.now;
   let started = now();
-  const settle = options.settleMs ?? 1000;
+  // A pass completes inside the interval its epoch's shares are enforced in (enforcement.ts), and after
+  // every clock has left the window it reports.
+  const settle = options.settleMs ?? Math.max(1000, config.activationDelayMs);
   const intoWindow = started - epochStart(config, epochOf(config, started));
   if (intoWindow < settle) {
     await sleep(settle - intoWindow);
@@ -119,7 +122,7 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
     metrics.overridesWritten(written, failed);
     if (failed > 0) throw new SyncPassError(failed);
   }
-  await store.writeHeartbeat(epoch, now());
+  await store.writeHeartbeat(epoch, heartbeat, now());
 
   let body: string | undefined;
   try {

@@ -1,5 +1,6 @@
 import type { WindowCounters } from '../../runtime/quota/bucket';
 import { epochStart, type AllocationConfig, type ResourceLimit } from '../../runtime/quota/config';
+import type { Heartbeat } from '../../runtime/quota/enforcement';
 import type { PassPlan } from '../../runtime/quota/plan';
 import {
   decodeSnapshot,
@@ -20,6 +21,9 @@ export const EU = 'eu-central-1';
 export const US = 'us-east-1';
 export const REGIONS = [AP, EU, US] as const;
 export type Region = (typeof REGIONS)[number];
+
+/** The heartbeat of a region whose passes all completed, the last one in epoch `epoch`. */
+export const ranThrough = (epoch: number): Heartbeat => ({ epoch, completed: [epoch, epoch - 1, epoch - 2] });
 
 export const LIMIT = 90_000;
 export const W = 60_000;

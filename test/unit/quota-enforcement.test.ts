@@ -6,6 +6,7 @@ import {
   enforcedLimit,
   shareWithPeersUnknown,
   type EnforcementContext,
+  type Heartbeat,
   type LimitState,
   type SyncOverride,
 } from '../../runtime/quota/enforcement';
@@ -23,17 +24,18 @@ import {
   US,
   windowTotal,
   type Region,
+  ranThrough,
 } from '../support/quota-fixtures';
 
 const context = (
   region: string,
-  heartbeat: number | undefined,
+  heartbeat: number | Heartbeat | undefined,
   config: AllocationConfig = CONFIG,
 ): EnforcementContext => ({
   config,
   region,
   resource: config.resources[0] ?? REQUESTS,
-  heartbeat,
+  heartbeat: typeof heartbeat === 'number' ? ranThrough(heartbeat) : heartbeat,
 });
 
 const grow: SyncOverride = { epoch: E, prior: 30_000, share: 60_000 };
@@ -177,8 +179,12 @@ describe('a late or dead sync', () => {
     );
     expect(fallback).toBe(20_001);
     expect(enforcedLimit(state, ctx, at(H + 2, DELAY - 1))).toEqual({ limit: 45_000, source: 'sync' });
-    for (const now of [at(H + 2, DELAY), at(H + 3, 0), at(H + 4, 0) - 1])
+    for (const now of [at(H + 2, DELAY), at(H + 3, 0), at(H + 3, DELAY) - 1])
       expect(enforcedLimit(state, ctx, now)).toEqual({ limit: 20_001, source: 'sync-fallback' });
+    // From H + 3 windows + the delay the peers enforce shares computed without this region's snapshot of
+    // H + 1, which it never published: whatever its demand, the share with every demand unknown is safe.
+    for (const now of [at(H + 3, DELAY), at(H + 4, 0) - 1])
+      expect(enforcedLimit(state, ctx, now)).toEqual({ limit: 30_000, source: 'sync-fallback' });
   });
 
   it('keeps an override already below the fallback, and caps a static value above it', () => {

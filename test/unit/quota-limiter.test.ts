@@ -1,7 +1,7 @@
 import { addToWindow, countIn } from '../../runtime/quota/bucket';
 import { QuotaInputError, QuotaLimiter, type LimiterOptions } from '../../runtime/quota/limiter';
 import { MemoryLimiterStore, type BucketWrite, type LimiterItem } from '../../runtime/quota/store';
-import { at, CONFIG, DELAY, E, EU } from '../support/quota-fixtures';
+import { at, CONFIG, DELAY, E, EU, ranThrough } from '../support/quota-fixtures';
 
 /** A clock the test moves by hand. */
 class Clock {
@@ -102,7 +102,7 @@ describe('QuotaLimiter admission', () => {
 
   it('enforces the sync override once the heartbeat says the sync runs', async () => {
     const store = new MemoryLimiterStore();
-    store.heartbeat = E;
+    store.heartbeat = ranThrough(E);
     await store.writeOverride('tenant-1', 'requests', { epoch: E - 1, prior: 30_000, share: 45_000 });
     const quota = limiter(store, new Clock(at(E, 5000)));
     expect(await quota.consume('tenant-1', 'requests')).toEqual({

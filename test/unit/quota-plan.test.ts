@@ -17,6 +17,7 @@ import {
   US,
   windowTotal,
   type Region,
+  ranThrough,
 } from '../support/quota-fixtures';
 
 /** What one region reported for window E - 1, per entity: demand in milli-units per second (and more). */
@@ -84,7 +85,12 @@ function plan(
     region,
     epoch: options.epoch ?? E,
     now: options.now ?? at(E, 1000),
-    heartbeat: 'heartbeat' in options ? options.heartbeat : E - 1,
+    heartbeat:
+      'heartbeat' in options
+        ? options.heartbeat === undefined
+          ? undefined
+          : ranThrough(options.heartbeat)
+        : ranThrough(E - 1),
     views,
     local,
   });
@@ -388,7 +394,7 @@ describe('planPass: override diffing', () => {
       region: EU,
       epoch: E + 1,
       now: at(E + 1, 1000),
-      heartbeat: E,
+      heartbeat: ranThrough(E),
       views: new Map(
         [...viewsOf(seen)].map(([region, view]): [string, PeerView] => [
           region,

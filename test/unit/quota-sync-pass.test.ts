@@ -19,6 +19,7 @@ import {
   US,
   windowTotal,
   type Region,
+  ranThrough,
 } from '../support/quota-fixtures';
 
 interface Node {
@@ -150,8 +151,8 @@ describe('runSyncPass: three regions over eleven epochs', () => {
           k,
           skipped(region, k) ? undefined : E + k,
         ]);
-    expect(world.nodes[AP].store.heartbeat).toBe(E + PASSES - 1);
-    expect(world.nodes[EU].store.heartbeat).toBe(E + PASSES - 1);
+    expect(world.nodes[AP].store.heartbeat?.epoch).toBe(E + PASSES - 1);
+    expect(world.nodes[EU].store.heartbeat?.epoch).toBe(E + PASSES - 1);
   });
 
   it('publishes in every pass a snapshot of the window before, decodable by its peers', () => {
@@ -260,7 +261,7 @@ describe('runSyncPass: one pass', () => {
         encodeSnapshot({ region, epoch: E - 1, generatedAt: at(E - 1, 1000), config: CONFIG, entries }),
       );
     }
-    world.nodes[EU].store.heartbeat = E - 1;
+    world.nodes[EU].store.heartbeat = ranThrough(E - 1);
     world.t = at(E, 1000);
   }
 
@@ -334,7 +335,7 @@ describe('runSyncPass: one pass', () => {
     const pass = world.pass(EU);
     await expect(pass).rejects.toBeInstanceOf(SyncPassError);
     await expect(pass).rejects.toMatchObject({ failed: 1 });
-    expect(world.nodes[EU].store.heartbeat).toBe(E - 1);
+    expect(world.nodes[EU].store.heartbeat?.epoch).toBe(E - 1);
     expect(world.snapshots.read(EU, E)).toBeUndefined();
     expect(world.nodes[EU].metrics.written).toEqual([{ count: 0, failed: 1 }]);
   });
@@ -393,7 +394,7 @@ describe('runSyncPass: one pass', () => {
     const second = await world.pass(EU);
     expect(second).toMatchObject({ epoch: E, written: 0, snapshot: 'exists' });
     expect(world.nodes[EU].store.counts.overrideWrites).toBe(1);
-    expect(world.nodes[EU].store.heartbeat).toBe(E);
+    expect(world.nodes[EU].store.heartbeat?.epoch).toBe(E);
     expect(world.snapshots.puts).toEqual([{ region: EU, epoch: E }]);
   });
 });
