@@ -109,7 +109,7 @@ function planBench(): void {
       region,
       epoch: EPOCH,
       now,
-      heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2] },
+      heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2], partial: [], staticCaps: new Map() },
       views: steady,
       local: [],
     });
@@ -124,7 +124,7 @@ function planBench(): void {
     region,
     epoch: EPOCH,
     now,
-    heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2] },
+    heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2], partial: [], staticCaps: new Map() },
     views: steady,
     local: [],
   });
@@ -149,7 +149,7 @@ function planBench(): void {
       region,
       epoch: EPOCH,
       now,
-      heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2] },
+      heartbeat: { epoch: EPOCH - 1, completed: [EPOCH - 1, EPOCH - 2], partial: [], staticCaps: new Map() },
       views: next,
       local,
     });

@@ -9,7 +9,8 @@ export const LOCAL_ENDPOINT_VARIABLE = 'ESTATE_EMULATOR_ENDPOINT';
  * with a CMK (moto does not store `kms_key_arn`); DynamoDB replicas (moto cannot create them: one table per
  * region instead); ECR registry replication (the provider cannot read it back from moto); custom domains
  * (no certificate can be validated). Table deletion protection is off so the estate can be torn down and a
- * lost table simulated; no NAT gateway (nothing leaves the machine). What moto cannot read back is off
+ * lost table simulated; no NAT gateway (nothing leaves the machine); buckets admit plain HTTP (the emulator
+ * serves nothing else, and enforces bucket policies). What moto cannot read back is off
  * under `features`: secret replicas keep the AWS-managed key, no artifact-bucket replication, and the sync
  * inbox's redrive policy is not compared on plan. It also hosts the shared services.
  */
@@ -30,6 +31,7 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
       redrivePolicyDrift: false,
       eventSourceMappings: false,
       preventDestroy: false,
+      tlsOnlyBuckets: false,
     },
     quota: { resources: { requests: { limitPerSec: 100 } } },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },

@@ -197,7 +197,10 @@ const quota = z
   .strictObject({
     /** Seconds per sync window: the sync runs once a window in every region (EventBridge: whole minutes). */
     syncWindowSec: intIn(60, 3600, 'sync window in seconds')
-      .refine((sec) => sec % 60 === 0, { error: () => 'expected a multiple of 60 seconds (whole minutes)' })
+      .refine((sec) => sec % 60 === 0 && 3600 % sec === 0, {
+        error: () =>
+          'expected whole minutes that divide an hour (60, 120, 180, 240, 300, 600, 900, 1800, 3600, ...)',
+      })
       .default(60),
     /** Compute and report allocations without writing overrides. */
     shadow: z.boolean().default(false),
@@ -293,6 +296,12 @@ const EMULATOR_ONLY: ReadonlyArray<{
     emulatorValue: false,
     expected: true,
     why: 'no registry replication exists only for the emulator (local), from which the provider cannot read it back',
+  },
+  {
+    path: ['features', 'tlsOnlyBuckets'],
+    emulatorValue: false,
+    expected: true,
+    why: 'buckets that admit plain HTTP exist only for the emulator (local), which serves plain HTTP and enforces bucket policies',
   },
   {
     path: ['features', 'preventDestroy'],
@@ -468,9 +477,15 @@ export const environmentSchema = z
          * emulator, whose estate the tests tear down.
          */
         preventDestroy: z.boolean().default(true),
+        /**
+         * Deny non-TLS requests to the estate's buckets. Off only for the emulator, which serves plain HTTP
+         * and enforces bucket policies, so every object request would be denied.
+         */
+        tlsOnlyBuckets: z.boolean().default(true),
       })
       .default({
         preventDestroy: true,
+        tlsOnlyBuckets: true,
         secretReplicaCmk: true,
         artifactReplication: true,
         redrivePolicyDrift: true,

@@ -14,6 +14,16 @@ import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { Schedule } from './schedule';
 import { SecureBucket } from './secure-bucket';
 
+/** The partition of the limiter table's own items (the sync's heartbeat); entities never start with `#`. */
+const HEARTBEAT_PARTITION = '#quota';
+
+/** An EventBridge cron firing at the start of every window (windows divide an hour, so they align with it). */
+function windowCron(windowSec: number): string {
+  const minutes = windowSec / 60;
+  if (minutes === 60) return 'cron(0 * * * ? *)';
+  return minutes === 1 ? 'cron(* * * * ? *)' : `cron(0/${minutes} * * * ? *)`;
+}
+
 /** Lambda's limit on a function's environment variables, all together. */
 const MAX_ENVIRONMENT_BYTES = 4096;
 
@@ -39,6 +49,10 @@ export interface QuotaServiceProps {
   readonly preventDestroy?: boolean;
   /** Let `terraform destroy` empty the snapshot bucket. Default: false. */
   readonly forceDestroy?: boolean;
+  /** Deny non-TLS requests to the snapshot bucket (off only on the emulator: plain HTTP). Default: true. */
+  readonly tlsOnlyBucket?: boolean;
+  /** Where the snapshot bucket lived before this construct owned it (construct ids below the stack). */
+  readonly snapshotBucketMovedFrom?: readonly string[];
   readonly memoryMiB?: number;
   /** Timeout of the sync function, seconds; at most the sync window. Default: 30. */
   readonly timeoutSec?: number;
@@ -62,6 +76,8 @@ export class QuotaService extends Construct {
   readonly schedule: Schedule;
   readonly alarms: readonly CloudwatchMetricAlarm[];
   private readonly allocationJson: string;
+  private readonly kmsKeyArn: string;
+  private readonly region: string;
 
   constructor(scope: Construct, id: string, props: QuotaServiceProps) {
     super(scope, id);
@@ -76,14 +92,18 @@ export class QuotaService extends Construct {
     const regions = allocation.regions.map((r) => r.region);
     if (!regions.includes(props.region))
       fail('QuotaService', 'allocation.regions', regions, `a list including this region, ${props.region}`);
+    // A pass must end inside its window's interval; one that does not is safe (the hot path falls back) but
+    // wasted.
     const timeoutSec = requireIntInRange(
       'QuotaService',
       'timeoutSec',
-      props.timeoutSec ?? 30,
-      1,
-      allocation.windowSec,
+      props.timeoutSec ?? allocation.windowSec - 10,
+      10,
+      allocation.windowSec - 10,
     );
     this.allocationJson = canonicalConfig(allocation);
+    this.kmsKeyArn = props.kmsKey.arn;
+    this.region = props.region;
 
     this.table = new DynamodbTable(this, 'Limits', {
       tableName: `${props.name}-limits`,
@@ -101,6 +121,8 @@ export class QuotaService extends Construct {
       expireAfterDays: 2,
       noncurrentVersionDays: 1,
       forceDestroy: props.forceDestroy,
+      movedFrom: props.snapshotBucketMovedFrom,
+      tlsOnly: props.tlsOnlyBucket,
     });
 
     const buckets = regions.map((r) => `${r}=${props.snapshotBucketOf(r)}`).join(',');
@@ -132,11 +154,12 @@ export class QuotaService extends Construct {
           actions: ['dynamodb:Scan', 'dynamodb:GetItem'],
           resources: [this.table.arn],
         },
+        { sid: 'WriteLocalOverrides', actions: ['dynamodb:UpdateItem'], resources: [this.table.arn] },
         {
-          // Overrides (UpdateItem) and the pass's heartbeat (PutItem), in this region's table only.
-          sid: 'WriteLocalOverrides',
-          actions: ['dynamodb:UpdateItem', 'dynamodb:PutItem'],
+          sid: 'RecordPassCompleted',
+          actions: ['dynamodb:PutItem'],
           resources: [this.table.arn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [HEARTBEAT_PARTITION] } },
         },
         { sid: 'WriteOwnSnapshot', actions: ['s3:PutObject'], resources: [ownKeys] },
         {
@@ -161,16 +184,20 @@ export class QuotaService extends Construct {
         },
       ],
       environment,
-      memoryMiB: props.memoryMiB,
+      // Up to three peers' snapshots of up to 250,000 entries each are decoded at once.
+      memoryMiB: props.memoryMiB ?? 1024,
       timeoutSec,
+      // One pass at a time per region, and never a late retry: the next window's pass follows anyway.
+      reservedConcurrency: 1,
+      asyncRetries: { attempts: 0, maxEventAgeSec: 60 },
       logRetentionDays: props.logRetentionDays,
       encryptEnvironment: props.encryptEnvironment,
       alarmTopicArn: props.alarmTopicArn,
     });
-    const minutes = allocation.windowSec / 60;
     this.schedule = new Schedule(this, 'Schedule', {
       ruleName: `${props.name}-sync`,
-      expression: minutes === 1 ? 'rate(1 minute)' : `rate(${minutes} minutes)`,
+      // At the start of every window (a rate would start whenever the rule was created).
+      expression: windowCron(allocation.windowSec),
       target: this.sync,
       // A late pass is worth less than the next one, which runs a window later.
       maxRetries: 0,
@@ -182,6 +209,10 @@ export class QuotaService extends Construct {
       description: string,
       periods: number,
       peer?: string,
+      when: { readonly comparison: string; readonly missing: string } = {
+        comparison: 'GreaterThanOrEqualToThreshold',
+        missing: 'notBreaching',
+      },
     ) =>
       new CloudwatchMetricAlarm(this, alarmId, {
         alarmName: `${props.name}-${alarmId.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
@@ -194,8 +225,8 @@ export class QuotaService extends Construct {
         evaluationPeriods: periods,
         datapointsToAlarm: periods,
         threshold: 1,
-        comparisonOperator: 'GreaterThanOrEqualToThreshold',
-        treatMissingData: 'notBreaching',
+        comparisonOperator: when.comparison,
+        treatMissingData: when.missing,
         alarmActions: [props.alarmTopicArn],
         okActions: [props.alarmTopicArn],
       });
@@ -208,6 +239,14 @@ export class QuotaService extends Construct {
           3,
           peer,
         ),
+      ),
+      alarm(
+        'NoPass',
+        'PassCompleted',
+        `The quota sync in ${props.region} has completed no pass for 3 windows: its overrides expire to static config`,
+        3,
+        undefined,
+        { comparison: 'LessThanThreshold', missing: 'breaching' },
       ),
       alarm(
         'SnapshotsRefused',
@@ -227,6 +266,13 @@ export class QuotaService extends Construct {
           sid: 'ConsumeQuota',
           actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
           resources: [this.table.arn],
+        },
+        {
+          // The table is encrypted with the region's key, whichever key the consuming function uses.
+          sid: 'UseQuotaTableKey',
+          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+          resources: [this.kmsKeyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${this.region}.amazonaws.com` } },
         },
       ],
     };

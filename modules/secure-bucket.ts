@@ -7,6 +7,7 @@ import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/
 import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
+import { movedFrom } from './lib/moved';
 import { requireIntInRange, requireMatch } from './lib/validate';
 
 export interface SecureBucketProps {
@@ -20,6 +21,13 @@ export interface SecureBucketProps {
   readonly noncurrentVersionDays?: number;
   /** Let `terraform destroy` empty the bucket. Default: false. */
   readonly forceDestroy?: boolean;
+  /**
+   * Deny every request not made over TLS (bucket policy). Off only on the emulator, which serves plain HTTP
+   * and enforces the policy. Default: true.
+   */
+  readonly tlsOnly?: boolean;
+  /** Construct ids (below the stack) this bucket had before a refactoring moved it: kept, not recreated. */
+  readonly movedFrom?: readonly string[];
 }
 
 /**
@@ -85,22 +93,24 @@ export class SecureBucket extends Construct {
       bucket,
       versioningConfiguration: { status: 'Enabled' },
     });
-    new S3BucketPolicy(this, 'TlsOnly', {
-      bucket,
-      policy: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Sid: 'DenyInsecureTransport',
-            Effect: 'Deny',
-            Principal: '*',
-            Action: 's3:*',
-            Resource: [this.bucket.arn, `${this.bucket.arn}/*`],
-            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-          },
-        ],
-      }),
-    });
+    if (props.tlsOnly ?? true) {
+      new S3BucketPolicy(this, 'TlsOnly', {
+        bucket,
+        policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'DenyInsecureTransport',
+              Effect: 'Deny',
+              Principal: '*',
+              Action: 's3:*',
+              Resource: [this.bucket.arn, `${this.bucket.arn}/*`],
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            },
+          ],
+        }),
+      });
+    }
     new S3BucketLifecycleConfiguration(this, 'Lifecycle', {
       bucket,
       rule: [
@@ -115,6 +125,7 @@ export class SecureBucket extends Construct {
       ],
       dependsOn: [this.versioning],
     });
+    if (props.movedFrom) movedFrom(this, props.movedFrom);
   }
 
   get arn(): string {

@@ -195,7 +195,9 @@ export class RegionalStack extends TerraformStack {
       deletionProtection: env.dynamodb.deletionProtection,
       preventDestroy: env.features.preventDestroy,
       forceDestroy,
-      memoryMiB: env.lambda.memoryMiB,
+      // The regional stack's own `Snapshots` bucket until this capability took it over.
+      snapshotBucketMovedFrom: ['Snapshots'],
+      tlsOnlyBucket: env.features.tlsOnlyBuckets,
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
       alarmTopicArn,
@@ -205,6 +207,7 @@ export class RegionalStack extends TerraformStack {
       kmsKey: key,
       expireAfterDays: 30,
       forceDestroy,
+      tlsOnly: env.features.tlsOnlyBuckets,
     });
 
     new RunnerNetwork(this, 'RunnerNetwork', {

@@ -58,6 +58,7 @@ export class SharedStack extends TerraformStack {
       kmsKey: this.key,
       noncurrentVersionDays: 90,
       forceDestroy: !env.dynamodb.deletionProtection,
+      tlsOnly: env.features.tlsOnlyBuckets,
     });
     if (isBuildRegion && others.length > 0 && env.features.artifactReplication) {
       new BucketReplication(this, 'ArtifactReplication', {

@@ -48,6 +48,13 @@ export interface BundledFunctionProps {
   readonly encryptEnvironment?: boolean;
   /** ARN of the topic (in the function's region) notified when the error or throttle alarm fires or clears. */
   readonly alarmTopicArn: string;
+  /**
+   * How an asynchronous invocation (a schedule's) is retried after it fails: Lambda's own retries (0-2)
+   * and how old an event may get, in seconds (60-21,600). Default: 2 retries, 6 hours.
+   */
+  readonly asyncRetries?: { readonly attempts: number; readonly maxEventAgeSec: number };
+  /** Reserved concurrency: at most this many instances at once (1 makes runs one at a time). Default: none. */
+  readonly reservedConcurrency?: number;
 }
 
 /**
@@ -94,6 +101,33 @@ export class BundledFunction extends Construct {
       0,
       1000,
     );
+    const asyncRetries = {
+      attempts: requireIntInRange(
+        'BundledFunction',
+        'asyncRetries.attempts',
+        props.asyncRetries?.attempts ?? 2,
+        0,
+        2,
+      ),
+      maxEventAgeSec: requireIntInRange(
+        'BundledFunction',
+        'asyncRetries.maxEventAgeSec',
+        props.asyncRetries?.maxEventAgeSec ?? 21_600,
+        60,
+        21_600,
+      ),
+    };
+    const reserved =
+      props.reservedConcurrency === undefined
+        ? undefined
+        : requireIntInRange('BundledFunction', 'reservedConcurrency', props.reservedConcurrency, 1, 1000);
+    if (reserved !== undefined && provisioned > reserved)
+      fail(
+        'BundledFunction',
+        'provisionedConcurrency',
+        provisioned,
+        `at most the reserved concurrency (${reserved})`,
+      );
     const retention = props.logRetentionDays ?? 365;
     if (!(LOG_RETENTION_DAYS as readonly number[]).includes(retention)) {
       fail('BundledFunction', 'logRetentionDays', retention, `one of ${LOG_RETENTION_DAYS.join(', ')}`);
@@ -155,6 +189,7 @@ export class BundledFunction extends Construct {
       sourceCodeHash: this.bundle.archiveSha256,
       memorySize: memoryMiB,
       timeout: timeoutSec,
+      ...(reserved !== undefined ? { reservedConcurrentExecutions: reserved } : {}),
       publish: true,
       tracingConfig: { mode: 'Active' },
       ...(Object.keys(variables).length > 0 ? { environment: { variables: { ...variables } } } : {}),
@@ -171,7 +206,8 @@ export class BundledFunction extends Construct {
     new LambdaFunctionEventInvokeConfig(this, 'AsyncFailures', {
       functionName: this.function.functionName,
       qualifier: this.alias.name,
-      maximumRetryAttempts: 2,
+      maximumRetryAttempts: asyncRetries.attempts,
+      maximumEventAgeInSeconds: asyncRetries.maxEventAgeSec,
       destinationConfig: { onFailure: { destination: this.deadLetterQueue.arn } },
     });
     if (provisioned > 0) {

@@ -13,6 +13,8 @@ export interface BucketState {
   readonly tokens: number;
   /** Time (ms) up to which refill has been credited. */
   readonly refilledAt: number;
+  /** The share (milli-units per second) in force at the last refill; absent on buckets written before it. */
+  readonly rate?: number;
 }
 
 /** Demand and consumption by window: `demand[k]` is window `window - k`'s. */
@@ -35,17 +37,21 @@ export function capacityOf(share: number, burstSec: number): number {
  */
 export function refill(state: BucketState, share: number, capacity: number, now: number): BucketState {
   if (now <= state.refilledAt)
-    return { tokens: Math.min(state.tokens, capacity), refilledAt: state.refilledAt };
-  if (share <= 0) return { tokens: Math.min(state.tokens, capacity), refilledAt: now };
-  const rate = BigInt(share);
+    return { tokens: Math.min(state.tokens, capacity), refilledAt: state.refilledAt, rate: share };
+  // The time since the last refill is credited at the smaller of the shares then and now: a share that grew
+  // in between never pays for time before it grew.
+  const credited = Math.min(share, state.rate ?? share);
+  if (credited <= 0) return { tokens: Math.min(state.tokens, capacity), refilledAt: now, rate: share };
+  const rate = BigInt(credited);
   const added = (BigInt(now) * rate) / 1000n - (BigInt(state.refilledAt) * rate) / 1000n;
-  if (added >= BigInt(Math.max(0, capacity - state.tokens))) return { tokens: capacity, refilledAt: now };
-  return { tokens: state.tokens + Number(added), refilledAt: now };
+  if (added >= BigInt(Math.max(0, capacity - state.tokens)))
+    return { tokens: capacity, refilledAt: now, rate: share };
+  return { tokens: state.tokens + Number(added), refilledAt: now, rate: share };
 }
 
 /** A full bucket: what an entity's first request in a region finds. */
-export function fullBucket(capacity: number, now: number): BucketState {
-  return { tokens: capacity, refilledAt: now };
+export function fullBucket(capacity: number, now: number, share?: number): BucketState {
+  return { tokens: capacity, refilledAt: now, ...(share !== undefined ? { rate: share } : {}) };
 }
 
 /** The amount counted for `window` (0 when the counters do not reach it). */

@@ -9,7 +9,10 @@ import { PermanentError } from '../lib/failures';
  * its share under each and takes the smallest.
  */
 export interface AllocationConfig {
-  /** Seconds per sync window: the epoch is `floor(ms / (windowSec x 1000))`. A multiple of 60 (EventBridge). */
+  /**
+   * Seconds per sync window: the epoch is `floor(ms / (windowSec x 1000))`. Whole minutes dividing an hour,
+   * so an EventBridge cron can fire at the start of every window.
+   */
   readonly windowSec: number;
   /**
    * How long after a window ends a share that grew in it may take effect: the hot path's caches (its limit
@@ -93,10 +96,10 @@ export function parseAllocationConfig(value: unknown, field = 'config'): Allocat
   if (!isPlainObject(value)) throw new AllocationConfigError(field, 'expected an object');
   onlyKeys(value, field, ['windowSec', 'activationDelayMs', 'regions', 'resources']);
   const windowSec = int(own(value, 'windowSec'), `${field}.windowSec`, 60, 3600);
-  if (windowSec % 60 !== 0)
+  if (windowSec % 60 !== 0 || 3600 % windowSec !== 0)
     throw new AllocationConfigError(
       `${field}.windowSec`,
-      'expected a multiple of 60 (EventBridge schedules)',
+      'expected whole minutes that divide an hour (60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600)',
     );
   const activationDelayMs = int(
     own(value, 'activationDelayMs'),

@@ -7,10 +7,11 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
-import { PermanentError } from '../lib/failures';
+import { PermanentError, RetryableError } from '../lib/failures';
 import { CONSUMPTION_WINDOWS, DEMAND_WINDOWS } from './bucket';
 import { MAX_LIMIT } from './config';
 import { HEARTBEAT_HISTORY, nextHeartbeat, type Heartbeat, type SyncOverride } from './enforcement';
+import type { PassRecord } from './store';
 import type { BucketWrite, LimiterItem, LimiterStore, OverrideResult } from './store';
 
 /** The table's own items live under this partition key; entities never start with `#`. */
@@ -60,6 +61,7 @@ export function itemFromDynamodb(item: Record<string, AttributeValue>): LimiterI
   const share = count(item, 'ss', MAX_LIMIT);
   const tokens = count(item, 'tk');
   const refilledAt = count(item, 'ta');
+  const rate = count(item, 'rr', MAX_LIMIT);
   const window = count(item, 'w');
   const demand = counts(item, 'dm', DEMAND_WINDOWS);
   const consumed = counts(item, 'cn', CONSUMPTION_WINDOWS);
@@ -70,7 +72,10 @@ export function itemFromDynamodb(item: Record<string, AttributeValue>): LimiterI
     static: count(item, 'st', MAX_LIMIT),
     sync:
       epoch !== undefined && prior !== undefined && share !== undefined ? { epoch, prior, share } : undefined,
-    bucket: tokens !== undefined && refilledAt !== undefined ? { tokens, refilledAt } : undefined,
+    bucket:
+      tokens !== undefined && refilledAt !== undefined
+        ? { tokens, refilledAt, ...(rate !== undefined ? { rate } : {}) }
+        : undefined,
     counters: window !== undefined && demand && consumed ? { window, demand, consumed } : undefined,
     version: count(item, 'v'),
   };
@@ -88,6 +93,8 @@ export class DynamodbLimiterStore implements LimiterStore {
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
+    /** Parallel scan segments. */
+    private readonly scanSegments = 4,
   ) {}
 
   async read(entity: string, resource: string): Promise<LimiterItem | undefined> {
@@ -106,38 +113,57 @@ export class DynamodbLimiterStore implements LimiterStore {
     const values: Record<string, AttributeValue> = {
       ':tk': n(write.bucket.tokens),
       ':ta': n(write.bucket.refilledAt),
+      ':rr': n(write.bucket.rate ?? 0),
+      ':lt': { S: write.trip },
       ':v': n((write.expectedVersion ?? 0) + 1),
       ':w': n(write.counters.window),
       ':dm': list(write.counters.demand),
       ':cn': list(write.counters.consumed),
     };
     if (write.expectedVersion !== undefined) values[':expected'] = n(write.expectedVersion);
-    let set = 'SET tk = :tk, ta = :ta, v = :v, w = :w, dm = :dm, cn = :cn';
+    let update = 'SET tk = :tk, ta = :ta, rr = :rr, v = :v, w = :w, dm = :dm, cn = :cn, lt = :lt';
     if (write.expiresAtSec !== undefined) {
       // Only an item with no limit on it may expire: an operator's or the sync's value must never vanish.
       conditions.push('attribute_not_exists(op)', 'attribute_not_exists(st)', 'attribute_not_exists(se)');
-      set += ', #ttl = :ttl';
+      update += ', #ttl = :ttl';
       values[':ttl'] = n(write.expiresAtSec);
+    } else {
+      // An item that holds a limit never expires, whoever added the limit and however.
+      update += ' REMOVE #ttl';
     }
     try {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: { pk: { S: write.entity }, sk: { S: write.resource } },
-          UpdateExpression: set,
+          UpdateExpression: update,
           ConditionExpression: conditions.join(' AND '),
           ExpressionAttributeValues: values,
-          ...(write.expiresAtSec !== undefined ? { ExpressionAttributeNames: { '#ttl': 'ttl' } } : {}),
+          ExpressionAttributeNames: { '#ttl': 'ttl' },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
       return true;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      // The SDK retried a write that had landed (its response was lost): this trip's own write is there.
+      return error.Item?.lt?.S === write.trip;
     }
   }
 
-  async writeOverride(entity: string, resource: string, override: SyncOverride): Promise<OverrideResult> {
+  async writeOverride(
+    entity: string,
+    resource: string,
+    override: SyncOverride,
+    expectedEpoch: number | undefined,
+  ): Promise<OverrideResult> {
+    const values: Record<string, AttributeValue> = {
+      ':se': n(override.epoch),
+      ':sp': n(override.prior),
+      ':ss': n(override.share),
+    };
+    if (expectedEpoch !== undefined) values[':read'] = n(expectedEpoch);
+    const unchanged = expectedEpoch === undefined ? 'attribute_not_exists(se)' : 'se = :read';
     try {
       await this.client.send(
         new UpdateItemCommand({
@@ -145,20 +171,39 @@ export class DynamodbLimiterStore implements LimiterStore {
           Key: { pk: { S: entity }, sk: { S: resource } },
           // An override is a limit: the item must no longer expire.
           UpdateExpression: 'SET se = :se, sp = :sp, ss = :ss REMOVE #ttl',
-          ConditionExpression: 'attribute_not_exists(op) AND (attribute_not_exists(se) OR se <= :se)',
+          ConditionExpression: unchanged,
           ExpressionAttributeNames: { '#ttl': 'ttl' },
-          ExpressionAttributeValues: {
-            ':se': n(override.epoch),
-            ':sp': n(override.prior),
-            ':ss': n(override.share),
-          },
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          ExpressionAttributeValues: values,
         }),
       );
       return 'written';
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      return error.Item?.op !== undefined ? 'operator-held' : 'newer-exists';
+      return 'changed';
+    }
+  }
+
+  async releaseOverride(
+    entity: string,
+    resource: string,
+    expectedEpoch: number,
+    expiresAtSec: number,
+  ): Promise<OverrideResult> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: { pk: { S: entity }, sk: { S: resource } },
+          UpdateExpression: 'SET #ttl = :ttl REMOVE se, sp, ss',
+          ConditionExpression: 'se = :read AND attribute_not_exists(op) AND attribute_not_exists(st)',
+          ExpressionAttributeNames: { '#ttl': 'ttl' },
+          ExpressionAttributeValues: { ':read': n(expectedEpoch), ':ttl': n(expiresAtSec) },
+        }),
+      );
+      return 'written';
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      return 'changed';
     }
   }
 
@@ -168,18 +213,42 @@ export class DynamodbLimiterStore implements LimiterStore {
     );
     const epoch = Item ? count(Item, 'e') : undefined;
     if (!Item || epoch === undefined) return undefined;
-    return { epoch, completed: counts(Item, 'done', HEARTBEAT_HISTORY) ?? [epoch] };
+    const caps = new Map<string, number>();
+    for (const [resource, value] of Object.entries(Item.caps?.M ?? {})) {
+      const cap = Number(value.N);
+      if (!Number.isSafeInteger(cap) || cap < 0) throw new LimiterItemError(`caps.${resource}`);
+      caps.set(resource, cap);
+    }
+    return {
+      epoch,
+      completed: counts(Item, 'done', HEARTBEAT_HISTORY) ?? [epoch],
+      partial: counts(Item, 'pt', HEARTBEAT_HISTORY) ?? [],
+      staticCaps: caps,
+    };
   }
 
-  async writeHeartbeat(epoch: number, previous: Heartbeat | undefined, at: number): Promise<void> {
+  async writeHeartbeat(
+    epoch: number,
+    previous: Heartbeat | undefined,
+    pass: PassRecord,
+    at: number,
+  ): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      if (previous && previous.epoch >= epoch && previous.completed.includes(epoch)) return;
-      const next = nextHeartbeat(previous, epoch);
+      const next = nextHeartbeat(previous, epoch, pass);
+      const caps: Record<string, AttributeValue> = {};
+      for (const [resource, cap] of next.staticCaps) caps[resource] = n(cap);
       try {
         await this.client.send(
           new PutItemCommand({
             TableName: this.tableName,
-            Item: { ...HEARTBEAT_KEY, e: n(next.epoch), done: list(next.completed), at: n(at) },
+            Item: {
+              ...HEARTBEAT_KEY,
+              e: n(next.epoch),
+              done: list(next.completed),
+              pt: list(next.partial),
+              caps: { M: caps },
+              at: n(at),
+            },
             // Written on the heartbeat read, so two passes never lose each other's epochs.
             ConditionExpression: previous ? 'e = :read' : 'attribute_not_exists(e)',
             ...(previous ? { ExpressionAttributeValues: { ':read': n(previous.epoch) } } : {}),
@@ -191,12 +260,37 @@ export class DynamodbLimiterStore implements LimiterStore {
         previous = await this.readHeartbeat();
       }
     }
-    throw new Error('the heartbeat stayed contended: another pass of the region keeps writing it');
+    throw new RetryableError(
+      'quota-heartbeat-contended',
+      'another pass of the region kept writing the heartbeat',
+    );
   }
 
+  /**
+   * Every entity item, strongly consistent (a pass must see the overrides the last pass wrote), read in
+   * `segments` parallel segments so a large table fits a pass.
+   */
   async *scan(onUnreadable: (error: LimiterItemError) => void = () => undefined): AsyncIterable<LimiterItem> {
-    for await (const page of paginateScan({ client: this.client }, { TableName: this.tableName })) {
-      for (const item of page.Items ?? []) {
+    const segments = this.scanSegments;
+    const pages = Array.from({ length: segments }, (_, segment) =>
+      paginateScan(
+        { client: this.client },
+        { TableName: this.tableName, ConsistentRead: true, Segment: segment, TotalSegments: segments },
+      )[Symbol.asyncIterator](),
+    );
+    // Keep one page request in flight per segment; hand out items as pages arrive.
+    const pending = new Map(pages.map((iterator, i) => [i, iterator.next().then((page) => ({ i, page }))]));
+    while (pending.size > 0) {
+      const { i, page } = await Promise.race(pending.values());
+      if (page.done) {
+        pending.delete(i);
+        continue;
+      }
+      pending.set(
+        i,
+        (pages[i] as (typeof pages)[number]).next().then((next) => ({ i, page: next })),
+      );
+      for (const item of page.value.Items ?? []) {
         if (item.pk?.S?.startsWith('#')) continue;
         try {
           yield itemFromDynamodb(item);

@@ -33,20 +33,44 @@ export interface EnforcedLimit {
 /** The region's sync passes that completed: the latest, and the epochs of the last few. */
 export interface Heartbeat {
   readonly epoch: number;
-  /** The latest completed epochs, `epoch` first (at most HEARTBEAT_HISTORY). */
+  /** The latest completed epochs, newest first (at most HEARTBEAT_HISTORY). */
   readonly completed: readonly number[];
+  /** Those of `completed` that ran with some region's snapshot unknown: they computed only what they saw. */
+  readonly partial: readonly number[];
+  /**
+   * Per resource, the smallest default static share of this region under every config the last pass saw
+   * (a config rolling out region by region): static config never goes above it.
+   */
+  readonly staticCaps: ReadonlyMap<string, number>;
 }
 
 /** Completed epochs a heartbeat remembers: enough to tell whether the two before the current one ran. */
 export const HEARTBEAT_HISTORY = 3;
 
 /** The heartbeat after a pass of `epoch` completed. */
-export function nextHeartbeat(previous: Heartbeat | undefined, epoch: number): Heartbeat {
-  const completed = [epoch, ...(previous?.completed ?? []).filter((e) => e < epoch)].slice(
-    0,
-    HEARTBEAT_HISTORY,
-  );
-  return { epoch: Math.max(epoch, previous?.epoch ?? epoch), completed };
+export function nextHeartbeat(
+  previous: Heartbeat | undefined,
+  epoch: number,
+  pass: { readonly partial: boolean; readonly staticCaps: ReadonlyMap<string, number> } = {
+    partial: false,
+    staticCaps: new Map(),
+  },
+): Heartbeat {
+  // A pass that ends after a later one has completed is not recorded: the later one planned without what it
+  // wrote, so what it wrote must not take effect (see enforcedLimit).
+  if (previous && epoch < previous.epoch) return previous;
+  const completed = [...new Set([epoch, ...(previous?.completed ?? [])])]
+    .sort((a, b) => b - a)
+    .slice(0, HEARTBEAT_HISTORY);
+  const earlier = (previous?.partial ?? []).filter((e) => e !== epoch);
+  const partial = (pass.partial ? [epoch, ...earlier] : earlier).filter((e) => completed.includes(e));
+  const newest = completed[0] === epoch;
+  return {
+    epoch: completed[0] ?? epoch,
+    completed,
+    partial,
+    staticCaps: newest || !previous ? pass.staticCaps : previous.staticCaps,
+  };
 }
 
 export interface EnforcementContext {
@@ -75,13 +99,25 @@ export function defaultStatic(config: AllocationConfig, resource: ResourceLimit,
 const staticShares = new WeakMap<ResourceLimit, { config: AllocationConfig; shares: Map<string, number> }>();
 
 function computeDefaultStatic(config: AllocationConfig, resource: ResourceLimit, region: string): number {
+  // The least of the share with every demand unknown and the share with every demand nil (the slack split
+  // by weight, which floors do not enter): a region that never computed an entity stays within what its
+  // peers gave it when they computed the entity with its demand unknown, or with no demand at all.
+  return Math.min(shareWhen(config, resource, region, 'unknown'), shareWhen(config, resource, region, 0));
+}
+
+function shareWhen(
+  config: AllocationConfig,
+  resource: ResourceLimit,
+  region: string,
+  demand: 'unknown' | 0,
+): number {
   if (!config.regions.some((r) => r.region === region)) return 0;
   const floors = new Map(resource.floors.map((f) => [f.region, f.floor]));
   const shares = allocate(
     resource.limit,
     config.regions.map((r) => ({
       region: r.region,
-      demand: 'unknown' as const,
+      demand,
       weight: r.weight,
       floor: floors.get(r.region) ?? 0,
     })),
@@ -119,27 +155,41 @@ export function shareWithPeersUnknown(context: EnforcementContext, demand: numbe
  *   shrink is in force at once, a grow once every peer's epoch-e shrink must be;
  * - when the pass of E - 1 did not complete (missed, late, failed), the region never computed its share of
  *   E - 1, which its peers enforce theirs against: it enforces at most what it gets with every peer unknown
- *   and its own demand as it published it for them (window E - 3; unbounded if it published nothing);
+ *   and its own demand as it published it for them (window E - 3; unbounded if it published nothing); the
+ *   same holds for an entity with no override after a pass that could not read every region's snapshot;
+ * - static config is the least of the region's shares with every demand unknown and with none, under every
+ *   config the last pass saw;
  * - overrides stay in force while the sync runs: until 3 windows after the window of the last completed
  *   pass, after which a dead sync falls back to static config.
  */
 export function enforcedLimit(state: LimitState, context: EnforcementContext, now: number): EnforcedLimit {
   if (state.operator !== undefined) return { limit: state.operator, source: 'operator' };
   const { config, heartbeat } = context;
-  const staticLimit = state.static ?? defaultStatic(config, context.resource, context.region);
+  const staticLimit = staticLimitOf(state, context);
   if (heartbeat === undefined || now >= epochStart(config, heartbeat.epoch + 4))
     return { limit: staticLimit, source: 'static' };
 
   let enforced: EnforcedLimit = { limit: staticLimit, source: 'static' };
   const sync = state.sync;
   if (sync) {
-    const pending = now < epochStart(config, sync.epoch + 1) + config.activationDelayMs;
+    // Written by a pass that never completed although a later one did (it stalled past it): only what
+    // it shrank stands.
+    const abandoned =
+      !heartbeat.completed.includes(sync.epoch) &&
+      sync.epoch < heartbeat.epoch &&
+      sync.epoch >= (heartbeat.completed.at(-1) ?? heartbeat.epoch);
+    const pending = abandoned || now < epochStart(config, sync.epoch + 1) + config.activationDelayMs;
     enforced = pending
       ? { limit: Math.min(sync.prior, sync.share), source: 'sync-pending' }
       : { limit: sync.share, source: 'sync' };
   }
   const interval = epochOf(config, now - config.activationDelayMs);
-  if (!heartbeat.completed.includes(interval - 1)) {
+  const missed = !heartbeat.completed.includes(interval - 1);
+  // A pass that could not read some region computed only the entities it saw: one it holds no override for
+  // may have been computed by its peers with this region's demand as published, so it gets no more than
+  // that demand earns with every peer unknown.
+  const unseen = !missed && heartbeat.partial.includes(interval - 1) && !sync;
+  if (missed || unseen) {
     // Published in the snapshot of `interval - 2` if that pass completed; otherwise peers saw this region as
     // unknown, and any demand is consistent with their view.
     const published = heartbeat.completed.includes(interval - 2);
@@ -153,6 +203,14 @@ export function enforcedLimit(state: LimitState, context: EnforcementContext, no
     if (fallback < enforced.limit) enforced = { limit: fallback, source: 'sync-fallback' };
   }
   return enforced;
+}
+
+/** Static config: the operator's `static`, else the default share, capped as the last pass recorded. */
+export function staticLimitOf(state: LimitState, context: EnforcementContext): number {
+  if (state.static !== undefined) return state.static;
+  const own = defaultStatic(context.config, context.resource, context.region);
+  const cap = context.heartbeat?.staticCaps.get(context.resource.name);
+  return cap === undefined ? own : Math.min(own, cap);
 }
 
 /** A window's total (milli-units) as the per-second demand the allocation takes. */

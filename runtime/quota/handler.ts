@@ -19,9 +19,10 @@ function syncMetrics(metrics: Metrics): SyncMetrics {
     single.addMetric(name, unit, value);
   };
   return {
-    peerUnknown: (peer, reason) => {
-      perPeer('PeerUnknown', peer, MetricUnit.Count, 1);
-      logger.warn('peer snapshot unknown: its demand counts as unbounded', { peer, reason });
+    peerView: (peer, known, reason) => {
+      // 0 or 1 for every peer on every pass, so an alarm tells a known peer from a pass that did not run.
+      perPeer('PeerUnknown', peer, MetricUnit.Count, known ? 0 : 1);
+      if (!known) logger.warn('peer snapshot unknown: its demand counts as unbounded', { peer, reason });
     },
     snapshotAgeMs: (peer, ms) => perPeer('SnapshotAgeMs', peer, MetricUnit.Milliseconds, ms),
     decodeFailed: (peer, field) => {
@@ -70,6 +71,7 @@ export async function handler(): Promise<PassResult> {
     serviceName: 'quota-sync',
     defaultDimensions: { region: settings.region },
   });
+  const started = Date.now();
   try {
     const result = await runSyncPass({
       config: settings.config,
@@ -81,6 +83,8 @@ export async function handler(): Promise<PassResult> {
       peerTimeoutMs: settings.peerTimeoutMs,
     });
     metrics.addMetric('PeersUnknown', MetricUnit.Count, result.peersUnknown);
+    metrics.addMetric('PassCompleted', MetricUnit.Count, 1);
+    metrics.addMetric('PassDurationMs', MetricUnit.Milliseconds, Date.now() - started);
     logger.info('quota sync pass', { ...result });
     return result;
   } catch (error) {

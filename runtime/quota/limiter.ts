@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { RetryableError } from '../lib/failures';
 import { addToWindow, capacityOf, fullBucket, refill } from './bucket';
 import { epochOf, resourceOf, type AllocationConfig, type ResourceLimit } from './config';
@@ -145,7 +146,10 @@ export class QuotaLimiter {
       const [item, heartbeat] = await Promise.all([store.read(entity, resource.name), this.heartbeatAt(now)]);
       const { limit, source } = enforcedLimit(item ?? {}, { config, region, resource, heartbeat }, now);
       const capacity = capacityOf(limit, resource.burstSec);
-      const refilled = refill(item?.bucket ?? fullBucket(capacity, now), limit, capacity, now);
+      // A new bucket starts with one second of the share (all of it with the default 1 s burst): a share
+      // that just moved here must not bring a whole burst the global bucket never had.
+      const fresh = fullBucket(Math.min(capacity, limit), now, limit);
+      const refilled = refill(item?.bucket ?? fresh, limit, capacity, now);
       // What the container's last lease did not spend goes back first (never above the capacity).
       const tokens = Math.min(capacity, refilled.tokens + (previous?.tokens ?? 0));
       const admitted = tokens >= milli;
@@ -159,7 +163,9 @@ export class QuotaLimiter {
         resource: resource.name,
         expectedVersion: item?.version,
         bucket: { tokens: tokens - taken, refilledAt: refilled.refilledAt },
-        counters: addToWindow(item?.counters, epochOf(config, now), { demand, consumed }),
+        // Counted in the window the write lands in (a slow read must not add to a window already published).
+        counters: addToWindow(item?.counters, epochOf(config, this.now()), { demand, consumed }),
+        trip: randomUUID(),
         expiresAtSec: holdsLimit ? undefined : Math.floor(now / 1000) + this.idleSec,
       });
       if (written) {

@@ -5,6 +5,7 @@ import {
   defaultStatic,
   demandPerSecond,
   enforcedLimit,
+  staticLimitOf,
   type Heartbeat,
   type LimitState,
   type SyncOverride,
@@ -45,18 +46,30 @@ export interface OverrideWrite {
   readonly entity: string;
   readonly resource: string;
   readonly override: SyncOverride;
+  /** The epoch of the override this write replaces, as read (undefined: none). */
+  readonly expectedEpoch: number | undefined;
   readonly kind: 'shrink' | 'grow';
+}
+
+/** An override to remove (no demand anywhere): conditional on the one read. */
+export interface OverrideRelease {
+  readonly entity: string;
+  readonly resource: string;
+  readonly expectedEpoch: number;
 }
 
 export interface PassPlan {
   readonly writes: readonly OverrideWrite[];
+  readonly releases: readonly OverrideRelease[];
+  /** Per resource, this region's least default static share under every config in sight. */
+  readonly staticCaps: ReadonlyMap<string, number>;
   /** Entities and resources computed. */
   readonly computed: number;
   /** Sum of this region's shares, milli-units per second, by resource. */
   readonly shareByResource: ReadonlyMap<string, number>;
   /** Grows the triggers held back. */
   readonly heldBack: number;
-  /** Entities whose operator value is in force here (no override written). */
+  /** Entities whose operator value is in force here (their override is kept current beneath it). */
   readonly operatorHeld: number;
   /** Sum over entities of what operator values in force put the regions' limits above the global one. */
   readonly operatorExcess: number;
@@ -99,7 +112,8 @@ export function planPass(input: PassInput): PassPlan {
   const { config, region, epoch, now, heartbeat } = input;
   const windowSec = config.windowSec;
   const entriesOf = new Map<string, Map<string, SnapshotEntry>>();
-  const configs = new Map<string, ConfigView>([[configHash(config), indexConfig(config)]]);
+  const ownHash = configHash(config);
+  const configs = new Map<string, ConfigView>([[ownHash, indexConfig(config)]]);
   for (const [peer, view] of input.views) {
     if (!view.known) continue;
     const entries = new Map<string, SnapshotEntry>();
@@ -119,6 +133,7 @@ export function planPass(input: PassInput): PassPlan {
     if (item.state.sync) keys.set(key, { entity: item.entity, resource: item.resource });
 
   const writes: OverrideWrite[] = [];
+  const releases: OverrideRelease[] = [];
   const shareByResource = new Map<string, number>();
   let heldBack = 0;
   let operatorHeld = 0;
@@ -128,13 +143,7 @@ export function planPass(input: PassInput): PassPlan {
   for (const [key, { entity, resource: name }] of keys) {
     const resource = resourceOf(config, name);
     if (!resource) continue;
-    const ownShares = sharesUnder(
-      configs.get(configHash(config)) as ConfigView,
-      name,
-      key,
-      input.views,
-      entriesOf,
-    );
+    const ownShares = sharesUnder(configs.get(ownHash) as ConfigView, name, key, input.views, entriesOf);
     let share = ownShares?.[region] ?? 0;
     for (const view of configs.values()) {
       if (view.config === config) continue;
@@ -160,19 +169,29 @@ export function planPass(input: PassInput): PassPlan {
     );
 
     if (anyOperator) operatorExcess += Math.max(0, operatorSum - resource.limit);
-    if (state.operator !== undefined) {
-      operatorHeld++;
-      continue;
-    }
+    // An operator's value wins in the hot path, but the override under it is kept current: removing the
+    // operator's value must never bring back one the passes stopped maintaining.
+    if (state.operator !== undefined) operatorHeld++;
+    const own: LimitState = { ...state, operator: undefined };
     const context = { config, region, resource, heartbeat };
-    const enforced = enforcedLimit(state, context, now).limit;
-    const target =
-      heartbeat !== undefined && state.sync
-        ? state.sync.share
-        : (state.static ?? defaultStatic(config, resource, region));
+    const enforced = enforcedLimit(own, context, now).limit;
+    const staticLimit = staticLimitOf(own, context);
+    const target = heartbeat !== undefined && state.sync ? state.sync.share : staticLimit;
     const override: SyncOverride = { epoch, prior: enforced, share };
-    if (share < enforced || share < target) {
-      writes.push({ entity, resource: name, override, kind: 'shrink' });
+    const idleEverywhere = config.regions.every(
+      (r) => input.views.get(r.region)?.known === true && !entriesOf.get(r.region)?.has(key),
+    );
+    if (
+      state.sync &&
+      idleEverywhere &&
+      state.static === undefined &&
+      enforced === state.sync.share &&
+      staticLimit <= enforced
+    ) {
+      // No demand anywhere and every region seen: the override goes, and static (no more than it) applies.
+      releases.push({ entity, resource: name, expectedEpoch: state.sync.epoch });
+    } else if (share < enforced || share < target) {
+      writes.push({ entity, resource: name, override, expectedEpoch: state.sync?.epoch, kind: 'shrink' });
     } else if (share > target) {
       const demand = state.counters
         ? demandPerSecond(countIn(state.counters.demand, state.counters.window, epoch - 1), windowSec)
@@ -181,12 +200,25 @@ export function planPass(input: PassInput): PassPlan {
       const runsDry =
         demand > target &&
         capacityOf(target, resource.burstSec) <= (demand - target) * EXHAUSTION_WINDOWS * windowSec;
-      if (drifted || runsDry) writes.push({ entity, resource: name, override, kind: 'grow' });
+      if (drifted || runsDry)
+        writes.push({ entity, resource: name, override, expectedEpoch: state.sync?.epoch, kind: 'grow' });
       else heldBack++;
     }
   }
   return {
     writes,
+    releases,
+    staticCaps: new Map(
+      config.resources.map((r) => [
+        r.name,
+        Math.min(
+          ...[...configs.values()].map((view) => {
+            const theirs = view.resources.get(r.name);
+            return theirs ? defaultStatic(view.config, theirs.limit, region) : 0;
+          }),
+        ),
+      ]),
+    ),
     computed: keys.size,
     shareByResource,
     heldBack,

@@ -6,6 +6,8 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 
+import { MAX_SNAPSHOT_BYTES, SnapshotError } from './snapshot';
+
 /** Where a region's snapshot of an epoch lives in its region's bucket. */
 export const snapshotKey = (region: string, epoch: number): string => `${region}/${epoch}.json`;
 
@@ -13,7 +15,10 @@ export const snapshotKey = (region: string, epoch: number): string => `${region}
 export interface SnapshotStore {
   /** Writes this region's snapshot of `epoch` unless one exists (a repeated pass of the same epoch). */
   put(epoch: number, body: string): Promise<'written' | 'exists'>;
-  /** The body of `region`'s snapshot of `epoch`, or undefined when there is none. */
+  /**
+   * The body of `region`'s snapshot of `epoch`, or undefined when there is none; a SnapshotError when it is
+   * refused unread (too large).
+   */
   get(region: string, epoch: number, signal: AbortSignal): Promise<Uint8Array | undefined>;
 }
 
@@ -38,20 +43,26 @@ export class S3SnapshotStore implements SnapshotStore {
   }
 
   async put(epoch: number, body: string): Promise<'written' | 'exists'> {
-    try {
-      await this.client(this.region).send(
-        new PutObjectCommand({
-          Bucket: this.buckets.get(this.region),
-          Key: snapshotKey(this.region, epoch),
-          Body: body,
-          ContentType: 'application/json',
-          IfNoneMatch: '*',
-        }),
-      );
-      return 'written';
-    } catch (error) {
-      if (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 412) return 'exists';
-      throw error;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client(this.region).send(
+          new PutObjectCommand({
+            Bucket: this.buckets.get(this.region),
+            Key: snapshotKey(this.region, epoch),
+            Body: body,
+            ContentType: 'application/json',
+            IfNoneMatch: '*',
+          }),
+        );
+        return 'written';
+      } catch (error) {
+        const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+        // 412: a pass of this epoch already published. 409: one is publishing now (S3 asks for a retry).
+        if (status === 412) return 'exists';
+        if (status === 409 && attempt < 3) continue;
+        if (status === 409) return 'exists';
+        throw error;
+      }
     }
   }
 
@@ -63,6 +74,11 @@ export class S3SnapshotStore implements SnapshotStore {
         new GetObjectCommand({ Bucket: bucket, Key: snapshotKey(region, epoch) }),
         { abortSignal: signal },
       );
+      // Refused before reading a byte: a body over the decoder's limit is undecodable anyway.
+      if ((response.ContentLength ?? 0) > MAX_SNAPSHOT_BYTES) {
+        await response.Body?.transformToWebStream().cancel();
+        throw new SnapshotError('snapshot', `expected at most ${MAX_SNAPSHOT_BYTES} bytes`);
+      }
       return await response.Body?.transformToByteArray();
     } catch (error) {
       if (error instanceof NoSuchKey) return undefined;

@@ -25,8 +25,8 @@ import {
 
 export const SNAPSHOT_SCHEMA = 1;
 /** Largest body read (UTF-8 bytes), checked before parsing. */
-export const MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024;
-export const MAX_SNAPSHOT_ENTRIES = 500_000;
+export const MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024;
+export const MAX_SNAPSHOT_ENTRIES = 250_000;
 /** Entity ids: 1-512 UTF-8 bytes. */
 export const MAX_ENTITY_BYTES = 512;
 

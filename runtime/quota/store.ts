@@ -1,6 +1,14 @@
 import type { BucketState, WindowCounters } from './bucket';
 import { nextHeartbeat, type Heartbeat, type LimitState, type SyncOverride } from './enforcement';
 
+/** What a completed pass records with its heartbeat. */
+export interface PassRecord {
+  /** Some region's snapshot was unknown to it. */
+  readonly partial: boolean;
+  /** Per resource, the least default static share under the configs it saw. */
+  readonly staticCaps: ReadonlyMap<string, number>;
+}
+
 /** One entity and resource's item in the region's limiter table. */
 export interface LimiterItem extends LimitState {
   readonly entity: string;
@@ -19,13 +27,19 @@ export interface BucketWrite {
   readonly bucket: BucketState;
   readonly counters: WindowCounters;
   /**
+   * A random id of this trip to the table, written with it: a retried write that finds its own trip there
+   * landed the first time.
+   */
+  readonly trip: string;
+  /**
    * Seconds since the epoch after which DynamoDB may delete an idle item; only for items that hold no limit
    * (the write is then conditional on none having been added since).
    */
   readonly expiresAtSec?: number;
 }
 
-export type OverrideResult = 'written' | 'operator-held' | 'newer-exists';
+/** `changed`: another writer changed the override since it was read (the write did not happen). */
+export type OverrideResult = 'written' | 'changed';
 
 /** The region's limiter table as the hot path and the sync use it. */
 export interface LimiterStore {
@@ -33,12 +47,31 @@ export interface LimiterStore {
   read(entity: string, resource: string): Promise<LimiterItem | undefined>;
   /** False when another writer got there first (re-read and retry). */
   writeBucket(write: BucketWrite): Promise<boolean>;
-  /** Never over an operator value, never over an override of a later epoch. */
-  writeOverride(entity: string, resource: string, override: SyncOverride): Promise<OverrideResult>;
+  /**
+   * Writes the sync's own attributes only (an operator's value is never touched, and wins in the hot path),
+   * and only over the override read (`expectedEpoch`, undefined for none), so two passes of a region that
+   * overlap cannot undo each other's shrinks.
+   */
+  writeOverride(
+    entity: string,
+    resource: string,
+    override: SyncOverride,
+    expectedEpoch: number | undefined,
+  ): Promise<OverrideResult>;
+  /**
+   * Removes an override no region needs (conditional on the one read), leaving an item with no limit to
+   * expire when idle; an item an operator set a value on is left alone.
+   */
+  releaseOverride(
+    entity: string,
+    resource: string,
+    expectedEpoch: number,
+    expiresAtSec: number,
+  ): Promise<OverrideResult>;
   /** The region's completed sync passes. */
   readHeartbeat(): Promise<Heartbeat | undefined>;
   /** Records that the pass of `epoch` completed (on the heartbeat read as `previous`); never moves it back. */
-  writeHeartbeat(epoch: number, previous: Heartbeat | undefined, at: number): Promise<void>;
+  writeHeartbeat(epoch: number, previous: Heartbeat | undefined, pass: PassRecord, at: number): Promise<void>;
   /** Every entity item of the table; an item that does not read is reported, not returned. */
   scan(onUnreadable?: (error: Error) => void): AsyncIterable<LimiterItem>;
 }
@@ -85,13 +118,32 @@ export class MemoryLimiterStore implements LimiterStore {
     return true;
   }
 
-  async writeOverride(entity: string, resource: string, override: SyncOverride): Promise<OverrideResult> {
+  async writeOverride(
+    entity: string,
+    resource: string,
+    override: SyncOverride,
+    expectedEpoch: number | undefined,
+  ): Promise<OverrideResult> {
     const key = keyOf(entity, resource);
     const item = this.items.get(key);
-    if (item?.operator !== undefined) return 'operator-held';
-    if (item?.sync && item.sync.epoch > override.epoch) return 'newer-exists';
+    if (item?.sync?.epoch !== expectedEpoch) return 'changed';
     this.counts.overrideWrites++;
     this.items.set(key, { ...(item ?? { entity, resource }), sync: override });
+    return 'written';
+  }
+
+  async releaseOverride(entity: string, resource: string, expectedEpoch: number): Promise<OverrideResult> {
+    const key = keyOf(entity, resource);
+    const item = this.items.get(key);
+    if (
+      !item ||
+      item.sync?.epoch !== expectedEpoch ||
+      item.operator !== undefined ||
+      item.static !== undefined
+    )
+      return 'changed';
+    this.counts.overrideWrites++;
+    this.items.set(key, { ...item, sync: undefined });
     return 'written';
   }
 
@@ -99,8 +151,8 @@ export class MemoryLimiterStore implements LimiterStore {
     return this.heartbeat;
   }
 
-  async writeHeartbeat(epoch: number): Promise<void> {
-    this.heartbeat = nextHeartbeat(this.heartbeat, epoch);
+  async writeHeartbeat(epoch: number, _previous: Heartbeat | undefined, pass: PassRecord): Promise<void> {
+    this.heartbeat = nextHeartbeat(this.heartbeat, epoch, pass);
   }
 
   async *scan(): AsyncIterable<LimiterItem> {

@@ -5,11 +5,15 @@ import { epochOf, epochStart, type AllocationConfig } from './config';
 import { planPass, type LocalLimit, type PassPlan, type PeerView } from './plan';
 import { decodeSnapshot, encodeSnapshot, SnapshotError, type SnapshotEntry } from './snapshot';
 import type { SnapshotStore } from './snapshot-store';
-import type { LimiterStore } from './store';
+import type { LimiterStore, OverrideResult } from './store';
+
+/** Days an item with no limit left on it is kept after the sync releases its override. */
+const IDLE_ITEM_DAYS = 30;
 
 /** What a pass reports (metrics and logs); entity ids never appear. */
 export interface SyncMetrics {
-  peerUnknown(peer: string, reason: string): void;
+  /** Every region, every pass: whether its previous-epoch snapshot was known (and why not). */
+  peerView(peer: string, known: boolean, reason?: string): void;
   snapshotAgeMs(peer: string, ms: number): void;
   decodeFailed(peer: string, field: string): void;
   unreadableItems(count: number): void;
@@ -77,6 +81,10 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
   }
   const epoch = epochOf(config, started);
 
+  // The heartbeat first: an override this pass reads was written by a pass the heartbeat may not show yet,
+  // never the other way round (the plan's prior is then conservative).
+  const heartbeat = await store.readHeartbeat();
+  const viewsRead = readViews(options, epoch - 1, started);
   const local: LocalLimit[] = [];
   const entries: SnapshotEntry[] = [];
   let unreadable = 0;
@@ -96,33 +104,44 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
   }
   if (unreadable > 0) metrics.unreadableItems(unreadable);
 
-  const [heartbeat, views] = await Promise.all([
-    store.readHeartbeat(),
-    readViews(options, epoch - 1, started),
-  ]);
+  const views = await viewsRead;
   const plan = planPass({ config, region, epoch, now: now(), heartbeat, views, local });
   metrics.planned(plan);
 
   let written = 0;
   let failed = 0;
   if (!options.shadow) {
-    const limit = pLimit(options.writeConcurrency ?? 16);
-    await Promise.all(
-      plan.writes.map((write) =>
-        limit(async () => {
-          try {
-            const result = await store.writeOverride(write.entity, write.resource, write.override);
-            if (result === 'written') written++;
-          } catch {
-            failed++;
-          }
-        }),
+    // A write that would land after the next window's pass may have planned must not happen at all.
+    const deadline = epochStart(config, epoch + 1) + settle;
+    const limit = pLimit(options.writeConcurrency ?? 32);
+    const attempt = (write: () => Promise<OverrideResult>) =>
+      limit(async () => {
+        if (now() >= deadline) {
+          failed++;
+          return;
+        }
+        try {
+          // 'changed': another pass changed it since this one read it, and this write did not happen.
+          if ((await write()) === 'written') written++;
+          else failed++;
+        } catch {
+          failed++;
+        }
+      });
+    const idleUntilSec = Math.floor(now() / 1000) + IDLE_ITEM_DAYS * 86_400;
+    await Promise.all([
+      ...plan.writes.map((w) =>
+        attempt(() => store.writeOverride(w.entity, w.resource, w.override, w.expectedEpoch)),
       ),
-    );
+      ...plan.releases.map((r) =>
+        attempt(() => store.releaseOverride(r.entity, r.resource, r.expectedEpoch, idleUntilSec)),
+      ),
+    ]);
     metrics.overridesWritten(written, failed);
     if (failed > 0) throw new SyncPassError(failed);
   }
-  await store.writeHeartbeat(epoch, heartbeat, now());
+  const partial = [...views.values()].some((view) => !view.known);
+  await store.writeHeartbeat(epoch, heartbeat, { partial, staticCaps: plan.staticCaps }, now());
 
   let body: string | undefined;
   try {
@@ -136,6 +155,9 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
   return { epoch, computed: plan.computed, written, heldBack: plan.heldBack, peersUnknown, snapshot };
 }
 
+/** Snapshots read at once (each region's, its own included). */
+const PEER_READS = 4;
+
 /** Every region's snapshot of `epoch` (bounded time each): decoded, or unknown with the reason. */
 async function readViews(
   options: SyncPassOptions,
@@ -144,30 +166,39 @@ async function readViews(
 ): Promise<Map<string, PeerView>> {
   const { config, snapshots, metrics } = options;
   const timeoutMs = options.peerTimeoutMs ?? 5000;
+  const reads = pLimit(PEER_READS);
   const entries = await Promise.all(
-    config.regions.map(async ({ region }): Promise<[string, PeerView]> => {
-      let body: Uint8Array | undefined;
-      try {
-        body = await snapshots.get(region, epoch, AbortSignal.timeout(timeoutMs));
-      } catch (error) {
-        metrics.peerUnknown(region, `unreachable: ${describeError(error)}`);
-        return [region, { known: false, reason: 'unreachable' }];
-      }
-      if (body === undefined) {
-        metrics.peerUnknown(region, 'missing');
-        return [region, { known: false, reason: 'missing' }];
-      }
-      try {
-        const snapshot = decodeSnapshot(body, { region, epoch });
-        metrics.snapshotAgeMs(region, Math.max(0, now - snapshot.generatedAt));
-        return [region, { known: true, snapshot }];
-      } catch (error) {
-        if (!(error instanceof SnapshotError)) throw error;
-        metrics.decodeFailed(region, error.field);
-        metrics.peerUnknown(region, 'undecodable');
-        return [region, { known: false, reason: 'undecodable' }];
-      }
-    }),
+    config.regions.map(({ region }) =>
+      reads(async (): Promise<[string, PeerView]> => {
+        let body: Uint8Array | undefined;
+        try {
+          body = await snapshots.get(region, epoch, AbortSignal.timeout(timeoutMs));
+        } catch (error) {
+          if (error instanceof SnapshotError) {
+            metrics.decodeFailed(region, error.field);
+            metrics.peerView(region, false, 'undecodable');
+            return [region, { known: false, reason: 'undecodable' }];
+          }
+          metrics.peerView(region, false, `unreachable: ${describeError(error)}`);
+          return [region, { known: false, reason: 'unreachable' }];
+        }
+        if (body === undefined) {
+          metrics.peerView(region, false, 'missing');
+          return [region, { known: false, reason: 'missing' }];
+        }
+        try {
+          const snapshot = decodeSnapshot(body, { region, epoch });
+          metrics.peerView(region, true);
+          metrics.snapshotAgeMs(region, Math.max(0, now - snapshot.generatedAt));
+          return [region, { known: true, snapshot }];
+        } catch (error) {
+          if (!(error instanceof SnapshotError)) throw error;
+          metrics.decodeFailed(region, error.field);
+          metrics.peerView(region, false, 'undecodable');
+          return [region, { known: false, reason: 'undecodable' }];
+        }
+      }),
+    ),
   );
   return new Map(entries);
 }

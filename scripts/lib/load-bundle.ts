@@ -77,3 +77,38 @@ export function emulatorEnv(endpoint: string, region: string): Record<string, st
     AWS_SECRET_ACCESS_KEY: 'test',
   };
 }
+
+const hostDate = runInThisContext('Date') as DateConstructor;
+
+/**
+ * Runs `fn` with the real process's `Date.now` answering `now()`, so a bundle loaded here runs at a moment
+ * the caller chooses (a sync window of its choice), then restores it. `new Date()` is left alone: the SDK
+ * signs requests with it.
+ */
+export async function withClock<T>(now: () => number, fn: () => Promise<T>): Promise<T> {
+  const real = hostDate.now;
+  hostDate.now = now;
+  try {
+    return await fn();
+  } finally {
+    hostDate.now = real;
+  }
+}
+
+/** Runs `fn` collecting what bundles write to the real process's stdout and stderr (logs, EMF metrics). */
+export async function capturingOutput<T>(fn: () => Promise<T>): Promise<{ result: T; output: string }> {
+  const chunks: string[] = [];
+  const streams = [hostProcess.stdout, hostProcess.stderr];
+  const writes = streams.map((stream) => stream.write.bind(stream));
+  for (const stream of streams)
+    stream.write = ((chunk: string | Uint8Array) => {
+      chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+      return true;
+    }) as typeof stream.write;
+  try {
+    const result = await fn();
+    return { result, output: chunks.join('') };
+  } finally {
+    streams.forEach((stream, i) => (stream.write = writes[i] as typeof stream.write));
+  }
+}

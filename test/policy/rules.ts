@@ -111,15 +111,15 @@ export const RULES: readonly Rule[] = [
       (b) => (b.versioning_configuration as Block | undefined)?.status === 'Enabled',
     ),
   ),
-  rule(
-    's3-tls-only',
-    'CKV_AWS_379 / s3-enforce-ssl',
+  rule('s3-tls-only', 'CKV_AWS_379 / s3-enforce-ssl', (stack, flag) => {
+    // The emulator serves plain HTTP only (features.tlsOnlyBuckets, refused outside local).
+    if (stack.local) return;
     bucketCompanion('aws_s3_bucket_policy', 'a policy denying requests without TLS', (b) =>
       statementsOf(b.policy).some(
         (s) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false',
       ),
-    ),
-  ),
+    )(stack, flag);
+  }),
   rule('dynamodb-pitr', 'CKV_AWS_28 / AVD-AWS-0024', (stack, flag) => {
     for (const [id, table] of entries(stack, 'aws_dynamodb_table')) {
       if ((table.point_in_time_recovery as Block | undefined)?.enabled !== true)

@@ -23,7 +23,12 @@ export const REGIONS = [AP, EU, US] as const;
 export type Region = (typeof REGIONS)[number];
 
 /** The heartbeat of a region whose passes all completed, the last one in epoch `epoch`. */
-export const ranThrough = (epoch: number): Heartbeat => ({ epoch, completed: [epoch, epoch - 1, epoch - 2] });
+export const ranThrough = (epoch: number): Heartbeat => ({
+  epoch,
+  completed: [epoch, epoch - 1, epoch - 2],
+  partial: [],
+  staticCaps: new Map(),
+});
 
 export const LIMIT = 90_000;
 export const W = 60_000;
@@ -116,8 +121,11 @@ export class RecordingMetrics implements SyncMetrics {
   readonly written: { count: number; failed: number }[] = [];
   readonly unreadable: number[] = [];
 
-  peerUnknown(peer: string, reason: string): void {
-    this.unknown.push({ peer, reason });
+  readonly known: string[] = [];
+
+  peerView(peer: string, known: boolean, reason?: string): void {
+    if (known) this.known.push(peer);
+    else this.unknown.push({ peer, reason: reason ?? '' });
   }
   snapshotAgeMs(): void {}
   decodeFailed(peer: string, field: string): void {

@@ -146,7 +146,7 @@ class SimulatedSnapshots implements SnapshotStore {
 }
 
 const quietMetrics: SyncMetrics = {
-  peerUnknown: () => undefined,
+  peerView: () => undefined,
   snapshotAgeMs: () => undefined,
   decodeFailed: () => undefined,
   unreadableItems: () => undefined,

@@ -327,6 +327,7 @@ describe('environments', () => {
       redrivePolicyDrift: false,
       eventSourceMappings: false,
       preventDestroy: false,
+      tlsOnlyBuckets: false,
     });
     expect(env.network).toMatchObject({ natGateways: 'none', interfaceEndpoints: false });
     expect([

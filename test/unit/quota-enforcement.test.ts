@@ -101,7 +101,17 @@ describe('the static limit', () => {
       })),
     );
     expect(expected).toEqual({ [AP]: 25_000, [EU]: 43_334, [US]: 21_666 });
-    for (const region of REGIONS) expect(defaultStatic(weighted, resource, region)).toBe(expected[region]);
+    // The slack split of no demand at all leaves floors out: a region never computing an entity must stay
+    // within that too (AP: 22,500 of a 1:2:1 split, below its floor-backed 25,000).
+    const idle = allocate(
+      LIMIT,
+      REGIONS.map((region) => ({ region, demand: 0, weight: region === EU ? 2 : 1 })),
+    );
+    expect(idle).toEqual({ [AP]: 22_500, [EU]: 45_000, [US]: 22_500 });
+    for (const region of REGIONS)
+      expect(defaultStatic(weighted, resource, region)).toBe(
+        Math.min(expected[region] ?? 0, idle[region] ?? 0),
+      );
     expect(defaultStatic(weighted, resource, 'sa-east-1')).toBe(0);
   });
 

@@ -103,7 +103,12 @@ describe('QuotaLimiter admission', () => {
   it('enforces the sync override once the heartbeat says the sync runs', async () => {
     const store = new MemoryLimiterStore();
     store.heartbeat = ranThrough(E);
-    await store.writeOverride('tenant-1', 'requests', { epoch: E - 1, prior: 30_000, share: 45_000 });
+    await store.writeOverride(
+      'tenant-1',
+      'requests',
+      { epoch: E - 1, prior: 30_000, share: 45_000 },
+      undefined,
+    );
     const quota = limiter(store, new Clock(at(E, 5000)));
     expect(await quota.consume('tenant-1', 'requests')).toEqual({
       admitted: true,
@@ -193,6 +198,7 @@ describe('QuotaLimiter leases', () => {
             entity: write.entity,
             resource: write.resource,
             expectedVersion: current.version,
+            trip: 'another-container',
             bucket: { ...current.bucket, tokens: current.bucket.tokens - 2000 },
             counters: addToWindow(current.counters, E, { demand: 2000, consumed: 2000 }),
           });

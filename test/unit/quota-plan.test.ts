@@ -1,7 +1,13 @@
 import { allocate } from '../../runtime/quota/allocate';
 import type { AllocationConfig } from '../../runtime/quota/config';
 import type { LimitState, SyncOverride } from '../../runtime/quota/enforcement';
-import { planPass, type LocalLimit, type PassPlan, type PeerView } from '../../runtime/quota/plan';
+import {
+  planPass,
+  type LocalLimit,
+  type OverrideWrite,
+  type PassPlan,
+  type PeerView,
+} from '../../runtime/quota/plan';
 import type { SnapshotEntry } from '../../runtime/quota/snapshot';
 import {
   AP,
@@ -74,6 +80,10 @@ function localOf(entity: string, perSecond: number, state: Partial<LimitState> =
 /** An override written two epochs ago: in force, not pending. */
 const inForce = (share: number): SyncOverride => ({ epoch: E - 2, prior: share, share });
 
+/** The writes without the epoch each replaces (checked on its own where it matters). */
+const withoutExpected = (writes: readonly OverrideWrite[]) =>
+  writes.map(({ expectedEpoch: _expected, ...write }) => write);
+
 function plan(
   region: Region,
   views: ReadonlyMap<string, PeerView>,
@@ -123,7 +133,7 @@ describe('planPass: one allocation for every region', () => {
         localOf('tenant-1', own['tenant-1'] as number),
         localOf('tenant-2', own['tenant-2'] as number),
       ]);
-      expect(p.writes).toEqual([
+      expect(withoutExpected(p.writes)).toEqual([
         {
           entity: 'tenant-1',
           resource: 'requests',
@@ -152,7 +162,7 @@ describe('planPass: triggers', () => {
     const p = plan(EU, viewsOf({ [AP]: { t: 30_000 }, [EU]: { t: 29_000 }, [US]: { t: 31_000 } }), [
       localOf('t', 29_000, { sync: inForce(30_000) }),
     ]);
-    expect(p.writes).toEqual([
+    expect(withoutExpected(p.writes)).toEqual([
       {
         entity: 't',
         resource: 'requests',
@@ -168,7 +178,7 @@ describe('planPass: triggers', () => {
     const p = plan(EU, viewsOf({ [AP]: { t: 20_000 }, [EU]: { t: 35_000 }, [US]: { t: 35_000 } }), [
       localOf('t', 35_000, { sync: pending }),
     ]);
-    expect(p.writes).toEqual([
+    expect(withoutExpected(p.writes)).toEqual([
       {
         entity: 't',
         resource: 'requests',
@@ -182,7 +192,7 @@ describe('planPass: triggers', () => {
     const views = viewsOf({ [AP]: { t: 29_000 }, [EU]: { t: 30_000 }, [US]: { t: 29_000 } });
     const p = plan(EU, views, [localOf('t', 30_000, { sync: inForce(30_000) })]);
     expect(p.shareByResource.get('requests')).toBe(30_667);
-    expect(p.writes).toEqual([]);
+    expect(withoutExpected(p.writes)).toEqual([]);
     expect(p.heldBack).toBe(1);
   });
 
@@ -191,13 +201,13 @@ describe('planPass: triggers', () => {
     const at30249 = plan(EU, viewsOf({ [AP]: { t: 29_000 }, [EU]: { t: 30_249 }, [US]: { t: 29_000 } }), [
       localOf('t', 30_249, { sync: inForce(30_000) }),
     ]);
-    expect(at30249.writes).toEqual([]);
+    expect(withoutExpected(at30249.writes)).toEqual([]);
     expect(at30249.heldBack).toBe(1);
 
     const at30250 = plan(EU, viewsOf({ [AP]: { t: 29_000 }, [EU]: { t: 30_250 }, [US]: { t: 29_000 } }), [
       localOf('t', 30_250, { sync: inForce(30_000) }),
     ]);
-    expect(at30250.writes).toEqual([
+    expect(withoutExpected(at30250.writes)).toEqual([
       {
         entity: 't',
         resource: 'requests',
@@ -218,7 +228,7 @@ describe('planPass: triggers', () => {
       { region: US, demand: 10_000 },
     ])[EU];
     expect(share).toBe(43_333);
-    expect(p.writes).toEqual([
+    expect(withoutExpected(p.writes)).toEqual([
       { entity: 't', resource: 'requests', override: { epoch: E, prior: 30_000, share }, kind: 'grow' },
     ]);
   });
@@ -227,7 +237,7 @@ describe('planPass: triggers', () => {
     const p = plan(EU, viewsOf({ [AP]: { t: 10_000 }, [EU]: { t: 30_000 }, [US]: { t: 10_000 } }), [
       localOf('t', 30_000, { static: 40_000 }),
     ]);
-    expect(p.writes).toEqual([]);
+    expect(withoutExpected(p.writes)).toEqual([]);
     expect(p.heldBack).toBe(1);
   });
 });
@@ -239,9 +249,17 @@ describe('planPass: operator values', () => {
     [US]: { t: 10_000 },
   };
 
-  it('writes nothing over an operator value, counts it and reports what it puts above the limit', () => {
+  it('keeps the override under an operator value current, counts it and reports what it puts above the limit', () => {
     const p = plan(EU, viewsOf(seen), [localOf('t', 70_000, { operator: 85_000 })]);
-    expect(p.writes).toEqual([]);
+    // The operator's value wins in the hot path; the share beneath it is what applies once it is removed.
+    expect(withoutExpected(p.writes)).toEqual([
+      {
+        entity: 't',
+        resource: 'requests',
+        override: { epoch: E, prior: 30_000, share: 70_000 },
+        kind: 'grow',
+      },
+    ]);
     expect(p.operatorHeld).toBe(1);
     // 85,000 here, and 10,000 in each peer.
     expect(p.operatorExcess).toBe(85_000 + 10_000 + 10_000 - LIMIT);
@@ -252,7 +270,7 @@ describe('planPass: operator values', () => {
     const p = plan(EU, viewsOf(within), [localOf('t', 70_000, { operator: 50_000 })]);
     expect(p.operatorHeld).toBe(1);
     expect(p.operatorExcess).toBe(0);
-    expect(p.writes).toEqual([]);
+    expect(p.writes.map((w) => w.override.share)).toEqual([70_000]);
   });
 
   it("counts a peer's operator value in the excess, and still writes this region's share", () => {
@@ -278,7 +296,7 @@ describe('planPass: views', () => {
         { region: US, demand: 'unknown' },
       ])[EU];
       expect(share).toBe(40_000);
-      expect(p.writes).toEqual([
+      expect(withoutExpected(p.writes)).toEqual([
         { entity: 't', resource: 'requests', override: { epoch: E, prior: 56_667, share }, kind: 'shrink' },
       ]);
     },
@@ -297,7 +315,7 @@ describe('planPass: views', () => {
       [localOf('t', 30_000)],
     );
     expect(smaller.configs).toBe(2);
-    expect(smaller.writes).toEqual([
+    expect(withoutExpected(smaller.writes)).toEqual([
       {
         entity: 't',
         resource: 'requests',
@@ -313,22 +331,20 @@ describe('planPass: views', () => {
     );
     expect(larger.configs).toBe(2);
     expect(larger.shareByResource.get('requests')).toBe(30_000);
-    expect(larger.writes).toEqual([]);
+    expect(withoutExpected(larger.writes)).toEqual([]);
   });
 
-  it('computes an entity that holds an override here but is in no snapshot', () => {
+  it('computes an entity that holds an override here but is in no snapshot, and releases it when idle everywhere', () => {
     const views = viewsOf({ [AP]: { busy: 1000 }, [EU]: { busy: 1000 }, [US]: { busy: 1000 } });
     const quiet: LocalLimit = { entity: 'quiet', resource: 'requests', state: { sync: inForce(45_000) } };
     const p = plan(EU, views, [quiet]);
     expect(p.computed).toBe(2);
-    expect(p.writes).toEqual([
-      {
-        entity: 'quiet',
-        resource: 'requests',
-        override: { epoch: E, prior: 45_000, share: 30_000 },
-        kind: 'shrink',
-      },
-    ]);
+    // No demand anywhere, every region seen: static (30,000, no more than the 45,000 in force) applies.
+    expect(p.writes).toEqual([]);
+    expect(p.releases).toEqual([{ entity: 'quiet', resource: 'requests', expectedEpoch: E - 2 }]);
+    // Still pending, or with a peer unseen, it is kept and computed instead.
+    const pending: LocalLimit = { ...quiet, state: { sync: { epoch: E - 1, prior: 30_000, share: 45_000 } } };
+    expect(plan(EU, views, [pending], { now: at(E, 1000) }).releases).toEqual([]);
 
     // With a peer unknown, an entity nobody asked for is all the peer's.
     const unknown = viewsOf({ [AP]: { busy: 1000 }, [EU]: { busy: 1000 }, [US]: { unknown: 'missing' } });
@@ -373,6 +389,7 @@ describe('planPass: override diffing', () => {
     expect(first.writes.map((w) => [w.entity, w.kind])).toEqual([
       ['grow', 'grow'],
       ['shrink', 'shrink'],
+      ['op', 'grow'],
       ['quiet', 'shrink'],
     ]);
     expect(first.heldBack).toBe(1);
@@ -381,7 +398,7 @@ describe('planPass: override diffing', () => {
     // A repeated pass of the epoch (a retry), at once or later in the window.
     for (const now of [at(E, 1000), at(E, 40_000)]) {
       const again = plan(EU, viewsOf(seen), applied(first), { heartbeat: E, now });
-      expect(again.writes).toEqual([]);
+      expect(withoutExpected(again.writes)).toEqual([]);
       expect(again.heldBack).toBe(1);
       expect(again.operatorHeld).toBe(1);
     }
@@ -408,6 +425,6 @@ describe('planPass: override diffing', () => {
           : item.state,
       })),
     });
-    expect(next.writes).toEqual([]);
+    expect(withoutExpected(next.writes)).toEqual([]);
   });
 });

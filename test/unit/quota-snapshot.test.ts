@@ -180,7 +180,7 @@ describe('quota snapshots', () => {
     [
       'a window of 61 seconds',
       () => withConfig({ ...config, windowSec: 61 }),
-      'config.windowSec: expected a multiple of 60',
+      'config.windowSec: expected whole minutes that divide an hour',
     ],
     [
       'a config with an unexpected property',
@@ -329,17 +329,17 @@ describe('quota snapshots', () => {
     ],
     ['invalid UTF-8', invalidUtf8, 'snapshot: not valid UTF-8'],
     [
-      'a body over 64 MiB (bytes)',
+      'a body over 32 MiB (bytes)',
       () => new Uint8Array(MAX_SNAPSHOT_BYTES + 1),
       `snapshot: larger than ${MAX_SNAPSHOT_BYTES} bytes`,
     ],
     [
-      'a body over 64 MiB (text)',
+      'a body over 32 MiB (text)',
       () => ' '.repeat(MAX_SNAPSHOT_BYTES + 1),
       `snapshot: larger than ${MAX_SNAPSHOT_BYTES} bytes`,
     ],
     [
-      'a body over 64 MiB in UTF-8, under it in characters',
+      'a body over 32 MiB in UTF-8, under it in characters',
       () => 'é'.repeat(MAX_SNAPSHOT_BYTES / 2 + 1),
       `snapshot: larger than ${MAX_SNAPSHOT_BYTES} bytes`,
     ],
@@ -355,9 +355,9 @@ describe('quota snapshots', () => {
   });
 
   it('refuses more entries than the limit before reading them', () => {
-    // 500,001 entries of one byte each: the count is refused, not the first (invalid) entry.
-    const text = patched({ entries: [] }).replace('"entries":[]', `"entries":[${'0,'.repeat(500_000)}0]`);
-    expect(refusal(() => decodeSnapshot(text)).message).toBe('entries: expected at most 500000 entries');
+    // 250,001 entries of one byte each: the count is refused, not the first (invalid) entry.
+    const text = patched({ entries: [] }).replace('"entries":[]', `"entries":[${'0,'.repeat(250_000)}0]`);
+    expect(refusal(() => decodeSnapshot(text)).message).toBe('entries: expected at most 250000 entries');
   });
 
   it.each<[string, { region?: string; epoch?: number }, string]>([

@@ -232,10 +232,11 @@ describe('runSyncPass: three regions over eleven epochs', () => {
     );
   });
 
-  it('keeps an operator value through every pass, and writes no override over it', async () => {
+  it('keeps an operator value through every pass, enforcing it over the override kept current beneath it', async () => {
     const op = world.item(US, 'op-tenant');
     expect(op?.operator).toBe(50_000);
-    expect(op?.sync).toBeUndefined();
+    // The sync never touches the operator's value; the share it keeps beneath applies once it is removed.
+    expect(op?.sync?.epoch).toBeGreaterThanOrEqual(E);
     // From the first pass that sees its snapshot (E + 0) on.
     for (const plan of world.nodes[US].metrics.plans.slice(1)) expect(plan.operatorHeld).toBe(1);
     expect(world.nodes[US].metrics.plans).toHaveLength(PASSES);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { syncRegionsOf } from '../../scripts/lib/event-pump';
 import { deployLocalEstate, type LocalEstate } from '../../scripts/lib/local-estate';
 import { prepareTerraform } from '../../scripts/lib/terraform';
+import { quotaScenarios } from '../deploy/quota-scenarios';
 import { syncScenarios } from '../deploy/sync-scenarios';
 import { laneEndpoint, THREE_REGION_LANE_ENDPOINT } from '../support/moto-lane';
 
@@ -30,4 +31,8 @@ describe('the local estate with a third region added by config', () => {
 
 describe('the sync service across three regions (bundled handlers, the test pumping the inboxes)', () => {
   syncScenarios(endpoint, () => syncRegionsOf(estate));
+});
+
+describe('the quota sync across three regions (bundled handlers, the test driving demand and the schedule)', () => {
+  quotaScenarios(endpoint, () => estate);
 });
