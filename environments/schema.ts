@@ -539,12 +539,12 @@ export const environmentSchema = z
       });
     }
     const estateRegions = new Set<string>(Array.isArray(env.regions) ? env.regions : []);
-    for (const weightRegion of Object.keys(env.quota?.weights ?? {})) {
+    for (const [weightRegion, weight] of Object.entries(env.quota?.weights ?? {})) {
       if (!estateRegions.has(weightRegion))
         ctx.addIssue({
           code: 'custom',
           path: ['quota', 'weights', weightRegion],
-          input: undefined,
+          input: weight,
           message: 'expected a region of the environment',
         });
     }
@@ -555,14 +555,14 @@ export const environmentSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['quota', 'resources', resourceName, 'floorsPerSec', floorRegion],
-            input: undefined,
+            input: resource.floorsPerSec[floorRegion as AwsRegion],
             message: 'expected a region of the environment',
           });
       if (floors.reduce((sum, [, floor]) => sum + (floor ?? 0), 0) > resource.limitPerSec)
         ctx.addIssue({
           code: 'custom',
           path: ['quota', 'resources', resourceName, 'floorsPerSec'],
-          input: undefined,
+          input: resource.floorsPerSec,
           message: 'expected floors summing to at most limitPerSec',
         });
     }

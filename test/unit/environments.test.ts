@@ -247,6 +247,26 @@ describe('environments', () => {
       { sync: { clockSkew: 300 } },
       'dev: sync.clockSkew: received 300; no such field (check its spelling)',
     ],
+    [
+      'a quota window that does not divide an hour',
+      { quota: { syncWindowSec: 420 } },
+      'dev: quota.syncWindowSec: received 420; expected whole minutes that divide an hour (60, 120, 180, 240, 300, 600, 900, 1800, 3600, ...)',
+    ],
+    [
+      'a quota weight for a region the environment does not run',
+      { quota: { weights: { 'sa-east-1': 2 } } },
+      'dev: quota.weights.sa-east-1: received 2; expected a region of the environment',
+    ],
+    [
+      'quota floors above the limit',
+      { quota: { resources: { requests: { limitPerSec: 10, floorsPerSec: { 'eu-central-1': 11 } } } } },
+      'dev: quota.resources.requests.floorsPerSec: received {"eu-central-1":11}; expected floors summing to at most limitPerSec',
+    ],
+    [
+      'a fractional quota limit',
+      { quota: { resources: { requests: { limitPerSec: 1.5 } } } },
+      'dev: quota.resources.requests.limitPerSec: received 1.5; expected the global limit, a whole number of units per second from 0 to 1000000000',
+    ],
   ];
 
   it.each(badConfigs)(
@@ -301,6 +321,11 @@ describe('environments', () => {
       'runners without NAT',
       { network: { firstVpcCidr: '10.40.0.0/16', natGateways: 'none' } },
       'prod: network.natGateways: received "none"; expected "per-zone": runners without NAT exist only for the emulator (local): in AWS they could not reach GitHub (use \'one\' to save cost)',
+    ],
+    [
+      'buckets that admit plain HTTP',
+      { features: { tlsOnlyBuckets: false } },
+      'prod: features.tlsOnlyBuckets: received false; expected true: buckets that admit plain HTTP exist only for the emulator (local), which serves plain HTTP and enforces bucket policies',
     ],
     [
       'destroyable keys, tables and zones',
