@@ -113,7 +113,6 @@ export class DynamodbLimiterStore implements LimiterStore {
     const values: Record<string, AttributeValue> = {
       ':tk': n(write.bucket.tokens),
       ':ta': n(write.bucket.refilledAt),
-      ':rr': n(write.bucket.rate ?? 0),
       ':lt': { S: write.trip },
       ':v': n((write.expectedVersion ?? 0) + 1),
       ':w': n(write.counters.window),
@@ -121,7 +120,11 @@ export class DynamodbLimiterStore implements LimiterStore {
       ':cn': list(write.counters.consumed),
     };
     if (write.expectedVersion !== undefined) values[':expected'] = n(write.expectedVersion);
-    let update = 'SET tk = :tk, ta = :ta, rr = :rr, v = :v, w = :w, dm = :dm, cn = :cn, lt = :lt';
+    let update = 'SET tk = :tk, ta = :ta, v = :v, w = :w, dm = :dm, cn = :cn, lt = :lt';
+    if (write.bucket.rate !== undefined) {
+      update += ', rr = :rr';
+      values[':rr'] = n(write.bucket.rate);
+    }
     if (write.expiresAtSec !== undefined) {
       // Only an item with no limit on it may expire: an operator's or the sync's value must never vanish.
       conditions.push('attribute_not_exists(op)', 'attribute_not_exists(st)', 'attribute_not_exists(se)');

@@ -162,7 +162,7 @@ export class QuotaLimiter {
         entity,
         resource: resource.name,
         expectedVersion: item?.version,
-        bucket: { tokens: tokens - taken, refilledAt: refilled.refilledAt },
+        bucket: { tokens: tokens - taken, refilledAt: refilled.refilledAt, rate: refilled.rate },
         // Counted in the window the write lands in (a slow read must not add to a window already published).
         counters: addToWindow(item?.counters, epochOf(config, this.now()), { demand, consumed }),
         trip: randomUUID(),

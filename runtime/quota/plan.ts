@@ -148,7 +148,8 @@ export function planPass(input: PassInput): PassPlan {
     for (const view of configs.values()) {
       if (view.config === config) continue;
       const shares = sharesUnder(view, name, key, input.views, entriesOf);
-      share = Math.min(share, shares?.[region] ?? 0);
+      // A config without the resource cannot consume it anywhere; one without this region gives it nothing.
+      if (shares) share = Math.min(share, shares[region] ?? 0);
     }
     shareByResource.set(name, (shareByResource.get(name) ?? 0) + share);
 
@@ -176,7 +177,8 @@ export function planPass(input: PassInput): PassPlan {
     const context = { config, region, resource, heartbeat };
     const enforced = enforcedLimit(own, context, now).limit;
     const staticLimit = staticLimitOf(own, context);
-    const target = heartbeat !== undefined && state.sync ? state.sync.share : staticLimit;
+    // What will be in force once pending grows land: the override, even one no completed pass stands behind.
+    const target = state.sync ? state.sync.share : staticLimit;
     const override: SyncOverride = { epoch, prior: enforced, share };
     const idleEverywhere = config.regions.every(
       (r) => input.views.get(r.region)?.known === true && !entriesOf.get(r.region)?.has(key),
@@ -184,6 +186,7 @@ export function planPass(input: PassInput): PassPlan {
     if (
       state.sync &&
       idleEverywhere &&
+      state.operator === undefined &&
       state.static === undefined &&
       enforced === state.sync.share &&
       staticLimit <= enforced
@@ -213,8 +216,9 @@ export function planPass(input: PassInput): PassPlan {
         r.name,
         Math.min(
           ...[...configs.values()].map((view) => {
+            // A config without the resource cannot consume it at all: it does not bound the others.
             const theirs = view.resources.get(r.name);
-            return theirs ? defaultStatic(view.config, theirs.limit, region) : 0;
+            return theirs ? defaultStatic(view.config, theirs.limit, region) : Infinity;
           }),
         ),
       ]),

@@ -111,8 +111,9 @@ export async function runSyncPass(options: SyncPassOptions): Promise<PassResult>
   let written = 0;
   let failed = 0;
   if (!options.shadow) {
-    // A write that would land after the next window's pass may have planned must not happen at all.
-    const deadline = epochStart(config, epoch + 1) + settle;
+    // A shrink must be in force, leases included, before the peers' grows of this epoch take effect (the
+    // next window's start plus the activation delay): no write starts after the window ends.
+    const deadline = epochStart(config, epoch + 1);
     const limit = pLimit(options.writeConcurrency ?? 32);
     const attempt = (write: () => Promise<OverrideResult>) =>
       limit(async () => {

@@ -281,6 +281,29 @@ describe('planPass: operator values', () => {
   });
 });
 
+describe('planPass: overrides no completed pass stands behind, and operator values', () => {
+  it('shrinks an override a failed first pass left, even with no heartbeat yet', () => {
+    const views = viewsOf({ [AP]: { t: 28_000 }, [EU]: { t: 34_000 }, [US]: { t: 28_000 } });
+    const left: LocalLimit = {
+      entity: 't',
+      resource: 'requests',
+      state: { sync: { epoch: E - 1, prior: 30_000, share: 70_000 } },
+    };
+    const p = plan(EU, views, [left], { heartbeat: undefined });
+    expect(p.writes.map((w) => [w.kind, w.override.share])).toEqual([['shrink', 34_000]]);
+  });
+
+  it('never releases an override beneath an operator value (its write would be refused)', () => {
+    const views = viewsOf({ [AP]: { busy: 1000 }, [EU]: { busy: 1000 }, [US]: { busy: 1000 } });
+    const held: LocalLimit = {
+      entity: 'quiet',
+      resource: 'requests',
+      state: { sync: inForce(45_000), operator: 0 },
+    };
+    expect(plan(EU, views, [held]).releases).toEqual([]);
+  });
+});
+
 describe('planPass: views', () => {
   it.each(['missing', 'stale', 'undecodable', 'unreachable'] as const)(
     'shrinks to the share the allocation gives with a peer unbounded when its snapshot is %s',
