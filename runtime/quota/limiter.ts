@@ -169,7 +169,10 @@ export class QuotaLimiter {
         expiresAtSec: holdsLimit ? undefined : Math.floor(now / 1000) + this.idleSec,
       });
       if (written) {
-        const refusedFor = limit > 0 ? Math.ceil(((milli - tokens) * 1000) / limit) : this.heartbeatCacheMs;
+        // Refused: answer refusals here for a lease's time, then take what refilled meanwhile as one lease
+        // (a bucket holds more than a lease's worth, so nothing is lost, and an entity over its share costs
+        // a trip per lease, not one per request).
+        const refusedFor = limit > 0 ? this.leaseMs : this.heartbeatCacheMs;
         // Another request's trip may have set a lease meanwhile: its tokens stay (within their own time),
         // and what was counted meanwhile is written with the next trip.
         const current = this.leases.get(key);
@@ -178,7 +181,7 @@ export class QuotaLimiter {
           tokens: extra + (live?.tokens ?? 0),
           acquiredAt: now,
           expiresAt: Math.min(admitted ? now + this.leaseMs : now, live?.expiresAt ?? Infinity),
-          refusedUntil: admitted ? 0 : now + Math.max(1, Math.min(refusedFor, this.leaseMs)),
+          refusedUntil: admitted ? 0 : now + Math.max(1, refusedFor),
           limit,
           source,
           demand: current?.demand ?? 0,
