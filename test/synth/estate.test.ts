@@ -122,10 +122,11 @@ describe('the estate (main.ts composition)', () => {
       STATE_TABLE_NAME: '${aws_dynamodb_table.StateTable_1028E22B.name}',
       REGION_STATUS_TABLE_NAME: 'prod-region-status',
     });
-    expect(resources(json, 'aws_dynamodb_table').map((t) => t.name).sort()).toEqual([
-      'prod-quota-limits',
-      'prod-region-state',
-    ]);
+    expect(
+      resources(json, 'aws_dynamodb_table')
+        .map((t) => t.name)
+        .sort(),
+    ).toEqual(['prod-quota-limits', 'prod-region-state']);
   });
 
   it('lets the health function write and read only its own item of the state table (the data plane)', () => {
