@@ -2,8 +2,8 @@
 // Usage: npm start [-- --keep]   (--keep leaves the emulator running until Ctrl-C)
 import { documentIn, pump, syncRegionsOf, writer } from './lib/event-pump';
 import { startMoto } from './lib/moto';
-import { deployLocalEstate, invokeDeployed } from './lib/local-estate';
-import { regionalStackName, resourceName } from '../stacks/names';
+import { deployLocalEstate, invokeDeployed, regionalStackOf } from './lib/local-estate';
+import { resourceName } from '../stacks/names';
 import { prepareTerraform } from './lib/terraform';
 
 async function main(): Promise<void> {
@@ -23,8 +23,7 @@ async function main(): Promise<void> {
     }
     console.log('\nRegional health (GET /health, the deployed bundle invoked in-process):');
     for (const region of estate.environment.regions) {
-      const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
-      if (!stack) throw new Error(`no stack deployed for ${region}`);
+      const stack = regionalStackOf(estate, region);
       const { response } = await invokeDeployed(
         moto.endpoint,
         region,

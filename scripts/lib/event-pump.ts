@@ -10,8 +10,8 @@ import {
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { encodeDocument, readField } from '../../runtime/crdt';
 import { DynamodbDocumentStore, SnsPublisher, SyncReplica } from '../../runtime/sync';
-import { regionalStackName, resourceName } from '../../stacks/names';
-import { invokeDeployed, type LocalEstate } from './local-estate';
+import { resourceName } from '../../stacks/names';
+import { invokeDeployed, regionalStackOf, type LocalEstate } from './local-estate';
 
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 
@@ -32,8 +32,7 @@ export interface SyncRegion {
 /** The sync endpoints of every region of a deployed local estate. */
 export function syncRegionsOf(estate: LocalEstate): SyncRegion[] {
   return estate.environment.regions.map((region) => {
-    const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
-    if (!stack) throw new Error(`no stack deployed for ${region}`);
+    const stack = regionalStackOf(estate, region);
     return {
       region,
       stackDir: stack.dir,

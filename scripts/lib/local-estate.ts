@@ -5,6 +5,7 @@ import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
 import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
 import { defaultOutdir, deploymentWaves, localEnvironment, synthesize, type SynthesizedStack } from './synth';
+import { regionalStackName } from '../../stacks/names';
 import { apply, init, terraform, type TerraformCli } from './terraform';
 
 /** A stack applied onto the emulator. */
@@ -59,6 +60,13 @@ async function describeDeployed(cli: TerraformCli, stack: SynthesizedStack): Pro
     resourceCount: state.stdout.split('\n').filter((line) => line.trim() && !line.startsWith('data.')).length,
     outputs: Object.fromEntries(Object.entries(outputs).map(([key, output]) => [key, output.value])),
   };
+}
+
+/** The regional stack a deployed estate runs in `region`. */
+export function regionalStackOf(estate: LocalEstate, region: AwsRegion): DeployedStack {
+  const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
+  if (!stack) throw new Error(`no stack deployed for ${region}`);
+  return stack;
 }
 
 interface SynthesizedFunction {

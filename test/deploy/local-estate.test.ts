@@ -7,11 +7,12 @@ import { SyncBus } from '../../modules/sync-bus';
 import {
   deployLocalEstate,
   invokeDeployed,
+  regionalStackOf,
   type DeployedStack,
   type LocalEstate,
 } from '../../scripts/lib/local-estate';
 import { planHasChanges, prepareTerraform } from '../../scripts/lib/terraform';
-import { bucketName, regionalStackName, resourceName } from '../../stacks/names';
+import { bucketName, resourceName } from '../../stacks/names';
 import { DEPLOY_LANE_ENDPOINT, laneEndpoint } from '../support/moto-lane';
 import { syncRegionsOf } from '../../scripts/lib/event-pump';
 import { syncScenarios } from './sync-scenarios';
@@ -29,11 +30,7 @@ beforeAll(async () => {
 });
 
 const regions = (): readonly AwsRegion[] => estate.environment.regions;
-const stackFor = (region: AwsRegion): DeployedStack => {
-  const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
-  if (!stack) throw new Error(`no stack for ${region}`);
-  return stack;
-};
+const stackFor = (region: AwsRegion): DeployedStack => regionalStackOf(estate, region);
 const inboxUrl = (region: AwsRegion) => stackFor(region).outputs.sync_inbox_url as string;
 const topicArn = (region: AwsRegion) => stackFor(region).outputs.sync_topic_arn as string;
 type HttpAnswer = { statusCode: number; body: string };

@@ -11,8 +11,7 @@ import { snapshotKey } from '../../runtime/quota/snapshot-store';
 import type { LimiterItem } from '../../runtime/quota/store';
 import type { PassResult } from '../../runtime/quota/sync';
 import { capturingOutput, withClock } from '../../scripts/lib/load-bundle';
-import { invokeDeployed, type LocalEstate } from '../../scripts/lib/local-estate';
-import { regionalStackName } from '../../stacks/names';
+import { invokeDeployed, regionalStackOf, type LocalEstate } from '../../scripts/lib/local-estate';
 import { emulatorClients } from './topology';
 
 interface QuotaRegion {
@@ -25,8 +24,7 @@ interface QuotaRegion {
 
 function quotaRegionsOf(estate: LocalEstate): QuotaRegion[] {
   return estate.environment.regions.map((region) => {
-    const stack = estate.stacks.find((s) => s.name === regionalStackName(estate.environment, region));
-    if (!stack) throw new Error(`no stack deployed for ${region}`);
+    const stack = regionalStackOf(estate, region);
     return {
       region,
       stackDir: stack.dir,
