@@ -19,6 +19,7 @@ import {
   US,
   windowTotal,
   type Region,
+  ranThrough,
 } from '../support/quota-fixtures';
 
 const KEY = 'requests\u0000tenant-x';
@@ -33,12 +34,7 @@ describe('the hot path against one global bucket', () => {
       [US]: new MemoryLimiterStore(),
     } as Record<Region, MemoryLimiterStore>;
     for (const r of REGIONS) {
-      stores[r].heartbeat = {
-        epoch: E - 1,
-        completed: [E - 1, E - 2, E - 3],
-        partial: [],
-        staticCaps: new Map(),
-      };
+      stores[r].heartbeat = ranThrough(E - 1);
       const entries =
         r === US
           ? [{ entity: 'tenant-x', resource: 'requests', consumed: 0, demand: windowTotal(LIMIT) }]
@@ -98,12 +94,7 @@ describe('the hot path against one global bucket', () => {
     } as Record<Region, MemoryLimiterStore>;
     const perSec = { [AP]: 60_000, [EU]: 10_000, [US]: 60_000 } as Record<Region, number>;
     for (const r of REGIONS) {
-      stores[r].heartbeat = {
-        epoch: E - 2,
-        completed: [E - 2, E - 3, E - 4],
-        partial: [],
-        staticCaps: new Map(),
-      };
+      stores[r].heartbeat = ranThrough(E - 2);
       stores[r].items.set(KEY, {
         entity: 'tenant-x',
         resource: 'requests',
@@ -171,12 +162,7 @@ describe('admitted vs one global bucket when a share moves', () => {
       [US]: new MemoryLimiterStore(),
     } as Record<Region, MemoryLimiterStore>;
     for (const r of REGIONS) {
-      stores[r].heartbeat = {
-        epoch: E - 1,
-        completed: [E - 1, E - 2, E - 3],
-        partial: [],
-        staticCaps: new Map(),
-      };
+      stores[r].heartbeat = ranThrough(E - 1);
       const share = r === EU ? LIMIT : 0; // eu had all the demand until window E-3
       stores[r].items.set(KEY, {
         entity: 'tenant-x',
