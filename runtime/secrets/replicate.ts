@@ -1,0 +1,201 @@
+import { PermanentError } from '../lib/failures';
+import type { Destination, Route } from './config';
+import type { Outcome } from './outcomes';
+import { CONTENT_HASH, ORIGIN_VERSION, ORPHANED_AT, originTag, REPLICA_OF, RULE_HASH } from './replica-tags';
+import {
+  MAX_SECRET_BYTES,
+  valueBytes,
+  type CurrentVersion,
+  type SecretDescription,
+  type SecretsApi,
+  type SecretValue,
+} from './secrets-api';
+import { contentHash, replicaOriginMs, tokenTimeMs, versionToken } from './version-token';
+
+const DAY_MS = 86_400_000;
+/** Secrets Manager's recovery window bounds for DeleteSecret. */
+const MIN_RECOVERY_DAYS = 7;
+const MAX_RECOVERY_DAYS = 30;
+
+/** A source secret holding a user's write: what every destination should hold a transform of. */
+export interface LiveSource {
+  readonly description: SecretDescription;
+  readonly current: CurrentVersion;
+}
+
+/** A source secret scheduled for deletion (`deletedDate`) or gone altogether. */
+export interface RetiredSource {
+  /** Its `estate:replica-of` value (`originTag` of its ARN): only replicas carrying it are retired. */
+  readonly originTag: string;
+  readonly name: string;
+  readonly deletedDate?: Date;
+}
+
+/** Whether a version is one the replicator wrote: its token, or the content its tags say was written. */
+export function isReplicaWrite(version: CurrentVersion, tags: Readonly<Record<string, string>>): boolean {
+  return (
+    replicaOriginMs(version.versionId, version.value) !== undefined ||
+    tags[CONTENT_HASH] === contentHash(version.value)
+  );
+}
+
+/** The value a destination should hold: text through the route's transformations, bytes as they are. */
+export function desiredValue(value: SecretValue, route: Route): SecretValue {
+  const desired: SecretValue =
+    value.kind === 'string' ? { kind: 'string', text: route.transform(value.text) } : value;
+  const bytes = valueBytes(desired);
+  if (bytes === 0 || bytes > MAX_SECRET_BYTES)
+    throw new PermanentError(
+      'value-size',
+      `${route.rule}: the replicated value is ${bytes} bytes; Secrets Manager takes 1 to ${MAX_SECRET_BYTES}`,
+    );
+  return desired;
+}
+
+/**
+ * The total order two-way replication settles by: the later write (by its version's creation time), ties
+ * broken by the secrets' ARNs. Both sides compute the same answer from the same two writes.
+ */
+function isNewer(a: { ms: number; arn: string }, b: { ms: number; arn: string }): boolean {
+  return a.ms > b.ms || (a.ms === b.ms && a.arn > b.arn);
+}
+
+/**
+ * A slower delivery (or a resync that read the source before its latest write) must not put an older
+ * origin write over a later one that is already there.
+ */
+function isLaterReplicaOfSameOrigin(target: SecretDescription, origin: string, originMs: number): boolean {
+  const time = tokenTimeMs(target.currentVersionId);
+  return time !== undefined && target.tags[REPLICA_OF] === origin && time > originMs;
+}
+
+function staleTags(
+  target: SecretDescription,
+  wanted: Readonly<Record<string, string>>,
+): { set: Record<string, string>; remove: string[] } {
+  const set: Record<string, string> = {};
+  for (const [key, value] of Object.entries(wanted)) if (target.tags[key] !== value) set[key] = value;
+  return { set, remove: ORPHANED_AT in target.tags ? [ORPHANED_AT] : [] };
+}
+
+async function bringTagsUpToDate(
+  api: SecretsApi,
+  target: SecretDescription,
+  wanted: Readonly<Record<string, string>>,
+): Promise<boolean> {
+  const { set, remove } = staleTags(target, wanted);
+  if (Object.keys(set).length > 0) await api.tag(target.arn, set);
+  if (remove.length > 0) await api.untag(target.arn, remove);
+  return Object.keys(set).length > 0 || remove.length > 0;
+}
+
+function isAlreadyExists(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ResourceExistsException';
+}
+
+/**
+ * Brings one destination up to date with a source's current user write. Reads the destination secret
+ * (`known`, when a listing already did) and writes only when it does not hold the desired version: a
+ * destination already up to date costs one read, or none. Idempotent: calling it again after any failure
+ * redoes only what is missing.
+ */
+export async function replicateTo(
+  source: LiveSource,
+  route: Route,
+  destination: Destination,
+  api: SecretsApi,
+  known?: SecretDescription,
+): Promise<Outcome> {
+  const desired = desiredValue(source.current.value, route);
+  const originMs = source.current.createdDate.getTime();
+  const token = versionToken(originMs, desired);
+  const tags = {
+    [REPLICA_OF]: originTag(source.description.arn),
+    [ORIGIN_VERSION]: source.current.versionId,
+    [CONTENT_HASH]: contentHash(desired),
+    [RULE_HASH]: route.ruleHash,
+  };
+  let target = known ?? (await api.describe(route.targetName));
+  if (!target) {
+    try {
+      await api.create({
+        name: route.targetName,
+        token,
+        value: desired,
+        kmsKeyId: destination.kmsKeyId,
+        tags,
+        description: `Replica of ${source.description.name} (${source.description.arn.split(':')[3]}), written by the estate's secrets replicator`,
+      });
+      return 'created';
+    } catch (error) {
+      // Created meanwhile (a concurrent delivery of the same change): carry on as an update.
+      if (!isAlreadyExists(error)) throw error;
+      target = await api.describe(route.targetName);
+      if (!target) throw error;
+    }
+  }
+  if (target.deletedDate) await api.restore(target.arn);
+  if (isLaterReplicaOfSameOrigin(target, tags[REPLICA_OF], originMs)) return 'up-to-date';
+  if (target.currentVersionId === token) {
+    const retagged = await bringTagsUpToDate(api, target, tags);
+    if (target.deletedDate) return 'restored';
+    return retagged ? 'tagged' : 'up-to-date';
+  }
+  if (destination.twoWay && target.currentVersionId) {
+    const theirs = await api.current(target.arn);
+    if (theirs && !isReplicaWrite(theirs, target.tags)) {
+      const ours = { ms: originMs, arn: source.description.arn };
+      if (isNewer({ ms: theirs.createdDate.getTime(), arn: target.arn }, ours)) return 'newer-at-destination';
+    }
+  }
+  const existing = target;
+  const write = async () => {
+    if (destination.kmsKeyId && existing.kmsKeyId !== destination.kmsKeyId) {
+      await api.updateValue(existing.arn, token, desired, destination.kmsKeyId);
+      return;
+    }
+    const stages = await api.putValue(existing.arn, token, desired);
+    // The token names an older version with this content (replicated before, then overwritten): Secrets
+    // Manager ignores the put, so make that version current again.
+    if (!stages.includes('AWSCURRENT')) await api.makeCurrent(existing.arn, token, existing.currentVersionId);
+  };
+  // The tags are informational (the version id alone tells a replica write), so they need not wait.
+  await Promise.all([write(), bringTagsUpToDate(api, existing, tags)]);
+  return target.deletedDate ? 'restored' : 'updated';
+}
+
+/** The recovery window that mirrors the origin's: the days until its own deletion, within 7-30. */
+function recoveryWindowDays(source: RetiredSource, nowMs: number): number {
+  if (!source.deletedDate) return MIN_RECOVERY_DAYS;
+  const days = Math.round((source.deletedDate.getTime() - nowMs) / DAY_MS);
+  return Math.min(MAX_RECOVERY_DAYS, Math.max(MIN_RECOVERY_DAYS, days));
+}
+
+/**
+ * Applies a destination's delete policy to the replica of a source scheduled for deletion or gone. Only a
+ * replica of exactly this origin (its `estate:replica-of` tag) is ever deleted, and always with a recovery
+ * window (restoring the origin restores it).
+ */
+export async function retireReplica(
+  source: RetiredSource,
+  targetName: string,
+  destination: Destination,
+  api: SecretsApi,
+  nowMs: number,
+): Promise<Outcome> {
+  const policy = destination.deletePolicy;
+  if (policy.kind === 'ignore') return 'kept';
+  const target = await api.describe(targetName);
+  if (!target || target.deletedDate) return 'already-deleted';
+  if (target.tags[REPLICA_OF] !== source.originTag) return 'not-a-replica';
+  if (policy.kind === 'grace') {
+    const since = Date.parse(target.tags[ORPHANED_AT] ?? '');
+    if (Number.isNaN(since)) {
+      await api.tag(target.arn, { [ORPHANED_AT]: new Date(nowMs).toISOString() });
+      return 'delete-pending';
+    }
+    if (nowMs - since < policy.days * DAY_MS) return 'delete-pending';
+  }
+  await api.scheduleDeletion(target.arn, recoveryWindowDays(source, nowMs));
+  return 'deleted';
+}

@@ -1,0 +1,147 @@
+import { PermanentError, RetryableError } from '../lib/failures';
+import { boundedText } from '../lib/redact';
+import { withRetries, type RetryPolicy } from '../lib/retry';
+import type { Destination } from './config';
+import type { ConfigSource } from './config-source';
+import type { Self, Trigger } from './events';
+import { replicateToAll, retireEverywhere, type FanOutOptions } from './fan-out';
+import type { DestinationResult } from './outcomes';
+import { originTag, parseSecretArn } from './replica-tags';
+import { isReplicaWrite } from './replicate';
+import { resync, type ResyncReport } from './resync';
+import type { SecretsApi } from './secrets-api';
+
+export interface ReplicatorDeps {
+  readonly self: Self;
+  /** Secrets Manager in the replicator's own region and account: where its sources are. */
+  readonly source: SecretsApi;
+  readonly connect: (destination: Destination) => SecretsApi;
+  readonly config: ConfigSource;
+  /** Destinations worked on at once, for one secret. */
+  readonly parallelism: number;
+  /** Secrets worked on at once during a resync. */
+  readonly resyncParallelism: number;
+  readonly retry: RetryPolicy;
+  readonly now: () => number;
+}
+
+export interface SecretReport {
+  readonly kind: 'secret';
+  readonly secret: string;
+  /** What was done: replicated, retired (deleted at the source), or nothing, with why. */
+  readonly action: 'replicated' | 'retired' | 'config-reloaded' | 'skipped';
+  readonly reason?: string;
+  readonly results: readonly DestinationResult[];
+}
+
+export type TriggerReport =
+  SecretReport | ResyncReport | { readonly kind: 'ignored'; readonly reason: string };
+
+export function fanOutOptions(deps: ReplicatorDeps, known?: FanOutOptions['known']): FanOutOptions {
+  return {
+    connect: deps.connect,
+    own: deps.self,
+    parallelism: deps.parallelism,
+    retry: deps.retry,
+    nowMs: deps.now(),
+    ...(known ? { known } : {}),
+  };
+}
+
+/** A secret's name from its ARN (Secrets Manager appends `-` and six characters to the name). */
+function nameOfArn(arn: string): string | undefined {
+  const resource = parseSecretArn(arn)?.resource;
+  return resource && resource.length > 7 ? resource.slice(0, -7) : undefined;
+}
+
+/** A new configuration may select secrets (or destinations) the old one did not: a resync follows it. */
+const CONFIG_CHANGED = 'changed: a resync follows';
+
+const skipped = (secret: string, reason: string): SecretReport => ({
+  kind: 'secret',
+  secret,
+  action: 'skipped',
+  reason,
+  results: [],
+});
+
+/** One secret changed (or was deleted, restored, tagged): bring every destination's copy in line. */
+export async function replicateSecret(secretId: string, deps: ReplicatorDeps): Promise<SecretReport> {
+  const read = <T>(call: () => Promise<T>) => withRetries(call, deps.retry);
+  // Both reads at once; the value read fails for a secret scheduled for deletion, which needs no value.
+  const [description, current] = await Promise.all([
+    read(() => deps.source.describe(secretId)),
+    read(() => deps.source.current(secretId)).catch((error: unknown) => ({ failed: error })),
+  ]);
+  if (description && deps.config.isConfigSecret(description)) {
+    const before = deps.config.peek()?.config.hash;
+    const after = (await deps.config.get({ force: true })).config.hash;
+    return {
+      kind: 'secret',
+      secret: description.name,
+      action: 'config-reloaded',
+      reason: before === after ? 'unchanged' : CONFIG_CHANGED,
+      results: [],
+    };
+  }
+  const { config } = await deps.config.get();
+  if (!description) {
+    // Deleted without a recovery window. Its replicas are found by the origin's ARN; without the ARN
+    // (an event naming the secret only), the resync's sweep finds them.
+    const name = nameOfArn(secretId);
+    if (!name) return skipped(secretId, 'gone, and named without its ARN: the resync retires its replicas');
+    const results = await retireEverywhere(
+      { originTag: originTag(secretId), name },
+      {},
+      config.destinations,
+      fanOutOptions(deps),
+    );
+    return { kind: 'secret', secret: name, action: 'retired', results };
+  }
+  if (description.deletedDate) {
+    const results = await retireEverywhere(
+      { originTag: originTag(description.arn), name: description.name, deletedDate: description.deletedDate },
+      description.tags,
+      config.destinations,
+      fanOutOptions(deps),
+    );
+    return { kind: 'secret', secret: description.name, action: 'retired', results };
+  }
+  if (current && 'failed' in current) throw current.failed;
+  if (!current) return skipped(description.name, 'no current version');
+  if (isReplicaWrite(current, description.tags))
+    return skipped(description.name, 'its current version is a replica write: never replicated again');
+  const results = await replicateToAll({ description, current }, config.destinations, fanOutOptions(deps));
+  return { kind: 'secret', secret: description.name, action: 'replicated', results };
+}
+
+/**
+ * Fails when any destination failed, naming only those: the message is retried (redelivered, or redriven
+ * from the dead-letter queue), and the retry writes only where something is still missing. Permanent when
+ * every failure is.
+ */
+export function throwIfFailed(results: readonly DestinationResult[]): void {
+  const failed = results.filter((result) => result.outcome === 'failed');
+  if (failed.length === 0) return;
+  const reason = boundedText(
+    `${failed.length} destination(s) failed: ${failed.map((f) => `${f.destination} (${f.reason ?? 'unknown'})`).join('; ')}`,
+    1000,
+  );
+  throw failed.every((f) => f.permanent)
+    ? new PermanentError('destinations-failed', reason)
+    : new RetryableError('destinations-failed', reason);
+}
+
+/** Runs what a trigger asks for; throws (after doing all it could) when a destination failed. */
+export async function handleTrigger(trigger: Trigger, deps: ReplicatorDeps): Promise<TriggerReport> {
+  if (trigger.kind === 'ignored') return trigger;
+  if (trigger.kind === 'resync') {
+    const report = await resync(deps);
+    throwIfFailed(report.failures);
+    return report;
+  }
+  const report = await replicateSecret(trigger.secretId, deps);
+  throwIfFailed(report.results);
+  if (report.reason === CONFIG_CHANGED) return handleTrigger({ kind: 'resync' }, deps);
+  return report;
+}
