@@ -1,4 +1,5 @@
 import type { EnvironmentInput } from './schema';
+import { twoWayApplicationSecrets } from './secrets';
 
 export const dev: EnvironmentInput = {
   name: 'dev',
@@ -13,4 +14,5 @@ export const dev: EnvironmentInput = {
   network: { firstVpcCidr: '10.20.0.0/16', natGateways: 'one' },
   alarms: { subscriptions: [{ protocol: 'email', endpoint: 'platform-oncall@example.com' }] },
   imageSourceAccountId: '111111111111',
+  secrets: { replication: twoWayApplicationSecrets('eu-central-1', 'us-east-1') },
 };

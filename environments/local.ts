@@ -1,4 +1,5 @@
 import type { EnvironmentInput } from './schema';
+import { twoWayApplicationSecrets } from './secrets';
 
 /** Where the local estate's AWS emulator listens; the test lanes and `npm start` set it to the port they chose. */
 export const LOCAL_ENDPOINT_VARIABLE = 'ESTATE_EMULATOR_ENDPOINT';
@@ -34,6 +35,7 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
       tlsOnlyBuckets: false,
     },
     quota: { resources: { requests: { limitPerSec: 100 } } },
+    secrets: { replication: twoWayApplicationSecrets('eu-central-1', 'us-east-1') },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };
 }

@@ -1,4 +1,5 @@
 import type { EnvironmentInput } from './schema';
+import { twoWayApplicationSecrets } from './secrets';
 
 export const prod: EnvironmentInput = {
   name: 'prod',
@@ -13,4 +14,5 @@ export const prod: EnvironmentInput = {
   network: { firstVpcCidr: '10.40.0.0/16', natGateways: 'per-zone' },
   alarms: { subscriptions: [{ protocol: 'email', endpoint: 'platform-oncall@example.com' }] },
   imageSourceAccountId: '111111111111',
+  secrets: { replication: twoWayApplicationSecrets('eu-central-1', 'us-east-1') },
 };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseReplicatorConfig, ReplicatorConfigError } from '../runtime/secrets/config';
 
 /** AWS commercial-partition region codes an environment may name. */
 export const AWS_REGIONS = [
@@ -240,6 +241,23 @@ const quota = z
   });
 
 /**
+ * The secrets replicator (runtime/secrets): for each region that runs one, its configuration document
+ * (destinations, filters, transformations, name mappings, delete policies; runtime/secrets/config.ts),
+ * written to the region's config secret and validated at synth; and when the full resync runs.
+ */
+const secrets = z
+  .strictObject({
+    replication: z.partialRecord(region, z.record(z.string(), z.unknown())).default({}),
+    resyncSchedule: z
+      .string()
+      .regex(/^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(.+\))$/, {
+        error: () => 'expected rate(<n> <unit>) or cron(...)',
+      })
+      .default('rate(1 day)'),
+  })
+  .default({ replication: {}, resyncSchedule: 'rate(1 day)' });
+
+/**
  * Settings that exist only because the AWS emulator cannot do something: `local` sets each to its emulator
  * value; every other environment is refused it, with the reason.
  */
@@ -452,6 +470,7 @@ export const environmentSchema = z
     emulator: emulator.optional(),
     sync,
     quota,
+    secrets,
     /**
      * Switches for what the AWS emulator cannot do or cannot read back; only `local` may turn them off.
      */
@@ -539,6 +558,27 @@ export const environmentSchema = z
       });
     }
     const estateRegions = new Set<string>(Array.isArray(env.regions) ? env.regions : []);
+    for (const [replicatorRegion, document] of Object.entries(env.secrets?.replication ?? {})) {
+      if (!estateRegions.has(replicatorRegion))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['secrets', 'replication', replicatorRegion],
+          input: replicatorRegion,
+          message: 'expected a region of the environment',
+        });
+      try {
+        parseReplicatorConfig(JSON.stringify(document));
+      } catch (error) {
+        if (!(error instanceof ReplicatorConfigError)) throw error;
+        for (const issue of error.issues)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secrets', 'replication', replicatorRegion],
+            input: undefined,
+            message: issue,
+          });
+      }
+    }
     for (const [weightRegion, weight] of Object.entries(env.quota?.weights ?? {})) {
       if (!estateRegions.has(weightRegion))
         ctx.addIssue({

@@ -17,6 +17,7 @@ import { SecureBucket } from '../modules/secure-bucket';
 import { SyncBus } from '../modules/sync-bus';
 import { SyncService } from '../modules/sync-service';
 import { QuotaService } from '../modules/quota-service';
+import { SecretsReplicator } from '../modules/secrets-replicator';
 import { allocationConfigOf } from '../environments/quota';
 import { AlarmTopic } from '../modules/alarm-topic';
 import { healthItemKey } from '../runtime/health/probe-item';
@@ -42,7 +43,8 @@ const HEALTH_ROUTE_RATE_PER_SEC = 100;
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
  * buckets, the health function behind the regional HTTP API and its latency record with health check, the
- * region's end of the sync bus, the schedule, the quota sync, and the runners' network and cluster.
+ * region's end of the sync bus, the schedule, the quota sync, the secrets replicator, and the runners'
+ * network and cluster.
  */
 export class RegionalStack extends TerraformStack {
   readonly health: BundledFunction;
@@ -51,6 +53,8 @@ export class RegionalStack extends TerraformStack {
   readonly bus: SyncBus;
   readonly sync: SyncService;
   readonly quota: QuotaService;
+  /** The secrets replicator, where the environment configures one for this region. */
+  readonly secrets?: SecretsReplicator;
 
   constructor(scope: Construct, props: RegionalStackProps) {
     const { environment: env, region } = props;
@@ -202,6 +206,22 @@ export class RegionalStack extends TerraformStack {
       encryptEnvironment: env.lambda.environmentCmk,
       alarmTopicArn,
     });
+    const replication = env.secrets.replication[region];
+    if (replication)
+      this.secrets = new SecretsReplicator(this, 'Secrets', {
+        name: resourceName(env, 'secrets'),
+        configSecretName: `${env.name}/secrets-replicator/config`,
+        region,
+        accountId: account,
+        document: replication,
+        resyncSchedule: env.secrets.resyncSchedule,
+        kmsKey: key,
+        logRetentionDays: env.lambda.logRetentionDays,
+        encryptEnvironment: env.lambda.environmentCmk,
+        triggerEnabled: env.features.eventSourceMappings,
+        ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
+        alarmTopicArn,
+      });
     new SecureBucket(this, 'ArtifactCache', {
       bucketName: bucketName(env, 'artifact-cache', region),
       kmsKey: key,
@@ -238,5 +258,12 @@ export class RegionalStack extends TerraformStack {
     new TerraformOutput(this, 'quota_table', { value: this.quota.table.name });
     new TerraformOutput(this, 'quota_snapshot_bucket', { value: this.quota.snapshots.name });
     new TerraformOutput(this, 'quota_sync_function', { value: this.quota.sync.function.functionName });
+    if (this.secrets) {
+      new TerraformOutput(this, 'secrets_replicator_function', {
+        value: this.secrets.function.function.functionName,
+      });
+      new TerraformOutput(this, 'secrets_replication_queue_url', { value: this.secrets.queue.url });
+      new TerraformOutput(this, 'secrets_config_secret', { value: this.secrets.configSecret.name });
+    }
   }
 }

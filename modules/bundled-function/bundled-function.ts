@@ -75,6 +75,15 @@ export class BundledFunction extends Construct {
   readonly errorAlarm: CloudwatchMetricAlarm;
   readonly throttleAlarm: CloudwatchMetricAlarm;
 
+  /** The ARN of a function's role, known before the function exists (e.g. for its own environment). */
+  static roleArnOf(accountId: string, functionName: string, region: string): string {
+    return `arn:aws:iam::${accountId}:role/${BundledFunction.roleNameOf(functionName, region)}`;
+  }
+
+  private static roleNameOf(functionName: string, region: string): string {
+    return `${functionName}-${region}`;
+  }
+
   constructor(scope: Construct, id: string, props: BundledFunctionProps) {
     super(scope, id);
     const name = requireMatch(
@@ -84,7 +93,7 @@ export class BundledFunction extends Construct {
       /^[a-zA-Z0-9_-]{1,64}$/,
       '1-64 letters, digits, - or _',
     );
-    const roleName = `${name}-${props.region}`;
+    const roleName = BundledFunction.roleNameOf(name, props.region);
     if (roleName.length > 64)
       fail(
         'BundledFunction',

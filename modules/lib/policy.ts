@@ -21,6 +21,7 @@ export const UNSCOPABLE_ACTIONS: ReadonlySet<string> = new Set([
   'ec2:DeleteNetworkInterface',
   'ecr:GetAuthorizationToken',
   'cloudwatch:PutMetricData',
+  'secretsmanager:ListSecrets',
 ]);
 
 /** Throws when a statement grants `*` actions, or `*` resources to actions that can be scoped. */

@@ -3,11 +3,9 @@ import { classifyFailure, PermanentError } from '../lib/failures';
 import { boundedText } from '../lib/redact';
 import { withRetries, type RetryPolicy } from '../lib/retry';
 import type { Destination, Route } from './config';
-import { NameMappingError } from './names';
 import type { DestinationResult, Outcome } from './outcomes';
 import { replicateTo, retireReplica, type LiveSource, type RetiredSource } from './replicate';
 import type { SecretDescription, SecretsApi } from './secrets-api';
-import { TransformError } from './transform';
 
 export interface FanOutOptions {
   /** The Secrets Manager of a destination (its region, through its role). */
@@ -21,13 +19,6 @@ export interface FanOutOptions {
   readonly nowMs: number;
   /** A destination secret a listing already described (the resync), saving its read. */
   readonly known?: (destination: Destination, name: string) => SecretDescription | undefined;
-}
-
-/** Errors of the configuration's own making (a name mapping, a transformation) cannot pass on a retry. */
-function asPermanent(error: unknown): unknown {
-  if (error instanceof TransformError) return new PermanentError('transform', error.message);
-  if (error instanceof NameMappingError) return new PermanentError('name-mapping', error.message);
-  return error;
 }
 
 /**
@@ -45,7 +36,7 @@ export async function isolated(
     const outcome = await withRetries(() => work(api), options.retry);
     return { destination: destination.name, outcome, ...(target ? { target } : {}) };
   } catch (error) {
-    const failure = classifyFailure(asPermanent(error));
+    const failure = classifyFailure(error);
     return {
       destination: destination.name,
       outcome: 'failed',

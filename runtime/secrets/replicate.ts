@@ -1,6 +1,7 @@
 import { PermanentError } from '../lib/failures';
 import type { Destination, Route } from './config';
 import type { Outcome } from './outcomes';
+import { TransformError } from './transform';
 import { CONTENT_HASH, ORIGIN_VERSION, ORPHANED_AT, originTag, REPLICA_OF, RULE_HASH } from './replica-tags';
 import {
   MAX_SECRET_BYTES,
@@ -41,8 +42,16 @@ export function isReplicaWrite(version: CurrentVersion, tags: Readonly<Record<st
 
 /** The value a destination should hold: text through the route's transformations, bytes as they are. */
 export function desiredValue(value: SecretValue, route: Route): SecretValue {
-  const desired: SecretValue =
-    value.kind === 'string' ? { kind: 'string', text: route.transform(value.text) } : value;
+  let desired: SecretValue = value;
+  if (value.kind === 'string') {
+    try {
+      desired = { kind: 'string', text: route.transform(value.text) };
+    } catch (error) {
+      if (error instanceof TransformError)
+        throw new PermanentError(error.code, `${route.rule}: ${error.reason}`);
+      throw error;
+    }
+  }
   const bytes = valueBytes(desired);
   if (bytes === 0 || bytes > MAX_SECRET_BYTES)
     throw new PermanentError(

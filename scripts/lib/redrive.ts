@@ -8,6 +8,7 @@ import {
   type Message,
 } from '@aws-sdk/client-sqs';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
+import { SecretsReplicator } from '../../modules/secrets-replicator';
 import { SyncBus } from '../../modules/sync-bus';
 import { resourceName } from '../../stacks/names';
 
@@ -117,6 +118,10 @@ export const REDRIVE_QUEUES: Readonly<
   sync: (env) => ({
     from: SyncBus.deadLetterQueueName(resourceName(env, 'sync')),
     to: SyncBus.inboxName(resourceName(env, 'sync')),
+  }),
+  secrets: (env) => ({
+    from: SecretsReplicator.deadLetterQueueName(resourceName(env, 'secrets')),
+    to: SecretsReplicator.queueName(resourceName(env, 'secrets')),
   }),
 };
 

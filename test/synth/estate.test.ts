@@ -147,7 +147,9 @@ describe('the estate (main.ts composition)', () => {
 
   it('wires the sync service: the inbox consumer with partial batch responses, anti-entropy on schedule', () => {
     const json = stackJson('prod-eu-central-1');
-    const [mapping] = resources(json, 'aws_lambda_event_source_mapping');
+    const mapping = resources(json, 'aws_lambda_event_source_mapping').find((m) =>
+      String(m.function_name).includes('Sync_Inbox'),
+    );
     expect(mapping).toMatchObject({
       event_source_arn: expect.stringMatching(/^\$\{aws_sqs_queue\.SyncBus_Inbox_\w+\.arn\}$/),
       function_name: expect.stringMatching(/^\$\{aws_lambda_alias\.Sync_Inbox_Live_\w+\.arn\}$/),
@@ -163,6 +165,7 @@ describe('the estate (main.ts composition)', () => {
     expect(functions.sort()).toEqual([
       'prod-health',
       'prod-quota-sync',
+      'prod-secrets-replicator',
       'prod-sync-anti-entropy',
       'prod-sync-inbox',
     ]);

@@ -1,0 +1,372 @@
+import { CloudwatchEventRule } from '@cdktf/provider-aws/lib/cloudwatch-event-rule';
+import { CloudwatchEventTarget } from '@cdktf/provider-aws/lib/cloudwatch-event-target';
+import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
+import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
+import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
+import { SqsQueuePolicy } from '@cdktf/provider-aws/lib/sqs-queue-policy';
+import { Construct } from 'constructs';
+import {
+  parseReplicatorConfig,
+  ReplicatorConfigError,
+  type ReplicatorConfig,
+} from '../runtime/secrets/config';
+import { TRIGGERING_CALLS } from '../runtime/secrets/events';
+import { iamScopeOf } from '../runtime/secrets/iam-scope';
+import { REPLICA_OF } from '../runtime/secrets/replica-tags';
+import { BundledFunction } from './bundled-function';
+import type { KmsKey } from './kms-key';
+import type { PolicyStatement } from './lib/policy';
+import { fail, requireIntInRange, requireMatch } from './lib/validate';
+import { QueueTrigger } from './queue-trigger';
+
+export interface SecretsReplicatorProps {
+  /**
+   * Name prefix, e.g. `dev-secrets`: function `<name>-replicator`, queue `<name>-replication` and its
+   * dead-letter queue, rules `<name>-changes` and `<name>-resync`.
+   */
+  readonly name: string;
+  /** Name of the config secret the replicator reads (created here, holding `document`). */
+  readonly configSecretName: string;
+  /** This region: the replicator's sources are this region's secrets. */
+  readonly region: string;
+  readonly accountId: string;
+  /** The replicator's configuration (runtime/secrets/config.ts), validated here as the function will. */
+  readonly document: unknown;
+  /** The region's key: queues, config secret, function environment and logs. */
+  readonly kmsKey: KmsKey;
+  /** When the full resync runs (`rate(...)` or `cron(...)`). Default: daily. */
+  readonly resyncSchedule?: string;
+  /** Destinations replicated at once, for one secret. Default: 8. */
+  readonly parallelism?: number;
+  /** Deliveries of a message before it is dead-lettered. Default: 5. */
+  readonly maxReceiveCount?: number;
+  readonly memoryMiB?: number;
+  /** Timeout of the function, seconds (a resync runs in one invocation). Default: 300. */
+  readonly timeoutSec?: number;
+  readonly logRetentionDays?: number;
+  readonly encryptEnvironment?: boolean;
+  /** Create the queue's event-source mapping enabled (off only on the emulator). Default: true. */
+  readonly triggerEnabled?: boolean;
+  /** Ignore drift of the queue's redrive policy (the emulator echoes it reformatted). Default: false. */
+  readonly ignoreRedrivePolicyDrift?: boolean;
+  /** Topic (in this region) the alarms notify. */
+  readonly alarmTopicArn: string;
+}
+
+const SECRETS_ACTIONS_READ = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
+const SECRETS_ACTIONS_WRITE = [
+  'secretsmanager:CreateSecret',
+  'secretsmanager:PutSecretValue',
+  'secretsmanager:UpdateSecret',
+  'secretsmanager:UpdateSecretVersionStage',
+  'secretsmanager:TagResource',
+  'secretsmanager:UntagResource',
+  'secretsmanager:RestoreSecret',
+];
+
+const secretArn = (region: string, account: string, name: string) =>
+  `arn:aws:secretsmanager:${region}:${account}:secret:${name}`;
+
+/** A KMS key given as id, key ARN, alias name or alias ARN -> the IAM resource and condition that match it. */
+function keyGrant(
+  kmsKeyId: string,
+  region: string,
+  account: string,
+): Pick<PolicyStatement, 'resources' | 'conditions'> {
+  const alias = /^(?:arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:)?(alias\/.+)$/.exec(kmsKeyId)?.[1];
+  if (alias)
+    return {
+      resources: [`arn:aws:kms:${region}:${account}:key/*`],
+      conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': [alias] } },
+    };
+  return {
+    resources: [kmsKeyId.startsWith('arn:') ? kmsKeyId : `arn:aws:kms:${region}:${account}:key/${kmsKeyId}`],
+  };
+}
+
+/**
+ * The secrets replicator of one region (runtime/secrets): CloudTrail-recorded Secrets Manager calls of this
+ * region (an EventBridge rule) and a scheduled resync feed a queue (encrypted, with a dead-letter queue the
+ * redrive command knows), consumed by one function that replicates to every configured destination in
+ * parallel. Its configuration lives in a config secret written from `document`; the function's IAM is
+ * derived from it: read the source names its filters select, write the destination names they map to, in
+ * the destinations' regions, assume the destinations' roles, use their keys. Deleting is allowed only on
+ * secrets tagged as replicas.
+ *
+ * CloudTrail delivers API-call events to EventBridge only where a trail records management events (an
+ * organisation trail, typically); without one, only the resync replicates.
+ */
+export class SecretsReplicator extends Construct {
+  readonly config: ReplicatorConfig;
+  readonly configSecret: SecretsmanagerSecret;
+  readonly queue: SqsQueue;
+  readonly deadLetterQueue: SqsQueue;
+  readonly function: BundledFunction;
+  readonly trigger: QueueTrigger;
+  readonly changes: CloudwatchEventRule;
+  readonly resync: CloudwatchEventRule;
+  readonly alarms: readonly CloudwatchMetricAlarm[];
+
+  static queueName(name: string): string {
+    return `${name}-replication`;
+  }
+
+  static deadLetterQueueName(name: string): string {
+    return `${name}-replication-dead-letters`;
+  }
+
+  constructor(scope: Construct, id: string, props: SecretsReplicatorProps) {
+    super(scope, id);
+    requireMatch(
+      'SecretsReplicator',
+      'name',
+      props.name,
+      /^[a-zA-Z0-9_-]{1,40}$/,
+      '1-40 letters, digits, - or _',
+    );
+    requireMatch(
+      'SecretsReplicator',
+      'configSecretName',
+      props.configSecretName,
+      /^[a-zA-Z0-9/_+=.@-]{1,256}$/,
+      'a Secrets Manager name',
+    );
+    const documentJson = JSON.stringify(props.document ?? null);
+    try {
+      this.config = parseReplicatorConfig(documentJson);
+    } catch (error) {
+      if (error instanceof ReplicatorConfigError)
+        fail('SecretsReplicator', 'document', '(see issues)', error.issues.join('; '));
+      throw error;
+    }
+    const resyncSchedule = props.resyncSchedule ?? 'rate(1 day)';
+    requireMatch(
+      'SecretsReplicator',
+      'resyncSchedule',
+      resyncSchedule,
+      /^(rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(.+\))$/,
+      'rate(...) or cron(...)',
+    );
+    const timeoutSec = requireIntInRange('SecretsReplicator', 'timeoutSec', props.timeoutSec ?? 300, 10, 900);
+    const maxReceiveCount = requireIntInRange(
+      'SecretsReplicator',
+      'maxReceiveCount',
+      props.maxReceiveCount ?? 5,
+      1,
+      100,
+    );
+    const parallelism = requireIntInRange('SecretsReplicator', 'parallelism', props.parallelism ?? 8, 1, 64);
+    const { region, accountId: account } = props;
+
+    this.configSecret = new SecretsmanagerSecret(this, 'ConfigSecret', {
+      name: props.configSecretName,
+      description: `Configuration of the secrets replicator in ${region}`,
+      kmsKeyId: props.kmsKey.arn,
+      recoveryWindowInDays: 7,
+    });
+    new SecretsmanagerSecretVersion(this, 'ConfigVersion', {
+      secretId: this.configSecret.id,
+      secretString: documentJson,
+    });
+
+    this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
+      name: SecretsReplicator.deadLetterQueueName(props.name),
+      kmsMasterKeyId: props.kmsKey.arn,
+      messageRetentionSeconds: 14 * 86_400,
+    });
+    this.queue = new SqsQueue(this, 'Queue', {
+      name: SecretsReplicator.queueName(props.name),
+      kmsMasterKeyId: props.kmsKey.arn,
+      visibilityTimeoutSeconds: 6 * timeoutSec,
+      messageRetentionSeconds: 4 * 86_400,
+      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
+    });
+
+    this.changes = new CloudwatchEventRule(this, 'Changes', {
+      name: `${props.name}-changes`,
+      description: 'Secrets Manager calls (recorded by CloudTrail) that change a secret of this region',
+      eventPattern: JSON.stringify({
+        source: ['aws.secretsmanager'],
+        'detail-type': ['AWS API Call via CloudTrail'],
+        detail: { eventSource: ['secretsmanager.amazonaws.com'], eventName: [...TRIGGERING_CALLS] },
+      }),
+    });
+    this.resync = new CloudwatchEventRule(this, 'Resync', {
+      name: `${props.name}-resync`,
+      description: 'Full resync of the secrets replicator: repairs drift and whatever events were lost',
+      scheduleExpression: resyncSchedule,
+    });
+    for (const [ruleId, rule] of [
+      ['ChangesTarget', this.changes],
+      ['ResyncTarget', this.resync],
+    ] as const)
+      new CloudwatchEventTarget(this, ruleId, {
+        rule: rule.name,
+        arn: this.queue.arn,
+        retryPolicy: { maximumRetryAttempts: 185, maximumEventAgeInSeconds: 86_400 },
+      });
+    new SqsQueuePolicy(this, 'QueuePolicy', {
+      queueUrl: this.queue.url,
+      policy: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'EventBridgeRulesSend',
+            Effect: 'Allow',
+            Principal: { Service: 'events.amazonaws.com' },
+            Action: 'sqs:SendMessage',
+            Resource: this.queue.arn,
+            Condition: { ArnEquals: { 'aws:SourceArn': [this.changes.arn, this.resync.arn] } },
+          },
+        ],
+      }),
+    });
+
+    const functionName = `${props.name}-replicator`;
+    this.function = new BundledFunction(this, 'Function', {
+      entry: 'runtime/secrets/handler.ts',
+      functionName,
+      region,
+      kmsKey: props.kmsKey,
+      statements: [...this.queueStatements(props.kmsKey), ...this.secretStatements(region, account)],
+      environment: {
+        SECRETS_CONFIG_SECRET: props.configSecretName,
+        SECRETS_REPLICATOR_ROLE_ARN: BundledFunction.roleArnOf(account, functionName, region),
+        SECRETS_QUEUE_URL: this.queue.url,
+        SECRETS_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.url,
+        SECRETS_MAX_RECEIVE_COUNT: String(maxReceiveCount),
+        SECRETS_PARALLELISM: String(parallelism),
+      },
+      memoryMiB: props.memoryMiB ?? 512,
+      timeoutSec,
+      logRetentionDays: props.logRetentionDays,
+      encryptEnvironment: props.encryptEnvironment,
+      alarmTopicArn: props.alarmTopicArn,
+    });
+    // One message at a time per invocation: two changes of one secret never race inside a batch.
+    this.trigger = new QueueTrigger(this, 'Trigger', {
+      queue: this.queue,
+      consumer: this.function,
+      batchSize: 1,
+      batchingWindowSec: 0,
+      enabled: props.triggerEnabled,
+    });
+
+    const alarm = (
+      alarmId: string,
+      description: string,
+      metric: Partial<ConstructorParameters<typeof CloudwatchMetricAlarm>[2]>,
+    ) =>
+      new CloudwatchMetricAlarm(this, alarmId, {
+        alarmName: `${props.name}-${alarmId.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
+        alarmDescription: description,
+        statistic: 'Sum',
+        period: 300,
+        evaluationPeriods: 1,
+        threshold: 1,
+        comparisonOperator: 'GreaterThanOrEqualToThreshold',
+        treatMissingData: 'notBreaching',
+        alarmActions: [props.alarmTopicArn],
+        okActions: [props.alarmTopicArn],
+        ...metric,
+      });
+    this.alarms = [
+      alarm('DeadLettered', `Secrets replication in ${region} dead-lettered a change: redrive it once fixed`, {
+        namespace: 'AWS/SQS',
+        metricName: 'ApproximateNumberOfMessagesVisible',
+        dimensions: { QueueName: this.deadLetterQueue.name },
+        statistic: 'Maximum',
+      }),
+      alarm('DestinationFailures', `Secrets replication in ${region} failed for a destination (retried)`, {
+        namespace: 'Estate/Secrets',
+        metricName: 'DestinationFailures',
+        dimensions: { service: 'secrets-replicator', region },
+      }),
+      alarm('ConfigRefused', `The secrets replicator in ${region} refused its config secret's new version`, {
+        namespace: 'Estate/Secrets',
+        metricName: 'ConfigRefused',
+        dimensions: { service: 'secrets-replicator', region },
+      }),
+    ];
+  }
+
+  private queueStatements(kmsKey: KmsKey): PolicyStatement[] {
+    return [
+      {
+        sid: 'ConsumeQueue',
+        actions: [
+          'sqs:ReceiveMessage',
+          'sqs:DeleteMessage',
+          'sqs:ChangeMessageVisibility',
+          'sqs:GetQueueAttributes',
+        ],
+        resources: [this.queue.arn],
+      },
+      { sid: 'DeadLetterWithReason', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.arn] },
+      {
+        sid: 'ReadConfig',
+        actions: SECRETS_ACTIONS_READ,
+        resources: [this.configSecret.arn],
+      },
+      {
+        sid: 'UseRegionalKeyForQueuesAndConfig',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [kmsKey.arn],
+      },
+    ];
+  }
+
+  private secretStatements(region: string, account: string): PolicyStatement[] {
+    const scope = iamScopeOf(this.config);
+    const statements: PolicyStatement[] = [
+      // ListSecrets has no resource-level permissions.
+      { sid: 'ListSecrets', actions: ['secretsmanager:ListSecrets'], resources: ['*'] },
+      {
+        sid: 'ReadSources',
+        actions: SECRETS_ACTIONS_READ,
+        resources: scope.sourceNames.map((name) => secretArn(region, account, name)),
+      },
+      {
+        // Sources encrypted with a customer managed key of this account, read through Secrets Manager.
+        sid: 'DecryptSources',
+        actions: ['kms:Decrypt'],
+        resources: [`arn:aws:kms:${region}:${account}:key/*`],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${region}.amazonaws.com` } },
+      },
+    ];
+    const roles = [...new Set(scope.destinations.flatMap((d) => (d.roleArn ? [d.roleArn] : [])))];
+    if (roles.length > 0)
+      statements.push({ sid: 'AssumeDestinationRoles', actions: ['sts:AssumeRole'], resources: roles });
+    scope.destinations
+      .filter((d) => !d.roleArn)
+      .forEach((destination, index) => {
+        const replicas = destination.names.map((name) => secretArn(destination.region, account, name));
+        statements.push(
+          {
+            sid: `WriteReplicas${index}`,
+            actions: [...SECRETS_ACTIONS_READ, ...SECRETS_ACTIONS_WRITE],
+            resources: replicas,
+          },
+          {
+            sid: `DeleteOnlyReplicas${index}`,
+            actions: ['secretsmanager:DeleteSecret'],
+            resources: replicas,
+            conditions: { Null: { [`secretsmanager:ResourceTag/${REPLICA_OF}`]: 'false' } },
+          },
+        );
+        if (destination.kmsKeyId)
+          statements.push({
+            sid: `EncryptReplicas${index}`,
+            actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey'],
+            ...keyGrant(destination.kmsKeyId, destination.region, account),
+            conditions: {
+              ...keyGrant(destination.kmsKeyId, destination.region, account).conditions,
+              StringEquals: { 'kms:ViaService': `secretsmanager.${destination.region}.amazonaws.com` },
+            },
+          });
+      });
+    return statements;
+  }
+}
