@@ -273,12 +273,16 @@ export class SecretsReplicator extends Construct {
         ...metric,
       });
     this.alarms = [
-      alarm('DeadLettered', `Secrets replication in ${region} dead-lettered a change: redrive it once fixed`, {
-        namespace: 'AWS/SQS',
-        metricName: 'ApproximateNumberOfMessagesVisible',
-        dimensions: { QueueName: this.deadLetterQueue.name },
-        statistic: 'Maximum',
-      }),
+      alarm(
+        'DeadLettered',
+        `Secrets replication in ${region} dead-lettered a change: redrive it once fixed`,
+        {
+          namespace: 'AWS/SQS',
+          metricName: 'ApproximateNumberOfMessagesVisible',
+          dimensions: { QueueName: this.deadLetterQueue.name },
+          statistic: 'Maximum',
+        },
+      ),
       alarm('DestinationFailures', `Secrets replication in ${region} failed for a destination (retried)`, {
         namespace: 'Estate/Secrets',
         metricName: 'DestinationFailures',
