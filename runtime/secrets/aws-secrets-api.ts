@@ -59,7 +59,9 @@ export class AwsSecretsApi implements SecretsApi {
   }
 
   async current(secretId: string): Promise<CurrentVersion | undefined> {
-    const found = await orUndefined(this.client.send(new GetSecretValueCommand({ SecretId: secretId })));
+    const found = await orUndefined(
+      this.client.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: 'AWSCURRENT' })),
+    );
     if (!found?.VersionId) return undefined;
     const value: SecretValue =
       found.SecretString !== undefined

@@ -1,6 +1,5 @@
 import * as z from 'zod/mini';
 import { PermanentError } from '../lib/failures';
-import { boundedText } from '../lib/redact';
 import { parseSecretArn } from './replica-tags';
 
 /** Secrets Manager API calls that change a secret's current value, its tags or its existence. */
@@ -60,6 +59,9 @@ function isOwnCall(identity: z.infer<typeof cloudTrailDetail>['userIdentity'], s
   return !!prefix && !!identity.arn?.startsWith(prefix);
 }
 
+/** An event's own names (source, detail-type, eventName) as reasons may quote them: AWS's shapes only. */
+const printable = (text: string) => (/^[A-Za-z0-9 ._-]{1,64}$/.test(text) ? text : '(not an AWS name)');
+
 const malformed = (rule: string) => new PermanentError('malformed-event', rule);
 
 /**
@@ -83,14 +85,12 @@ export function parseTrigger(body: string, self: Self): Trigger {
   )
     return { kind: 'resync' };
   if (source !== 'aws.secretsmanager' || detailType !== 'AWS API Call via CloudTrail')
-    throw malformed(
-      `unexpected event: source ${boundedText(source, 64)}, detail-type ${boundedText(detailType, 64)}`,
-    );
+    throw malformed(`unexpected event: source ${printable(source)}, detail-type ${printable(detailType)}`);
   const detail = cloudTrailDetail.safeParse(event.data.detail);
   if (!detail.success) throw malformed('detail: expected a CloudTrail record with eventName');
   const call = detail.data.eventName;
   if (!(TRIGGERING_CALLS as readonly string[]).includes(call))
-    return { kind: 'ignored', reason: `${boundedText(call, 64)} changes no value, tag or existence` };
+    return { kind: 'ignored', reason: `${printable(call)} changes no value, tag or existence` };
   if (detail.data.errorCode) return { kind: 'ignored', reason: `${call} failed; it changed nothing` };
   if (isOwnCall(detail.data.userIdentity, self))
     return { kind: 'ignored', reason: `${call} was the replicator's own call` };

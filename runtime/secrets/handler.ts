@@ -48,7 +48,7 @@ function createContainer(): Container {
       parallelism: settings.SECRETS_PARALLELISM,
       resyncParallelism: settings.SECRETS_RESYNC_PARALLELISM,
       retry: { attempts: 4, baseMs: 200, capMs: 5000 },
-      now: Date.now,
+      now: () => Date.now(),
     },
   };
 }

@@ -51,3 +51,9 @@ export function isOriginIn(tag: string, region: string, account: string): boolea
   if (parsed) return parsed.region === region && parsed.account === account;
   return tag.startsWith(`${region}:${account}:sha256:`);
 }
+
+/** A secret's name from its ARN (Secrets Manager appends `-` and six characters to the name). */
+export function nameOfArn(arn: string): string | undefined {
+  const resource = parseSecretArn(arn)?.resource;
+  return resource && resource.length > 7 ? resource.slice(0, -7) : undefined;
+}

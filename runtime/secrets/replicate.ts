@@ -22,6 +22,12 @@ const MAX_RECOVERY_DAYS = 30;
 export interface LiveSource {
   readonly description: SecretDescription;
   readonly current: CurrentVersion;
+  /**
+   * Whether `current` is still the source's current version, asked only when a destination holds a replica
+   * of a later origin write: a rollback (AWSCURRENT moved back to an older version) is replicated, a stale
+   * read (a later write happened meanwhile) is not. Unknown: treated as stale.
+   */
+  readonly stillCurrent?: () => Promise<boolean>;
 }
 
 /** A source secret scheduled for deletion (`deletedDate`) or gone altogether. */
@@ -71,7 +77,7 @@ function isNewer(a: { ms: number; arn: string }, b: { ms: number; arn: string })
 
 /**
  * A slower delivery (or a resync that read the source before its latest write) must not put an older
- * origin write over a later one that is already there.
+ * origin write over a later one that is already there; a rollback at the source must.
  */
 function isLaterReplicaOfSameOrigin(target: SecretDescription, origin: string, originMs: number): boolean {
   const time = tokenTimeMs(target.currentVersionId);
@@ -144,7 +150,8 @@ export async function replicateTo(
     }
   }
   if (target.deletedDate) await api.restore(target.arn);
-  if (isLaterReplicaOfSameOrigin(target, tags[REPLICA_OF], originMs)) return 'up-to-date';
+  if (isLaterReplicaOfSameOrigin(target, tags[REPLICA_OF], originMs) && !(await source.stillCurrent?.()))
+    return 'up-to-date';
   if (target.currentVersionId === token) {
     const retagged = await bringTagsUpToDate(api, target, tags);
     if (target.deletedDate) return 'restored';

@@ -6,7 +6,7 @@ import type { ConfigSource } from './config-source';
 import type { Self, Trigger } from './events';
 import { replicateToAll, retireEverywhere, type FanOutOptions } from './fan-out';
 import type { DestinationResult } from './outcomes';
-import { originTag, parseSecretArn } from './replica-tags';
+import { nameOfArn, originTag } from './replica-tags';
 import { isReplicaWrite } from './replicate';
 import { resync, type ResyncReport } from './resync';
 import type { SecretsApi } from './secrets-api';
@@ -48,12 +48,6 @@ export function fanOutOptions(deps: ReplicatorDeps, known?: FanOutOptions['known
   };
 }
 
-/** A secret's name from its ARN (Secrets Manager appends `-` and six characters to the name). */
-function nameOfArn(arn: string): string | undefined {
-  const resource = parseSecretArn(arn)?.resource;
-  return resource && resource.length > 7 ? resource.slice(0, -7) : undefined;
-}
-
 /** A new configuration may select secrets (or destinations) the old one did not: a resync follows it. */
 const CONFIG_CHANGED = 'changed: a resync follows';
 
@@ -64,6 +58,15 @@ const skipped = (secret: string, reason: string): SecretReport => ({
   reason,
   results: [],
 });
+
+/** Asks the source, once however many destinations ask, whether a version is still its current one. */
+export function stillCurrentOf(deps: ReplicatorDeps, arn: string, versionId: string): () => Promise<boolean> {
+  let answer: Promise<boolean> | undefined;
+  return () =>
+    (answer ??= withRetries(() => deps.source.describe(arn), deps.retry).then(
+      (now) => now?.currentVersionId === versionId,
+    ));
+}
 
 /** One secret changed (or was deleted, restored, tagged): bring every destination's copy in line. */
 export async function replicateSecret(secretId: string, deps: ReplicatorDeps): Promise<SecretReport> {
@@ -111,7 +114,11 @@ export async function replicateSecret(secretId: string, deps: ReplicatorDeps): P
   if (!current) return skipped(description.name, 'no current version');
   if (isReplicaWrite(current, description.tags))
     return skipped(description.name, 'its current version is a replica write: never replicated again');
-  const results = await replicateToAll({ description, current }, config.destinations, fanOutOptions(deps));
+  const results = await replicateToAll(
+    { description, current, stillCurrent: stillCurrentOf(deps, description.arn, current.versionId) },
+    config.destinations,
+    fanOutOptions(deps),
+  );
   return { kind: 'secret', secret: description.name, action: 'replicated', results };
 }
 
@@ -123,8 +130,10 @@ export async function replicateSecret(secretId: string, deps: ReplicatorDeps): P
 export function throwIfFailed(results: readonly DestinationResult[]): void {
   const failed = results.filter((result) => result.outcome === 'failed');
   if (failed.length === 0) return;
+  // The names first: a dead-letter reason is cut to a few hundred characters.
   const reason = boundedText(
-    `${failed.length} destination(s) failed: ${failed.map((f) => `${f.destination} (${f.reason ?? 'unknown'})`).join('; ')}`,
+    `${failed.length} destination(s) failed: ${failed.map((f) => f.destination).join(', ')}; ` +
+      failed.map((f) => `${f.destination}: ${f.reason ?? 'unknown'}`).join('; '),
     1000,
   );
   throw failed.every((f) => f.permanent)

@@ -5,9 +5,9 @@ import { withRetries } from '../lib/retry';
 import type { Destination } from './config';
 import { isolated, replicateToAll } from './fan-out';
 import type { DestinationResult, Outcome } from './outcomes';
-import { isOriginIn, originTag, REPLICA_OF } from './replica-tags';
+import { isOriginIn, nameOfArn, originTag, REPLICA_OF } from './replica-tags';
 import { isReplicaWrite, retireReplica } from './replicate';
-import { fanOutOptions, type ReplicatorDeps } from './replicator';
+import { fanOutOptions, stillCurrentOf, type ReplicatorDeps } from './replicator';
 import type { SecretDescription } from './secrets-api';
 
 export interface ResyncReport {
@@ -118,7 +118,8 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
           return (
             !replica.deletedDate &&
             isOriginIn(origin, deps.self.region, deps.self.account) &&
-            !alive.has(origin)
+            !alive.has(origin) &&
+            routesTo(destination, origin, replica.name)
           );
         })
         .map((replica) =>
@@ -139,4 +140,20 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
     ),
   );
   return { kind: 'resync', secrets: looked, outcomes, failures };
+}
+
+/**
+ * Whether this destination is the one that writes `replicaName` for the origin (another destination in the
+ * same region and account may own it, under its own delete policy). The origin is gone, so its tags are
+ * unknown: a replica selected by a tag rule, or of an origin whose name is too long for its ARN to fit the
+ * tag, is left to the origin's delete event.
+ */
+function routesTo(destination: Destination, origin: string, replicaName: string): boolean {
+  const name = nameOfArn(origin);
+  if (!name) return false;
+  try {
+    return destination.route(name, {})?.targetName === replicaName;
+  } catch {
+    return false;
+  }
 }

@@ -1030,7 +1030,7 @@ describe('the secrets replicator under IAM enforcement (a moto of its own: authe
       code: 'destinations-failed',
       delivery: 1,
     });
-    expect(redelivered?.reason).toMatch(/^1 destination\(s\) failed: partner \(/);
+    expect(redelivered?.reason).toMatch(/^1 destination\(s\) failed: partner; partner: /);
     expect(redelivered?.reason).not.toMatch(/east|apse/);
     expect(await currentValue(east, 't4/app/db')).toBe('v1');
     expect(await currentValue(apse, 't4/app/db')).toBe('v1');
@@ -1118,10 +1118,10 @@ describe('the secrets replicator under IAM enforcement (a moto of its own: authe
     const logged = deliveries.flatMap((d) => d.logs);
     const reasons = logged.map((l) => String(l.reason ?? '')).join('\n');
     for (const expected of [
-      /denied \(transient failure: \w+ \(HTTP 403\)\)/,
-      /too-large \([^;]*transform step 0: the result is larger than 65536 bytes/,
-      /json-only \([^;]*transform step 0 \(path \$\.region\): the value is not a JSON document\)/,
-      /throttled \(transient failure: Throttling/,
+      /denied: transient failure: \w+ \(HTTP 403\)/,
+      /too-large: [^;]*transform step 0: the result is larger than 65536 bytes/,
+      /json-only: [^;]*transform step 0 \(path \$\.region\): the value is not a JSON document/,
+      /destination\(s\) failed: [^;]*throttled/,
       /the message body is not JSON/,
       /detail: expected a CloudTrail record/,
       /detail: no secret in responseElements/,

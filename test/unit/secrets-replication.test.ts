@@ -106,6 +106,22 @@ describe('secrets replication: one secret to its destinations', () => {
     expect(late[0]?.outcome).toBe('up-to-date');
     expect(world.region('us-east-1').textOf('app/db')).toBe('v2');
   });
+
+  it('replicates a rollback: AWSCURRENT moved back to an older version', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'v1');
+    const deps = world.replicator('us-west-2', [destinationOf({ region: 'us-east-1' })]);
+    await replicateSecret('app/db', deps);
+    const v1 = west.secret('app/db')?.versions[0]?.id as string;
+    world.now += 60_000;
+    west.userWrite('app/db', 'v2');
+    await replicateSecret('app/db', deps);
+    const v2 = west.secret('app/db')?.versions[1]?.id;
+    await west.makeCurrent('app/db', v1, v2);
+    expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('updated');
+    expect(world.region('us-east-1').textOf('app/db')).toBe('v1');
+  });
 });
 
 describe('secrets replication: isolation, retries and failures', () => {
@@ -128,7 +144,7 @@ describe('secrets replication: isolation, retries and failures', () => {
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RetryableError);
     expect((error as Error).message).toBe(
-      'destinations-failed: 1 destination(s) failed: us-east-2 (transient failure: AccessDeniedException (HTTP 400))',
+      'destinations-failed: 1 destination(s) failed: us-east-2; us-east-2: transient failure: AccessDeniedException (HTTP 400)',
     );
     expect(world.region('us-east-1').textOf('app/db')).toBe('v1');
     expect(world.region('eu-west-1').textOf('app/db')).toBe('v1');
@@ -364,5 +380,28 @@ describe('secrets replication: the resync', () => {
     expect(world.region('us-east-1').textOf('app/s3')).toBe('value 3');
     expect(world.region('us-east-1').secret('app/s4')?.deletedDate).toBeDefined();
     expect(world.region('eu-west-1').secret('app/s4')?.deletedDate).toBeUndefined();
+  });
+
+  it('sweeps only the replicas a destination writes itself, under its own delete policy', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/x', 'x');
+    west.userWrite('db/y', 'y');
+    const deps = world.replicator('us-west-2', [
+      destinationOf({ name: 'keep', region: 'us-east-1', selects: (n) => n.startsWith('app/') }),
+      destinationOf({
+        name: 'backup',
+        region: 'us-east-1',
+        selects: (n) => n.startsWith('db/'),
+        deletePolicy: { kind: 'propagate' },
+      }),
+    ]);
+    await handleTrigger({ kind: 'resync' }, deps);
+    west.userDelete('app/x', { force: true });
+    west.userDelete('db/y', { force: true });
+    const report = await handleTrigger({ kind: 'resync' }, deps);
+    expect(report).toMatchObject({ outcomes: { kept: 1, deleted: 1 } });
+    expect(world.region('us-east-1').secret('app/x')?.deletedDate).toBeUndefined();
+    expect(world.region('us-east-1').secret('db/y')?.deletedDate).toBeDefined();
   });
 });
