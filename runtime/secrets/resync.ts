@@ -84,7 +84,15 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
           const options = fanOutOptions(deps, known);
           record(
             description.name,
-            await replicateToAll({ description, current }, config.destinations, options),
+            await replicateToAll(
+              {
+                description,
+                current,
+                stillCurrent: stillCurrentOf(deps, description.arn, current.versionId),
+              },
+              config.destinations,
+              options,
+            ),
           );
         } catch (error) {
           // The source itself could not be read (deleted meanwhile, denied): its event or the next resync.
