@@ -2,7 +2,32 @@ import { LambdaEventSourceMapping } from '@cdktf/provider-aws/lib/lambda-event-s
 import type { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
 import { Construct } from 'constructs';
 import type { BundledFunction } from './bundled-function';
+import type { PolicyStatement } from './lib/policy';
 import { requireIntInRange } from './lib/validate';
+
+/**
+ * What a consumer of `queue` needs (runtime/lib/queue-consumer.ts): receive, delete, delay a redelivery, and
+ * send a message that can never be processed to `deadLetterQueue` with its reason.
+ */
+export function queueConsumerStatements(
+  queueSid: string,
+  queue: SqsQueue,
+  deadLetterQueue: SqsQueue,
+): PolicyStatement[] {
+  return [
+    {
+      sid: queueSid,
+      actions: [
+        'sqs:ReceiveMessage',
+        'sqs:DeleteMessage',
+        'sqs:ChangeMessageVisibility',
+        'sqs:GetQueueAttributes',
+      ],
+      resources: [queue.arn],
+    },
+    { sid: 'DeadLetterWithReason', actions: ['sqs:SendMessage'], resources: [deadLetterQueue.arn] },
+  ];
+}
 
 export interface QueueTriggerProps {
   readonly queue: SqsQueue;

@@ -18,7 +18,7 @@ import { BundledFunction } from './bundled-function';
 import type { KmsKey } from './kms-key';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
-import { QueueTrigger } from './queue-trigger';
+import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
 
 export interface SecretsReplicatorProps {
   /**
@@ -298,17 +298,7 @@ export class SecretsReplicator extends Construct {
 
   private queueStatements(kmsKey: KmsKey): PolicyStatement[] {
     return [
-      {
-        sid: 'ConsumeQueue',
-        actions: [
-          'sqs:ReceiveMessage',
-          'sqs:DeleteMessage',
-          'sqs:ChangeMessageVisibility',
-          'sqs:GetQueueAttributes',
-        ],
-        resources: [this.queue.arn],
-      },
-      { sid: 'DeadLetterWithReason', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.arn] },
+      ...queueConsumerStatements('ConsumeQueue', this.queue, this.deadLetterQueue),
       {
         sid: 'ReadConfig',
         actions: SECRETS_ACTIONS_READ,

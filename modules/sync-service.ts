@@ -3,7 +3,7 @@ import { BundledFunction } from './bundled-function';
 import type { DynamodbTable } from './dynamodb-table';
 import type { KmsKey } from './kms-key';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
-import { QueueTrigger } from './queue-trigger';
+import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
 import { Schedule } from './schedule';
 import type { SyncBus } from './sync-bus';
 
@@ -109,17 +109,7 @@ export class SyncService extends Construct {
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DescribeTable'],
           resources: [stateTable.arn],
         },
-        {
-          sid: 'ConsumeInbox',
-          actions: [
-            'sqs:ReceiveMessage',
-            'sqs:DeleteMessage',
-            'sqs:ChangeMessageVisibility',
-            'sqs:GetQueueAttributes',
-          ],
-          resources: [bus.inbox.arn],
-        },
-        { sid: 'DeadLetterWithReason', actions: ['sqs:SendMessage'], resources: [bus.deadLetterQueue.arn] },
+        ...queueConsumerStatements('ConsumeInbox', bus.inbox, bus.deadLetterQueue),
       ],
     });
     this.trigger = new QueueTrigger(this, 'InboxTrigger', {

@@ -27,3 +27,11 @@ export function only(synthesized: string | TerraformJson, type: string): Block {
 /** A policy document embedded as a JSON string. */
 export const policyOf = (block: Block, key = 'policy'): { Statement: Block[] } =>
   JSON.parse(block[key] as string) as { Statement: Block[] };
+
+/** Every statement of every role policy in a synthesized scope. */
+export const roleStatements = (synthesized: string): Block[] =>
+  resources(synthesized, 'aws_iam_role_policy').flatMap((p) => policyOf(p).Statement);
+
+/** The role-policy statement with `sid`. */
+export const roleStatement = (synthesized: string, sid: string): Block =>
+  roleStatements(synthesized).find((st) => st.Sid === sid) as Block;

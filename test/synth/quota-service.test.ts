@@ -4,7 +4,7 @@ import { KmsKey } from '../../modules/kms-key';
 import { QuotaService } from '../../modules/quota-service';
 import { SecureBucket } from '../../modules/secure-bucket';
 import { canonicalConfig, type AllocationConfig } from '../../runtime/quota/config';
-import { only, parse, policyOf, resources, type Block } from '../support/synthesized';
+import { only, parse, resources, roleStatement, roleStatements } from '../support/synthesized';
 
 const ACCOUNT = '222222222222';
 const ALARMS = 'arn:aws:sns:eu-central-1:222222222222:dev-alarms';
@@ -30,10 +30,8 @@ const service = (scope: Construct, props: Partial<ConstructorParameters<typeof Q
     ...props,
   });
 
-const statementsOf = (synthesized: string) =>
-  resources(synthesized, 'aws_iam_role_policy').flatMap((p) => policyOf(p).Statement);
-const statement = (synthesized: string, sid: string) =>
-  statementsOf(synthesized).find((st) => st.Sid === sid) as Block;
+const statementsOf = roleStatements;
+const statement = roleStatement;
 
 describe('QuotaService', () => {
   const synthesized = Testing.synthScope((scope) => void service(scope));

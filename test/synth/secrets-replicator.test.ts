@@ -3,7 +3,7 @@ import type { Construct } from 'constructs';
 import { KmsKey } from '../../modules/kms-key';
 import { SecretsReplicator } from '../../modules/secrets-replicator';
 import { TRIGGERING_CALLS } from '../../runtime/secrets/events';
-import { only, policyOf, resources, type Block } from '../support/synthesized';
+import { only, resources, roleStatement, roleStatements, type Block } from '../support/synthesized';
 
 const ACCOUNT = '222222222222';
 const ALARMS = 'arn:aws:sns:eu-central-1:222222222222:dev-alarms';
@@ -42,10 +42,8 @@ const replicator = (
     ...props,
   });
 
-const statementsOf = (synthesized: string) =>
-  resources(synthesized, 'aws_iam_role_policy').flatMap((p) => policyOf(p).Statement);
-const statement = (synthesized: string, sid: string) =>
-  statementsOf(synthesized).find((st) => st.Sid === sid) as Block;
+const statementsOf = roleStatements;
+const statement = roleStatement;
 
 describe('SecretsReplicator', () => {
   const synthesized = Testing.synthScope((scope) => void replicator(scope));
