@@ -38,6 +38,11 @@ export interface QueueTriggerProps {
   /** Seconds to gather a batch. Default: 1. */
   readonly batchingWindowSec?: number;
   /**
+   * Invocations the mapping runs at once (2-1000): bounds a burst against what the consumer calls. Default:
+   * Lambda's (up to the function's concurrency). Not set on a disabled mapping (the emulator's).
+   */
+  readonly maximumConcurrency?: number;
+  /**
    * Create the mapping enabled. Off only on the emulator, where something else pumps the queue (and the
    * alias it targets is read back as a version, so that drift is ignored). Default: true.
    */
@@ -61,12 +66,17 @@ export class QueueTrigger extends Construct {
       0,
       300,
     );
+    const maximumConcurrency =
+      props.maximumConcurrency === undefined
+        ? undefined
+        : requireIntInRange('QueueTrigger', 'maximumConcurrency', props.maximumConcurrency, 2, 1000);
     this.mapping = new LambdaEventSourceMapping(this, 'Mapping', {
       eventSourceArn: props.queue.arn,
       functionName: props.consumer.alias.arn,
       batchSize,
       maximumBatchingWindowInSeconds: window,
       functionResponseTypes: ['ReportBatchItemFailures'],
+      ...(maximumConcurrency && props.enabled !== false ? { scalingConfig: { maximumConcurrency } } : {}),
       // The mapping polls as the function's role: create it once the role may read the queue.
       dependsOn: [props.consumer.policy],
       ...(props.enabled === false ? { enabled: false, lifecycle: { ignoreChanges: ['function_name'] } } : {}),

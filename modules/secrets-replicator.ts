@@ -12,7 +12,7 @@ import {
   type ReplicatorConfig,
 } from '../runtime/secrets/config';
 import { TRIGGERING_CALLS } from '../runtime/secrets/events';
-import { iamScopeOf } from '../runtime/secrets/iam-scope';
+import { ARN_SUFFIX_WILDCARD, iamScopeOf } from '../runtime/secrets/iam-scope';
 import { REPLICA_OF } from '../runtime/secrets/replica-tags';
 import { BundledFunction } from './bundled-function';
 import type { KmsKey } from './kms-key';
@@ -67,6 +67,17 @@ const SECRETS_ACTIONS_WRITE = [
 
 const secretArn = (region: string, account: string, name: string) =>
   `arn:aws:secretsmanager:${region}:${account}:secret:${name}`;
+
+/**
+ * Each exact name's pattern (`name-??????`, its ARN with Secrets Manager's suffix) and the bare name too: a
+ * call naming a secret that does not exist yet (DescribeSecret before CreateSecret) is authorized against
+ * `secret:<name>`, which the suffixed pattern does not match.
+ */
+function withBareNames(patterns: readonly string[]): string[] {
+  return patterns.flatMap((p) =>
+    p.endsWith(ARN_SUFFIX_WILDCARD) ? [p, p.slice(0, -ARN_SUFFIX_WILDCARD.length)] : [p],
+  );
+}
 
 /** A KMS key given as id, key ARN, alias name or alias ARN -> the IAM resource and condition that match it. */
 function keyGrant(
@@ -206,23 +217,30 @@ export class SecretsReplicator extends Construct {
         rule: rule.name,
         arn: this.queue.arn,
         retryPolicy: { maximumRetryAttempts: 185, maximumEventAgeInSeconds: 86_400 },
+        // An event EventBridge cannot deliver (a key or policy being changed) waits there to be redriven.
+        deadLetterConfig: { arn: this.deadLetterQueue.arn },
       });
-    new SqsQueuePolicy(this, 'QueuePolicy', {
-      queueUrl: this.queue.url,
-      policy: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Sid: 'EventBridgeRulesSend',
-            Effect: 'Allow',
-            Principal: { Service: 'events.amazonaws.com' },
-            Action: 'sqs:SendMessage',
-            Resource: this.queue.arn,
-            Condition: { ArnEquals: { 'aws:SourceArn': [this.changes.arn, this.resync.arn] } },
-          },
-        ],
-      }),
-    });
+    // Both queues admit exactly the two rules (the dead-letter queue: events they could not deliver).
+    for (const [policyId, queue] of [
+      ['QueuePolicy', this.queue],
+      ['DeadLetterQueuePolicy', this.deadLetterQueue],
+    ] as const)
+      new SqsQueuePolicy(this, policyId, {
+        queueUrl: queue.url,
+        policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'EventBridgeRulesSend',
+              Effect: 'Allow',
+              Principal: { Service: 'events.amazonaws.com' },
+              Action: 'sqs:SendMessage',
+              Resource: queue.arn,
+              Condition: { ArnEquals: { 'aws:SourceArn': [this.changes.arn, this.resync.arn] } },
+            },
+          ],
+        }),
+      });
 
     const functionName = `${props.name}-replicator`;
     this.function = new BundledFunction(this, 'Function', {
@@ -251,6 +269,8 @@ export class SecretsReplicator extends Construct {
       consumer: this.function,
       batchSize: 1,
       batchingWindowSec: 0,
+      // Secrets Manager takes about 50 writes a second per account and region.
+      maximumConcurrency: 5,
       enabled: props.triggerEnabled,
     });
 
@@ -318,9 +338,16 @@ export class SecretsReplicator extends Construct {
       // ListSecrets has no resource-level permissions.
       { sid: 'ListSecrets', actions: ['secretsmanager:ListSecrets'], resources: ['*'] },
       {
+        // Metadata only (name, tags, versions, deletion): whether a destination takes a secret is decided
+        // from it, and tag rules need the tags of secrets their globs may not name.
+        sid: 'DescribeSources',
+        actions: ['secretsmanager:DescribeSecret'],
+        resources: [secretArn(region, account, '*')],
+      },
+      {
         sid: 'ReadSources',
-        actions: SECRETS_ACTIONS_READ,
-        resources: scope.sourceNames.map((name) => secretArn(region, account, name)),
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: withBareNames(scope.sourceNames).map((name) => secretArn(region, account, name)),
       },
       {
         // Sources encrypted with a customer managed key of this account, read through Secrets Manager.
@@ -336,7 +363,9 @@ export class SecretsReplicator extends Construct {
     scope.destinations
       .filter((d) => !d.roleArn)
       .forEach((destination, index) => {
-        const replicas = destination.names.map((name) => secretArn(destination.region, account, name));
+        const replicas = withBareNames(destination.names).map((name) =>
+          secretArn(destination.region, account, name),
+        );
         statements.push(
           {
             sid: `WriteReplicas${index}`,
@@ -353,7 +382,7 @@ export class SecretsReplicator extends Construct {
         if (destination.kmsKeyId)
           statements.push({
             sid: `EncryptReplicas${index}`,
-            actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey'],
+            actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
             ...keyGrant(destination.kmsKeyId, destination.region, account),
             conditions: {
               ...keyGrant(destination.kmsKeyId, destination.region, account).conditions,

@@ -58,9 +58,12 @@ export class AwsSecretsApi implements SecretsApi {
     return found && describedFrom(found, found.VersionIdsToStages);
   }
 
-  async current(secretId: string): Promise<CurrentVersion | undefined> {
+  async current(
+    secretId: string,
+    stage: 'AWSCURRENT' | 'AWSPREVIOUS' = 'AWSCURRENT',
+  ): Promise<CurrentVersion | undefined> {
     const found = await orUndefined(
-      this.client.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: 'AWSCURRENT' })),
+      this.client.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: stage })),
     );
     if (!found?.VersionId) return undefined;
     const value: SecretValue =

@@ -6,7 +6,7 @@ import { consumeQueue } from '../lib/queue-consumer';
 import { ConfigSource } from './config-source';
 import { DestinationConnector } from './connector';
 import { parseTrigger } from './events';
-import { WRITES } from './outcomes';
+import { WRITES, type Outcome } from './outcomes';
 import { handleTrigger, type ReplicatorDeps, type TriggerReport } from './replicator';
 import { loadReplicatorSettings, type ReplicatorSettings } from './settings';
 
@@ -53,29 +53,43 @@ function createContainer(): Container {
   };
 }
 
+/** A resync's failures logged in full up to this many (a log event holds 256 KB); all are counted. */
+const FAILURES_LOGGED = 20;
+
 /** Names, outcomes and bounded reasons only: values never reach a log line or a metric. */
 function report(result: TriggerReport): void {
   if (result.kind === 'ignored') {
     logger.debug('event ignored', { reason: result.reason });
     return;
   }
-  const results = result.kind === 'resync' ? result.failures : result.results;
   if (result.kind === 'resync') {
     metrics.addMetric('ResyncSecrets', MetricUnit.Count, result.secrets);
     for (const [outcome, n] of Object.entries(result.outcomes))
       if (n) metrics.addMetric(`Outcome.${outcome}`, MetricUnit.Count, n);
-    logger.info('resync', { secrets: result.secrets, outcomes: result.outcomes, failures: result.failures });
-  } else {
-    for (const r of results) metrics.addMetric(`Outcome.${r.outcome}`, MetricUnit.Count, 1);
-    logger.info('secret replicated', {
-      secret: result.secret,
-      action: result.action,
-      reason: result.reason,
-      results,
+    // Not retried as a whole: a failed destination of a resync counts (and alarms) like any other.
+    if (result.failures.length > 0)
+      metrics.addMetric('DestinationFailures', MetricUnit.Count, result.failures.length);
+    const written = Object.entries(result.outcomes)
+      .filter(([outcome]) => WRITES.has(outcome as Outcome))
+      .reduce((sum, [, n]) => sum + (n ?? 0), 0);
+    if (written) metrics.addMetric('DestinationsWritten', MetricUnit.Count, written);
+    logger.info('resync', {
+      secrets: result.secrets,
+      outcomes: result.outcomes,
+      failureCount: result.failures.length,
+      failures: result.failures.slice(0, FAILURES_LOGGED),
     });
+    return;
   }
-  const written = (result.kind === 'resync' ? [] : results).filter((r) => WRITES.has(r.outcome)).length;
+  for (const r of result.results) metrics.addMetric(`Outcome.${r.outcome}`, MetricUnit.Count, 1);
+  const written = result.results.filter((r) => WRITES.has(r.outcome)).length;
   if (written) metrics.addMetric('DestinationsWritten', MetricUnit.Count, written);
+  logger.info('secret replicated', {
+    secret: result.secret,
+    action: result.action,
+    reason: result.reason,
+    results: result.results,
+  });
 }
 
 /**

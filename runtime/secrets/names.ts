@@ -165,6 +165,8 @@ function entryProblem(pattern: string, target: string): string | undefined {
   )
     return 'expected a secret name or a pattern with one * (1 to 512 ASCII letters, digits and /_+=.@- besides it)';
   const targetStars = stars(target);
+  if (targetStars === 0 && patternStars > 0)
+    return 'target: expected a * (a pattern mapped onto one name would make its secrets overwrite each other)';
   if (targetStars === 0) {
     const rule = secretNameProblem(target);
     return rule === undefined ? undefined : `target: ${rule}`;

@@ -1,4 +1,4 @@
-import { PermanentError } from '../lib/failures';
+import { PermanentError, RetryableError } from '../lib/failures';
 import type { Destination, Route } from './config';
 import type { Outcome } from './outcomes';
 import { TransformError } from './transform';
@@ -38,12 +38,13 @@ export interface RetiredSource {
   readonly deletedDate?: Date;
 }
 
-/** Whether a version is one the replicator wrote: its token, or the content its tags say was written. */
-export function isReplicaWrite(version: CurrentVersion, tags: Readonly<Record<string, string>>): boolean {
-  return (
-    replicaOriginMs(version.versionId, version.value) !== undefined ||
-    tags[CONTENT_HASH] === contentHash(version.value)
-  );
+/**
+ * Whether a version is one the replicator wrote: its id is the replicator's token for its content. (Not the
+ * content-hash tag: on a two-way source that tag describes what was last replicated in, and a user's
+ * rollback to that content would pass for a replica write.)
+ */
+export function isReplicaWrite(version: CurrentVersion): boolean {
+  return replicaOriginMs(version.versionId, version.value) !== undefined;
 }
 
 /** The value a destination should hold: text through the route's transformations, bytes as they are. */
@@ -157,27 +158,82 @@ export async function replicateTo(
     if (target.deletedDate) return 'restored';
     return retagged ? 'tagged' : 'up-to-date';
   }
+  const ours = { ms: originMs, arn: source.description.arn };
   if (destination.twoWay && target.currentVersionId) {
     const theirs = await api.current(target.arn);
-    if (theirs && !isReplicaWrite(theirs, target.tags)) {
-      const ours = { ms: originMs, arn: source.description.arn };
-      if (isNewer({ ms: theirs.createdDate.getTime(), arn: target.arn }, ours)) return 'newer-at-destination';
-    }
+    if (
+      theirs &&
+      !isReplicaWrite(theirs) &&
+      isNewer({ ms: theirs.createdDate.getTime(), arn: target.arn }, ours)
+    )
+      return 'newer-at-destination';
   }
   const existing = target;
-  const write = async () => {
-    if (destination.kmsKeyId && existing.kmsKeyId !== destination.kmsKeyId) {
-      await api.updateValue(existing.arn, token, desired, destination.kmsKeyId);
-      return;
-    }
-    const stages = await api.putValue(existing.arn, token, desired);
-    // The token names an older version with this content (replicated before, then overwritten): Secrets
-    // Manager ignores the put, so make that version current again.
-    if (!stages.includes('AWSCURRENT')) await api.makeCurrent(existing.arn, token, existing.currentVersionId);
-  };
   // The tags are informational (the version id alone tells a replica write), so they need not wait.
-  await Promise.all([write(), bringTagsUpToDate(api, existing, tags)]);
+  await Promise.all([
+    writeValue(api, existing, token, desired, destination),
+    bringTagsUpToDate(api, existing, tags),
+  ]);
+  // Two-way: a user's write may have landed between the check above and this write. If the version this
+  // write displaced is such a write, and the later one, it is made current again (and travels back).
+  if (destination.twoWay && (await restoreNewerUserWrite(api, existing.arn, token, ours)))
+    return 'newer-at-destination';
   return target.deletedDate ? 'restored' : 'updated';
+}
+
+/** A key as id, ARN, alias name or alias ARN, reduced to `key/<id>` or `alias/<name>`. */
+function keyOf(kmsKeyId: string): string {
+  const bare = kmsKeyId.replace(/^arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:/, '');
+  return bare.startsWith('alias/') || bare.startsWith('key/') ? bare : `key/${bare}`;
+}
+
+async function writeValue(
+  api: SecretsApi,
+  target: SecretDescription,
+  token: string,
+  desired: SecretValue,
+  destination: Destination,
+): Promise<void> {
+  if (destination.kmsKeyId && (!target.kmsKeyId || keyOf(target.kmsKeyId) !== keyOf(destination.kmsKeyId))) {
+    await api.updateValue(target.arn, token, desired, destination.kmsKeyId);
+    const after = await api.describe(target.arn);
+    if (after && after.currentVersionId !== token)
+      await makeCurrent(api, target.arn, token, after.currentVersionId);
+    return;
+  }
+  const stages = await api.putValue(target.arn, token, desired);
+  // The token names an older version with this content (replicated before, then overwritten): Secrets
+  // Manager ignores the put, so make that version current again.
+  if (!stages.includes('AWSCURRENT')) await makeCurrent(api, target.arn, token, target.currentVersionId);
+}
+
+/** UpdateSecretVersionStage; a current version that moved since it was read is a race, retried. */
+async function makeCurrent(
+  api: SecretsApi,
+  arn: string,
+  to: string,
+  from: string | undefined,
+): Promise<void> {
+  try {
+    await api.makeCurrent(arn, to, from);
+  } catch (error) {
+    if (error instanceof Error && error.name === 'InvalidParameterException')
+      throw new RetryableError('version-moved', "the destination's current version moved during the write");
+    throw error;
+  }
+}
+
+async function restoreNewerUserWrite(
+  api: SecretsApi,
+  arn: string,
+  token: string,
+  ours: { ms: number; arn: string },
+): Promise<boolean> {
+  const displaced = await api.current(arn, 'AWSPREVIOUS');
+  if (!displaced || isReplicaWrite(displaced)) return false;
+  if (!isNewer({ ms: displaced.createdDate.getTime(), arn }, ours)) return false;
+  await makeCurrent(api, arn, displaced.versionId, token);
+  return true;
 }
 
 /** The recovery window that mirrors the origin's: the days until its own deletion, within 7-30. */

@@ -5,8 +5,8 @@ import type { Destination } from './config';
 import type { ConfigSource } from './config-source';
 import type { Self, Trigger } from './events';
 import { replicateToAll, retireEverywhere, type FanOutOptions } from './fan-out';
-import type { DestinationResult } from './outcomes';
-import { nameOfArn, originTag } from './replica-tags';
+import { WRITES, type DestinationResult } from './outcomes';
+import { nameOfArn, originTag, parseSecretArn } from './replica-tags';
 import { isReplicaWrite } from './replicate';
 import { resync, type ResyncReport } from './resync';
 import type { SecretsApi } from './secrets-api';
@@ -68,31 +68,66 @@ export function stillCurrentOf(deps: ReplicatorDeps, arn: string, versionId: str
     ));
 }
 
-/** One secret changed (or was deleted, restored, tagged): bring every destination's copy in line. */
-export async function replicateSecret(secretId: string, deps: ReplicatorDeps): Promise<SecretReport> {
+/** Whether any destination takes the secret (a route that throws is a failure to report: it counts). */
+export function selected(
+  destinations: readonly Destination[],
+  name: string,
+  tags: Readonly<Record<string, string>>,
+): boolean {
+  return destinations.some((destination) => {
+    try {
+      return destination.route(name, tags) !== undefined;
+    } catch {
+      return true;
+    }
+  });
+}
+
+async function reloadConfig(deps: ReplicatorDeps, name: string): Promise<SecretReport> {
+  const before = deps.config.peek()?.config.hash;
+  const after = (await deps.config.get({ force: true })).config.hash;
+  return {
+    kind: 'secret',
+    secret: name,
+    action: 'config-reloaded',
+    reason: before === after ? 'unchanged' : CONFIG_CHANGED,
+    results: [],
+  };
+}
+
+/**
+ * One secret changed (or was deleted, restored, tagged): bring every destination's copy in line. The value
+ * is read only when a destination takes the secret (the function may read no other value), at once with
+ * its description when the event's name alone shows that.
+ */
+export async function replicateSecret(
+  secretId: string,
+  deps: ReplicatorDeps,
+  pass = 1,
+): Promise<SecretReport> {
   const read = <T>(call: () => Promise<T>) => withRetries(call, deps.retry);
-  // Both reads at once; the value read fails for a secret scheduled for deletion, which needs no value.
-  const [description, current] = await Promise.all([
-    read(() => deps.source.describe(secretId)),
-    read(() => deps.source.current(secretId)).catch((error: unknown) => ({ failed: error })),
-  ]);
-  if (description && deps.config.isConfigSecret(description)) {
-    const before = deps.config.peek()?.config.hash;
-    const after = (await deps.config.get({ force: true })).config.hash;
-    return {
-      kind: 'secret',
-      secret: description.name,
-      action: 'config-reloaded',
-      reason: before === after ? 'unchanged' : CONFIG_CHANGED,
-      results: [],
-    };
-  }
+  const named = parseSecretArn(secretId) ? nameOfArn(secretId) : secretId;
+  if (named !== undefined && deps.config.isConfigSecret({ name: named, arn: secretId }))
+    return reloadConfig(deps, named);
   const { config } = await deps.config.get();
+  const early = named !== undefined && selected(config.destinations, named, {});
+  // The value read fails for a secret scheduled for deletion, which needs no value.
+  const [description, earlyValue] = await Promise.all([
+    read(() => deps.source.describe(secretId)),
+    early
+      ? read(() => deps.source.current(secretId)).catch((error: unknown) => ({ failed: error }))
+      : undefined,
+  ]);
+  if (description && deps.config.isConfigSecret(description)) return reloadConfig(deps, description.name);
   if (!description) {
     // Deleted without a recovery window. Its replicas are found by the origin's ARN; without the ARN
     // (an event naming the secret only), the resync's sweep finds them.
     const name = nameOfArn(secretId);
-    if (!name) return skipped(secretId, 'gone, and named without its ARN: the resync retires its replicas');
+    if (!name)
+      return skipped(
+        named ?? '(a partial ARN)',
+        'gone, and named without its ARN: the resync retires its replicas',
+      );
     const results = await retireEverywhere(
       { originTag: originTag(secretId), name },
       {},
@@ -110,15 +145,26 @@ export async function replicateSecret(secretId: string, deps: ReplicatorDeps): P
     );
     return { kind: 'secret', secret: description.name, action: 'retired', results };
   }
-  if (current && 'failed' in current) throw current.failed;
+  if (!selected(config.destinations, description.name, description.tags))
+    return skipped(description.name, 'no destination takes it');
+  if (earlyValue && 'failed' in earlyValue) throw earlyValue.failed;
+  const current = earlyValue ?? (await read(() => deps.source.current(description.arn)));
   if (!current) return skipped(description.name, 'no current version');
-  if (isReplicaWrite(current, description.tags))
+  if (isReplicaWrite(current))
     return skipped(description.name, 'its current version is a replica write: never replicated again');
   const results = await replicateToAll(
     { description, current, stillCurrent: stillCurrentOf(deps, description.arn, current.versionId) },
     config.destinations,
     fanOutOptions(deps),
   );
+  // A later write may have landed while this one was being replicated, and this write may have landed over
+  // it at a destination: if the source moved on, replicate once more (the later write's own delivery
+  // may already have come and gone).
+  if (pass === 1 && results.some((result) => WRITES.has(result.outcome))) {
+    const now = await read(() => deps.source.describe(description.arn));
+    if (now?.currentVersionId && now.currentVersionId !== current.versionId)
+      return replicateSecret(description.arn, deps, 2);
+  }
   return { kind: 'secret', secret: description.name, action: 'replicated', results };
 }
 
@@ -144,11 +190,9 @@ export function throwIfFailed(results: readonly DestinationResult[]): void {
 /** Runs what a trigger asks for; throws (after doing all it could) when a destination failed. */
 export async function handleTrigger(trigger: Trigger, deps: ReplicatorDeps): Promise<TriggerReport> {
   if (trigger.kind === 'ignored') return trigger;
-  if (trigger.kind === 'resync') {
-    const report = await resync(deps);
-    throwIfFailed(report.failures);
-    return report;
-  }
+  // A resync's failures are reported (logged, counted, alarmed), not retried as a whole: the next resync,
+  // or the secret's next event, goes over them again.
+  if (trigger.kind === 'resync') return resync(deps);
   const report = await replicateSecret(trigger.secretId, deps);
   throwIfFailed(report.results);
   if (report.reason === CONFIG_CHANGED) return handleTrigger({ kind: 'resync' }, deps);

@@ -5,9 +5,9 @@ import { withRetries } from '../lib/retry';
 import type { Destination } from './config';
 import { isolated, replicateToAll } from './fan-out';
 import type { DestinationResult, Outcome } from './outcomes';
-import { isOriginIn, nameOfArn, originTag, REPLICA_OF } from './replica-tags';
+import { isOriginIn, nameOfArn, originTag, parseSecretArn, REPLICA_OF } from './replica-tags';
 import { isReplicaWrite, retireReplica } from './replicate';
-import { fanOutOptions, stillCurrentOf, type ReplicatorDeps } from './replicator';
+import { fanOutOptions, selected, stillCurrentOf, type ReplicatorDeps } from './replicator';
 import type { SecretDescription } from './secrets-api';
 
 export interface ResyncReport {
@@ -72,14 +72,16 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
   const known = (destination: Destination, name: string) => replicas.get(destination.name)?.get(name);
 
   const live = sources.filter((s) => !s.deletedDate && !deps.config.isConfigSecret(s));
+  // Only what some destination takes is read: the function may read no other value.
+  const taken = live.filter((s) => selected(config.destinations, s.name, s.tags));
   let looked = 0;
   const perSecret = pLimit(deps.resyncParallelism);
   await Promise.all(
-    live.map((description) =>
+    taken.map((description) =>
       perSecret(async () => {
         try {
           const current = await read(() => deps.source.current(description.arn));
-          if (!current || isReplicaWrite(current, description.tags)) return;
+          if (!current || isReplicaWrite(current)) return;
           looked++;
           const options = fanOutOptions(deps, known);
           record(
@@ -133,6 +135,11 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
         .map((replica) =>
           sweep(async () => {
             const origin = replica.tags[REPLICA_OF] as string;
+            // Created (and replicated) after the listing: alive after all.
+            if (parseSecretArn(origin)) {
+              const now = await read(() => deps.source.describe(origin)).catch(() => 'unknown' as const);
+              if (now === 'unknown' || (now && !now.deletedDate)) return;
+            }
             const deletedDate = deleting.get(origin);
             const retired = {
               originTag: origin,

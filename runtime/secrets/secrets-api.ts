@@ -17,7 +17,7 @@ export interface SecretDescription {
   readonly kmsKeyId?: string;
 }
 
-/** The AWSCURRENT version of a secret. */
+/** A staged version of a secret (AWSCURRENT unless asked otherwise). */
 export interface CurrentVersion {
   readonly versionId: string;
   readonly createdDate: Date;
@@ -30,7 +30,8 @@ export interface CurrentVersion {
  */
 export interface SecretsApi {
   describe(secretId: string): Promise<SecretDescription | undefined>;
-  current(secretId: string): Promise<CurrentVersion | undefined>;
+  /** The version carrying `stage` (default AWSCURRENT), or undefined when none does. */
+  current(secretId: string, stage?: 'AWSCURRENT' | 'AWSPREVIOUS'): Promise<CurrentVersion | undefined>;
   /** Every secret (those scheduled for deletion included), or those carrying the tag key. */
   list(tagKey?: string): AsyncIterable<SecretDescription>;
   create(input: {

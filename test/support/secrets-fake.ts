@@ -64,6 +64,8 @@ export class FakeSecretsManager implements SecretsApi {
   /** Fails the next matching calls with the given error (consumed one per call). */
   readonly failures: { op: keyof SecretsApi; error: () => Error; times: number }[] = [];
   latencyMs = 0;
+  /** Runs before a call is answered (once per entry), e.g. to interleave another writer. */
+  readonly before: { op: keyof SecretsApi; run: () => Promise<void> }[] = [];
   clock: () => number = Date.now;
 
   constructor(
@@ -77,6 +79,8 @@ export class FakeSecretsManager implements SecretsApi {
 
   private async enter(op: keyof SecretsApi, secretId: string): Promise<void> {
     this.calls.push({ op, secretId });
+    const hook = this.before.findIndex((h) => h.op === op);
+    if (hook >= 0) await this.before.splice(hook, 1)[0]?.run();
     if (this.latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
     const failure = this.failures.find((f) => f.op === op && f.times > 0);
     if (failure) {
@@ -200,6 +204,13 @@ export class FakeSecretsManager implements SecretsApi {
     return [...this.secrets.keys()].sort();
   }
 
+  /** DescribeSecret answers a key as its ARN (an alias as the alias ARN), whatever form it was given in. */
+  private keyArn(kmsKeyId: string): string {
+    if (kmsKeyId.startsWith('arn:')) return kmsKeyId;
+    const resource = kmsKeyId.startsWith('alias/') ? kmsKeyId : `key/${kmsKeyId}`;
+    return `arn:aws:kms:${this.region}:${this.account}:${resource}`;
+  }
+
   // --- SecretsApi --------------------------------------------------------------------------------------
 
   async describe(secretId: string): Promise<SecretDescription | undefined> {
@@ -208,7 +219,10 @@ export class FakeSecretsManager implements SecretsApi {
     return secret && this.describeOf(secret);
   }
 
-  async current(secretId: string): Promise<CurrentVersion | undefined> {
+  async current(
+    secretId: string,
+    stage: 'AWSCURRENT' | 'AWSPREVIOUS' = 'AWSCURRENT',
+  ): Promise<CurrentVersion | undefined> {
     await this.enter('current', secretId);
     const secret = this.find(secretId);
     if (!secret) return undefined;
@@ -218,14 +232,18 @@ export class FakeSecretsManager implements SecretsApi {
         400,
         'You tried to perform the operation on a secret that is currently marked deleted.',
       );
-    const version = secret.versions.find((v) => v.stages.includes('AWSCURRENT'));
+    const version = secret.versions.find((v) => v.stages.includes(stage));
     return version && { versionId: version.id, createdDate: version.created, value: version.value };
   }
 
+  /** Pages of 100, as the first page's call found them; `tag-key` matches a prefix, as AWS documents. */
   async *list(tagKey?: string): AsyncIterable<SecretDescription> {
-    const all = [...this.secrets.values()].filter((s) => !tagKey || tagKey in s.tags);
+    await this.enter('list', tagKey ?? '*');
+    const all = [...this.secrets.values()].filter(
+      (s) => !tagKey || Object.keys(s.tags).some((key) => key.startsWith(tagKey)),
+    );
     for (let page = 0; page * 100 < Math.max(all.length, 1); page++) {
-      await this.enter('list', tagKey ?? '*');
+      if (page > 0) await this.enter('list', tagKey ?? '*');
       for (const secret of all.slice(page * 100, page * 100 + 100)) yield this.describeOf(secret);
     }
   }
@@ -246,7 +264,7 @@ export class FakeSecretsManager implements SecretsApi {
       name: input.name,
       tags: { ...input.tags },
       versions: [],
-      ...(input.kmsKeyId ? { kmsKeyId: input.kmsKeyId } : {}),
+      ...(input.kmsKeyId ? { kmsKeyId: this.keyArn(input.kmsKeyId) } : {}),
     };
     this.secrets.set(input.name, secret);
     this.addVersion(secret, input.token, input.value, true);
@@ -260,7 +278,7 @@ export class FakeSecretsManager implements SecretsApi {
   async updateValue(secretId: string, token: string, value: SecretValue, kmsKeyId: string): Promise<void> {
     await this.enter('updateValue', secretId);
     const secret = this.live(secretId);
-    secret.kmsKeyId = kmsKeyId;
+    secret.kmsKeyId = this.keyArn(kmsKeyId);
     this.addVersion(secret, token, value, true);
   }
 

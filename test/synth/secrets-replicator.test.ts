@@ -48,13 +48,18 @@ const statement = roleStatement;
 describe('SecretsReplicator', () => {
   const synthesized = Testing.synthScope((scope) => void replicator(scope));
 
-  it('reads only the source names its filters select, in its own region', () => {
+  it('reads only the values its filters select, in its own region (the metadata of any to route them)', () => {
     expect(statement(synthesized, 'ReadSources')).toMatchObject({
-      Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+      Action: ['secretsmanager:GetSecretValue'],
       Resource: [
         `arn:aws:secretsmanager:eu-central-1:${ACCOUNT}:secret:app/prod/*`,
         `arn:aws:secretsmanager:eu-central-1:${ACCOUNT}:secret:db/orders-??????`,
+        `arn:aws:secretsmanager:eu-central-1:${ACCOUNT}:secret:db/orders`,
       ],
+    });
+    expect(statement(synthesized, 'DescribeSources')).toMatchObject({
+      Action: ['secretsmanager:DescribeSecret'],
+      Resource: [`arn:aws:secretsmanager:eu-central-1:${ACCOUNT}:secret:*`],
     });
     expect(statement(synthesized, 'ListSecrets').Resource).toEqual(['*']);
   });
@@ -65,6 +70,8 @@ describe('SecretsReplicator', () => {
       expect.arrayContaining([
         `arn:aws:secretsmanager:us-east-1:${ACCOUNT}:secret:app/dr/*`,
         `arn:aws:secretsmanager:us-east-1:${ACCOUNT}:secret:db/orders-??????`,
+        // A replica not created yet is authorized against its bare name.
+        `arn:aws:secretsmanager:us-east-1:${ACCOUNT}:secret:db/orders`,
       ]),
     );
     expect(writes.Action).not.toContain('secretsmanager:DeleteSecret');
@@ -97,8 +104,15 @@ describe('SecretsReplicator', () => {
       expect.stringMatching(/aws_sqs_queue\.Secrets_Queue_\w+\.arn/),
       expect.stringMatching(/aws_sqs_queue\.Secrets_Queue_\w+\.arn/),
     ]);
-    const policy = JSON.parse(only(synthesized, 'aws_sqs_queue_policy').policy as string);
-    expect(policy.Statement[0].Condition.ArnEquals['aws:SourceArn']).toHaveLength(2);
+    // Events EventBridge cannot deliver wait in the dead-letter queue; both queues admit only the two rules.
+    expect(targets.map((t) => (t.dead_letter_config as { arn: string }).arn)).toEqual([
+      expect.stringMatching(/aws_sqs_queue\.Secrets_DeadLetters_\w+\.arn/),
+      expect.stringMatching(/aws_sqs_queue\.Secrets_DeadLetters_\w+\.arn/),
+    ]);
+    for (const policy of resources(synthesized, 'aws_sqs_queue_policy'))
+      expect(
+        JSON.parse(policy.policy as string).Statement[0].Condition.ArnEquals['aws:SourceArn'],
+      ).toHaveLength(2);
     const queue = resources(synthesized, 'aws_sqs_queue').find(
       (q) => q.name === 'dev-secrets-replication',
     ) as Block;
@@ -106,6 +120,7 @@ describe('SecretsReplicator', () => {
     expect(JSON.parse(queue.redrive_policy as string)).toMatchObject({ maxReceiveCount: 5 });
     expect(only(synthesized, 'aws_lambda_event_source_mapping')).toMatchObject({
       batch_size: 1,
+      scaling_config: { maximum_concurrency: 5 },
       function_response_types: ['ReportBatchItemFailures'],
     });
   });

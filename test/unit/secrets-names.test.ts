@@ -50,10 +50,18 @@ describe('NameMap', () => {
   });
 
   it('keeps unmapped names, and lets * match the empty text', () => {
-    const map = mapOf({ 'app/*': 'dr/*x', 'one/*': 'fixed' });
+    const map = mapOf({ 'app/*': 'dr/*x' });
     expect(map.map('other')).toEqual({ name: 'other', mapping: undefined });
     expect(map.map('app/').name).toBe('dr/x');
-    expect(map.map('one/anything/at/all').name).toBe('fixed');
+  });
+
+  it('refuses a pattern mapped onto one fixed name: its secrets would overwrite each other', () => {
+    expect(compile({ 'one/*': 'fixed' }).problems).toEqual([
+      {
+        key: 'one/*',
+        rule: 'target: expected a * (a pattern mapped onto one name would make its secrets overwrite each other)',
+      },
+    ]);
   });
 
   it('throws a NameMappingError naming the pattern and the name when a wildcard gives an invalid name', () => {

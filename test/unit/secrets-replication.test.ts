@@ -405,3 +405,132 @@ describe('secrets replication: the resync', () => {
     expect(world.region('us-east-1').secret('db/y')?.deletedDate).toBeDefined();
   });
 });
+
+describe('secrets replication: what the review found', () => {
+  const pair = (world: World) => ({
+    west: world.replicator('us-west-2', [
+      destinationOf({ region: 'us-east-1', twoWay: true, transform: swap('west', 'east') }),
+    ]),
+    east: world.replicator('us-east-1', [
+      destinationOf({ region: 'us-west-2', twoWay: true, transform: swap('east', 'west') }),
+    ]),
+  });
+
+  it('reads no value of a secret no destination takes, on its event or in a resync', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'v');
+    const payments = west.userWrite('payments/key', 'k');
+    const deps = world.replicator('us-west-2', [
+      destinationOf({ region: 'us-east-1', selects: (n) => n.startsWith('app/') }),
+    ]);
+    expect(await replicateSecret(payments.arn, deps)).toMatchObject({
+      action: 'skipped',
+      reason: 'no destination takes it',
+    });
+    expect(await handleTrigger({ kind: 'resync' }, deps)).toMatchObject({ secrets: 1, failures: [] });
+    const valueReads = west.calls.filter((c) => c.op === 'current').map((c) => c.secretId);
+    expect(valueReads.some((id) => id.includes('payments'))).toBe(false);
+    expect(valueReads.some((id) => id.includes('app/db'))).toBe(true);
+  });
+
+  it('a user write landing between the two-way check and the write is restored, and wins on both sides', async () => {
+    const world = new World();
+    const deps = pair(world);
+    const west = world.region('us-west-2');
+    const east = world.region('us-east-1');
+    west.userWrite('app/db', 'host=west v0');
+    await replicateSecret('app/db', deps.west);
+    world.now += 1000;
+    west.userWrite('app/db', 'host=west X');
+    // West's write of X reaches east only after a user wrote Y there (later) and east replicated it west.
+    east.before.push({
+      op: 'putValue',
+      run: async () => {
+        world.now += 5;
+        east.userWrite('app/db', 'host=east Y');
+        await replicateSecret('app/db', deps.east);
+      },
+    });
+    const crossed = await replicateSecret('app/db', deps.west);
+    expect(crossed.results[0]?.outcome).toBe('newer-at-destination');
+    expect(east.textOf('app/db')).toBe('host=east Y');
+    expect(west.textOf('app/db')).toBe('host=west Y');
+    for (const side of ['west', 'east'] as const) await replicateSecret('app/db', deps[side]);
+    expect([west.textOf('app/db'), east.textOf('app/db')]).toEqual(['host=west Y', 'host=east Y']);
+  });
+
+  it("a user's rollback to content that was once replicated in still travels (no stale content-hash tag)", async () => {
+    const world = new World();
+    const deps = pair(world);
+    const west = world.region('us-west-2');
+    const east = world.region('us-east-1');
+    west.userWrite('app/db', 'pw=old host=west');
+    await replicateSecret('app/db', deps.west);
+    world.now += 1000;
+    east.userWrite('app/db', 'pw=new host=east');
+    await replicateSecret('app/db', deps.east);
+    world.now += 1000;
+    east.userWrite('app/db', 'pw=old host=east');
+    expect((await replicateSecret('app/db', deps.east)).action).toBe('replicated');
+    expect(west.textOf('app/db')).toBe('pw=old host=west');
+  });
+
+  it('writes with PutSecretValue to a destination whose key is an alias, and replicates a rollback there', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'v1');
+    const deps = world.replicator('us-west-2', [
+      destinationOf({ region: 'us-east-1', kmsKeyId: 'alias/replicas' }),
+    ]);
+    await replicateSecret('app/db', deps);
+    const v1 = west.secret('app/db')?.versions[0]?.id as string;
+    world.now += 60_000;
+    west.userWrite('app/db', 'v2');
+    await replicateSecret('app/db', deps);
+    await west.makeCurrent('app/db', v1, west.secret('app/db')?.versions[1]?.id);
+    await replicateSecret('app/db', deps);
+    const east = world.region('us-east-1');
+    expect(east.textOf('app/db')).toBe('v1');
+    expect(east.writes.map((c) => c.op)).not.toContain('updateValue');
+  });
+
+  it('the sweep keeps the replica of a secret created after the source listing', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    const east = world.region('us-east-1');
+    west.userWrite('app/a', 'a');
+    const deps = world.replicator('us-west-2', [
+      destinationOf({ region: 'us-east-1', deletePolicy: { kind: 'propagate' } }),
+    ]);
+    await handleTrigger({ kind: 'resync' }, deps);
+    east.before.push({
+      op: 'list',
+      run: async () => {
+        west.userWrite('app/new', 'n');
+        await replicateSecret('app/new', deps);
+      },
+    });
+    const report = await handleTrigger({ kind: 'resync' }, deps);
+    expect(report).toMatchObject({ outcomes: { 'up-to-date': 1 } });
+    expect(east.secret('app/new')?.deletedDate).toBeUndefined();
+  });
+
+  it('replicates once more when the source moved on while it was being replicated', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'v1');
+    const deps = world.replicator('us-west-2', [destinationOf({ region: 'us-east-1' })]);
+    const east = world.region('us-east-1');
+    // v2 is written (and its own delivery replicates it) while v1's write is on its way.
+    east.before.push({
+      op: 'create',
+      run: async () => {
+        world.now += 1000;
+        west.userWrite('app/db', 'v2');
+      },
+    });
+    await replicateSecret('app/db', deps);
+    expect(east.textOf('app/db')).toBe('v2');
+  });
+});
