@@ -1,7 +1,7 @@
 // Differential test of runtime/secrets/sed.ts against GNU sed 4.9 (`LC_ALL=C.UTF-8 sed -E`): seeded random
 // scripts over a small alphabet, each applied to several values. Both must give the same output, or both
 // must refuse the script. The few cases GNU sed itself cannot be reproduced on are excluded narrowly below.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -290,6 +290,8 @@ describe('compileSed against GNU sed -E (C.UTF-8)', () => {
   it(
     'gives the same output as GNU sed, or refuses what it refuses, on seeded random scripts',
     async () => {
+      // The oracle, the sed sed/ctype-data.ts was generated from.
+      expect(execFileSync('sed', ['--version'], { encoding: 'utf8' })).toContain('(GNU sed) 4.9');
       const random = seededRandom(SEED);
       const values = Array.from({ length: 500 }, () => value(random));
       const cases: Case[] = Array.from({ length: SCRIPTS }, () => ({
