@@ -1,3 +1,4 @@
+import { MAX_PATTERN_SPACE_CHARS, SED_TIME_BUDGET_MS, SedBudgetError } from './sed/budget';
 import { parseScript } from './sed/script';
 import { ScriptError } from './sed/source';
 import { substitute } from './sed/substitute';
@@ -34,10 +35,20 @@ export function compileSed(script: string): (value: string) => string {
     // A last line without a newline stays without one, as sed prints it.
     const newline = value.endsWith('\n');
     const lines = (newline ? value.slice(0, -1) : value).split('\n');
-    const out = lines.map((line) => commands.reduce((text, command) => substitute(command, text), line));
+    const deadline = performance.now() + SED_TIME_BUDGET_MS;
+    const out = lines.map((line) =>
+      commands.reduce((text, command) => {
+        const next = substitute(command, text, undefined, deadline);
+        if (next.length > MAX_PATTERN_SPACE_CHARS)
+          throw new SedBudgetError(`the script grew a line past ${MAX_PATTERN_SPACE_CHARS} characters`);
+        return next;
+      }, line),
+    );
     return out.join('\n') + (newline ? '\n' : '');
   };
 }
+
+export { MAX_PATTERN_SPACE_CHARS, SED_TIME_BUDGET_MS, SedBudgetError } from './sed/budget';
 
 function positioned(script: string, error: ScriptError): SedScriptError {
   const before = [...script].slice(0, error.at);

@@ -1,4 +1,4 @@
-import { SedScriptError, compileSed } from '../../runtime/secrets/sed';
+import { SedBudgetError, SedScriptError, compileSed } from '../../runtime/secrets/sed';
 
 // Every expected output below is GNU sed 4.9's: printf '%s' "$value" | LC_ALL=C.UTF-8 sed -E "$script".
 const SAME_AS_GNU: Array<[name: string, script: string, value: string, expected: string]> = [
@@ -251,6 +251,31 @@ describe('compileSed', () => {
     it('a word-boundary pattern (matched on the encoded line) on a run of a', () => {
       const value = 'a'.repeat(KIB_64);
       expect(compileSed('s/\\b(a*)*\\>/X/g')(value)).toBe('X');
+    });
+  });
+
+  describe('bounds that keep any script from holding the function', () => {
+    it('refuses a value whose global substitution runs past the time budget (many matches, each reading far ahead)', () => {
+      const apply = compileSed('s/a|a*b/X/g');
+      expect(apply('a'.repeat(8))).toBe('XXXXXXXX');
+      let thrown: unknown;
+      try {
+        apply('a'.repeat(64 * 1024));
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(SedBudgetError);
+      expect((thrown as Error).message).toBe(
+        'secret-transform: the substitution ran past its 2000 ms budget',
+      );
+    });
+
+    it('refuses a script that grows a line past 1 MiB', () => {
+      const doubling = Array.from({ length: 25 }, () => 's/.*/&&/').join('\n');
+      expect(compileSed(doubling.split('\n').slice(0, 3).join('\n'))('ab')).toBe('ab'.repeat(8));
+      expect(() => compileSed(doubling)('ab')).toThrow(
+        new SedBudgetError('the script grew a line past 1048576 characters'),
+      );
     });
   });
 });

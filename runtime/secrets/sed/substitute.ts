@@ -1,4 +1,5 @@
 import { expand } from './replacement';
+import { SED_TIME_BUDGET_MS, SedBudgetError } from './budget';
 import { Command } from './script';
 
 /**
@@ -6,7 +7,12 @@ import { Command } from './script';
  * does not count, and after an empty match that is not replaced the scan moves on by one character
  * (`echo baaac | sed -E 's,a*,x,g'` gives xbxcx). `onEmptyStep` sees each character stepped over that way.
  */
-export function substitute(command: Command, line: string, onEmptyStep?: (skipped: string) => void): string {
+export function substitute(
+  command: Command,
+  line: string,
+  onEmptyStep?: (skipped: string) => void,
+  deadlineMs?: number,
+): string {
   const search = command.regex.search(line, Math.max(command.replacement.maxGroup, 0));
   let match = search(0);
   if (!match) return line;
@@ -36,6 +42,8 @@ export function substitute(command: Command, line: string, onEmptyStep?: (skippe
     start = offset + matched;
     lastEnd = match[1]!;
     if (!again || start > line.length) break;
+    if (deadlineMs !== undefined && performance.now() > deadlineMs)
+      throw new SedBudgetError(`the substitution ran past its ${SED_TIME_BUDGET_MS} ms budget`);
     match = search(start);
     if (!match) break;
   }
