@@ -5,21 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLASS_NAMES } from '../runtime/secrets/sed/ctype';
 
-const CLASSES = [
-  'alpha',
-  'upper',
-  'lower',
-  'digit',
-  'xdigit',
-  'alnum',
-  'space',
-  'blank',
-  'punct',
-  'print',
-  'graph',
-  'cntrl',
-];
+const CLASSES = CLASS_NAMES;
 const NEWLINE = 0x0a;
 
 /** Every scalar value but the newline (the line separator; classified by hand below). */
