@@ -574,7 +574,8 @@ export const environmentSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['secrets', 'replication', replicatorRegion],
-            input: undefined,
+            // The document itself is not quoted: an external id in it is a shared secret.
+            input: '(a replicator document)',
             message: issue,
           });
       }

@@ -102,22 +102,19 @@ export class AwsSecretsApi implements SecretsApi {
     );
   }
 
-  async putValue(secretId: string, token: string, value: SecretValue): Promise<readonly string[]> {
-    const put = await this.client.send(
-      new PutSecretValueCommand({ SecretId: secretId, ClientRequestToken: token, ...payload(value) }),
-    );
-    return put.VersionStages ?? [];
-  }
-
-  async updateValue(secretId: string, token: string, value: SecretValue, kmsKeyId: string): Promise<void> {
+  async putPending(secretId: string, token: string, value: SecretValue, stage: string): Promise<void> {
     await this.client.send(
-      new UpdateSecretCommand({
+      new PutSecretValueCommand({
         SecretId: secretId,
         ClientRequestToken: token,
-        KmsKeyId: kmsKeyId,
+        VersionStages: [stage],
         ...payload(value),
       }),
     );
+  }
+
+  async setKey(secretId: string, kmsKeyId: string): Promise<void> {
+    await this.client.send(new UpdateSecretCommand({ SecretId: secretId, KmsKeyId: kmsKeyId }));
   }
 
   async makeCurrent(secretId: string, toVersionId: string, fromVersionId: string | undefined): Promise<void> {

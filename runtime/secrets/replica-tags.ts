@@ -5,6 +5,8 @@ export const REPLICA_OF = 'estate:replica-of';
 export const ORIGIN_VERSION = 'estate:replica-origin-version';
 export const CONTENT_HASH = 'estate:replica-content-sha256';
 export const RULE_HASH = 'estate:replica-rule';
+/** The destination (its configured name) that wrote the replica: whose delete policy it follows. */
+export const DESTINATION = 'estate:replica-destination';
 /** Set on a replica whose origin is gone, while a grace period runs: when the replicator first saw that. */
 export const ORPHANED_AT = 'estate:replica-orphaned-at';
 

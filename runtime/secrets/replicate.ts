@@ -2,7 +2,15 @@ import { PermanentError, RetryableError } from '../lib/failures';
 import type { Destination, Route } from './config';
 import type { Outcome } from './outcomes';
 import { TransformError } from './transform';
-import { CONTENT_HASH, ORIGIN_VERSION, ORPHANED_AT, originTag, REPLICA_OF, RULE_HASH } from './replica-tags';
+import {
+  CONTENT_HASH,
+  DESTINATION,
+  ORIGIN_VERSION,
+  ORPHANED_AT,
+  originTag,
+  REPLICA_OF,
+  RULE_HASH,
+} from './replica-tags';
 import {
   MAX_SECRET_BYTES,
   valueBytes,
@@ -109,11 +117,25 @@ function isAlreadyExists(error: unknown): boolean {
   return error instanceof Error && error.name === 'ResourceExistsException';
 }
 
+/** The label a replica version carries while it is written and not yet current. */
+export const PENDING_STAGE = 'ESTATE_REPLICATING';
+
+/** Compare-and-swap attempts before the destination is reported as moving too fast (and retried later). */
+const SWAP_ATTEMPTS = 3;
+
+/** AWSCURRENT was no longer on the version read: somebody wrote the destination meanwhile. */
+class CurrentMoved extends Error {
+  override readonly name = 'CurrentMoved';
+}
+
 /**
  * Brings one destination up to date with a source's current user write. Reads the destination secret
  * (`known`, when a listing already did) and writes only when it does not hold the desired version: a
- * destination already up to date costs one read, or none. Idempotent: calling it again after any failure
- * redoes only what is missing.
+ * destination already up to date costs one read, or none. The write is a compare-and-swap: the version is
+ * put under a label of the replicator's, then AWSCURRENT is moved to it from the version the decision was
+ * made on; if another writer moved it meanwhile, the decision is made again on what is there now. So no
+ * delivery ever puts an older origin write over a later one, and in a two-way pair no replica lands over a
+ * user's later write. Idempotent: calling it again after any failure redoes only what is missing.
  */
 export async function replicateTo(
   source: LiveSource,
@@ -121,6 +143,24 @@ export async function replicateTo(
   destination: Destination,
   api: SecretsApi,
   known?: SecretDescription,
+): Promise<Outcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await replicateOnce(source, route, destination, api, attempt === 1 ? known : undefined);
+    } catch (error) {
+      if (!(error instanceof CurrentMoved)) throw error;
+      if (attempt >= SWAP_ATTEMPTS)
+        throw new RetryableError('destination-moving', 'the destination changed under every write attempted');
+    }
+  }
+}
+
+async function replicateOnce(
+  source: LiveSource,
+  route: Route,
+  destination: Destination,
+  api: SecretsApi,
+  known: SecretDescription | undefined,
 ): Promise<Outcome> {
   const desired = desiredValue(source.current.value, route);
   const originMs = source.current.createdDate.getTime();
@@ -130,6 +170,7 @@ export async function replicateTo(
     [ORIGIN_VERSION]: source.current.versionId,
     [CONTENT_HASH]: contentHash(desired),
     [RULE_HASH]: route.ruleHash,
+    [DESTINATION]: destination.name,
   };
   let target = known ?? (await api.describe(route.targetName));
   if (!target) {
@@ -158,14 +199,11 @@ export async function replicateTo(
     if (target.deletedDate) return 'restored';
     return retagged ? 'tagged' : 'up-to-date';
   }
-  const ours = { ms: originMs, arn: source.description.arn };
   if (destination.twoWay && target.currentVersionId) {
     const theirs = await api.current(target.arn);
-    if (
-      theirs &&
-      !isReplicaWrite(theirs) &&
-      isNewer({ ms: theirs.createdDate.getTime(), arn: target.arn }, ours)
-    )
+    if (theirs?.versionId !== target.currentVersionId) throw new CurrentMoved();
+    const ours = { ms: originMs, arn: source.description.arn };
+    if (!isReplicaWrite(theirs) && isNewer({ ms: theirs.createdDate.getTime(), arn: target.arn }, ours))
       return 'newer-at-destination';
   }
   const existing = target;
@@ -174,10 +212,6 @@ export async function replicateTo(
     writeValue(api, existing, token, desired, destination),
     bringTagsUpToDate(api, existing, tags),
   ]);
-  // Two-way: a user's write may have landed between the check above and this write. If the version this
-  // write displaced is such a write, and the later one, it is made current again (and travels back).
-  if (destination.twoWay && (await restoreNewerUserWrite(api, existing.arn, token, ours)))
-    return 'newer-at-destination';
   return target.deletedDate ? 'restored' : 'updated';
 }
 
@@ -187,6 +221,7 @@ function keyOf(kmsKeyId: string): string {
   return bare.startsWith('alias/') || bare.startsWith('key/') ? bare : `key/${bare}`;
 }
 
+/** The new version, put aside, then made current in place of the version the decision was made on. */
 async function writeValue(
   api: SecretsApi,
   target: SecretDescription,
@@ -194,46 +229,17 @@ async function writeValue(
   desired: SecretValue,
   destination: Destination,
 ): Promise<void> {
-  if (destination.kmsKeyId && (!target.kmsKeyId || keyOf(target.kmsKeyId) !== keyOf(destination.kmsKeyId))) {
-    await api.updateValue(target.arn, token, desired, destination.kmsKeyId);
-    const after = await api.describe(target.arn);
-    if (after && after.currentVersionId !== token)
-      await makeCurrent(api, target.arn, token, after.currentVersionId);
-    return;
-  }
-  const stages = await api.putValue(target.arn, token, desired);
-  // The token names an older version with this content (replicated before, then overwritten): Secrets
-  // Manager ignores the put, so make that version current again.
-  if (!stages.includes('AWSCURRENT')) await makeCurrent(api, target.arn, token, target.currentVersionId);
-}
-
-/** UpdateSecretVersionStage; a current version that moved since it was read is a race, retried. */
-async function makeCurrent(
-  api: SecretsApi,
-  arn: string,
-  to: string,
-  from: string | undefined,
-): Promise<void> {
+  if (destination.kmsKeyId && (!target.kmsKeyId || keyOf(target.kmsKeyId) !== keyOf(destination.kmsKeyId)))
+    await api.setKey(target.arn, destination.kmsKeyId);
+  // A token already used (this content replicated before, then overwritten) is ignored by the put: the
+  // version is still there to be made current again.
+  await api.putPending(target.arn, token, desired, PENDING_STAGE);
   try {
-    await api.makeCurrent(arn, to, from);
+    await api.makeCurrent(target.arn, token, target.currentVersionId);
   } catch (error) {
-    if (error instanceof Error && error.name === 'InvalidParameterException')
-      throw new RetryableError('version-moved', "the destination's current version moved during the write");
+    if (error instanceof Error && error.name === 'InvalidParameterException') throw new CurrentMoved();
     throw error;
   }
-}
-
-async function restoreNewerUserWrite(
-  api: SecretsApi,
-  arn: string,
-  token: string,
-  ours: { ms: number; arn: string },
-): Promise<boolean> {
-  const displaced = await api.current(arn, 'AWSPREVIOUS');
-  if (!displaced || isReplicaWrite(displaced)) return false;
-  if (!isNewer({ ms: displaced.createdDate.getTime(), arn }, ours)) return false;
-  await makeCurrent(api, arn, displaced.versionId, token);
-  return true;
 }
 
 /** The recovery window that mirrors the origin's: the days until its own deletion, within 7-30. */

@@ -5,7 +5,7 @@ import type { Destination } from './config';
 import type { ConfigSource } from './config-source';
 import type { Self, Trigger } from './events';
 import { replicateToAll, retireEverywhere, type FanOutOptions } from './fan-out';
-import { WRITES, type DestinationResult } from './outcomes';
+import type { DestinationResult } from './outcomes';
 import { nameOfArn, originTag, parseSecretArn } from './replica-tags';
 import { isReplicaWrite } from './replicate';
 import { resync, type ResyncReport } from './resync';
@@ -100,11 +100,7 @@ async function reloadConfig(deps: ReplicatorDeps, name: string): Promise<SecretR
  * is read only when a destination takes the secret (the function may read no other value), at once with
  * its description when the event's name alone shows that.
  */
-export async function replicateSecret(
-  secretId: string,
-  deps: ReplicatorDeps,
-  pass = 1,
-): Promise<SecretReport> {
+export async function replicateSecret(secretId: string, deps: ReplicatorDeps): Promise<SecretReport> {
   const read = <T>(call: () => Promise<T>) => withRetries(call, deps.retry);
   const named = parseSecretArn(secretId) ? nameOfArn(secretId) : secretId;
   if (named !== undefined && deps.config.isConfigSecret({ name: named, arn: secretId }))
@@ -157,14 +153,6 @@ export async function replicateSecret(
     config.destinations,
     fanOutOptions(deps),
   );
-  // A later write may have landed while this one was being replicated, and this write may have landed over
-  // it at a destination: if the source moved on, replicate once more (the later write's own delivery
-  // may already have come and gone).
-  if (pass === 1 && results.some((result) => WRITES.has(result.outcome))) {
-    const now = await read(() => deps.source.describe(description.arn));
-    if (now?.currentVersionId && now.currentVersionId !== current.versionId)
-      return replicateSecret(description.arn, deps, 2);
-  }
   return { kind: 'secret', secret: description.name, action: 'replicated', results };
 }
 

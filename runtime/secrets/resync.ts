@@ -5,7 +5,7 @@ import { withRetries } from '../lib/retry';
 import type { Destination } from './config';
 import { isolated, replicateToAll } from './fan-out';
 import type { DestinationResult, Outcome } from './outcomes';
-import { isOriginIn, nameOfArn, originTag, parseSecretArn, REPLICA_OF } from './replica-tags';
+import { DESTINATION, isOriginIn, nameOfArn, originTag, parseSecretArn, REPLICA_OF } from './replica-tags';
 import { isReplicaWrite, retireReplica } from './replicate';
 import { fanOutOptions, selected, stillCurrentOf, type ReplicatorDeps } from './replicator';
 import type { SecretDescription } from './secrets-api';
@@ -115,9 +115,7 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
   // Replicas whose origin (a secret of this region and account) is scheduled for deletion or gone. Only a
   // complete source listing gets here, so "not listed" means gone.
   const alive = new Set(live.map((s) => originTag(s.arn)));
-  const deleting = new Map(
-    sources.filter((s) => s.deletedDate).map((s) => [originTag(s.arn), s.deletedDate] as const),
-  );
+  const deleting = new Map(sources.filter((s) => s.deletedDate).map((s) => [originTag(s.arn), s] as const));
   const sweep = pLimit(deps.resyncParallelism);
   const options = fanOutOptions(deps);
   await Promise.all(
@@ -129,7 +127,7 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
             !replica.deletedDate &&
             isOriginIn(origin, deps.self.region, deps.self.account) &&
             !alive.has(origin) &&
-            routesTo(destination, origin, replica.name)
+            writtenBy(destination, replica, deleting.get(origin)?.tags)
           );
         })
         .map((replica) =>
@@ -140,7 +138,7 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
               const now = await read(() => deps.source.describe(origin)).catch(() => 'unknown' as const);
               if (now === 'unknown' || (now && !now.deletedDate)) return;
             }
-            const deletedDate = deleting.get(origin);
+            const deletedDate = deleting.get(origin)?.deletedDate;
             const retired = {
               originTag: origin,
               name: replica.name,
@@ -158,16 +156,21 @@ export async function resync(deps: ReplicatorDeps): Promise<ResyncReport> {
 }
 
 /**
- * Whether this destination is the one that writes `replicaName` for the origin (another destination in the
- * same region and account may own it, under its own delete policy). The origin is gone, so its tags are
- * unknown: a replica selected by a tag rule, or of an origin whose name is too long for its ARN to fit the
- * tag, is left to the origin's delete event.
+ * Whether this destination wrote the replica (another destination in the same region and account may have,
+ * under its own delete policy): its `estate:replica-destination` tag says so. A replica written before that
+ * tag existed is matched by routing its origin's name (with the origin's tags when it is still listed).
  */
-function routesTo(destination: Destination, origin: string, replicaName: string): boolean {
-  const name = nameOfArn(origin);
+function writtenBy(
+  destination: Destination,
+  replica: SecretDescription,
+  originTags: Readonly<Record<string, string>> | undefined,
+): boolean {
+  const writer = replica.tags[DESTINATION];
+  if (writer !== undefined) return writer === destination.name;
+  const name = nameOfArn(replica.tags[REPLICA_OF] ?? '');
   if (!name) return false;
   try {
-    return destination.route(name, {})?.targetName === replicaName;
+    return destination.route(name, originTags ?? {})?.targetName === replica.name;
   } catch {
     return false;
   }

@@ -42,11 +42,17 @@ export interface SecretsApi {
     readonly tags: Readonly<Record<string, string>>;
     readonly description: string;
   }): Promise<void>;
-  /** PutSecretValue: the stages the version carries after the call (an existing token is not moved). */
-  putValue(secretId: string, token: string, value: SecretValue): Promise<readonly string[]>;
-  /** UpdateSecret with a new value and key. */
-  updateValue(secretId: string, token: string, value: SecretValue, kmsKeyId: string): Promise<void>;
-  /** Moves AWSCURRENT to `toVersionId`. */
+  /**
+   * PutSecretValue with `stage` (a label of the replicator's) instead of AWSCURRENT: the version is written
+   * but not current. A token already used for this value is ignored, as Secrets Manager does.
+   */
+  putPending(secretId: string, token: string, value: SecretValue, stage: string): Promise<void>;
+  /** UpdateSecret with a new key only: versions written from now on are encrypted with it. */
+  setKey(secretId: string, kmsKeyId: string): Promise<void>;
+  /**
+   * Moves AWSCURRENT to `toVersionId` from `fromVersionId`: a compare-and-swap, since Secrets Manager refuses
+   * the move when the label is no longer on `fromVersionId` (undefined: on no version).
+   */
   makeCurrent(secretId: string, toVersionId: string, fromVersionId: string | undefined): Promise<void>;
   tag(secretId: string, tags: Readonly<Record<string, string>>): Promise<void>;
   untag(secretId: string, keys: readonly string[]): Promise<void>;

@@ -1,6 +1,7 @@
 import { JSONPath } from 'jsonpath-plus';
 import { PermanentError } from '../lib/failures';
 import { describeError } from '../lib/redact';
+import { SedBudgetError, withSedBudget } from './sed';
 
 export const MAX_TRANSFORM_STEPS = 20;
 export const MAX_JSON_PATH_CHARS = 1024;
@@ -265,6 +266,7 @@ function runSed(
   try {
     return sed(text);
   } catch (error) {
+    if (error instanceof SedBudgetError) throw new TransformError(index, path, error.reason);
     throw new TransformError(index, path, `the sed script failed (${describeError(error)})`);
   }
 }
@@ -278,22 +280,23 @@ function runSed(
  */
 export function transformChain(steps: readonly TransformStep[]): (value: string) => string {
   if (steps.length === 0) return (value) => value;
-  return (value) => {
-    let current = value;
-    steps.forEach((step, index) => {
-      current =
-        step.kind === 'sed'
-          ? runSed(step.sed, current, index, undefined)
-          : applyPathStep(step, index, current);
-      if (current.length > MAX_VALUE_BYTES / 3 && Buffer.byteLength(current, 'utf8') > MAX_VALUE_BYTES)
-        throw new TransformError(
-          index,
-          step.kind === 'sed' ? undefined : step.path,
-          `the result is larger than ${MAX_VALUE_BYTES} bytes (a secret's maximum)`,
-        );
+  return (value) =>
+    withSedBudget(() => {
+      let current = value;
+      steps.forEach((step, index) => {
+        current =
+          step.kind === 'sed'
+            ? runSed(step.sed, current, index, undefined)
+            : applyPathStep(step, index, current);
+        if (current.length > MAX_VALUE_BYTES / 3 && Buffer.byteLength(current, 'utf8') > MAX_VALUE_BYTES)
+          throw new TransformError(
+            index,
+            step.kind === 'sed' ? undefined : step.path,
+            `the result is larger than ${MAX_VALUE_BYTES} bytes (a secret's maximum)`,
+          );
+      });
+      return current;
     });
-    return current;
-  };
 }
 
 /** The steps as canonical JSON-ready data (what rule hashes are taken of). */

@@ -17,6 +17,7 @@ import {
   GetSecretValueCommand,
   ListSecretVersionIdsCommand,
   PutSecretValueCommand,
+  UpdateSecretVersionStageCommand,
   ResourceNotFoundException,
   RestoreSecretCommand,
   SecretsManagerClient,
@@ -148,8 +149,28 @@ async function userCreates(client: SecretsManagerClient, name: string, value: Va
 }
 
 /** A user's write: a new current version. Returns its id. */
+/**
+ * A user's write, made as rotation makes one: the new version put aside, then AWSCURRENT moved to it. (A
+ * plain PutSecretValue is the same write in AWS; moto keeps its own record of the current version, which
+ * UpdateSecretVersionStage does not move, so a plain put after the replicator's compare-and-swap would leave
+ * two versions labelled AWSCURRENT there.)
+ */
 async function userPuts(client: SecretsManagerClient, secretId: string, value: Value): Promise<string> {
-  const put = await client.send(new PutSecretValueCommand({ SecretId: secretId, ...payload(value) }));
+  const put = await client.send(
+    new PutSecretValueCommand({ SecretId: secretId, VersionStages: ['USER_PENDING'], ...payload(value) }),
+  );
+  const described = await client.send(new DescribeSecretCommand({ SecretId: secretId }));
+  const current = Object.entries(described.VersionIdsToStages ?? {}).find(([, stages]) =>
+    stages.includes('AWSCURRENT'),
+  )?.[0];
+  await client.send(
+    new UpdateSecretVersionStageCommand({
+      SecretId: secretId,
+      VersionStage: 'AWSCURRENT',
+      MoveToVersionId: put.VersionId,
+      ...(current ? { RemoveFromVersionId: current } : {}),
+    }),
+  );
   return put.VersionId as string;
 }
 

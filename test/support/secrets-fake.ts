@@ -30,8 +30,8 @@ export interface Call {
 
 const WRITE_OPS = new Set<keyof SecretsApi>([
   'create',
-  'putValue',
-  'updateValue',
+  'putPending',
+  'setKey',
   'makeCurrent',
   'tag',
   'untag',
@@ -270,32 +270,44 @@ export class FakeSecretsManager implements SecretsApi {
     this.addVersion(secret, input.token, input.value, true);
   }
 
-  async putValue(secretId: string, token: string, value: SecretValue): Promise<readonly string[]> {
-    await this.enter('putValue', secretId);
-    return this.addVersion(this.live(secretId), token, value, true);
+  async putPending(secretId: string, token: string, value: SecretValue, stage: string): Promise<void> {
+    await this.enter('putPending', secretId);
+    const secret = this.live(secretId);
+    if (secret.versions.some((v) => v.id === token)) {
+      this.addVersion(secret, token, value, false);
+      return;
+    }
+    for (const v of secret.versions) v.stages = v.stages.filter((label) => label !== stage);
+    this.addVersion(secret, token, value, false);
+    (secret.versions.at(-1) as Version).stages = [stage];
   }
 
-  async updateValue(secretId: string, token: string, value: SecretValue, kmsKeyId: string): Promise<void> {
-    await this.enter('updateValue', secretId);
-    const secret = this.live(secretId);
-    secret.kmsKeyId = this.keyArn(kmsKeyId);
-    this.addVersion(secret, token, value, true);
+  async setKey(secretId: string, kmsKeyId: string): Promise<void> {
+    await this.enter('setKey', secretId);
+    this.live(secretId).kmsKeyId = this.keyArn(kmsKeyId);
   }
 
   async makeCurrent(secretId: string, toVersionId: string, fromVersionId: string | undefined): Promise<void> {
     await this.enter('makeCurrent', secretId);
     const secret = this.live(secretId);
     const to = secret.versions.find((v) => v.id === toVersionId);
-    if (!to) throw awsError('ResourceNotFoundException', 400, 'no such version');
+    if (!to) throw awsError('InvalidParameterException', 400, 'Not a valid version.');
     const from = secret.versions.find((v) => v.stages.includes('AWSCURRENT'));
-    if (from && from.id !== fromVersionId)
+    if (from?.id !== fromVersionId)
       throw awsError(
         'InvalidParameterException',
         400,
-        'The parameter RemoveFromVersionId does not match the current version.',
+        'The staging label is not attached to RemoveFromVersionId.',
       );
-    if (from) from.stages = [...from.stages.filter((s) => s !== 'AWSCURRENT'), 'AWSPREVIOUS'];
-    to.stages = [...to.stages.filter((s) => s !== 'AWSPREVIOUS'), 'AWSCURRENT'];
+    if (from && from !== to) {
+      // AWSPREVIOUS moves to the version AWSCURRENT left, and only there.
+      for (const v of secret.versions) v.stages = v.stages.filter((label) => label !== 'AWSPREVIOUS');
+      from.stages = [...from.stages.filter((label) => label !== 'AWSCURRENT'), 'AWSPREVIOUS'];
+    }
+    to.stages = [
+      ...to.stages.filter((label) => label !== 'AWSPREVIOUS' && label !== 'AWSCURRENT'),
+      'AWSCURRENT',
+    ];
   }
 
   async tag(secretId: string, tags: Readonly<Record<string, string>>): Promise<void> {

@@ -15,6 +15,8 @@ export interface DestinationSpec {
   readonly kmsKeyId?: string;
   /** Names this destination takes (default: every name). */
   readonly selects?: (name: string) => boolean;
+  /** A tag the secret must carry to be taken (a tag rule). */
+  readonly requiresTag?: string;
   readonly rename?: (name: string) => string;
   readonly transform?: (value: string) => string;
 }
@@ -28,8 +30,8 @@ export function destinationOf(spec: DestinationSpec): Destination {
     ...(spec.kmsKeyId ? { kmsKeyId: spec.kmsKeyId } : {}),
     deletePolicy: spec.deletePolicy ?? { kind: 'ignore' },
     twoWay: spec.twoWay ?? false,
-    route: (name: string): Route | undefined =>
-      spec.selects && !spec.selects(name)
+    route: (name: string, tags: Readonly<Record<string, string>>): Route | undefined =>
+      (spec.selects && !spec.selects(name)) || (spec.requiresTag && !(spec.requiresTag in tags))
         ? undefined
         : {
             targetName: spec.rename ? spec.rename(name) : name,

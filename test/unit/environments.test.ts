@@ -412,11 +412,31 @@ describe('environments', () => {
     expect(message).toContain('dev: kkkkkkkkkk');
   });
 
+  it("refuses a secrets replicator's document at synth, naming the region and the field, and a region it does not have", () => {
+    const message = problemsFor(
+      'dev',
+      withDev({
+        secrets: {
+          replication: {
+            'eu-central-1': { destinations: [{ region: 'us-east-1', filters: { 'app/**': 's/a/b/p' } }] },
+            'ap-south-1': { destinations: [{ region: 'us-east-1', filters: { 'app/**': '' } }] },
+          },
+        },
+      }),
+    );
+    expect(message).toContain(
+      'dev: secrets.replication.eu-central-1: received "(a replicator document)"; destinations[0] (us-east-1).filters["app/**"]: line 1, column 7: flag p (print): not supported',
+    );
+    expect(message).toContain(
+      'dev: secrets.replication.ap-south-1: received "ap-south-1"; expected a region of the environment',
+    );
+  });
+
   it('lists the first 20 of many problems in its message and keeps them all', () => {
     const regions = Array.from({ length: 100_000 }, () => 'eu-central-1');
     let error: EnvironmentConfigError | undefined;
     try {
-      validateEnvironments({ dev: withDev({ regions }) });
+      validateEnvironments({ dev: withDev({ regions, secrets: { replication: {} } }) });
     } catch (e) {
       error = e as EnvironmentConfigError;
     }

@@ -82,8 +82,8 @@ describe('secrets replication: one secret to its destinations', () => {
     const report = await replicateSecret('app/db', deps);
     expect(report.results[0]?.outcome).toBe('updated');
     expect(east.textOf('app/db')).toBe('v1');
-    // The token names the version written before: Secrets Manager ignores the put, so it is made current.
-    expect(east.writes.map((c) => c.op)).toEqual(['create', 'putValue', 'makeCurrent']);
+    // The token names the version written before: Secrets Manager ignores the put; it is made current.
+    expect(east.writes.map((c) => c.op)).toEqual(['create', 'putPending', 'makeCurrent']);
   });
 
   it('never puts an older origin write over a later one already there', async () => {
@@ -445,7 +445,7 @@ describe('secrets replication: what the review found', () => {
     west.userWrite('app/db', 'host=west X');
     // West's write of X reaches east only after a user wrote Y there (later) and east replicated it west.
     east.before.push({
-      op: 'putValue',
+      op: 'putPending',
       run: async () => {
         world.now += 5;
         east.userWrite('app/db', 'host=east Y');
@@ -492,7 +492,7 @@ describe('secrets replication: what the review found', () => {
     await replicateSecret('app/db', deps);
     const east = world.region('us-east-1');
     expect(east.textOf('app/db')).toBe('v1');
-    expect(east.writes.map((c) => c.op)).not.toContain('updateValue');
+    expect(east.writes.map((c) => c.op)).not.toContain('setKey');
   });
 
   it('the sweep keeps the replica of a secret created after the source listing', async () => {
@@ -516,21 +516,68 @@ describe('secrets replication: what the review found', () => {
     expect(east.secret('app/new')?.deletedDate).toBeUndefined();
   });
 
-  it('replicates once more when the source moved on while it was being replicated', async () => {
+  it('never lets a slower delivery put an older write over a later one (compare-and-swap on AWSCURRENT)', async () => {
     const world = new World();
     const west = world.region('us-west-2');
-    west.userWrite('app/db', 'v1');
-    const deps = world.replicator('us-west-2', [destinationOf({ region: 'us-east-1' })]);
     const east = world.region('us-east-1');
-    // v2 is written (and its own delivery replicates it) while v1's write is on its way.
+    west.userWrite('app/db', 'v0');
+    const deps = world.replicator('us-west-2', [destinationOf({ region: 'us-east-1' })]);
+    await replicateSecret('app/db', deps);
+    world.now += 1000;
+    west.userWrite('app/db', 'v1');
+    // v1's delivery has read and decided when v2 is written and its whole delivery runs.
     east.before.push({
-      op: 'create',
+      op: 'putPending',
       run: async () => {
         world.now += 1000;
         west.userWrite('app/db', 'v2');
+        expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('updated');
       },
     });
-    await replicateSecret('app/db', deps);
+    expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('up-to-date');
     expect(east.textOf('app/db')).toBe('v2');
+  });
+
+  it('two deliveries and a later user write at a two-way destination: both sides end with the user write', async () => {
+    const world = new World();
+    const deps = pair(world);
+    const west = world.region('us-west-2');
+    const east = world.region('us-east-1');
+    west.userWrite('app/db', 'host=west v0');
+    await replicateSecret('app/db', deps.west);
+    world.now += 1000;
+    west.userWrite('app/db', 'host=west v1');
+    east.before.push({
+      op: 'putPending',
+      run: async () => {
+        world.now += 1000;
+        east.userWrite('app/db', 'host=east UB');
+        // A second delivery of west's change runs whole meanwhile.
+        expect((await replicateSecret('app/db', deps.west)).results[0]?.outcome).toBe('newer-at-destination');
+      },
+    });
+    expect((await replicateSecret('app/db', deps.west)).results[0]?.outcome).toBe('newer-at-destination');
+    await replicateSecret('app/db', deps.east);
+    expect([west.textOf('app/db'), east.textOf('app/db')]).toEqual(['host=west UB', 'host=east UB']);
+  });
+
+  it('a replica selected by a tag rule is retired by the resync when its origin is gone (the destination tag)', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    const east = world.region('us-east-1');
+    west.userWrite('app/db', 'v', { replicate: 'yes' });
+    const deps = world.replicator('us-west-2', [
+      destinationOf({
+        name: 'tagged',
+        region: 'us-east-1',
+        requiresTag: 'replicate',
+        deletePolicy: { kind: 'propagate' },
+      }),
+    ]);
+    await replicateSecret('app/db', deps);
+    expect(east.secret('app/db')?.tags['estate:replica-destination']).toBe('tagged');
+    west.userDelete('app/db', { force: true });
+    expect(await handleTrigger({ kind: 'resync' }, deps)).toMatchObject({ outcomes: { deleted: 1 } });
+    expect(east.secret('app/db')?.deletedDate).toBeDefined();
   });
 });

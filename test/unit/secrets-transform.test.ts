@@ -35,6 +35,19 @@ function failureOf(steps: readonly TransformStep[], value: string): TransformErr
 }
 
 describe('transformChain', () => {
+  it('gives all the steps of one value one time budget (2 s), not one each', () => {
+    // Each step alone is well inside the budget (a quadratic global replacement on 1,536 characters);
+    // twenty of them are not.
+    const slow = sed('s/a|a*b/a/g');
+    const value = 'a'.repeat(1536);
+    expect(transformChain([slow])(value)).toBe(value);
+    const failure = failureOf(
+      Array.from({ length: 20 }, () => slow),
+      value,
+    );
+    expect(failure.message).toMatch(/^transform step \d+: the substitution ran past its 2000 ms budget$/);
+  });
+
   it('is the identity without steps', () => {
     expect(transformChain([])(`{ "a" : ${SECRET} }`)).toBe(`{ "a" : ${SECRET} }`);
   });
