@@ -14,6 +14,16 @@ import { awsError, destinationOf, World } from '../support/secrets-fixtures';
 const DAY = 86_400_000;
 const swap = (from: string, to: string) => (value: string) => value.split(from).join(to);
 
+/** Two replicators pointing at each other (two-way), each rewriting the other region's name. */
+const pair = (world: World) => ({
+  west: world.replicator('us-west-2', [
+    destinationOf({ region: 'us-east-1', twoWay: true, transform: swap('west', 'east') }),
+  ]),
+  east: world.replicator('us-east-1', [
+    destinationOf({ region: 'us-west-2', twoWay: true, transform: swap('east', 'west') }),
+  ]),
+});
+
 describe('secrets replication: one secret to its destinations', () => {
   it('creates a transformed, tagged replica, then finds it up to date with one read and no write', async () => {
     const world = new World();
@@ -223,15 +233,6 @@ describe('secrets replication: isolation, retries and failures', () => {
 });
 
 describe('secrets replication: loops and two-way sources', () => {
-  const pair = (world: World) => ({
-    west: world.replicator('us-west-2', [
-      destinationOf({ region: 'us-east-1', twoWay: true, transform: swap('west', 'east') }),
-    ]),
-    east: world.replicator('us-east-1', [
-      destinationOf({ region: 'us-west-2', twoWay: true, transform: swap('east', 'west') }),
-    ]),
-  });
-
   it('settles after one hop: a replica write is never replicated again', async () => {
     const world = new World();
     const { west, east } = pair(world);
@@ -407,15 +408,6 @@ describe('secrets replication: the resync', () => {
 });
 
 describe('secrets replication: what the review found', () => {
-  const pair = (world: World) => ({
-    west: world.replicator('us-west-2', [
-      destinationOf({ region: 'us-east-1', twoWay: true, transform: swap('west', 'east') }),
-    ]),
-    east: world.replicator('us-east-1', [
-      destinationOf({ region: 'us-west-2', twoWay: true, transform: swap('east', 'west') }),
-    ]),
-  });
-
   it('reads no value of a secret no destination takes, on its event or in a resync', async () => {
     const world = new World();
     const west = world.region('us-west-2');
