@@ -134,6 +134,44 @@ describe('secrets replication: one secret to its destinations', () => {
   });
 });
 
+describe('secrets replication: rotation and tags', () => {
+  it('replicates a rotation when the new version becomes current, not when it is pending', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'password=1');
+    const deps = world.replicator('us-west-2', [destinationOf({ region: 'us-east-1' })]);
+    await replicateSecret('app/db', deps);
+    world.now += 1000;
+    const current = west.secret('app/db')?.versions[0]?.id;
+    await west.putPending(
+      'app/db',
+      'rotation-0000000000000000000000000001',
+      { kind: 'string', text: 'password=2' },
+      'AWSPENDING',
+    );
+    expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('up-to-date');
+    expect(world.region('us-east-1').textOf('app/db')).toBe('password=1');
+    await west.makeCurrent('app/db', 'rotation-0000000000000000000000000001', current);
+    expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('updated');
+    expect(world.region('us-east-1').textOf('app/db')).toBe('password=2');
+  });
+
+  it('replicates a secret once a tag makes a tag rule select it', async () => {
+    const world = new World();
+    const west = world.region('us-west-2');
+    west.userWrite('app/db', 'v');
+    const deps = world.replicator('us-west-2', [
+      destinationOf({ region: 'us-east-1', requiresTag: 'replicate' }),
+    ]);
+    expect(await replicateSecret('app/db', deps)).toMatchObject({
+      action: 'skipped',
+      reason: 'no destination takes it',
+    });
+    west.userTag('app/db', { replicate: 'yes' });
+    expect((await replicateSecret('app/db', deps)).results[0]?.outcome).toBe('created');
+  });
+});
+
 describe('secrets replication: isolation, retries and failures', () => {
   const three = () => [
     destinationOf({ region: 'us-east-1' }),
