@@ -1,4 +1,4 @@
-import { readField, type CrdtDocument } from '../../runtime/crdt';
+import { encodeDocument, readField, type CrdtDocument } from '../../runtime/crdt';
 import { decodeEnvelope, encodeEnvelope, type Operation } from '../../runtime/sync';
 import { testRegion, type TestRegion } from './sync-harness';
 
@@ -80,12 +80,29 @@ export function syncWorld(names: readonly string[], options: { foldable?: boolea
     async drain() {
       while (queue.length > 0) await world.deliver(queue[0] as Message);
     },
-    /** Drains the bus, then every region publishes its full state, twice over. */
+    /**
+     * Drains the bus, then every region publishes its full state, over and over as anti-entropy does, until
+     * a pass changes no region's table (at least twice; at most 6 passes). A region may fold an ended epoch
+     * in the last pass (what it merged told it the epoch ended): that horizon takes one more pass to travel.
+     */
     async settle() {
-      for (let pass = 0; pass < 2; pass++) {
+      // The documents' states (not their versions, which every save bumps).
+      const tables = () =>
+        names
+          .flatMap((name) =>
+            [...region(name).store.items.entries()].map(
+              ([key, item]) => `${name}/${key}=${encodeDocument(item.state)}`,
+            ),
+          )
+          .sort()
+          .join('\n');
+      for (let pass = 0, before = ''; pass < 6; pass++) {
         await world.drain();
         for (const name of names) await world.antiEntropy(name);
         await world.drain();
+        const after = tables();
+        if (pass >= 1 && after === before) break;
+        before = after;
       }
     },
     async read(name: string, field: string, document = 'doc') {
