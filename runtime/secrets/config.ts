@@ -358,7 +358,7 @@ function custom<T>(read: (input: unknown, report: Report) => T | undefined): Sch
   );
 }
 
-/** Parses `input` with `schema`, reporting its issues (under `path`); undefined when it has any. */
+/** Parses `input` with `schema`, reporting its issues (under `path`); undefined when there are issues. */
 function sub<T>(schema: Schema<T>, input: unknown, report: Report, path: Path = []): T | undefined {
   const result = schema.safeParse(input);
   if (result.success) return result.data;

@@ -14,6 +14,18 @@ import { awsError, destinationOf, World } from '../support/secrets-fixtures';
 const DAY = 86_400_000;
 const swap = (from: string, to: string) => (value: string) => value.split(from).join(to);
 
+/** A two-way pair after west's first write reached east, a second later. */
+async function replicatedPair() {
+  const world = new World();
+  const deps = pair(world);
+  const west = world.region('us-west-2');
+  const east = world.region('us-east-1');
+  west.userWrite('app/db', 'host=west v0');
+  await replicateSecret('app/db', deps.west);
+  world.now += 1000;
+  return { world, deps, west, east };
+}
+
 /** Two replicators pointing at each other (two-way), each rewriting the other region's name. */
 const pair = (world: World) => ({
   west: world.replicator('us-west-2', [
@@ -464,14 +476,8 @@ describe('secrets replication: what the review found', () => {
     expect(valueReads.some((id) => id.includes('app/db'))).toBe(true);
   });
 
-  it('a user write landing between the two-way check and the write is restored, and wins on both sides', async () => {
-    const world = new World();
-    const deps = pair(world);
-    const west = world.region('us-west-2');
-    const east = world.region('us-east-1');
-    west.userWrite('app/db', 'host=west v0');
-    await replicateSecret('app/db', deps.west);
-    world.now += 1000;
+  it('a user write landing between the two-way check and the write is decided again, and wins on both sides', async () => {
+    const { world, deps, west, east } = await replicatedPair();
     west.userWrite('app/db', 'host=west X');
     // West's write of X reaches east only after a user wrote Y there (later) and east replicated it west.
     east.before.push({
@@ -569,13 +575,7 @@ describe('secrets replication: what the review found', () => {
   });
 
   it('two deliveries and a later user write at a two-way destination: both sides end with the user write', async () => {
-    const world = new World();
-    const deps = pair(world);
-    const west = world.region('us-west-2');
-    const east = world.region('us-east-1');
-    west.userWrite('app/db', 'host=west v0');
-    await replicateSecret('app/db', deps.west);
-    world.now += 1000;
+    const { world, deps, west, east } = await replicatedPair();
     west.userWrite('app/db', 'host=west v1');
     east.before.push({
       op: 'putPending',
