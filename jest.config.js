@@ -3,7 +3,15 @@ const base = {
   preset: 'ts-jest',
   testEnvironment: 'node',
   // Transpile only: `npm run typecheck` type-checks the whole tree once.
-  transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { diagnostics: false }],
+    // ESM-only packages (their exports name no `require` condition): transpiled to CommonJS for jest.
+    '^.+/node_modules/@octokit/.+\\.js$': ['ts-jest', { diagnostics: false, tsconfig: { allowJs: true } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!@octokit/)'],
+  moduleNameMapper: {
+    '^@octokit/webhooks-methods$': '<rootDir>/node_modules/@octokit/webhooks-methods/dist-node/index.js',
+  },
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 
