@@ -90,6 +90,10 @@ export interface DispatchMessage {
   readonly correlationId: string;
   /** 0 on the first dispatch; 1 once a job still queued after the timeout was dispatched again. */
   readonly retry: 0 | 1;
+  /** Epoch ms the job first found its organisation at its cap (it waits, re-sent with a delay). */
+  readonly waitingSince?: number;
+  /** Times it was re-sent to wait for a runner slot. */
+  readonly waits?: number;
 }
 
 /** A delayed look at a dispatched job: still queued after the timeout, it is dispatched once more. */

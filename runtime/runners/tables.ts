@@ -17,6 +17,22 @@
  * - `runner-spill` / `state`: the region's tripped spillover triggers (hysteresis).
  *
  * Every item that may go stale carries `expiresAt` (epoch seconds), the tables' TTL attribute.
+ *
+ * Attributes:
+ *
+ * - operator item: `status` (S: active | draining), `changedBy` (S, the caller's IAM ARN), `changedAt`
+ *   (S, ISO 8601), `reason` (S), `audit` (L of M {status, by, at, reason}, newest last, at most 50),
+ *   `version` (N).
+ * - health item (runtime/health/region-status.ts): `status` (S: healthy | unhealthy), `checkedAt`,
+ *   `failing`, `expiresAt`.
+ * - lease item: `leases` (M: job id -> N, the lease's expiry in epoch seconds), `version` (N).
+ * - dispatch counter item: `dispatched` (N), `failed` (N), `expiresAt`.
+ * - spill item: `spilling` (L of S), `version` (N), `updatedAt` (N, epoch ms).
+ * - job item (runner-workflows): `region`, `runnerType`, `taskArn`, `repository`, `organization`,
+ *   `runId` (N), `dispatchedAt` (N, epoch ms), `expiresAt`.
+ * - run item (runner-workflows): `region` (S), `placedAt` (N, epoch ms), `expiresAt`.
+ * - delivery item (idempotency-keys): `region` (S, the router's), `receivedAt` (N), `expiresAt`.
+ * - cache item (artifact-cache-index): `regions` (SS), `bytes` (N), `updatedAt` (N), `expiresAt`.
  */
 
 export const TTL_ATTRIBUTE = 'expiresAt';
