@@ -6,6 +6,7 @@ import type { AwsRegion, EnvironmentConfig } from '../environments';
 export const EMULATED_SERVICES = [
   'apigateway',
   'apigatewayv2',
+  'autoscaling',
   'cloudwatch',
   'cloudwatchlogs',
   'dynamodb',
@@ -22,6 +23,7 @@ export const EMULATED_SERVICES = [
   'secretsmanager',
   'sns',
   'sqs',
+  'ssm',
   'sts',
 ] as const;
 

@@ -22,6 +22,7 @@ export const UNSCOPABLE_ACTIONS: ReadonlySet<string> = new Set([
   'ecr:GetAuthorizationToken',
   'cloudwatch:PutMetricData',
   'secretsmanager:ListSecrets',
+  'ecs:DiscoverPollEndpoint',
 ]);
 
 /** Throws when a statement grants `*` actions, or `*` resources to actions that can be scoped. */
@@ -66,7 +67,12 @@ export function policyDocument(statements: readonly PolicyStatement[]): string {
  * Services whose documented role trust carries no condition, and which may not send `aws:SourceAccount`:
  * ECR's repository creation templates (cross-account replication would stop creating repositories).
  */
-export const TRUST_WITHOUT_DOCUMENTED_CONDITIONS: ReadonlySet<string> = new Set(['ecr.amazonaws.com']);
+export const TRUST_WITHOUT_DOCUMENTED_CONDITIONS: ReadonlySet<string> = new Set([
+  'ecr.amazonaws.com',
+  // An instance profile's role: EC2 assumes it only for instances this account launches with it (iam:PassRole
+  // guards that), and documents no source keys for it.
+  'ec2.amazonaws.com',
+]);
 
 /** Who a service may act for when it assumes a role: the confused-deputy guard of a trust policy. */
 export interface DeputyScope {

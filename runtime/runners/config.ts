@@ -27,7 +27,8 @@ import { boundedText } from '../lib/redact';
  *   by priority. `capacity` is how many runners the region runs at once. A region leaves (spills) when a
  *   metric goes over its `spillover` threshold and comes back once every tripped metric is under its
  *   `recover` one (defaults: the seed's 100 messages, 80 %, 5 %; recovery at half of each). A recovery
- *   threshold above its spillover threshold is refused.
+ *   threshold above its spillover threshold is refused, and so is 0 where the spillover threshold is not
+ *   (nothing is below 0: the region would never come back).
  * - `organizations` / `repositories`: home regions by owner login and by `owner/name` (case-insensitive;
  *   a repository wins over its organisation). Anything else lives in `defaultRegion` (default: the first
  *   region by priority).
@@ -212,7 +213,7 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
   const settled: RegionSettings[] = regions.map((r, index) => {
     const spillover = r.spillover ?? SEED_THRESHOLDS;
     const recover = r.recover ?? {
-      queueDepth: Math.floor(spillover.queueDepth / 2),
+      queueDepth: spillover.queueDepth / 2,
       concurrencyPercent: spillover.concurrencyPercent / 2,
       errorRate: spillover.errorRate / 2,
     };
@@ -221,6 +222,11 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
         at(
           `regions.${index}.recover.${metric}`,
           'expected at most the spillover threshold (hysteresis comes back lower)',
+        );
+      else if (recover[metric] === 0 && spillover[metric] > 0)
+        at(
+          `regions.${index}.recover.${metric}`,
+          'expected above 0: a tripped metric clears only below its recover threshold',
         );
     return { region: r.region, priority: r.priority, capacity: r.capacity, spillover, recover };
   });
@@ -296,6 +302,8 @@ export function runnerConfigFromJson(text: string, field = 'RUNNERS_CONFIG'): Ru
 
 /** The runner type a job's labels select: the first whose labels include all of them, else none. */
 export function runnerTypeFor(config: RunnerConfig, labels: readonly string[]): RunnerType | undefined {
+  // A job names at least one label (`runs-on` is required); one naming none is not this estate's to take.
+  if (labels.length === 0) return undefined;
   return config.runnerTypes.find((type) => labels.every((label) => type.labels.includes(label)));
 }
 

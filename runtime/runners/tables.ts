@@ -32,7 +32,8 @@
  *   `runId` (N), `dispatchedAt` (N, epoch ms), `expiresAt`.
  * - run item (runner-workflows): `region` (S), `placedAt` (N, epoch ms), `expiresAt`.
  * - delivery item (idempotency-keys): `region` (S, the router's), `receivedAt` (N), `expiresAt`.
- * - cache item (artifact-cache-index): `regions` (SS), `bytes` (N), `updatedAt` (N), `expiresAt`.
+ * - cache item (artifact-cache-index): `regions` (SS), `bytes` (N), `updatedAt` (N), `expiresAt`, and
+ *   `expiresAt:<region>` (N) per region: a later upload elsewhere must not extend an earlier region's copy.
  */
 
 export const TTL_ATTRIBUTE = 'expiresAt';

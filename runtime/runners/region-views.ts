@@ -1,0 +1,441 @@
+import {
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { describeError } from '../lib/redact';
+import { regionSettings, type RunnerConfig } from './config';
+import {
+  SPILL_METRICS,
+  type RegionMetrics,
+  type RegionView,
+  type RegionViewSource,
+  type SpillMetric,
+} from './model';
+import { RegionStatusTable, type RegionStatusReader, type RegionStatusRecord } from './region-status';
+import { DISPATCH_PARTITION, LEASES_PARTITION, queueUrlOf, runnerQueueName, SPILL_KEY } from './tables';
+
+/**
+ * Every configured region as the router sees it, read from AWS itself rather than from CloudWatch (so the
+ * emulator lanes can drive it):
+ *
+ * - status: the region-status global table through the local replica (region-status.ts);
+ * - queueDepth: the sum of `ApproximateNumberOfMessages` over the region's runner queues, one per runner type;
+ * - inUse: the unexpired leases in the region's `runner-leases` partition (strongly consistent, every page);
+ * - capacity: from the configuration;
+ * - dispatched / failed: the region's per-minute counters whose window started at most `errorWindowSec`
+ *   ago (`sk >= now - errorWindowSec`, compared as strings: epoch seconds have 10 digits from 2001 to 2286,
+ *   so the string order is the number order for as long as this code runs);
+ * - spilling: the region's `runner-spill`/`state` item (the hysteresis state).
+ *
+ * Regions are read in parallel, each within `timeoutMs`. A region whose reads fail or time out cannot be
+ * verified: it is reported `out` with zero metrics and no triggers, and `onRegionUnreadable` hears why (an
+ * error name, never a message). A failed status read makes every region unreadable. Views are cached for
+ * `cacheTtlMs` per container; `readings()` reads afresh (the admin API).
+ */
+
+export interface DynamodbRegionViewsOptions {
+  readonly config: RunnerConfig;
+  /** The region the function runs in: its replica of the region-status table is the one read. */
+  readonly localRegion: string;
+  /** The account of every runner queue. */
+  readonly accountId: string;
+  /** Runner queues are named `<queuePrefix>-<runner type>` in every region. */
+  readonly queuePrefix: string;
+  /** The region-status global table's name. */
+  readonly regionStatusTable: string;
+  /** The regional state table's name, the same in every region. */
+  readonly stateTable: string;
+  /** A DynamoDB client of the region named (created once per region by the caller). */
+  readonly dynamodb: (region: string) => DynamoDBClient;
+  /** An SQS client of the region named. */
+  readonly sqs: (region: string) => SQSClient;
+  /** Epoch milliseconds. */
+  readonly now: () => number;
+  /** Told of each region that could not be read; `reason` is bounded and names no value. Default: nothing. */
+  readonly onRegionUnreadable?: (region: string, reason: string) => void;
+  /** Budget of one region's reads, in ms. Default 1,500. */
+  readonly timeoutMs?: number;
+  /** How long `views()` answers from its cache, in ms. Default 5,000. */
+  readonly cacheTtlMs?: number;
+  /** Statuses from elsewhere (tests). Default: the region-status table through `dynamodb(localRegion)`. */
+  readonly statuses?: RegionStatusReader;
+}
+
+/** One region as read, with why it could not be (the admin API shows both). */
+export interface RegionReading {
+  readonly view: RegionView;
+  /** Set when the region could not be read: its view is then `out`, zero metrics, no triggers. */
+  readonly unreadable?: string;
+}
+
+const ZERO: RegionMetrics = { queueDepth: 0, inUse: 0, capacity: 0, dispatched: 0, failed: 0 };
+const REASON_CHARS = 200;
+
+class ReadTimeout extends Error {
+  constructor(readonly ms: number) {
+    super(`no answer within ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** Bounded and value-free: a timeout says so, other errors give their name (and HTTP status) only. */
+const failureOf = (error: unknown): string =>
+  (error instanceof ReadTimeout ? `no answer within ${error.ms} ms` : describeError(error)).slice(
+    0,
+    REASON_CHARS,
+  );
+
+/** The stored spill state and how to ask for it unchanged. */
+interface SpillState {
+  readonly spilling: ReadonlySet<SpillMetric>;
+  /** No item yet. */
+  readonly exists: boolean;
+  /** The stored `version` attribute as it was. */
+  readonly version?: AttributeValue;
+}
+
+interface RegionRead {
+  readonly metrics: RegionMetrics;
+  readonly spill: SpillState;
+}
+
+interface Snapshot {
+  readonly at: number;
+  readonly readings: Map<string, RegionReading>;
+}
+
+async function withTimeout<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(new ReadTimeout(ms));
+    }, ms);
+  });
+  try {
+    return await Promise.race([run(controller.signal), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A stored count: a non-negative safe integer, else 0 (a damaged counter never trips a metric). */
+function count(value: AttributeValue | undefined): number {
+  const n = Number(value?.N);
+  return value?.N !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
+
+const sameSet = (a: ReadonlySet<SpillMetric>, b: ReadonlySet<SpillMetric>) =>
+  a.size === b.size && [...a].every((m) => b.has(m));
+
+function spillFrom(item: Record<string, AttributeValue> | undefined): SpillState {
+  if (!item) return { spilling: new Set(), exists: false };
+  const stored = new Set((item.spilling?.L ?? []).map((entry) => entry.S));
+  return {
+    spilling: new Set(SPILL_METRICS.filter((metric) => stored.has(metric))),
+    exists: true,
+    ...(item.version ? { version: item.version } : {}),
+  };
+}
+
+/** A write's condition, in the shape every write and condition check of the SDK takes. */
+interface Condition {
+  readonly ConditionExpression: string;
+  readonly ExpressionAttributeNames: Record<string, string>;
+  readonly ExpressionAttributeValues?: Record<string, AttributeValue>;
+}
+
+function unchangedSince(state: SpillState): Condition {
+  if (!state.exists)
+    return { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': 'pk' } };
+  if (state.version === undefined)
+    return {
+      ConditionExpression: 'attribute_exists(#pk) AND attribute_not_exists(#version)',
+      ExpressionAttributeNames: { '#pk': 'pk', '#version': 'version' },
+    };
+  return {
+    ConditionExpression: '#version = :version',
+    ExpressionAttributeNames: { '#version': 'version' },
+    ExpressionAttributeValues: { ':version': state.version },
+  };
+}
+
+export class DynamodbRegionViews implements RegionViewSource {
+  private readonly timeoutMs: number;
+  private readonly cacheTtlMs: number;
+  private readonly statuses: RegionStatusReader;
+  private readonly regions: readonly string[];
+  private snapshot: Snapshot | undefined;
+  private inFlight: Promise<Snapshot> | undefined;
+  /** The spill state last read or written per region: what `saveSpilling` conditions on. */
+  private readonly spill = new Map<string, SpillState>();
+
+  constructor(private readonly options: DynamodbRegionViewsOptions) {
+    this.timeoutMs = options.timeoutMs ?? 1_500;
+    this.cacheTtlMs = options.cacheTtlMs ?? 5_000;
+    this.regions = options.config.regions.map((r) => r.region);
+    this.statuses =
+      options.statuses ??
+      new RegionStatusTable({
+        client: options.dynamodb(options.localRegion),
+        tableName: options.regionStatusTable,
+        regions: this.regions,
+        now: options.now,
+      });
+  }
+
+  /** Every configured region, from the cache when it is younger than `cacheTtlMs`. */
+  async views(): Promise<ReadonlyMap<string, RegionView>> {
+    const cached = this.snapshot;
+    const snapshot = cached && this.options.now() - cached.at < this.cacheTtlMs ? cached : await this.read();
+    return new Map([...snapshot.readings].map(([region, reading]) => [region, reading.view]));
+  }
+
+  /** Every configured region read afresh (the cache is refreshed too). */
+  async readings(): Promise<ReadonlyMap<string, RegionReading>> {
+    return new Map((await this.read()).readings);
+  }
+
+  /**
+   * Keeps the region's triggers, on condition that the stored ones are those last read here and are
+   * `previous`: a lost race (another router saved first) is dropped, and the next view reads afresh.
+   * Other failures reject: the caller may log and go on (the state is only hysteresis).
+   */
+  async saveSpilling(
+    region: string,
+    previous: ReadonlySet<SpillMetric>,
+    next: ReadonlySet<SpillMetric>,
+  ): Promise<void> {
+    if (sameSet(previous, next) || !this.regions.includes(region)) return;
+    const client = this.options.dynamodb(region);
+    const read =
+      this.spill.get(region) ??
+      spillFrom(
+        (
+          await client.send(
+            new GetItemCommand({
+              TableName: this.options.stateTable,
+              Key: { pk: { S: SPILL_KEY.pk }, sk: { S: SPILL_KEY.sk } },
+              ConsistentRead: true,
+            }),
+          )
+        ).Item,
+      );
+    if (!sameSet(read.spilling, previous)) return this.lostRace(region);
+    const version = Number(read.version?.N);
+    const nextVersion = (Number.isSafeInteger(version) && version >= 0 ? version : 0) + 1;
+    const ordered = SPILL_METRICS.filter((metric) => next.has(metric));
+    try {
+      await client.send(
+        new PutItemCommand({
+          TableName: this.options.stateTable,
+          Item: {
+            pk: { S: SPILL_KEY.pk },
+            sk: { S: SPILL_KEY.sk },
+            spilling: { L: ordered.map((metric) => ({ S: metric })) },
+            version: { N: String(nextVersion) },
+            updatedAt: { N: String(this.options.now()) },
+          },
+          ...unchangedSince(read),
+        }),
+      );
+    } catch (error) {
+      if (error instanceof Error && error.name === 'ConditionalCheckFailedException')
+        return this.lostRace(region);
+      throw error;
+    }
+    const saved: SpillState = {
+      spilling: new Set(ordered),
+      exists: true,
+      version: { N: String(nextVersion) },
+    };
+    this.spill.set(region, saved);
+    const reading = this.snapshot?.readings.get(region);
+    if (reading)
+      this.snapshot?.readings.set(region, {
+        ...reading,
+        view: { ...reading.view, spilling: saved.spilling },
+      });
+  }
+
+  private lostRace(region: string): void {
+    this.spill.delete(region);
+    this.snapshot = undefined;
+  }
+
+  /** One read of every region; concurrent callers share it. */
+  private read(): Promise<Snapshot> {
+    this.inFlight ??= this.readAll().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async readAll(): Promise<Snapshot> {
+    const at = this.options.now();
+    const [statuses, ...regionReads] = await Promise.allSettled([
+      withTimeout(this.timeoutMs, () => this.statuses.readStatuses(this.regions)),
+      ...this.regions.map((region) =>
+        withTimeout(this.timeoutMs, (signal) => this.readRegion(region, signal)),
+      ),
+    ]);
+    const readings = new Map<string, RegionReading>();
+    this.regions.forEach((region, index) => {
+      const read = regionReads[index];
+      const record = statuses?.status === 'fulfilled' ? statuses.value.get(region) : undefined;
+      if (record && read?.status === 'fulfilled') {
+        this.spill.set(region, read.value.spill);
+        readings.set(region, { view: viewOf(record, read.value) });
+        return;
+      }
+      const reason =
+        statuses?.status === 'rejected'
+          ? `region-status: ${failureOf(statuses.reason)}`
+          : read?.status === 'rejected'
+            ? failureOf(read.reason)
+            : 'region-status: no record';
+      this.spill.delete(region);
+      this.unreadable(region, reason);
+      readings.set(region, {
+        view: { status: 'out', metrics: ZERO, spilling: new Set() },
+        unreadable: reason,
+      });
+    });
+    const snapshot = { at, readings };
+    this.snapshot = snapshot;
+    return snapshot;
+  }
+
+  private unreadable(region: string, reason: string): void {
+    try {
+      this.options.onRegionUnreadable?.(region, reason);
+    } catch {
+      // A callback that fails must not take routing down with it.
+    }
+  }
+
+  private async readRegion(region: string, abortSignal: AbortSignal): Promise<RegionRead> {
+    const nowSec = Math.floor(this.options.now() / 1000);
+    const [queueDepth, inUse, dispatch, spill] = await Promise.all([
+      this.queueDepth(region, abortSignal),
+      this.leasesInUse(region, nowSec, abortSignal),
+      this.dispatchCounts(region, nowSec, abortSignal),
+      this.spillState(region, abortSignal),
+    ]);
+    const capacity = regionSettings(this.options.config, region)?.capacity ?? 0;
+    return { metrics: { queueDepth, inUse, capacity, ...dispatch }, spill };
+  }
+
+  private async queueDepth(region: string, abortSignal: AbortSignal): Promise<number> {
+    const client = this.options.sqs(region);
+    const depths = await Promise.all(
+      this.options.config.runnerTypes.map(async (type) => {
+        const answer = await client.send(
+          new GetQueueAttributesCommand({
+            QueueUrl: queueUrlOf(
+              region,
+              this.options.accountId,
+              runnerQueueName(this.options.queuePrefix, type.name),
+            ),
+            AttributeNames: ['ApproximateNumberOfMessages'],
+          }),
+          { abortSignal },
+        );
+        const depth = Number(answer.Attributes?.ApproximateNumberOfMessages);
+        if (!Number.isSafeInteger(depth) || depth < 0) throw new QueueDepthUnreadable();
+        return depth;
+      }),
+    );
+    return depths.reduce((sum, depth) => sum + depth, 0);
+  }
+
+  private async query(
+    region: string,
+    keyCondition: string,
+    values: Record<string, AttributeValue>,
+    abortSignal: AbortSignal,
+  ): Promise<Record<string, AttributeValue>[]> {
+    const client = this.options.dynamodb(region);
+    const items: Record<string, AttributeValue>[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await client.send(
+        new QueryCommand({
+          TableName: this.options.stateTable,
+          KeyConditionExpression: keyCondition,
+          ExpressionAttributeNames: keyCondition.includes('#sk')
+            ? { '#pk': 'pk', '#sk': 'sk' }
+            : { '#pk': 'pk' },
+          ExpressionAttributeValues: values,
+          ConsistentRead: true,
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+        { abortSignal },
+      );
+      items.push(...(page.Items ?? []));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  /** Leases whose expiry (epoch seconds) is still ahead: an expired one holds no runner. */
+  private async leasesInUse(region: string, nowSec: number, abortSignal: AbortSignal): Promise<number> {
+    const items = await this.query(region, '#pk = :pk', { ':pk': { S: LEASES_PARTITION } }, abortSignal);
+    let inUse = 0;
+    for (const item of items)
+      for (const expiry of Object.values(item.leases?.M ?? {})) if (count(expiry) > nowSec) inUse += 1;
+    return inUse;
+  }
+
+  private async dispatchCounts(
+    region: string,
+    nowSec: number,
+    abortSignal: AbortSignal,
+  ): Promise<Pick<RegionMetrics, 'dispatched' | 'failed'>> {
+    const from = nowSec - this.options.config.errorWindowSec;
+    const items = await this.query(
+      region,
+      '#pk = :pk AND #sk >= :from',
+      { ':pk': { S: DISPATCH_PARTITION }, ':from': { S: String(from) } },
+      abortSignal,
+    );
+    let dispatched = 0;
+    let failed = 0;
+    for (const item of items) {
+      // Belt and braces over the string comparison: only whole-number windows inside the window count.
+      const start = Number(item.sk?.S);
+      if (!Number.isSafeInteger(start) || start < from) continue;
+      dispatched += count(item.dispatched);
+      failed += count(item.failed);
+    }
+    return { dispatched, failed };
+  }
+
+  private async spillState(region: string, abortSignal: AbortSignal): Promise<SpillState> {
+    const answer = await this.options.dynamodb(region).send(
+      new GetItemCommand({
+        TableName: this.options.stateTable,
+        Key: { pk: { S: SPILL_KEY.pk }, sk: { S: SPILL_KEY.sk } },
+        ConsistentRead: true,
+      }),
+      { abortSignal },
+    );
+    return spillFrom(answer.Item);
+  }
+}
+
+class QueueDepthUnreadable extends Error {
+  constructor() {
+    super('ApproximateNumberOfMessages: expected a non-negative whole number');
+    this.name = 'QueueDepthUnreadable';
+  }
+}
+
+function viewOf(record: RegionStatusRecord, read: RegionRead): RegionView {
+  return { status: record.status, metrics: read.metrics, spilling: read.spill.spilling };
+}
