@@ -198,7 +198,11 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
   const parsed = document.safeParse(input);
   if (!parsed.success)
     throw new RunnerConfigError(
-      parsed.error.issues.map((issue) => `${field}.${pathOf(issue.path)}: ${issue.message}`),
+      parsed.error.issues.map((issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `${field}.${pathOf(issue.path)}: expected no field named ${issue.keys.join(', ')}`
+          : `${field}.${pathOf(issue.path)}: ${issue.message}`,
+      ),
     );
   const raw = parsed.data;
   const issues: string[] = [];
@@ -231,9 +235,16 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
     return { region: r.region, priority: r.priority, capacity: r.capacity, spillover, recover };
   });
 
+  // Read from the document itself: a parsed record leaves out a `__proto__` key, which must be refused.
+  const given = (what: 'organizations' | 'repositories'): [string, string][] => {
+    const source = (input as Record<string, unknown>)[what];
+    return typeof source === 'object' && source !== null
+      ? Object.entries(source as Record<string, string>)
+      : Object.entries(raw[what]);
+  };
   const homes = (what: 'organizations' | 'repositories', pattern: RegExp, rule: string) => {
     const out: Record<string, string> = Object.create(null) as Record<string, string>;
-    for (const [name, region] of Object.entries(raw[what])) {
+    for (const [name, region] of given(what)) {
       const key = name.toLowerCase();
       if (!pattern.test(key)) at(`${what}`, `expected keys that are ${rule}`);
       else if (key in out) at(`${what}`, 'expected each name once (names are case-insensitive)');
