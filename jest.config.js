@@ -6,9 +6,14 @@ const base = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { diagnostics: false }],
     // ESM-only packages (their exports name no `require` condition): transpiled to CommonJS for jest.
-    '^.+/node_modules/@octokit/.+\\.js$': ['ts-jest', { diagnostics: false, tsconfig: { allowJs: true } }],
+    '^.+/node_modules/(@octokit|universal-user-agent|universal-github-app-jwt|content-type)/.+\\.js$': [
+      'ts-jest',
+      { diagnostics: false, tsconfig: { allowJs: true } },
+    ],
   },
-  transformIgnorePatterns: ['/node_modules/(?!@octokit/)'],
+  transformIgnorePatterns: [
+    '/node_modules/(?!(@octokit|universal-user-agent|universal-github-app-jwt|content-type)/)',
+  ],
   moduleNameMapper: {
     '^@octokit/webhooks-methods$': '<rootDir>/node_modules/@octokit/webhooks-methods/dist-node/index.js',
   },

@@ -34,7 +34,14 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
       preventDestroy: false,
       tlsOnlyBuckets: false,
     },
-    quota: { resources: { requests: { limitPerSec: 100 } } },
+    quota: { resources: { requests: { limitPerSec: 100 }, 'runner-concurrency': { limitPerSec: 10 } } },
+    runners: {
+      document: {
+        organizations: { 'estate-eu': 'eu-central-1', 'estate-us': 'us-east-1' },
+        concurrencyResource: 'runner-concurrency',
+      },
+      capacityPerRegion: 8,
+    },
     secrets: { replication: twoWayApplicationSecrets('eu-central-1', 'us-east-1') },
     emulator: { endpoint: env[LOCAL_ENDPOINT_VARIABLE] ?? 'http://127.0.0.1:5000' },
   };

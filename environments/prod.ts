@@ -15,4 +15,7 @@ export const prod: EnvironmentInput = {
   alarms: { subscriptions: [{ protocol: 'email', endpoint: 'platform-oncall@example.com' }] },
   imageSourceAccountId: '111111111111',
   secrets: { replication: twoWayApplicationSecrets('eu-central-1', 'us-east-1') },
+  // Runners at once per organisation across both regions; the quota sync shares it by demand.
+  quota: { resources: { 'runner-concurrency': { limitPerSec: 200 } } },
+  runners: { document: { concurrencyResource: 'runner-concurrency' }, capacityPerRegion: 100 },
 };

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { parseRunnerConfig, RunnerConfigError } from '../runtime/runners/config';
+import { runnerDocumentOf } from './runners';
 import { parseReplicatorConfig, ReplicatorConfigError } from '../runtime/secrets/config';
 
 /** AWS commercial-partition region codes an environment may name. */
@@ -241,6 +243,47 @@ const quota = z
   });
 
 /**
+ * The CI runner control plane (runtime/runners): its document (routing rules, runner types, spillover
+ * thresholds, time-to-lives; runtime/runners/config.ts), whose `regions` default to the environment's in
+ * order of priority, validated at synth; the runners' image; the EC2 capacity that runs Docker jobs.
+ */
+const runners = z
+  .strictObject({
+    document: z.record(z.string(), z.unknown()).default({}),
+    /** Runners each region runs at once, when the document names no regions. */
+    capacityPerRegion: intIn(1, 100_000, 'runners at once per region').default(20),
+    /** The runner image: a repository of the account's registry (replicated from the shared one) and a tag. */
+    image: z
+      .strictObject({
+        repository: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9._/-]{1,200}$/, { error: () => 'expected an ECR repository name' }),
+        tag: z
+          .string()
+          .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { error: () => 'expected an image tag' }),
+      })
+      .default({ repository: 'runner', tag: 'latest' }),
+    /** Instances of the EC2 capacity provider that runs Docker jobs (`launch: ec2` runner types). */
+    ec2: z
+      .strictObject({
+        instanceType: z
+          .string()
+          .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, {
+            error: () => 'expected an EC2 instance type such as m7i.large',
+          })
+          .default('m7i.large'),
+        maxInstances: intIn(1, 1000, 'instances at most').default(10),
+      })
+      .default({ instanceType: 'm7i.large', maxInstances: 10 }),
+  })
+  .default({
+    document: {},
+    capacityPerRegion: 20,
+    image: { repository: 'runner', tag: 'latest' },
+    ec2: { instanceType: 'm7i.large', maxInstances: 10 },
+  });
+
+/**
  * The secrets replicator (runtime/secrets): for each region that runs one, its configuration document
  * (destinations, filters, transformations, name mappings, delete policies; runtime/secrets/config.ts),
  * written to the region's config secret and validated at synth; and when the full resync runs.
@@ -471,6 +514,7 @@ export const environmentSchema = z
     sync,
     quota,
     secrets,
+    runners,
     /**
      * Switches for what the AWS emulator cannot do or cannot read back; only `local` may turn them off.
      */
@@ -578,6 +622,33 @@ export const environmentSchema = z
             input: '(a replicator document)',
             message: issue,
           });
+      }
+    }
+    if (env.runners && Array.isArray(env.regions)) {
+      try {
+        const config = parseRunnerConfig(
+          runnerDocumentOf({ regions: env.regions, runners: env.runners }),
+          'document',
+        );
+        if (config.concurrencyResource && !(config.concurrencyResource in (env.quota?.resources ?? {})))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['runners', 'document', 'concurrencyResource'],
+            input: config.concurrencyResource,
+            message: 'expected a resource of quota.resources: its global limit caps each organisation',
+          });
+        const configured = config.regions.map((r) => r.region).sort();
+        if (configured.join() !== [...env.regions].sort().join())
+          ctx.addIssue({
+            code: 'custom',
+            path: ['runners', 'document', 'regions'],
+            input: configured,
+            message: "expected exactly the environment's regions",
+          });
+      } catch (error) {
+        if (!(error instanceof RunnerConfigError)) throw error;
+        for (const issue of error.issues)
+          ctx.addIssue({ code: 'custom', path: ['runners'], input: '(the runner document)', message: issue });
       }
     }
     for (const [weightRegion, weight] of Object.entries(env.quota?.weights ?? {})) {

@@ -24,6 +24,11 @@ export interface HttpRoute {
    * default: a flood on other routes cannot starve it. Default: the API's default route settings.
    */
   readonly ownThrottleRatePerSec?: number;
+  /**
+   * `iam`: callers sign with SigV4 and API Gateway admits only principals whose IAM policies allow
+   * `execute-api:Invoke` on the route. Default: none (the function authenticates, e.g. a webhook signature).
+   */
+  readonly authorization?: 'iam';
 }
 
 /**
@@ -95,8 +100,11 @@ export class RegionalHttpApi extends Construct {
         apiId: this.api.id,
         routeKey: route.routeKey,
         target: `integrations/${integration.id}`,
+        ...(route.authorization === 'iam' ? { authorizationType: 'AWS_IAM' } : {}),
       });
-      const [method, path] = route.routeKey.split(' ');
+      const [method, routePath] = route.routeKey.split(' ');
+      // A path parameter matches one segment of the execute-api ARN: `{region}` becomes `*`.
+      const path = (routePath ?? '').replace(/\{[^}/]+\}/g, '*');
       new LambdaPermission(this, `Invoke${index}`, {
         statementId: `HttpApi${index}`,
         action: 'lambda:InvokeFunction',

@@ -45,11 +45,18 @@ export const ROUTE53_METRICS_REGION = 'us-east-1';
 export const alarmRegions = (env: EnvironmentConfig): AwsRegion[] =>
   env.regions.includes(ROUTE53_METRICS_REGION) ? [...env.regions] : [...env.regions, ROUTE53_METRICS_REGION];
 
-/** The environment's platform secrets (values set out of band). */
-export const platformSecretNames = (env: EnvironmentConfig): string[] => [
-  `${env.name}/runners/webhook-secret`,
-  `${env.name}/runners/github-app-private-key`,
-];
+/** The runner control plane's secrets (values set out of band; see the README's runner section). */
+export const runnerSecretNames = (env: EnvironmentConfig) => ({
+  webhook: `${env.name}/runners/webhook-secret`,
+  githubApp: `${env.name}/runners/github-app-private-key`,
+  cacheTokenKey: `${env.name}/runners/cache-token-key`,
+});
+
+/** The environment's platform secrets (values set out of band), replicated to every region. */
+export const platformSecretNames = (env: EnvironmentConfig): string[] => {
+  const runners = runnerSecretNames(env);
+  return [runners.webhook, runners.githubApp, runners.cacheTokenKey];
+};
 
 /** The VPC CIDR of the environment's i-th region: the first region's /16, then the next ones. */
 export function vpcCidr(env: EnvironmentConfig, region: AwsRegion): string {

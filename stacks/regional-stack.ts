@@ -18,6 +18,8 @@ import { SyncBus } from '../modules/sync-bus';
 import { SyncService } from '../modules/sync-service';
 import { QuotaService } from '../modules/quota-service';
 import { SecretsReplicator } from '../modules/secrets-replicator';
+import { RunnerControlPlane } from '../modules/runner-control-plane';
+import { runnerConfigOf, runnerDocumentOf } from '../environments/runners';
 import { allocationConfigOf } from '../environments/quota';
 import { AlarmTopic } from '../modules/alarm-topic';
 import { healthItemKey } from '../runtime/health/probe-item';
@@ -28,6 +30,7 @@ import {
   regionalKeyAlias,
   regionalStackName,
   resourceName,
+  runnerSecretNames,
   ROUTE53_METRICS_REGION,
   vpcCidr,
 } from './names';
@@ -39,6 +42,8 @@ export interface RegionalStackProps {
 
 /** Steady requests per second `GET /health` may take: as much as the API default, in a budget of its own. */
 const HEALTH_ROUTE_RATE_PER_SEC = 100;
+/** Days the artifact cache keeps an object. */
+const ARTIFACT_CACHE_DAYS = 30;
 
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
@@ -55,6 +60,7 @@ export class RegionalStack extends TerraformStack {
   readonly quota: QuotaService;
   /** The secrets replicator, where the environment configures one for this region. */
   readonly secrets?: SecretsReplicator;
+  readonly runners: RunnerControlPlane;
 
   constructor(scope: Construct, props: RegionalStackProps) {
     const { environment: env, region } = props;
@@ -131,34 +137,6 @@ export class RegionalStack extends TerraformStack {
       target: this.health,
     });
 
-    const zone = new DataAwsRoute53Zone(this, 'Zone', { name: env.dns.zoneName, privateZone: false });
-    const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
-    this.api = new RegionalHttpApi(this, 'Api', {
-      name: resourceName(env, 'api'),
-      routes: [
-        { routeKey: 'GET /health', handler: this.health, ownThrottleRatePerSec: HEALTH_ROUTE_RATE_PER_SEC },
-      ],
-      kmsKey: key,
-      logRetentionDays: env.lambda.logRetentionDays,
-      customDomain: env.dns.customDomain ? { domainName: apiName } : undefined,
-    });
-    const domain = this.api.domain;
-    new RegionalFailoverRecord(this, 'ApiRecord', {
-      zoneId: zone.zoneId,
-      recordName: apiName,
-      region,
-      target: domain
-        ? {
-            kind: 'alias',
-            dnsName: domain.domainNameConfiguration.targetDomainName,
-            zoneId: domain.domainNameConfiguration.hostedZoneId,
-          }
-        : { kind: 'cname', host: this.api.endpointHost },
-      healthCheckHost: this.api.endpointHost,
-      metricsProvider,
-      alarmTopicArn: AlarmTopic.arn(ROUTE53_METRICS_REGION, account, alarmTopicName(env)),
-    });
-
     this.bus = new SyncBus(this, 'SyncBus', {
       name: resourceName(env, 'sync'),
       region,
@@ -222,15 +200,14 @@ export class RegionalStack extends TerraformStack {
         ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
         alarmTopicArn,
       });
-    new SecureBucket(this, 'ArtifactCache', {
+    const artifactCache = new SecureBucket(this, 'ArtifactCache', {
       bucketName: bucketName(env, 'artifact-cache', region),
       kmsKey: key,
-      expireAfterDays: 30,
+      expireAfterDays: ARTIFACT_CACHE_DAYS,
       forceDestroy,
       tlsOnly: env.features.tlsOnlyBuckets,
     });
-
-    new RunnerNetwork(this, 'RunnerNetwork', {
+    const runnerNetwork = new RunnerNetwork(this, 'RunnerNetwork', {
       name: resourceName(env, 'runners'),
       cidr: vpcCidr(env, region),
       region,
@@ -239,7 +216,83 @@ export class RegionalStack extends TerraformStack {
       kmsKey: key,
       flowLogRetentionDays: env.lambda.logRetentionDays,
     });
-    new RunnerCluster(this, 'RunnerCluster', { clusterName: resourceName(env, 'runners') });
+    const runnerConfig = runnerConfigOf(env);
+    const runnerCluster = new RunnerCluster(this, 'RunnerCluster', {
+      clusterName: resourceName(env, 'runners'),
+      ...(runnerConfig.runnerTypes.some((t) => t.launch === 'ec2')
+        ? {
+            ec2: {
+              instanceType: env.runners.ec2.instanceType,
+              maxInstances: env.runners.ec2.maxInstances,
+              subnetIds: runnerNetwork.privateSubnets.map((s) => s.id),
+              securityGroupIds: [runnerNetwork.runnerSecurityGroup.id],
+              kmsKeyArn: key.arn,
+              region,
+              accountId: account,
+            },
+          }
+        : {}),
+    });
+    const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
+    this.runners = new RunnerControlPlane(this, 'Runners', {
+      name: resourceName(env, 'runners'),
+      region,
+      accountId: account,
+      document: runnerDocumentOf(env),
+      kmsKey: key,
+      regionalKeyAlias: regionalKeyAlias(env),
+      globalKeyAlias: globalKeyAlias(env),
+      stateTableName: this.stateTable.name,
+      globalTables: {
+        idempotency: resourceName(env, 'idempotency-keys'),
+        workflows: resourceName(env, 'runner-workflows'),
+        cacheIndex: resourceName(env, 'artifact-cache-index'),
+        regionStatus: regionStatusTable,
+      },
+      secrets: runnerSecretNames(env),
+      cacheBucket: artifactCache,
+      cacheBucketOf: (r) => bucketName(env, 'artifact-cache', r as AwsRegion),
+      cacheExpireDays: ARTIFACT_CACHE_DAYS,
+      network: runnerNetwork,
+      cluster: runnerCluster,
+      image: `${account}.dkr.ecr.${region}.amazonaws.com/${env.runners.image.repository}:${env.runners.image.tag}`,
+      cacheUrl: `https://${apiName}`,
+      quota: this.quota,
+      routerProvisionedConcurrency: env.lambda.provisionedConcurrency,
+      logRetentionDays: env.lambda.logRetentionDays,
+      encryptEnvironment: env.lambda.environmentCmk,
+      triggerEnabled: env.features.eventSourceMappings,
+      ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
+      alarmTopicArn,
+    });
+
+    const zone = new DataAwsRoute53Zone(this, 'Zone', { name: env.dns.zoneName, privateZone: false });
+    this.api = new RegionalHttpApi(this, 'Api', {
+      name: resourceName(env, 'api'),
+      routes: [
+        { routeKey: 'GET /health', handler: this.health, ownThrottleRatePerSec: HEALTH_ROUTE_RATE_PER_SEC },
+        ...this.runners.routes,
+      ],
+      kmsKey: key,
+      logRetentionDays: env.lambda.logRetentionDays,
+      customDomain: env.dns.customDomain ? { domainName: apiName } : undefined,
+    });
+    const domain = this.api.domain;
+    new RegionalFailoverRecord(this, 'ApiRecord', {
+      zoneId: zone.zoneId,
+      recordName: apiName,
+      region,
+      target: domain
+        ? {
+            kind: 'alias',
+            dnsName: domain.domainNameConfiguration.targetDomainName,
+            zoneId: domain.domainNameConfiguration.hostedZoneId,
+          }
+        : { kind: 'cname', host: this.api.endpointHost },
+      healthCheckHost: this.api.endpointHost,
+      metricsProvider,
+      alarmTopicArn: AlarmTopic.arn(ROUTE53_METRICS_REGION, account, alarmTopicName(env)),
+    });
 
     if (env.imageSourceAccountId) {
       new ReplicaRegistry(this, 'ImageReplication', {

@@ -3,7 +3,7 @@ import {
   createAdminHandler,
   defaultAdminDependencies,
   type AdminEvent,
-} from '../../runtime/runners/admin-handler';
+} from '../../runtime/runners/admin/handler';
 import { parseRunnerConfig } from '../../runtime/runners/config';
 import type { OperatorStatus } from '../../runtime/runners/model';
 import {

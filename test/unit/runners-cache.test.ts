@@ -19,7 +19,7 @@ import {
   regionExpiryAttribute,
   S3Presigner,
   type CacheHandlerDeps,
-} from '../../runtime/runners/cache-handler';
+} from '../../runtime/runners/cache/handler';
 import { checkCacheToken, issueCacheToken } from '../../runtime/runners/cache-token';
 import { parseRunnerConfig } from '../../runtime/runners/config';
 

@@ -1,12 +1,12 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import * as z from 'zod/mini';
-import { loadConfig } from '../lib/config';
-import { PermanentError, RetryableError } from '../lib/failures';
-import { jsonResponse, type HttpResponse } from '../lib/http';
-import { createLogger } from '../lib/logger';
-import { describeError } from '../lib/redact';
-import { isTransientAwsError } from '../lib/retry';
+import { loadConfig } from '../../lib/config';
+import { PermanentError, RetryableError } from '../../lib/failures';
+import { jsonResponse, type HttpResponse } from '../../lib/http';
+import { createLogger } from '../../lib/logger';
+import { describeError } from '../../lib/redact';
+import { isTransientAwsError } from '../../lib/retry';
 import {
   AdminRequestError,
   callerOf,
@@ -16,10 +16,10 @@ import {
   regionOf,
   type AdminCore,
   type AdminLog,
-} from './admin';
-import { runnerConfigFromJson, REGION_NAME } from './config';
-import { RegionStatusTable } from './region-status';
-import { DynamodbRegionViews } from './region-views';
+} from '../admin';
+import { runnerConfigFromJson, REGION_NAME } from '../config';
+import { RegionStatusTable } from '../region-status';
+import { DynamodbRegionViews } from '../region-views';
 
 /**
  * The runner admin API (HTTP API, payload format 2.0, every route IAM-authorised at API Gateway):

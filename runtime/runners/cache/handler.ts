@@ -9,10 +9,10 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import * as z from 'zod/mini';
-import { HandlerConfigError, loadConfig } from '../lib/config';
-import { jsonResponse, type HttpResponse } from '../lib/http';
-import { createLogger } from '../lib/logger';
-import { describeError } from '../lib/redact';
+import { HandlerConfigError, loadConfig } from '../../lib/config';
+import { jsonResponse, type HttpResponse } from '../../lib/http';
+import { createLogger } from '../../lib/logger';
+import { describeError } from '../../lib/redact';
 import {
   getCacheEntry,
   MAX_PUT_BODY_CHARS,
@@ -28,10 +28,10 @@ import {
   ownProperty as own,
   type Presigner,
   type UploadReport,
-} from './cache';
-import { CacheTokenKeys, secretsManagerStageReader, type CacheTokenVerifier } from './cache-token';
-import { REGION_NAME, RunnerConfigError, runnerConfigFromJson, type RunnerConfig } from './config';
-import { TTL_ATTRIBUTE } from './tables';
+} from '../cache';
+import { CacheTokenKeys, secretsManagerStageReader, type CacheTokenVerifier } from '../cache-token';
+import { REGION_NAME, RunnerConfigError, runnerConfigFromJson, type RunnerConfig } from '../config';
+import { TTL_ATTRIBUTE } from '../tables';
 
 /**
  * The artifact cache's function, one per region: `GET /cache/{hash}` and `PUT /cache/{hash}` from the

@@ -1,0 +1,571 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import * as z from 'zod/mini';
+import { HandlerConfigError, loadConfig } from '../../lib/config';
+import { classifyFailure, PermanentError } from '../../lib/failures';
+import { createLogger } from '../../lib/logger';
+import { consumeQueue } from '../../lib/queue-consumer';
+import { describeError } from '../../lib/redact';
+import { parseAllocationConfig, resourceOf, type AllocationConfig } from '../../quota/config';
+import { DynamodbLimiterStore } from '../../quota/dynamodb-store';
+import { RegionalLimit } from '../../quota/regional-limit';
+import { SecretsManagerCacheTokenIssuer } from '../cache-token';
+import { NO_CONCURRENCY_CAP, QuotaConcurrencyCap } from '../concurrency-cap';
+import {
+  LOGIN,
+  REGION_NAME,
+  regionSettings,
+  REPOSITORY,
+  RunnerConfigError,
+  runnerConfigFromJson,
+  type RunnerConfig,
+} from '../config';
+import {
+  handleRunnerMessage,
+  type BestEffortStep,
+  type DispatchDeps,
+  type DispatchObserver,
+  type MessageOutcome,
+} from '../dispatch';
+import {
+  DynamodbDispatchCounters,
+  DynamodbJobClaims,
+  DynamodbJobRecords,
+  DynamodbLeaseTable,
+  SqsQueueSender,
+} from '../dispatch-adapters';
+import { EcsRunnerLauncher } from '../ecs-launcher';
+import { GitHubAppRunners, secretFromSecretsManager } from '../github-app';
+import { RunnerLeases } from '../leases';
+import type { RunnerQueueMessage } from '../model';
+import { queueUrlOf, runnerQueueName } from '../tables';
+
+/**
+ * The dispatcher's SQS handler (one function per region, consuming every runner queue of the region): each
+ * record is one message (dispatch, check-queued, completed), parsed and validated here, checked against the
+ * queue that delivered it, and handed to the core (dispatch.ts). Failures go through `consumeQueue`:
+ * permanent ones dead-lettered at once with their reason, transient ones redelivered with backoff.
+ *
+ * Metrics (namespace `Estate/Runners`, service `runner-dispatcher`, dimension `region`): Dispatched,
+ * DispatchFailed, Waits, Duplicates, Retried, plus Completed, DispatchedElsewhere, StepFailures,
+ * DeadLettered and Redelivered. Log lines carry the message's correlationId, never a body, a token or a
+ * JIT config.
+ */
+
+// ---------------------------------------------------------------------------------------- messages
+
+const text = (what: string, max: number) =>
+  z
+    .string()
+    .check(
+      z.regex(new RegExp(`^[\\x21-\\x7e]{1,${max}}$`), `expected ${what}: 1-${max} printable characters`),
+    );
+
+const whole = (what: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .number()
+    .check(
+      z.int(`expected ${what}, a whole number`),
+      z.gte(min, `expected ${what} of at least ${min}`),
+      z.lte(max, `expected ${what} of at most ${max}`),
+    );
+
+const jobSchema = z.object({
+  action: z.enum(['queued', 'waiting', 'in_progress', 'completed']),
+  jobId: whole('a job id', 1),
+  runId: whole('a run id', 1),
+  runAttempt: whole('a run attempt', 1, 1_000_000),
+  organization: z.string().check(z.regex(LOGIN, 'expected a lower-cased GitHub login')),
+  repository: z
+    .string()
+    .check(
+      z.maxLength(140, 'expected at most 140 characters'),
+      z.regex(REPOSITORY, 'expected a lower-cased owner/name'),
+    ),
+  labels: z
+    .array(
+      z
+        .string()
+        .check(z.minLength(1, 'expected a label'), z.maxLength(100, 'expected at most 100 characters')),
+    )
+    .check(z.maxLength(50, 'expected at most 50 labels')),
+  installationId: z.optional(whole('an installation id', 1)),
+  runnerName: z.optional(z.string().check(z.maxLength(255, 'expected at most 255 characters'))),
+});
+
+const dispatchSchema = z.object({
+  version: z.literal(1, 'expected version 1'),
+  kind: z.literal('dispatch'),
+  job: jobSchema,
+  deliveryId: text('a delivery id', 128),
+  region: z.string().check(z.regex(REGION_NAME, 'expected a region name')),
+  runnerType: text('a runner type', 31),
+  reason: z.enum([
+    'home',
+    'sticky',
+    'drained',
+    'no-region-eligible',
+    'spillover:queue-depth',
+    'spillover:concurrency',
+    'spillover:error-rate',
+  ]),
+  routedAt: whole('epoch milliseconds', 0),
+  correlationId: text('a correlation id', 128),
+  retry: z.union([z.literal(0), z.literal(1)], 'expected 0 or 1'),
+  waitingSince: z.optional(whole('epoch milliseconds', 0)),
+  waits: z.optional(whole('a count of waits', 0, 10_000)),
+});
+
+const messageSchema = z.discriminatedUnion(
+  'kind',
+  [
+    dispatchSchema,
+    z.object({
+      version: z.literal(1, 'expected version 1'),
+      kind: z.literal('check-queued'),
+      dispatch: dispatchSchema,
+    }),
+    z.object({
+      version: z.literal(1, 'expected version 1'),
+      kind: z.literal('completed'),
+      job: jobSchema,
+      deliveryId: text('a delivery id', 128),
+      correlationId: text('a correlation id', 128),
+    }),
+  ],
+  'expected kind dispatch, check-queued or completed',
+);
+
+const malformed = (field: string, rule: string) =>
+  new PermanentError('malformed-message', `${field}: ${rule}`);
+
+/** A runner queue's message body, validated: a PermanentError naming the field and the rule otherwise. */
+export function parseRunnerQueueMessage(body: string): RunnerQueueMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(body) as unknown;
+  } catch {
+    throw malformed('body', 'expected JSON');
+  }
+  const parsed = messageSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw malformed(['body', ...(issue?.path ?? []).map(String)].join('.'), issue?.message ?? 'invalid');
+  }
+  const message = parsed.data as RunnerQueueMessage;
+  const job = message.kind === 'check-queued' ? message.dispatch.job : message.job;
+  const at = message.kind === 'check-queued' ? 'body.dispatch.job' : 'body.job';
+  if (!job.repository.startsWith(`${job.organization}/`))
+    throw malformed(`${at}.repository`, 'expected a repository of the organization');
+  return message;
+}
+
+/** The queue that delivered a record must be one of this region's runner queues, of the message's type. */
+export function checkSource(record: SQSRecord, message: RunnerQueueMessage, settings: SourceSettings): void {
+  const arn = record.eventSourceARN;
+  if (!arn) return;
+  const [, , service, region, , name] = arn.split(':');
+  const type = settings.runnerTypes.find((t) => runnerQueueName(settings.queuePrefix, t) === name);
+  if (service !== 'sqs' || region !== settings.region || type === undefined)
+    throw new PermanentError('source-queue', "eventSourceARN: expected one of the region's runner queues");
+  const dispatch =
+    message.kind === 'dispatch' ? message : message.kind === 'check-queued' ? message.dispatch : undefined;
+  if (dispatch && dispatch.runnerType !== type)
+    throw new PermanentError(
+      'source-queue',
+      'runnerType: expected the runner type of the queue that delivered it',
+    );
+}
+
+export interface SourceSettings {
+  readonly region: string;
+  readonly queuePrefix: string;
+  readonly runnerTypes: readonly string[];
+}
+
+// ---------------------------------------------------------------------------------------- settings
+
+const nonEmpty = (what: string) => z.string().check(z.minLength(1, `expected ${what}`));
+
+const environment = z.object({
+  AWS_REGION: z.string().check(z.regex(REGION_NAME, 'expected the region the function runs in')),
+  ACCOUNT_ID: z.string().check(z.regex(/^\d{12}$/, 'expected a 12-digit account id')),
+  RUNNERS_CONFIG: z.string().check(z.minLength(2, 'expected the runner configuration as JSON')),
+  STATE_TABLE: nonEmpty("the region's state table"),
+  WORKFLOWS_TABLE: nonEmpty('the runner-workflows global table'),
+  RUNNER_QUEUE_PREFIX: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,48}$/, 'expected a queue name prefix')),
+  RUNNER_DEAD_LETTER_QUEUE_URL: z.string().check(z.regex(/^https?:\/\/\S+$/, 'expected a queue URL')),
+  RUNNER_MAX_RECEIVE_COUNT: z.coerce
+    .number()
+    .check(z.int('expected a whole number'), z.gte(1, 'expected 1-1000'), z.lte(1000, 'expected 1-1000')),
+  ECS_CLUSTER: nonEmpty('the ECS cluster'),
+  TASK_DEFINITIONS: z.string().check(z.minLength(2, 'expected JSON of runner type -> task definition')),
+  RUNNER_SUBNETS: z
+    .string()
+    .check(z.regex(/^subnet-[0-9a-z]+(,subnet-[0-9a-z]+)*$/, 'expected subnet ids, comma-separated')),
+  RUNNER_SECURITY_GROUP: z.string().check(z.regex(/^sg-[0-9a-z]+$/, 'expected a security group id')),
+  EC2_CAPACITY_PROVIDER: z.optional(nonEmpty('a capacity provider name')),
+  GITHUB_APP_SECRET_ID: nonEmpty("the GitHub App's secret"),
+  GITHUB_API_URL: z._default(
+    z.string().check(z.regex(/^https?:\/\/\S+$/, 'expected a URL')),
+    'https://api.github.com',
+  ),
+  RUNNER_CACHE_URL: z.string().check(z.regex(/^https?:\/\/\S+$/, 'expected a URL')),
+  CACHE_TOKEN_SECRET_ID: nonEmpty('the cache token secret'),
+  RUNNER_GROUP_ID: z._default(
+    z.coerce.number().check(z.int('expected a whole number'), z.gte(1, 'expected a runner group id')),
+    1,
+  ),
+  RUNNER_CONTAINER_NAME: z._default(
+    z.string().check(z.regex(/^[A-Za-z0-9_-]{1,255}$/, 'expected a container name')),
+    'runner',
+  ),
+  QUOTA_TABLE_NAME: z.optional(nonEmpty("the quota limiter's table")),
+  QUOTA_CONFIG: z.optional(z.string().check(z.minLength(2, 'expected the allocation config as JSON'))),
+  QUOTA_HEARTBEAT_CACHE_MS: z._default(
+    z.coerce.number().check(z.int(), z.gte(0), z.lte(60_000, 'expected 0-60000 ms')),
+    1000,
+  ),
+});
+
+export interface DispatcherSettings {
+  readonly region: string;
+  readonly account: string;
+  readonly config: RunnerConfig;
+  readonly stateTable: string;
+  readonly workflowsTable: string;
+  readonly queuePrefix: string;
+  readonly deadLetterQueueUrl: string;
+  readonly maxReceiveCount: number;
+  readonly cluster: string;
+  readonly taskDefinitions: ReadonlyMap<string, string>;
+  readonly subnets: readonly string[];
+  readonly securityGroup: string;
+  readonly ec2CapacityProvider?: string;
+  readonly githubAppSecretId: string;
+  readonly githubApiUrl: string;
+  readonly cacheUrl: string;
+  readonly cacheTokenSecretId: string;
+  readonly runnerGroupId: number;
+  readonly containerName: string;
+  /** Present when the configuration caps organisations by a quota resource. */
+  readonly quota?: {
+    readonly tableName: string;
+    readonly config: AllocationConfig;
+    readonly heartbeatCacheMs: number;
+  };
+}
+
+function taskDefinitionsOf(
+  json: string,
+  config: RunnerConfig | undefined,
+  problems: string[],
+): Map<string, string> {
+  const out = new Map<string, string>();
+  let value: unknown;
+  try {
+    value = JSON.parse(json) as unknown;
+  } catch {
+    problems.push('TASK_DEFINITIONS: expected JSON of runner type -> task definition');
+    return out;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problems.push('TASK_DEFINITIONS: expected a JSON object of runner type -> task definition');
+    return out;
+  }
+  for (const [type, definition] of Object.entries(value))
+    if (typeof definition === 'string' && /^[A-Za-z0-9_:/.-]{1,2048}$/.test(definition))
+      out.set(type, definition);
+    else problems.push('TASK_DEFINITIONS: expected a task definition family or ARN per runner type');
+  for (const type of config?.runnerTypes ?? [])
+    if (!out.has(type.name))
+      problems.push('TASK_DEFINITIONS: expected a task definition for every runner type');
+  return out;
+}
+
+/** The dispatcher's settings from its environment; every problem named at once, no value quoted. */
+export function loadDispatcherSettings(env: NodeJS.ProcessEnv = process.env): DispatcherSettings {
+  const raw = loadConfig(environment, env);
+  const problems: string[] = [];
+  let config: RunnerConfig | undefined;
+  try {
+    config = runnerConfigFromJson(raw.RUNNERS_CONFIG);
+  } catch (error) {
+    if (!(error instanceof RunnerConfigError)) throw error;
+    problems.push(...error.issues);
+  }
+  if (config && !regionSettings(config, raw.AWS_REGION))
+    problems.push('RUNNERS_CONFIG: expected the regions to include the one the function runs in');
+  const taskDefinitions = taskDefinitionsOf(raw.TASK_DEFINITIONS, config, problems);
+  if (config?.runnerTypes.some((t) => t.launch === 'ec2') && !raw.EC2_CAPACITY_PROVIDER)
+    problems.push('EC2_CAPACITY_PROVIDER: expected one: a runner type launches on ec2');
+  let quota: DispatcherSettings['quota'];
+  if (config?.concurrencyResource) {
+    if (!raw.QUOTA_TABLE_NAME || !raw.QUOTA_CONFIG)
+      problems.push(
+        'QUOTA_TABLE_NAME, QUOTA_CONFIG: expected both: the configuration caps organisations by a quota resource',
+      );
+    else {
+      try {
+        const allocation = parseAllocationConfig(JSON.parse(raw.QUOTA_CONFIG) as unknown, 'QUOTA_CONFIG');
+        if (!resourceOf(allocation, config.concurrencyResource))
+          problems.push(
+            'QUOTA_CONFIG: expected the concurrencyResource of the runner configuration among its resources',
+          );
+        if (!allocation.regions.some((r) => r.region === raw.AWS_REGION))
+          problems.push('QUOTA_CONFIG: expected the regions to include the one the function runs in');
+        quota = {
+          tableName: raw.QUOTA_TABLE_NAME,
+          config: allocation,
+          heartbeatCacheMs: raw.QUOTA_HEARTBEAT_CACHE_MS,
+        };
+      } catch (error) {
+        problems.push(
+          error instanceof PermanentError
+            ? error.reason
+            : 'QUOTA_CONFIG: expected the allocation config as JSON',
+        );
+      }
+    }
+  }
+  if (problems.length > 0 || !config) throw new HandlerConfigError(problems);
+  return {
+    region: raw.AWS_REGION,
+    account: raw.ACCOUNT_ID,
+    config,
+    stateTable: raw.STATE_TABLE,
+    workflowsTable: raw.WORKFLOWS_TABLE,
+    queuePrefix: raw.RUNNER_QUEUE_PREFIX,
+    deadLetterQueueUrl: raw.RUNNER_DEAD_LETTER_QUEUE_URL,
+    maxReceiveCount: raw.RUNNER_MAX_RECEIVE_COUNT,
+    cluster: raw.ECS_CLUSTER,
+    taskDefinitions,
+    subnets: raw.RUNNER_SUBNETS.split(','),
+    securityGroup: raw.RUNNER_SECURITY_GROUP,
+    ...(raw.EC2_CAPACITY_PROVIDER ? { ec2CapacityProvider: raw.EC2_CAPACITY_PROVIDER } : {}),
+    githubAppSecretId: raw.GITHUB_APP_SECRET_ID,
+    githubApiUrl: raw.GITHUB_API_URL,
+    cacheUrl: raw.RUNNER_CACHE_URL,
+    cacheTokenSecretId: raw.CACHE_TOKEN_SECRET_ID,
+    runnerGroupId: raw.RUNNER_GROUP_ID,
+    containerName: raw.RUNNER_CONTAINER_NAME,
+    ...(quota ? { quota } : {}),
+  };
+}
+
+// ----------------------------------------------------------------------------------------- handler
+
+/** The part of Powertools' Metrics the handler uses (tests inject a recorder). */
+export interface MetricsSink {
+  addMetric(name: string, unit: (typeof MetricUnit)[keyof typeof MetricUnit], value: number): void;
+  publishStoredMetrics(): void;
+}
+
+export interface DispatchHandlerOptions {
+  /** The core's dependencies; the handler adds the observer. */
+  readonly deps: Omit<DispatchDeps, 'observer'>;
+  readonly sqs: SQSClient;
+  readonly account: string;
+  readonly queuePrefix: string;
+  readonly deadLetterQueueUrl: string;
+  readonly maxReceiveCount: number;
+  readonly logger?: Logger;
+  readonly metrics?: MetricsSink;
+}
+
+/** Production dependencies from the settings: SDK clients created once per container. */
+export function dispatchOptionsFrom(settings: DispatcherSettings): DispatchHandlerOptions {
+  const { region, config } = settings;
+  const dynamodb = new DynamoDBClient({ region });
+  const sqs = new SQSClient({ region });
+  const secrets = new SecretsManagerClient({ region });
+  const now = () => Date.now();
+  const cap =
+    settings.quota && config.concurrencyResource
+      ? new QuotaConcurrencyCap(
+          new RegionalLimit({
+            store: new DynamodbLimiterStore(dynamodb, settings.quota.tableName),
+            config: settings.quota.config,
+            region,
+            heartbeatCacheMs: settings.quota.heartbeatCacheMs,
+          }),
+          config.concurrencyResource,
+        )
+      : NO_CONCURRENCY_CAP;
+  return {
+    sqs,
+    account: settings.account,
+    queuePrefix: settings.queuePrefix,
+    deadLetterQueueUrl: settings.deadLetterQueueUrl,
+    maxReceiveCount: settings.maxReceiveCount,
+    deps: {
+      region,
+      config,
+      claims: new DynamodbJobClaims(dynamodb, settings.stateTable),
+      records: new DynamodbJobRecords(dynamodb, settings.workflowsTable, now),
+      leases: new RunnerLeases({ table: new DynamodbLeaseTable(dynamodb, settings.stateTable), now }),
+      cap,
+      github: new GitHubAppRunners({
+        loadSecret: secretFromSecretsManager(secrets, settings.githubAppSecretId),
+        baseUrl: settings.githubApiUrl,
+      }),
+      launcher: new EcsRunnerLauncher({
+        ecs: new ECSClient({ region }),
+        cluster: settings.cluster,
+        taskDefinitions: settings.taskDefinitions,
+        runnerTypes: config.runnerTypes,
+        subnets: settings.subnets,
+        securityGroup: settings.securityGroup,
+        ...(settings.ec2CapacityProvider ? { ec2CapacityProvider: settings.ec2CapacityProvider } : {}),
+        containerName: settings.containerName,
+      }),
+      counters: new DynamodbDispatchCounters(dynamodb, settings.stateTable, config.errorWindowSec, now),
+      queue: new SqsQueueSender(sqs, region, settings.account, settings.queuePrefix),
+      cacheTokens: new SecretsManagerCacheTokenIssuer({
+        secretId: settings.cacheTokenSecretId,
+        client: secrets,
+      }),
+      cacheUrl: settings.cacheUrl,
+      runnerGroupId: settings.runnerGroupId,
+      now,
+      random: Math.random,
+    },
+  };
+}
+
+const correlationOf = (message: RunnerQueueMessage) =>
+  message.kind === 'check-queued' ? message.dispatch.correlationId : message.correlationId;
+
+/** The URL of the queue a batch came from (an event source mapping delivers from one queue). */
+function sourceQueueUrl(event: SQSEvent): string | undefined {
+  const arn = event.Records[0]?.eventSourceARN;
+  const [, , service, region, account, name] = arn?.split(':') ?? [];
+  return service === 'sqs' && region && account && name ? queueUrlOf(region, account, name) : undefined;
+}
+
+/** The handler over the options given, built on first use when given a factory. */
+export function createDispatchHandler(
+  given: DispatchHandlerOptions | (() => DispatchHandlerOptions),
+): (event: SQSEvent) => Promise<SQSBatchResponse> {
+  let built: DispatchHandlerOptions | undefined = typeof given === 'function' ? undefined : given;
+  let logger: Logger | undefined;
+  let metrics: MetricsSink | undefined;
+  return async (event) => {
+    built ??= (given as () => DispatchHandlerOptions)();
+    const options = built;
+    const region = options.deps.region;
+    logger ??= options.logger ?? createLogger('runner-dispatcher');
+    metrics ??=
+      options.metrics ??
+      new Metrics({
+        namespace: 'Estate/Runners',
+        serviceName: 'runner-dispatcher',
+        defaultDimensions: { region },
+      });
+    const log = logger;
+    const sink = metrics;
+    const count = (name: string) => sink.addMetric(name, MetricUnit.Count, 1);
+    const source: SourceSettings = {
+      region,
+      queuePrefix: options.queuePrefix,
+      runnerTypes: options.deps.config.runnerTypes.map((t) => t.name),
+    };
+    const queueUrl = sourceQueueUrl(event);
+    try {
+      return await consumeQueue(
+        event,
+        async (record) => {
+          const message = parseRunnerQueueMessage(record.body);
+          checkSource(record, message, source);
+          const correlationId = correlationOf(message);
+          const observer: DispatchObserver = {
+            dispatchFailed: (error) => {
+              count('DispatchFailed');
+              const failure = classifyFailure(error);
+              log.warn('dispatch failed; lease and claim released', {
+                correlationId,
+                code: failure.code,
+                reason: failure.reason,
+                permanent: failure.permanent,
+              });
+            },
+            stepFailed: (step: BestEffortStep, error) => {
+              count('StepFailures');
+              log.warn('best-effort step failed', { correlationId, step, error: describeError(error) });
+            },
+          };
+          const outcome = await handleRunnerMessage(
+            message,
+            { messageId: record.messageId },
+            { ...options.deps, observer },
+          );
+          report(outcome, message, correlationId, log, count);
+        },
+        {
+          sqs: options.sqs,
+          deadLetterQueueUrl: options.deadLetterQueueUrl,
+          maxReceiveCount: options.maxReceiveCount,
+          logger: log,
+          ...(queueUrl ? { queueUrl } : {}),
+          onFailure: (_failure, outcome) =>
+            count(outcome === 'dead-lettered' ? 'DeadLettered' : 'Redelivered'),
+        },
+      );
+    } finally {
+      sink.publishStoredMetrics();
+    }
+  };
+}
+
+/** One log line and its metrics per message: ids, kinds and counts only. */
+function report(
+  outcome: MessageOutcome,
+  message: RunnerQueueMessage,
+  correlationId: string,
+  log: Logger,
+  count: (name: string) => void,
+): void {
+  const job = message.kind === 'check-queued' ? message.dispatch.job : message.job;
+  const fields = { correlationId, jobId: job.jobId, kind: message.kind, outcome: outcome.kind };
+  const inner = outcome.kind === 'retried' ? outcome.outcome : outcome;
+  if (outcome.kind === 'retried') count('Retried');
+  switch (inner.kind) {
+    case 'dispatched':
+      count('Dispatched');
+      log.info('runner dispatched', { ...fields, retry: inner.retry });
+      return;
+    case 'waiting':
+      count('Waits');
+      log.info('job waits for a runner slot', {
+        ...fields,
+        limit: inner.limit,
+        waits: inner.waits,
+        delaySec: inner.delaySec,
+      });
+      return;
+    case 'duplicate':
+    case 'runner-exists':
+      count('Duplicates');
+      log.info('job already dispatched here', { ...fields, detail: inner.kind });
+      return;
+    case 'elsewhere':
+      count('DispatchedElsewhere');
+      log.info('job already dispatched by another region', fields);
+      return;
+    case 'completed':
+      count('Completed');
+      log.info('job completed: lease released, record deleted', fields);
+      return;
+    case 'checked':
+      log.info('queued check: nothing to do', { ...fields, status: inner.status });
+      return;
+  }
+}
+
+/** The Lambda entry point: settings and clients built on the first invocation. */
+export const handler = createDispatchHandler(() => dispatchOptionsFrom(loadDispatcherSettings()));
