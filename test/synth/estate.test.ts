@@ -100,11 +100,15 @@ describe('the estate (main.ts composition)', () => {
     ['prod', 2],
     ['dev', 1],
   ])(
-    '%s: provisions %i concurrent executions on the live alias of the health function in every region',
+    '%s: provisions %i concurrent executions on the live aliases of the health function and the webhook router in every region',
     (env, count) => {
       for (const region of ['eu-central-1', 'us-east-1']) {
         const configs = resources(stackJson(`${env}-${region}`), 'aws_lambda_provisioned_concurrency_config');
-        expect(configs.map((c) => c.provisioned_concurrent_executions)).toEqual([count]);
+        expect(configs.map((c) => c.provisioned_concurrent_executions)).toEqual([count, count]);
+        expect(configs.map((c) => c.function_name).sort()).toEqual([
+          expect.stringContaining('Health'),
+          expect.stringContaining('Runners_Router'),
+        ]);
       }
     },
   );
@@ -165,14 +169,19 @@ describe('the estate (main.ts composition)', () => {
     expect(functions.sort()).toEqual([
       'prod-health',
       'prod-quota-sync',
+      'prod-runners-admin',
+      'prod-runners-cache',
+      'prod-runners-dispatcher',
+      'prod-runners-router',
       'prod-secrets-replicator',
       'prod-sync-anti-entropy',
       'prod-sync-inbox',
     ]);
     // The mapping polls as the function's role: it waits for the role's policy (IAM first).
     expect(mapping?.depends_on).toEqual([expect.stringMatching(/^aws_iam_role_policy\.Sync_Inbox_Policy_/)]);
-    // Only the latency-sensitive health function keeps warm capacity.
-    expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(1);
+    // Only the latency-sensitive functions keep warm capacity: health (Route 53 checks) and the webhook router
+    // (GitHub waits 10 s and never retries a failed delivery by itself).
+    expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(2);
   });
 
   describe('DNS that resolves', () => {

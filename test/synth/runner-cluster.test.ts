@@ -205,7 +205,7 @@ describe('RunnerCluster', () => {
       expect(cluster?.ec2CapacityProviderName).toBe('dev-runners-ec2');
     });
 
-    it('gives the instances a role EC2 may assume only for this account', () => {
+    it('gives the instances a role only EC2 may assume (for the instances this account launches with it)', () => {
       const role = resources(json, 'aws_iam_role').find(
         (r) => r.name === `dev-runners-ec2-${REGION}`,
       ) as Block;
@@ -214,7 +214,6 @@ describe('RunnerCluster', () => {
           Effect: 'Allow',
           Principal: { Service: 'ec2.amazonaws.com' },
           Action: 'sts:AssumeRole',
-          Condition: { StringEquals: { 'aws:SourceAccount': ACCOUNT } },
         },
       ]);
       expect(only(json, 'aws_iam_instance_profile').role).toMatch(
