@@ -71,21 +71,18 @@ describe('provisionedConcurrencyAsks', () => {
           JSON.parse(readFileSync(join(stack.dir, 'cdk.tf.json'), 'utf8')),
         ),
       );
+    const ask = (region: string, functionName: string) => ({
+      stack: `dev-${region}`,
+      region,
+      functionName,
+      qualifier: 'live',
+      executions: dev.lambda.provisionedConcurrency,
+    });
     expect(asks).toEqual([
-      {
-        stack: 'dev-eu-central-1',
-        region: 'eu-central-1',
-        functionName: 'dev-health',
-        qualifier: 'live',
-        executions: dev.lambda.provisionedConcurrency,
-      },
-      {
-        stack: 'dev-us-east-1',
-        region: 'us-east-1',
-        functionName: 'dev-health',
-        qualifier: 'live',
-        executions: dev.lambda.provisionedConcurrency,
-      },
+      ask('eu-central-1', 'dev-health'),
+      ask('eu-central-1', 'dev-runners-router'),
+      ask('us-east-1', 'dev-health'),
+      ask('us-east-1', 'dev-runners-router'),
     ]);
   });
 

@@ -127,7 +127,7 @@ export function defaultAdminDependencies(env: NodeJS.ProcessEnv = process.env): 
     return client;
   };
   const sqs = (region: string) => {
-    const client = sqsClients.get(region) ?? new SQSClient({ region });
+    const client = sqsClients.get(region) ?? new SQSClient({ region, useQueueUrlAsEndpoint: false });
     sqsClients.set(region, client);
     return client;
   };

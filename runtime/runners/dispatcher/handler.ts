@@ -382,7 +382,7 @@ export interface DispatchHandlerOptions {
 export function dispatchOptionsFrom(settings: DispatcherSettings): DispatchHandlerOptions {
   const { region, config } = settings;
   const dynamodb = new DynamoDBClient({ region });
-  const sqs = new SQSClient({ region });
+  const sqs = new SQSClient({ region, useQueueUrlAsEndpoint: false });
   const secrets = new SecretsManagerClient({ region });
   const now = () => Date.now();
   const cap =

@@ -145,7 +145,7 @@ export function powertoolsTelemetry(logger: Logger, metrics: Metrics): RouterTel
       else logger.info('delivery handled', { outcome: outcome.kind });
     },
     regionUnreadable: (region, reason) => {
-      count('RegionsUnreadable', 'region', region);
+      count('RegionsUnreadable', 'unreadableRegion', region);
       logger.warn('region view unreadable: routed as out', { region, reason });
     },
     unreadable: (failure) => {
@@ -240,7 +240,7 @@ export function awsRouterDeps(settings: RouterSettings = loadRouterSettings()): 
   const region = settings.AWS_REGION;
   const now = () => Date.now();
   const dynamodb = new RegionalClients((r) => new DynamoDBClient({ region: r }));
-  const sqs = new RegionalClients((r) => new SQSClient({ region: r }));
+  const sqs = new RegionalClients((r) => new SQSClient({ region: r, useQueueUrlAsEndpoint: false }));
   const local = dynamodb.of(region);
   const telemetry = defaultTelemetry(region);
   const clients = { dynamodb: (r: string) => dynamodb.of(r), sqs: (r: string) => sqs.of(r) };
