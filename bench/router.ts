@@ -43,7 +43,12 @@ const CONFIG = parseRunnerConfig({
   runnerTypes: [
     { name: 'standard', labels: ['self-hosted', 'linux', 'x64'], launch: 'fargate-spot' },
     { name: 'arm', labels: ['self-hosted', 'linux', 'arm64'], launch: 'fargate' },
-    { name: 'docker', labels: ['self-hosted', 'linux', 'x64', 'docker'], launch: 'ec2' },
+    {
+      name: 'docker',
+      labels: ['self-hosted', 'linux', 'x64', 'docker'],
+      launch: 'ec2',
+      runnerGroup: 'docker-trusted',
+    },
     {
       name: 'large',
       labels: ['self-hosted', 'linux', 'x64', 'large'],

@@ -15,6 +15,8 @@ export const DEFAULT_RUNNER_TYPES = [
     launch: 'ec2',
     cpu: 2048,
     memoryMiB: 4096,
+    // Create it in each organisation, restricted to the repositories trusted with a Docker host.
+    runnerGroup: 'docker-trusted',
   },
 ] as const;
 

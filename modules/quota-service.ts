@@ -1,4 +1,4 @@
-import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import type { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
 import { Construct } from 'constructs';
 import {
   AllocationConfigError,
@@ -9,6 +9,7 @@ import {
 import { BundledFunction } from './bundled-function';
 import { DynamodbTable } from './dynamodb-table';
 import type { KmsKey } from './kms-key';
+import { notifyingAlarm } from './lib/alarm';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { Schedule } from './schedule';
@@ -214,21 +215,18 @@ export class QuotaService extends Construct {
         missing: 'notBreaching',
       },
     ) =>
-      new CloudwatchMetricAlarm(this, alarmId, {
-        alarmName: `${props.name}-${alarmId.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
+      notifyingAlarm(this, alarmId, {
+        prefix: props.name,
+        topicArn: props.alarmTopicArn,
         alarmDescription: description,
         namespace: 'Estate/Quota',
         metricName,
         dimensions: { service: 'quota-sync', region: props.region, ...(peer ? { peer } : {}) },
-        statistic: 'Sum',
         period: allocation.windowSec,
         evaluationPeriods: periods,
         datapointsToAlarm: periods,
-        threshold: 1,
         comparisonOperator: when.comparison,
         treatMissingData: when.missing,
-        alarmActions: [props.alarmTopicArn],
-        okActions: [props.alarmTopicArn],
       });
     this.alarms = [
       ...regions.map((peer) =>

@@ -1,5 +1,5 @@
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
-import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import type { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
 import { EcsTaskDefinition } from '@cdktf/provider-aws/lib/ecs-task-definition';
 import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
@@ -23,6 +23,7 @@ import {
 import { BundledFunction } from './bundled-function';
 import type { HttpRoute } from './http-api';
 import type { KmsKey } from './kms-key';
+import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
 import { policyDocument, serviceTrustPolicy, type PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
@@ -563,22 +564,11 @@ export class RunnerControlPlane extends Construct {
   }
 
   private createAlarms(props: RunnerControlPlaneProps): CloudwatchMetricAlarm[] {
-    const alarm = (
-      alarmId: string,
-      description: string,
-      metric: Partial<ConstructorParameters<typeof CloudwatchMetricAlarm>[2]>,
-    ) =>
-      new CloudwatchMetricAlarm(this, alarmId, {
-        alarmName: `${props.name}-${alarmId.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
-        alarmDescription: description,
-        statistic: 'Sum',
-        period: 300,
-        evaluationPeriods: 1,
-        threshold: 1,
-        comparisonOperator: 'GreaterThanOrEqualToThreshold',
-        treatMissingData: 'notBreaching',
-        alarmActions: [props.alarmTopicArn],
-        okActions: [props.alarmTopicArn],
+    const alarm = (alarmId: string, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
+      notifyingAlarm(this, alarmId, {
+        prefix: props.name,
+        topicArn: props.alarmTopicArn,
+        alarmDescription,
         ...metric,
       });
     return [

@@ -1,6 +1,6 @@
 import { CloudwatchEventRule } from '@cdktf/provider-aws/lib/cloudwatch-event-rule';
 import { CloudwatchEventTarget } from '@cdktf/provider-aws/lib/cloudwatch-event-target';
-import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import type { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
 import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
@@ -16,6 +16,7 @@ import { ARN_SUFFIX_WILDCARD, iamScopeOf } from '../runtime/secrets/iam-scope';
 import { REPLICA_OF } from '../runtime/secrets/replica-tags';
 import { BundledFunction } from './bundled-function';
 import type { KmsKey } from './kms-key';
+import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
@@ -274,22 +275,11 @@ export class SecretsReplicator extends Construct {
       enabled: props.triggerEnabled,
     });
 
-    const alarm = (
-      alarmId: string,
-      description: string,
-      metric: Partial<ConstructorParameters<typeof CloudwatchMetricAlarm>[2]>,
-    ) =>
-      new CloudwatchMetricAlarm(this, alarmId, {
-        alarmName: `${props.name}-${alarmId.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
-        alarmDescription: description,
-        statistic: 'Sum',
-        period: 300,
-        evaluationPeriods: 1,
-        threshold: 1,
-        comparisonOperator: 'GreaterThanOrEqualToThreshold',
-        treatMissingData: 'notBreaching',
-        alarmActions: [props.alarmTopicArn],
-        okActions: [props.alarmTopicArn],
+    const alarm = (alarmId: string, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
+      notifyingAlarm(this, alarmId, {
+        prefix: props.name,
+        topicArn: props.alarmTopicArn,
+        alarmDescription,
         ...metric,
       });
     this.alarms = [

@@ -311,6 +311,16 @@ export class RegionalStack extends TerraformStack {
     new TerraformOutput(this, 'quota_table', { value: this.quota.table.name });
     new TerraformOutput(this, 'quota_snapshot_bucket', { value: this.quota.snapshots.name });
     new TerraformOutput(this, 'quota_sync_function', { value: this.quota.sync.function.functionName });
+    new TerraformOutput(this, 'runner_router_function', { value: this.runners.router.function.functionName });
+    new TerraformOutput(this, 'runner_dispatcher_function', {
+      value: this.runners.dispatcher.function.functionName,
+    });
+    new TerraformOutput(this, 'runner_admin_function', { value: this.runners.admin.function.functionName });
+    new TerraformOutput(this, 'runner_cache_function', { value: this.runners.cache.function.functionName });
+    new TerraformOutput(this, 'runner_queue_urls', {
+      value: Object.fromEntries([...this.runners.queues].map(([type, queue]) => [type, queue.url])),
+    });
+    new TerraformOutput(this, 'runner_dead_letter_url', { value: this.runners.deadLetterQueue.url });
     if (this.secrets) {
       new TerraformOutput(this, 'secrets_replicator_function', {
         value: this.secrets.function.function.functionName,

@@ -1,5 +1,5 @@
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
-import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import type { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
 import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { LambdaAlias } from '@cdktf/provider-aws/lib/lambda-alias';
@@ -10,6 +10,7 @@ import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
 import { AssetType, TerraformAsset } from 'cdktf';
 import { Construct } from 'constructs';
 import { LOG_RETENTION_DAYS } from '../../environments/schema';
+import { notifyingAlarm } from '../lib/alarm';
 import type { KmsKey } from '../kms-key';
 import {
   assertLeastPrivilege,
@@ -228,20 +229,14 @@ export class BundledFunction extends Construct {
     }
 
     const alarmOn = (metricName: 'Errors' | 'Throttles', alarmId: string) =>
-      new CloudwatchMetricAlarm(this, alarmId, {
+      notifyingAlarm(this, alarmId, {
+        prefix: name,
+        topicArn: props.alarmTopicArn,
         alarmName: `${name}-${metricName.toLowerCase()}`,
         alarmDescription: `${metricName} of ${name} (any in 5 minutes)`,
         namespace: 'AWS/Lambda',
         metricName,
         dimensions: { FunctionName: name },
-        statistic: 'Sum',
-        period: 300,
-        evaluationPeriods: 1,
-        threshold: 1,
-        comparisonOperator: 'GreaterThanOrEqualToThreshold',
-        treatMissingData: 'notBreaching',
-        alarmActions: [props.alarmTopicArn],
-        okActions: [props.alarmTopicArn],
       });
     this.errorAlarm = alarmOn('Errors', 'ErrorAlarm');
     this.throttleAlarm = alarmOn('Throttles', 'ThrottleAlarm');

@@ -45,6 +45,11 @@ export const LOGIN = /^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,38}$/;
 /** A repository name: 1-100 of letters, digits, `.`, `-`, `_`. */
 export const REPOSITORY = /^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,38}\/[a-z0-9._-]{1,100}$/;
 const RUNNER_TYPE_NAME = /^[a-z][a-z0-9-]{0,30}$/;
+/** A GitHub runner group's name. */
+// eslint-disable-next-line no-control-regex -- control characters are what the rule refuses
+const RUNNER_GROUP = /^[^\u0000-\u001f\u007f]{1,100}$/;
+/** Every organisation's first runner group (id 1), open to all its repositories unless restricted. */
+export const DEFAULT_RUNNER_GROUP = 'Default';
 /** Labels GitHub accepts on a runner (lower-cased): 1-100 printable characters without commas. */
 // eslint-disable-next-line no-control-regex -- control characters are what the rule refuses
 const LABEL = /^[^\s,\u0000-\u001f]{1,100}$/;
@@ -76,6 +81,12 @@ export interface RunnerType {
   /** Task size (Fargate's valid pairs are checked at synth by the construct). */
   readonly cpu: number;
   readonly memoryMiB: number;
+  /**
+   * The GitHub runner group (by name, in each organisation) its runners join. Labels do not restrict which
+   * repositories' jobs a runner takes (GitHub gives a job to a runner holding all its labels); a runner group
+   * restricted to selected repositories does. `Default` is every organisation's first group.
+   */
+  readonly runnerGroup: string;
 }
 
 export interface RunnerConfig {
@@ -93,6 +104,8 @@ export interface RunnerConfig {
   readonly leaseTtlSec: number;
   /** A job still queued this long after its dispatch is dispatched once more. */
   readonly queuedTimeoutSec: number;
+  /** A runner that has taken no job this long after it started is removed (registration and task). */
+  readonly idleTimeoutSec: number;
   readonly maxBodyBytes: number;
   /** The window the error rate is computed over. */
   readonly errorWindowSec: number;
@@ -172,6 +185,10 @@ const document = z.strictObject({
         launch: z._default(z.enum(['fargate', 'fargate-spot', 'ec2']), 'fargate'),
         cpu: z._default(int('task CPU units', 256, 16_384), 1024),
         memoryMiB: z._default(int('task memory in MiB', 512, 122_880), 2048),
+        runnerGroup: z._default(
+          z.string().check(z.regex(RUNNER_GROUP, 'expected a runner group name: 1-100 printable characters')),
+          DEFAULT_RUNNER_GROUP,
+        ),
       }),
     )
     .check(
@@ -182,6 +199,7 @@ const document = z.strictObject({
   deliveryTtlSec: z._default(int('a delivery time-to-live in seconds', 3_600, 30 * 86_400), 4 * 86_400),
   leaseTtlSec: z._default(int('a lease time-to-live in seconds', 60, 5 * 86_400), 6 * 3_600),
   queuedTimeoutSec: z._default(int('a queued timeout in seconds (SQS delays at most 900)', 60, 900), 600),
+  idleTimeoutSec: z._default(int('an idle timeout in seconds', 300, 86_400), 900),
   maxBodyBytes: z._default(int('a body limit in bytes', 1_024, 10 * 1_048_576), 1_048_576),
   errorWindowSec: z._default(int('an error window in seconds', 60, 3_600), 300),
   minErrorSamples: z._default(int('a minimum of dispatches', 1, 10_000), 10),
@@ -264,7 +282,19 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
     if (!labels.every((l) => LABEL.test(l)))
       at(`runnerTypes.${index}.labels`, 'expected 1-100 printable characters each, no comma or space');
     if (new Set(labels).size !== labels.length) at(`runnerTypes.${index}.labels`, 'expected each label once');
-    return { name: type.name, labels, launch: type.launch, cpu: type.cpu, memoryMiB: type.memoryMiB };
+    if (type.launch === 'ec2' && type.runnerGroup === DEFAULT_RUNNER_GROUP)
+      at(
+        `runnerTypes.${index}.runnerGroup`,
+        'expected a runner group other than Default for an ec2 type: its jobs reach the host Docker daemon, so restrict the group to trusted repositories on GitHub',
+      );
+    return {
+      name: type.name,
+      labels,
+      launch: type.launch,
+      cpu: type.cpu,
+      memoryMiB: type.memoryMiB,
+      runnerGroup: type.runnerGroup,
+    };
   });
   if (new Set(runnerTypes.map((t) => t.name)).size !== runnerTypes.length)
     at('runnerTypes', 'expected distinct names');
@@ -292,6 +322,7 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
     deliveryTtlSec: raw.deliveryTtlSec,
     leaseTtlSec: raw.leaseTtlSec,
     queuedTimeoutSec: raw.queuedTimeoutSec,
+    idleTimeoutSec: raw.idleTimeoutSec,
     maxBodyBytes: raw.maxBodyBytes,
     errorWindowSec: raw.errorWindowSec,
     minErrorSamples: raw.minErrorSamples,

@@ -6,6 +6,10 @@
 /** The `workflow_job` actions GitHub sends; the control plane acts on `queued` and `completed`. */
 export type JobAction = 'queued' | 'waiting' | 'in_progress' | 'completed';
 
+/** The most `runs-on` labels a job may carry, and the longest label: the router and the dispatcher agree. */
+export const MAX_JOB_LABELS = 100;
+export const MAX_LABEL_CHARS = 100;
+
 /** A `workflow_job` delivery, reduced to what routing and dispatch use (names lower-cased). */
 export interface WorkflowJob {
   readonly action: JobAction;

@@ -26,11 +26,11 @@ type CommonJsWrapper = (
 /**
  * Loads a bundle's `index.js` as a fresh module, as a new Lambda container would: nothing is shared with
  * earlier loads. `@aws-sdk/*` (external to the bundle, provided by the nodejs22.x runtime) resolves to the
- * repository's pinned SDK.
+ * repository's pinned SDK. Answers every export of the entry.
  */
-export function loadBundleSource(source: string, filename: string): LambdaHandler {
+export function loadBundleExports(source: string, filename: string): Record<string, unknown> {
   const wrapper = runInThisContext(hostModule.wrap(source), { filename }) as CommonJsWrapper;
-  const mod = { exports: {} as { handler?: unknown } };
+  const mod = { exports: {} as Record<string, unknown> };
   wrapper(
     mod.exports,
     hostModule.createRequire(join(REPO_ROOT, 'package.json')),
@@ -38,8 +38,14 @@ export function loadBundleSource(source: string, filename: string): LambdaHandle
     filename,
     dirname(filename),
   );
-  if (typeof mod.exports.handler !== 'function') throw new Error(`${filename} exports no handler function`);
-  return mod.exports.handler as LambdaHandler;
+  return mod.exports;
+}
+
+/** The `handler` of a bundle loaded as a fresh module (loadBundleExports). */
+export function loadBundleSource(source: string, filename: string): LambdaHandler {
+  const { handler } = loadBundleExports(source, filename);
+  if (typeof handler !== 'function') throw new Error(`${filename} exports no handler function`);
+  return handler as LambdaHandler;
 }
 
 /** Loads the handler from a Lambda deployment archive (the zip Terraform uploaded). */

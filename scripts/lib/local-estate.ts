@@ -104,6 +104,8 @@ export async function invokeDeployed(
   stackDir: string,
   functionName: string,
   event: unknown,
+  /** Settings over the deployed ones: stand-ins for what the emulator cannot be (ECS RunTask, GitHub). */
+  overrides: Readonly<Record<string, string>> = {},
 ): Promise<Invocation> {
   const lambda = new LambdaClient({
     region,
@@ -120,7 +122,7 @@ export async function invokeDeployed(
   }
   const environment = deployed.Configuration?.Environment?.Variables ?? {};
   const handler = loadHandlerFromArchive(archive);
-  const response = await withEnv({ ...environment, ...emulatorEnv(endpoint, region) }, () =>
+  const response = await withEnv({ ...environment, ...emulatorEnv(endpoint, region), ...overrides }, () =>
     handler(event, {}),
   );
   return { response, environment };

@@ -15,6 +15,7 @@ import { planHasChanges, prepareTerraform } from '../../scripts/lib/terraform';
 import { bucketName, resourceName } from '../../stacks/names';
 import { DEPLOY_LANE_ENDPOINT, laneEndpoint } from '../support/moto-lane';
 import { syncRegionsOf } from '../../scripts/lib/event-pump';
+import { runnersScenarios } from './runners-scenarios';
 import { secretsScenarios } from './secrets-scenarios';
 import { syncScenarios } from './sync-scenarios';
 import { admittedTopics, bucketProtection, drain, emulatorClients, publish, purge } from './topology';
@@ -143,6 +144,10 @@ describe('the sync service on the deployed bus (bundled handlers, the test pumpi
 
 describe('the secrets replicator as deployed (bundled handler, the test pumping its queue)', () => {
   secretsScenarios(endpoint, () => estate);
+});
+
+describe('the runner control plane as deployed (bundled handlers; ECS RunTask and GitHub stand in)', () => {
+  runnersScenarios(endpoint, () => estate);
 });
 
 describe('the local estate on the emulator, losing a dependency', () => {

@@ -5,19 +5,13 @@ import {
   ListSecretVersionIdsCommand,
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import {
-  DeleteMessageBatchCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-  type SQSClient,
-} from '@aws-sdk/client-sqs';
-import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { ReceiveMessageCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse } from 'aws-lambda';
 import type { AwsRegion } from '../../environments';
 import { REPLICA_OF } from '../../runtime/secrets/replica-tags';
 import { invokeDeployed, regionalStackOf, type LocalEstate } from '../../scripts/lib/local-estate';
 import { scheduledEvent, secretsManagerCall } from '../support/cloudtrail-events';
-import { emulatorClients } from './topology';
+import { consumeWith, emulatorClients } from './topology';
 
 interface ReplicatorRegion {
   readonly region: AwsRegion;
@@ -69,42 +63,10 @@ export function secretsScenarios(endpoint: string, estateOf: () => LocalEstate):
         MessageSystemAttributeNames: ['ApproximateReceiveCount'],
       }),
     );
-    const messages = received.Messages ?? [];
-    const queueArn = (
-      await client.send(
-        new GetQueueAttributesCommand({ QueueUrl: at.queueUrl, AttributeNames: ['QueueArn'] }),
-      )
-    ).Attributes?.QueueArn as string;
-    const event: SQSEvent = {
-      Records: messages.map((m) => ({
-        messageId: m.MessageId ?? '',
-        receiptHandle: m.ReceiptHandle ?? '',
-        body: m.Body ?? '',
-        attributes: {
-          ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? '1',
-          SentTimestamp: String(Date.now()),
-          SenderId: 'events.amazonaws.com',
-          ApproximateFirstReceiveTimestamp: String(Date.now()),
-        },
-        messageAttributes: {},
-        md5OfBody: m.MD5OfBody ?? '',
-        eventSource: 'aws:sqs',
-        eventSourceARN: queueArn,
-        awsRegion: at.region,
-      })),
-    };
-    const { response } = await invokeDeployed(endpoint, at.region, at.stackDir, at.functionName, event);
-    const answer = response as SQSBatchResponse;
-    const failed = new Set(answer.batchItemFailures.map((f) => f.itemIdentifier));
-    const done = messages.filter((m) => !failed.has(m.MessageId ?? ''));
-    if (done.length > 0)
-      await client.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: at.queueUrl,
-          Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
-        }),
-      );
-    return answer;
+    return consumeWith(client, at.queueUrl, at.region, received.Messages ?? [], async (event) => {
+      const { response } = await invokeDeployed(endpoint, at.region, at.stackDir, at.functionName, event);
+      return response;
+    });
   }
 
   const send = (at: ReplicatorRegion, body: object) =>

@@ -2,11 +2,14 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetBucketEncryptionCommand, GetPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import {
+  DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   PurgeQueueCommand,
   ReceiveMessageCommand,
   SQSClient,
+  type Message,
 } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 
 /** SDK clients for one region of the emulator. */
 export function emulatorClients(endpoint: string, region: string) {
@@ -76,4 +79,50 @@ export async function bucketProtection(s3: S3Client, bucket: string) {
     kmsKey: rule?.KMSMasterKeyID,
     publicAccessBlock: block.PublicAccessBlockConfiguration,
   };
+}
+
+/**
+ * What an event-source mapping does with received messages: hands them to the function (`invoke`, the
+ * deployed bundle) as Lambda's SQS event, then deletes those it did not report as failed.
+ */
+export async function consumeWith(
+  sqs: SQSClient,
+  queueUrl: string,
+  region: string,
+  messages: readonly Message[],
+  invoke: (event: SQSEvent) => Promise<unknown>,
+): Promise<SQSBatchResponse> {
+  const queueArn = (
+    await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))
+  ).Attributes?.QueueArn as string;
+  const now = String(Date.now());
+  const event: SQSEvent = {
+    Records: messages.map((m) => ({
+      messageId: m.MessageId ?? '',
+      receiptHandle: m.ReceiptHandle ?? '',
+      body: m.Body ?? '',
+      attributes: {
+        ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? '1',
+        SentTimestamp: now,
+        SenderId: 'AIDAEXAMPLESENDER',
+        ApproximateFirstReceiveTimestamp: now,
+      },
+      messageAttributes: {},
+      md5OfBody: m.MD5OfBody ?? '',
+      eventSource: 'aws:sqs',
+      eventSourceARN: queueArn,
+      awsRegion: region,
+    })),
+  };
+  const answer = (await invoke(event)) as SQSBatchResponse;
+  const failed = new Set(answer.batchItemFailures.map((f) => f.itemIdentifier));
+  const done = messages.filter((m) => !failed.has(m.MessageId ?? ''));
+  if (done.length > 0)
+    await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle ?? '' })),
+      }),
+    );
+  return answer;
 }

@@ -67,6 +67,7 @@ const DOCUMENT = {
       name: 'docker',
       labels: [...STANDARD_LABELS, 'docker'],
       launch: 'ec2',
+      runnerGroup: 'docker-trusted',
       cpu: 2048,
       memoryMiB: 4096,
     },

@@ -1,9 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type ModuleNamespace from 'node:module';
-import { dirname, join } from 'node:path';
-import { runInThisContext } from 'node:vm';
-import { bundleHandler, REPO_ROOT } from '../../modules/bundled-function/bundle';
+import { bundleHandler } from '../../modules/bundled-function/bundle';
+import { loadBundleExports } from '../../scripts/lib/load-bundle';
 import { parseRunnerConfig, type RunnerConfig } from '../../runtime/runners/config';
 import type {
   RegionMetrics,
@@ -46,7 +44,12 @@ export function testRunnerConfig(overrides: Record<string, unknown> = {}): Runne
     repositories: { 'acme/mobile': AP },
     runnerTypes: [
       { name: 'standard', labels: ['self-hosted', 'linux', 'x64'], launch: 'fargate-spot' },
-      { name: 'docker', labels: ['self-hosted', 'linux', 'x64', 'docker'], launch: 'ec2' },
+      {
+        name: 'docker',
+        labels: ['self-hosted', 'linux', 'x64', 'docker'],
+        launch: 'ec2',
+        runnerGroup: 'docker-trusted',
+      },
     ],
     ...overrides,
   });
@@ -377,33 +380,14 @@ export function routerBundleSource(): { source: string; filename: string } {
   return { source: readFileSync(bundle.codePath, 'utf8'), filename: bundle.codePath };
 }
 
-const hostProcess = runInThisContext('process') as NodeJS.Process;
-const hostModule = hostProcess.getBuiltinModule('node:module') as typeof ModuleNamespace;
-
-type CommonJsWrapper = (
-  exports: object,
-  require: NodeJS.Require,
-  module: { exports: object },
-  filename: string,
-  dirname: string,
-) => void;
-
 /**
- * Loads the bundle as a fresh module in the main context, as scripts/lib/load-bundle.ts does, keeping every
- * export of the entry (not only `handler`): the tests build the handler with injected ports through the
- * bundle's own `createRouterHandler`.
+ * Loads the bundle as a fresh module (scripts/lib/load-bundle.ts), keeping every export of the entry (not
+ * only `handler`): the tests build the handler with injected ports through the bundle's own
+ * `createRouterHandler`.
  */
 export function loadRouterBundle(source: string, filename: string): RouterBundle {
-  const wrapper = runInThisContext(hostModule.wrap(source), { filename }) as CommonJsWrapper;
-  const mod = { exports: {} as Partial<RouterBundle> };
-  wrapper(
-    mod.exports,
-    hostModule.createRequire(join(REPO_ROOT, 'package.json')),
-    mod,
-    filename,
-    dirname(filename),
-  );
-  const { handler, createRouterHandler, WebhookSecretSource } = mod.exports;
+  const exports = loadBundleExports(source, filename) as Partial<RouterBundle>;
+  const { handler, createRouterHandler, WebhookSecretSource } = exports;
   if (typeof handler !== 'function' || typeof createRouterHandler !== 'function' || !WebhookSecretSource)
     throw new Error(`${filename} does not export handler, createRouterHandler and WebhookSecretSource`);
   return { handler, createRouterHandler, WebhookSecretSource };

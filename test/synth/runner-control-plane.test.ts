@@ -199,7 +199,12 @@ describe('RunnerControlPlane', () => {
           ...DOCUMENT,
           runnerTypes: [
             ...DOCUMENT.runnerTypes,
-            { name: 'docker', labels: ['self-hosted', 'docker'], launch: 'ec2' },
+            {
+              name: 'docker',
+              labels: ['self-hosted', 'docker'],
+              launch: 'ec2',
+              runnerGroup: 'docker-trusted',
+            },
           ],
         },
       },
@@ -239,7 +244,12 @@ describe('RunnerControlPlane', () => {
     ],
     [
       'an EC2 runner type on a cluster without EC2 capacity',
-      { document: { ...DOCUMENT, runnerTypes: [{ name: 'docker', labels: ['docker'], launch: 'ec2' }] } },
+      {
+        document: {
+          ...DOCUMENT,
+          runnerTypes: [{ name: 'docker', labels: ['docker'], launch: 'ec2', runnerGroup: 'docker-trusted' }],
+        },
+      },
       false,
       /invalid cluster.*EC2 capacity/,
     ],

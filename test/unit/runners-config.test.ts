@@ -12,7 +12,12 @@ const BASE = {
   ],
   runnerTypes: [
     { name: 'standard', labels: ['Self-Hosted', 'Linux'] },
-    { name: 'docker', labels: ['self-hosted', 'linux', 'docker'], launch: 'ec2' },
+    {
+      name: 'docker',
+      labels: ['self-hosted', 'linux', 'docker'],
+      launch: 'ec2',
+      runnerGroup: 'docker-trusted',
+    },
   ],
 };
 

@@ -60,7 +60,12 @@ const CONFIG = parseRunnerConfig({
   ],
   runnerTypes: [
     { name: 'standard', labels: ['self-hosted', 'linux'], launch: 'fargate-spot' },
-    { name: 'docker', labels: ['self-hosted', 'linux', 'docker'], launch: 'ec2' },
+    {
+      name: 'docker',
+      labels: ['self-hosted', 'linux', 'docker'],
+      launch: 'ec2',
+      runnerGroup: 'docker-trusted',
+    },
   ],
   leaseTtlSec: 3600,
   queuedTimeoutSec: 600,
@@ -874,7 +879,7 @@ describe('loadDispatcherSettings', () => {
       regions: [{ region: EU, priority: 1, capacity: 4 }],
       runnerTypes: [
         { name: 'standard', labels: ['self-hosted'], launch: 'fargate' },
-        { name: 'docker', labels: ['self-hosted', 'docker'], launch: 'ec2' },
+        { name: 'docker', labels: ['self-hosted', 'docker'], launch: 'ec2', runnerGroup: 'docker-trusted' },
       ],
     }),
     STATE_TABLE: 'state',
@@ -928,7 +933,7 @@ describe('loadDispatcherSettings', () => {
   it('asks for the task definitions of every type, the EC2 provider and the quota settings when they are needed', () => {
     const config = JSON.stringify({
       regions: [{ region: EU, priority: 1, capacity: 4 }],
-      runnerTypes: [{ name: 'docker', labels: ['docker'], launch: 'ec2' }],
+      runnerTypes: [{ name: 'docker', labels: ['docker'], launch: 'ec2', runnerGroup: 'docker-trusted' }],
       concurrencyResource: 'runners',
     });
     expect(() =>

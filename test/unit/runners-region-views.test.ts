@@ -131,7 +131,12 @@ const config = parseRunnerConfig({
   ],
   runnerTypes: [
     { name: 'standard', labels: ['self-hosted', 'linux'] },
-    { name: 'docker', labels: ['self-hosted', 'linux', 'docker'], launch: 'ec2' },
+    {
+      name: 'docker',
+      labels: ['self-hosted', 'linux', 'docker'],
+      launch: 'ec2',
+      runnerGroup: 'docker-trusted',
+    },
   ],
   errorWindowSec: 300,
 });

@@ -32,7 +32,12 @@ const routedJob: WorkflowJob = {
 
 const RUNNER_TYPES = [
   { name: 'standard', labels: ['self-hosted', 'linux', 'x64'] },
-  { name: 'docker', labels: ['self-hosted', 'linux', 'x64', 'docker'], launch: 'ec2' },
+  {
+    name: 'docker',
+    labels: ['self-hosted', 'linux', 'x64', 'docker'],
+    launch: 'ec2',
+    runnerGroup: 'docker-trusted',
+  },
   { name: 'arm', labels: ['self-hosted', 'linux', 'arm64'] },
 ];
 

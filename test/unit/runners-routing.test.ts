@@ -38,7 +38,12 @@ const BASE_DOCUMENT: Readonly<Record<string, unknown>> = {
   repositories: { 'ACME/Mobile': AP, 'solo/tool': US },
   runnerTypes: [
     { name: 'standard', labels: ['self-hosted', 'Linux', 'x64'] },
-    { name: 'docker', labels: ['self-hosted', 'linux', 'x64', 'docker'], launch: 'ec2' },
+    {
+      name: 'docker',
+      labels: ['self-hosted', 'linux', 'x64', 'docker'],
+      launch: 'ec2',
+      runnerGroup: 'docker-trusted',
+    },
     { name: 'arm', labels: ['self-hosted', 'linux', 'arm64'] },
   ],
 };
