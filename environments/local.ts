@@ -30,6 +30,7 @@ export function local(env: NodeJS.ProcessEnv = process.env): EnvironmentInput {
       secretReplicaCmk: false,
       artifactReplication: false,
       redrivePolicyDrift: false,
+      launchTemplateTagsDrift: false,
       eventSourceMappings: false,
       preventDestroy: false,
       tlsOnlyBuckets: false,

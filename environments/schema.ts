@@ -341,6 +341,12 @@ const EMULATOR_ONLY: ReadonlyArray<{
     why: 'ignoring redrive-policy changes exists only for the emulator (local), which echoes the policy with spaces so every plan would show a change',
   },
   {
+    path: ['features', 'launchTemplateTagsDrift'],
+    emulatorValue: false,
+    expected: true,
+    why: "ignoring a launch template's tag-specification changes exists only for the emulator (local), which echoes the default tags as a tag specification so every plan would show a change",
+  },
+  {
     path: ['features', 'eventSourceMappings'],
     emulatorValue: false,
     expected: true,
@@ -530,6 +536,11 @@ export const environmentSchema = z
          */
         redrivePolicyDrift: z.boolean().default(true),
         /**
+         * Plan changes to the runners' launch template's tag specifications (moto echoes the provider's default
+         * tags as a `launch-template` tag specification, so every plan would show a change).
+         */
+        launchTemplateTagsDrift: z.boolean().default(true),
+        /**
          * Enable SQS event-source mappings. moto would run the function itself on every message (it cannot:
          * no Docker) and reports the alias's version as the mapping's target; `local` creates them disabled
          * and its event pump stands in.
@@ -552,6 +563,7 @@ export const environmentSchema = z
         secretReplicaCmk: true,
         artifactReplication: true,
         redrivePolicyDrift: true,
+        launchTemplateTagsDrift: true,
         eventSourceMappings: true,
       }),
   })
@@ -624,7 +636,8 @@ export const environmentSchema = z
           });
       }
     }
-    if (env.runners && Array.isArray(env.regions)) {
+    // Checked once the regions themselves are valid: each of their problems is reported once, above.
+    if (env.runners && Array.isArray(env.regions) && new Set(env.regions).size === env.regions.length) {
       try {
         const config = parseRunnerConfig(
           runnerDocumentOf({ regions: env.regions, runners: env.runners }),

@@ -30,6 +30,8 @@ export interface RunnerClusterEc2Props {
   readonly region: string;
   /** Account of the cluster: the instance role's trust and grants are limited to it. */
   readonly accountId: string;
+  /** Ignore drift of the launch template's tag specifications (the emulator echoes them changed). Default: false. */
+  readonly ignoreTagSpecificationsDrift?: boolean;
 }
 
 export interface RunnerClusterProps {
@@ -121,8 +123,10 @@ export class RunnerCluster extends Construct {
     });
     const profile = new IamInstanceProfile(scope, 'InstanceProfile', { name: role.name, role: role.name });
 
-    // Tasks must not reach the instance role: hop limit 1 keeps bridge-mode containers from IMDS,
-    // ECS_AWSVPC_BLOCK_IMDS keeps awsvpc tasks from it; tasks get their own roles instead.
+    // Tasks must not reach the instance role: containers on Docker's bridges are dropped on their way to
+    // IMDS (AWS's recipe for bridge-mode tasks), hop limit 1 keeps them from it too, and
+    // ECS_AWSVPC_BLOCK_IMDS keeps awsvpc tasks from it. A container on the host's network (what a job with
+    // the Docker socket can start) is the host: only the runner group's trust protects that.
     const userData = [
       '#!/bin/bash',
       "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -130,6 +134,10 @@ export class RunnerCluster extends Construct {
       'ECS_ENABLE_TASK_IAM_ROLE=true',
       'ECS_AWSVPC_BLOCK_IMDS=true',
       'EOF',
+      'dnf install -y iptables-services',
+      'iptables --insert FORWARD 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP',
+      'iptables-save > /etc/sysconfig/iptables',
+      'systemctl enable --now iptables',
       '',
     ].join('\n');
     const template = new LaunchTemplate(scope, 'LaunchTemplate', {
@@ -171,6 +179,7 @@ export class RunnerCluster extends Construct {
         resourceType,
         tags: { Name: name },
       })),
+      ...(props.ignoreTagSpecificationsDrift ? { lifecycle: { ignoreChanges: ['tag_specifications'] } } : {}),
     });
 
     const group = new AutoscalingGroup(scope, 'AutoScalingGroup', {
@@ -296,19 +305,7 @@ export function containerInstanceStatements(
     },
     // DiscoverPollEndpoint has no resource type in IAM: it can only be granted on "*".
     { sid: 'DiscoverPollEndpoint', actions: ['ecs:DiscoverPollEndpoint'], resources: ['*'] },
-    { sid: 'EcrAuthorization', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] },
-    {
-      sid: 'PullImages',
-      actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
-      resources: [`arn:aws:ecr:${region}:${accountId}:repository/*`],
-    },
-    {
-      sid: 'WriteContainerLogs',
-      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-      resources: [
-        `arn:aws:logs:${region}:${accountId}:log-group:*`,
-        `arn:aws:logs:${region}:${accountId}:log-group:*:log-stream:*`,
-      ],
-    },
+    // No ECR pulls and no log writes: every task definition run here names an execution role, which the
+    // agent uses for both; the instance's own role stays the agent's.
   ];
 }

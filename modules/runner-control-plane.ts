@@ -20,7 +20,7 @@ import {
   runnerQueueName,
   SPILL_KEY,
 } from '../runtime/runners/tables';
-import { BundledFunction } from './bundled-function';
+import { BundledFunction, LAMBDA_ENVIRONMENT_BYTES } from './bundled-function';
 import type { HttpRoute } from './http-api';
 import type { KmsKey } from './kms-key';
 import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
@@ -102,11 +102,16 @@ export interface RunnerControlPlaneProps {
   readonly alarmTopicArn: string;
 }
 
-/** Lambda's limit on a function's environment variables, names and values together. */
-const LAMBDA_ENVIRONMENT_BYTES = 4096;
 /** What the runner configuration may take of it: the rest is table names, URLs and the quota config. */
 const MAX_CONFIG_BYTES = 2560;
 const DISPATCHER_TIMEOUT_SEC = 60;
+/**
+ * The runner's work folder: the image installs the runner in /home/runner (as ghcr.io/actions/actions-runner
+ * does) and the JIT config keeps GitHub's default `_work` under it.
+ */
+const RUNNER_WORK_FOLDER = '/home/runner/_work';
+/** Webhook deliveries per second the route takes, apart from the API's default (a matrix arrives at once). */
+const WEBHOOK_RATE_PER_SEC = 500;
 
 const FARGATE_SIZES: Readonly<Record<number, readonly [number, number]>> = {
   256: [512, 2048],
@@ -404,13 +409,13 @@ export class RunnerControlPlane extends Construct {
           ],
           resources: [access.table(region, tables.regionStatus)],
         },
-        ...access.regionViews(),
+        ...access.regionViews('read'),
         {
           sid: 'ReadRunnerQueueDepths',
           actions: ['sqs:GetQueueAttributes'],
           resources: access.runnerQueues(this.config.runnerTypes),
         },
-        access.keys(['sqs', 'dynamodb']),
+        access.keys(['dynamodb']),
       ],
       environment: { ...shared, REGION_STATUS_TABLE: tables.regionStatus },
     });
@@ -471,7 +476,7 @@ export class RunnerControlPlane extends Construct {
     });
 
     this.routes = [
-      { routeKey: 'POST /webhook', handler: this.router },
+      { routeKey: 'POST /webhook', handler: this.router, ownThrottleRatePerSec: WEBHOOK_RATE_PER_SEC },
       { routeKey: 'POST /admin/failover/{region}', handler: this.admin, authorization: 'iam' },
       { routeKey: 'POST /admin/restore/{region}', handler: this.admin, authorization: 'iam' },
       { routeKey: 'GET /admin/regions', handler: this.admin, authorization: 'iam' },
@@ -525,7 +530,9 @@ export class RunnerControlPlane extends Construct {
         type.name,
         new EcsTaskDefinition(this, `Task-${type.name}`, {
           family: `${props.name}-${type.name}`,
-          networkMode: 'awsvpc',
+          // EC2 runners share the host's Docker daemon: on its bridge, the daemon publishes a job's service
+          // ports on the host and mounts the work folder at the path the runner sees (awsvpc would hide both).
+          networkMode: type.launch === 'ec2' ? 'bridge' : 'awsvpc',
           requiresCompatibilities: [type.launch === 'ec2' ? 'EC2' : 'FARGATE'],
           cpu: String(type.cpu),
           memory: String(type.memoryMiB),
@@ -533,7 +540,12 @@ export class RunnerControlPlane extends Construct {
           runtimePlatform: { operatingSystemFamily: 'LINUX', cpuArchitecture: 'X86_64' },
           containerDefinitions: JSON.stringify([this.runnerContainer(props, type)]),
           ...(type.launch === 'ec2'
-            ? { volume: [{ name: 'docker-socket', hostPath: '/var/run/docker.sock' }] }
+            ? {
+                volume: [
+                  { name: 'docker-socket', hostPath: '/var/run/docker.sock' },
+                  { name: 'work', hostPath: RUNNER_WORK_FOLDER },
+                ],
+              }
             : {}),
         }),
       ]),
@@ -558,7 +570,13 @@ export class RunnerControlPlane extends Construct {
         },
       },
       ...(type.launch === 'ec2'
-        ? { mountPoints: [{ sourceVolume: 'docker-socket', containerPath: '/var/run/docker.sock' }] }
+        ? {
+            mountPoints: [
+              { sourceVolume: 'docker-socket', containerPath: '/var/run/docker.sock' },
+              // The same path on the host and in the runner: the daemon resolves a job's bind mounts on the host.
+              { sourceVolume: 'work', containerPath: RUNNER_WORK_FOLDER },
+            ],
+          }
         : {}),
     };
   }
@@ -627,10 +645,10 @@ class Access {
     };
   }
 
-  /** Every region's spillover inputs: its leases, dispatch counters and spill state (read; spill written). */
-  regionViews(): PolicyStatement[] {
+  /** Every region's spillover inputs: its leases, dispatch counters and spill state; `keep` also writes spill. */
+  regionViews(access: 'read' | 'keep' = 'keep'): PolicyStatement[] {
     const stateTables = this.everyRegion((r) => this.table(r, this.props.stateTableName));
-    return [
+    const read = [
       this.readRegionStatus(),
       {
         sid: 'ReadEveryRegionsRunnerCounters',
@@ -642,13 +660,18 @@ class Access {
           },
         },
       },
-      {
-        sid: 'KeepEveryRegionsSpillState',
-        actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
-        resources: stateTables,
-        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [SPILL_KEY.pk] } },
-      },
     ];
+    return access === 'read'
+      ? read
+      : [
+          ...read,
+          {
+            sid: 'KeepEveryRegionsSpillState',
+            actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
+            resources: stateTables,
+            conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [SPILL_KEY.pk] } },
+          },
+        ];
   }
 
   /** The estate's and the global keys of every region, only through the given services. */

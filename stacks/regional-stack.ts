@@ -229,6 +229,7 @@ export class RegionalStack extends TerraformStack {
               kmsKeyArn: key.arn,
               region,
               accountId: account,
+              ignoreTagSpecificationsDrift: !env.features.launchTemplateTagsDrift,
             },
           }
         : {}),

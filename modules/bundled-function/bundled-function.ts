@@ -7,7 +7,7 @@ import { LambdaFunction } from '@cdktf/provider-aws/lib/lambda-function';
 import { LambdaFunctionEventInvokeConfig } from '@cdktf/provider-aws/lib/lambda-function-event-invoke-config';
 import { LambdaProvisionedConcurrencyConfig } from '@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
-import { AssetType, TerraformAsset } from 'cdktf';
+import { AssetType, TerraformAsset, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { LOG_RETENTION_DAYS } from '../../environments/schema';
 import { notifyingAlarm } from '../lib/alarm';
@@ -23,6 +23,10 @@ import { bundleHandler, type HandlerBundle } from './bundle';
 
 /** Environment variable names Lambda reserves for itself. */
 const RESERVED_VARIABLES = /^(AWS_.*|_HANDLER|_X_AMZN_TRACE_ID|LAMBDA_TASK_ROOT|LAMBDA_RUNTIME_DIR|TZ)$/;
+/** Lambda's limit on a function's environment variables, names and values together. */
+export const LAMBDA_ENVIRONMENT_BYTES = 4096;
+/** What a value known only at apply (an ARN, a URL, an id) is counted as against that limit. */
+const UNRESOLVED_VALUE_BYTES = 256;
 
 export interface BundledFunctionProps {
   /** Handler source, `runtime/<capability>/handler.ts`, exporting `handler`. */
@@ -153,6 +157,20 @@ export class BundledFunction extends Construct {
         );
       }
     }
+    const environmentBytes = Object.entries(variables).reduce(
+      (sum, [key, value]) =>
+        sum +
+        Buffer.byteLength(key) +
+        (Token.isUnresolved(value) ? UNRESOLVED_VALUE_BYTES : Buffer.byteLength(value)),
+      0,
+    );
+    if (environmentBytes > LAMBDA_ENVIRONMENT_BYTES)
+      fail(
+        'BundledFunction',
+        'environment',
+        `${environmentBytes} bytes (a value known only at apply counted as ${UNRESOLVED_VALUE_BYTES})`,
+        `at most ${LAMBDA_ENVIRONMENT_BYTES} bytes of names and values (Lambda's limit)`,
+      );
     assertLeastPrivilege(`BundledFunction ${name}`, props.statements);
 
     this.bundle = bundleHandler(props.entry);

@@ -8,7 +8,7 @@ import { LambdaFunction } from '@cdktf/provider-aws/lib/lambda-function';
 import { LambdaFunctionEventInvokeConfig } from '@cdktf/provider-aws/lib/lambda-function-event-invoke-config';
 import { LambdaProvisionedConcurrencyConfig } from '@cdktf/provider-aws/lib/lambda-provisioned-concurrency-config';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
-import { Testing } from 'cdktf';
+import { Fn, Testing } from 'cdktf';
 import type { Construct } from 'constructs';
 import { unzipSync } from 'fflate';
 import {
@@ -146,6 +146,19 @@ describe('BundledFunction', () => {
   it('leaves environment encryption off when asked (the emulator cannot store it)', () => {
     const plain = Testing.synthScope((scope) => fn(scope, { encryptEnvironment: false }));
     expect(only(plain, 'aws_lambda_function').kms_key_arn).toBeUndefined();
+  });
+
+  it("refuses an environment over Lambda's 4 KB, counting a value known only at apply as 256 bytes", () => {
+    const environment = (variables: Record<string, string>) => () =>
+      Testing.synthScope((scope) => fn(scope, { environment: variables }));
+    expect(environment({ BIG: 'x'.repeat(4093) })).not.toThrow();
+    expect(environment({ BIG: 'x'.repeat(4094) })).toThrow(
+      /invalid environment: received .*4097 bytes.*expected at most 4096 bytes of names and values/,
+    );
+    // 15 values known only at apply (256 each) and 35 bytes of their names, then 254 bytes more: 4129.
+    const unresolved = Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`T${i}`, Fn.uuid()]));
+    expect(environment({ ...unresolved, TEXT: 'x'.repeat(250) })).toThrow(/4129 bytes/);
+    expect(environment({ ...unresolved, TEXT: 'x'.repeat(100) })).not.toThrow();
   });
 
   it.each([

@@ -94,7 +94,7 @@ const queueArn = (region: string, type: string) => `arn:aws:sqs:${region}:${ACCO
 
 describe('RunnerControlPlane', () => {
   const synthesized = synth();
-  let routes: readonly { routeKey: string; authorization?: string }[] = [];
+  let routes: readonly { routeKey: string; authorization?: string; ownThrottleRatePerSec?: number }[] = [];
   Testing.synthScope((scope) => {
     routes = controlPlane(scope).routes;
   });
@@ -115,6 +115,7 @@ describe('RunnerControlPlane', () => {
   });
 
   it('serves the webhook unauthenticated (its signature is checked), the admin routes only to IAM principals', () => {
+    expect(routes.find((r) => r.routeKey === 'POST /webhook')).toMatchObject({ ownThrottleRatePerSec: 500 });
     expect(routes.map((r) => [r.routeKey, r.authorization ?? 'none'])).toEqual([
       ['POST /webhook', 'none'],
       ['POST /admin/failover/{region}', 'iam'],
@@ -155,6 +156,15 @@ describe('RunnerControlPlane', () => {
     const pass = roleStatement(synthesized, 'PassOnlyTheRunnerExecutionRole');
     expect(pass.Resource).toEqual([expect.stringContaining('RunnerExecutionRole')]);
     expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
+  });
+
+  it('lets only the router keep spill state; the admin API reads it', () => {
+    const keepers = resources(synthesized, 'aws_iam_role_policy').filter((p) =>
+      (JSON.parse(p.policy as string) as { Statement: Block[] }).Statement.some(
+        (st) => st.Sid === 'KeepEveryRegionsSpillState',
+      ),
+    );
+    expect(keepers.map((p) => p.role)).toEqual([expect.stringContaining('Runners_Router')]);
   });
 
   it("limits state-table access to the control plane's partitions", () => {
@@ -214,7 +224,17 @@ describe('RunnerControlPlane', () => {
       (d) => d.family === 'dev-runners-docker',
     ) as Block;
     expect(docker.requires_compatibilities).toEqual(['EC2']);
-    expect(docker.container_definitions).toContain('/var/run/docker.sock');
+    // The host's daemon runs a job's containers: on its bridge, with the work folder at the same path.
+    expect(docker.network_mode).toBe('bridge');
+    expect(docker.volume).toEqual([
+      { name: 'docker-socket', host_path: '/var/run/docker.sock' },
+      { name: 'work', host_path: '/home/runner/_work' },
+    ]);
+    const [container] = JSON.parse(docker.container_definitions as string) as { mountPoints: unknown }[];
+    expect(container?.mountPoints).toEqual([
+      { sourceVolume: 'docker-socket', containerPath: '/var/run/docker.sock' },
+      { sourceVolume: 'work', containerPath: '/home/runner/_work' },
+    ]);
     const dispatcher = resources(withEc2, 'aws_lambda_function').find(
       (f) => f.function_name === 'dev-runners-dispatcher',
     ) as Block;

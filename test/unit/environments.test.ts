@@ -303,6 +303,11 @@ describe('environments', () => {
       'prod: features.redrivePolicyDrift: received false; expected true: ignoring redrive-policy changes exists only for the emulator (local), which echoes the policy with spaces so every plan would show a change',
     ],
     [
+      'ignored launch-template tag drift',
+      { features: { launchTemplateTagsDrift: false } },
+      "prod: features.launchTemplateTagsDrift: received false; expected true: ignoring a launch template's tag-specification changes exists only for the emulator (local), which echoes the default tags as a tag specification so every plan would show a change",
+    ],
+    [
       'disabled event-source mappings',
       { features: { eventSourceMappings: false } },
       'prod: features.eventSourceMappings: received false; expected true: disabled event-source mappings exist only for the emulator (local), which cannot run a function (no Docker); its event pump stands in',
@@ -350,6 +355,7 @@ describe('environments', () => {
       secretReplicaCmk: false,
       artifactReplication: false,
       redrivePolicyDrift: false,
+      launchTemplateTagsDrift: false,
       eventSourceMappings: false,
       preventDestroy: false,
       tlsOnlyBuckets: false,
