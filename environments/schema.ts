@@ -661,7 +661,12 @@ export const environmentSchema = z
       } catch (error) {
         if (!(error instanceof RunnerConfigError)) throw error;
         for (const issue of error.issues)
-          ctx.addIssue({ code: 'custom', path: ['runners'], input: '(the runner document)', message: issue });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['runners', 'document'],
+            input: '(the runner document)',
+            message: issue,
+          });
       }
     }
     for (const [weightRegion, weight] of Object.entries(env.quota?.weights ?? {})) {

@@ -438,6 +438,40 @@ describe('environments', () => {
     );
   });
 
+  it("refuses a runner document at synth, naming the field: a cap the quota does not hold, regions not the environment's", () => {
+    const message = problemsFor(
+      'dev',
+      withDev({
+        runners: {
+          document: {
+            regions: [{ region: 'eu-central-1', priority: 1, capacity: 5 }],
+            concurrencyResource: 'no-such-resource',
+          },
+        },
+      }),
+    );
+    expect(message).toContain(
+      'dev: runners.document.concurrencyResource: received "no-such-resource"; expected a resource of quota.resources',
+    );
+    expect(message).toContain(
+      'dev: runners.document.regions: received ["eu-central-1"]; expected exactly the environment\'s regions',
+    );
+  });
+
+  it('refuses an ec2 runner type in the Default runner group: labels do not keep other repositories off a Docker host', () => {
+    const message = problemsFor(
+      'dev',
+      withDev({
+        runners: {
+          document: { runnerTypes: [{ name: 'docker', labels: ['self-hosted', 'docker'], launch: 'ec2' }] },
+        },
+      }),
+    );
+    expect(message).toContain(
+      'dev: runners.document: received "(the runner document)"; document.runnerTypes.0.runnerGroup: expected a runner group other than Default for an ec2 type',
+    );
+  });
+
   it('lists the first 20 of many problems in its message and keeps them all', () => {
     const regions = Array.from({ length: 100_000 }, () => 'eu-central-1');
     let error: EnvironmentConfigError | undefined;
