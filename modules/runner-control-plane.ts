@@ -27,6 +27,7 @@ import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
 import { policyDocument, serviceTrustPolicy, type PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
+import { Schedule } from './schedule';
 import type { QuotaService } from './quota-service';
 import type { RunnerCluster } from './runner-cluster';
 import type { RunnerNetwork } from './runner-network';
@@ -105,6 +106,7 @@ export interface RunnerControlPlaneProps {
 /** What the runner configuration may take of it: the rest is table names, URLs and the quota config. */
 const MAX_CONFIG_BYTES = 2560;
 const DISPATCHER_TIMEOUT_SEC = 60;
+const REAPER_TIMEOUT_SEC = 240;
 /**
  * The runner's work folder: the image installs the runner in /home/runner (as ghcr.io/actions/actions-runner
  * does) and the JIT config keeps GitHub's default `_work` under it.
@@ -142,6 +144,8 @@ export class RunnerControlPlane extends Construct {
   readonly dispatcher: BundledFunction;
   readonly admin: BundledFunction;
   readonly cache: BundledFunction;
+  /** Removes runners that took no job within the idle timeout (registration and task), every 5 minutes. */
+  readonly reaper: BundledFunction;
   readonly taskDefinitions: ReadonlyMap<string, EcsTaskDefinition>;
   /** The control plane's routes, for the region's HTTP API. */
   readonly routes: readonly HttpRoute[];
@@ -473,6 +477,52 @@ export class RunnerControlPlane extends Construct {
       bucket: props.cacheBucket.bucket.id,
       lambdaFunction: [{ lambdaFunctionArn: this.cache.alias.arn, events: ['s3:ObjectCreated:*'] }],
       dependsOn: [s3Invoke],
+    });
+
+    this.reaper = new BundledFunction(this, 'Reaper', {
+      ...common,
+      entry: 'runtime/runners/reaper/handler.ts',
+      functionName: `${name}-reaper`,
+      timeoutSec: REAPER_TIMEOUT_SEC,
+      // One pass at a time; a pass that fails is simply the next one's work.
+      reservedConcurrency: 1,
+      asyncRetries: { attempts: 0, maxEventAgeSec: 300 },
+      statements: [
+        {
+          // ListTasks names container instances as its resource, which Fargate tasks have none of.
+          sid: 'ListRunnerTasksOfThisCluster',
+          actions: ['ecs:ListTasks'],
+          resources: ['*'],
+          conditions: { ArnEquals: { 'ecs:cluster': props.cluster.cluster.arn } },
+        },
+        {
+          sid: 'DescribeRunnerTasks',
+          actions: ['ecs:DescribeTasks'],
+          resources: [`arn:aws:ecs:${region}:${account}:task/${props.cluster.cluster.name}/*`],
+        },
+        {
+          sid: 'StopOnlyRunnerTasks',
+          actions: ['ecs:StopTask'],
+          resources: [`arn:aws:ecs:${region}:${account}:task/${props.cluster.cluster.name}/*`],
+          conditions: {
+            ArnEquals: { 'ecs:cluster': props.cluster.cluster.arn },
+            Null: { 'aws:ResourceTag/runner-job-id': 'false' },
+          },
+        },
+        access.secret('ReadGitHubAppKey', props.secrets.githubApp),
+        access.keys(['secretsmanager']),
+      ],
+      environment: {
+        RUNNERS_CONFIG: configJson,
+        ECS_CLUSTER: props.cluster.cluster.name,
+        GITHUB_APP_SECRET_ID: props.secrets.githubApp,
+        GITHUB_API_URL: props.githubApiUrl ?? 'https://api.github.com',
+      },
+    });
+    new Schedule(this, 'ReapIdleRunners', {
+      ruleName: `${name}-reaper`,
+      expression: 'rate(5 minutes)',
+      target: this.reaper,
     });
 
     this.routes = [

@@ -23,6 +23,8 @@ export const UNSCOPABLE_ACTIONS: ReadonlySet<string> = new Set([
   'cloudwatch:PutMetricData',
   'secretsmanager:ListSecrets',
   'ecs:DiscoverPollEndpoint',
+  // Its resource is a container instance, which Fargate tasks have none of: scope it by `ecs:cluster`.
+  'ecs:ListTasks',
 ]);
 
 /** Throws when a statement grants `*` actions, or `*` resources to actions that can be scoped. */

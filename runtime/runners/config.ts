@@ -282,7 +282,7 @@ export function parseRunnerConfig(input: unknown, field = 'runners'): RunnerConf
     if (!labels.every((l) => LABEL.test(l)))
       at(`runnerTypes.${index}.labels`, 'expected 1-100 printable characters each, no comma or space');
     if (new Set(labels).size !== labels.length) at(`runnerTypes.${index}.labels`, 'expected each label once');
-    if (type.launch === 'ec2' && type.runnerGroup === DEFAULT_RUNNER_GROUP)
+    if (type.launch === 'ec2' && type.runnerGroup.toLowerCase() === DEFAULT_RUNNER_GROUP.toLowerCase())
       at(
         `runnerTypes.${index}.runnerGroup`,
         'expected a runner group other than Default for an ec2 type: its jobs reach the host Docker daemon, so restrict the group to trusted repositories on GitHub',

@@ -1,25 +1,40 @@
+import { createPrivateKey, sign } from 'node:crypto';
 import { createAppAuth } from '@octokit/auth-app';
 import { request as octokitRequest } from '@octokit/request';
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { PermanentError, RetryableError } from '../lib/failures';
-import { describeError } from '../lib/redact';
+import { boundedText, describeError } from '../lib/redact';
+import { DEFAULT_RUNNER_GROUP } from './config';
 import { RunnerExistsError, type GitHubJobStatus, type GitHubRunners, type JitRequest } from './dispatch';
+import type { RegisteredRunner, ReaperGitHub, RunnerDeletion } from './reaper';
 
 /**
- * GitHubRunners over a GitHub App: the App's id and private key come from a Secrets Manager secret
- * (`{"appId": "123", "privateKey": "-----BEGIN ..."}`, cached for `secretCacheMs`, re-read at once after
- * GitHub refuses the App's credentials: a rotated key is picked up without waiting), an installation token
- * per organisation (GET /orgs/{org}/installation, then the App's access-token exchange through
- * `@octokit/auth-app`), cached until `tokenMarginMs` before it expires.
+ * GitHubRunners (the dispatcher's port) and ReaperGitHub (the reaper's) over a GitHub App: the App's id and
+ * private key come from a Secrets Manager secret (`{"appId": "123", "privateKey": "-----BEGIN ..."}`, the
+ * key checked to be an RSA key that signs when the secret is read, cached for `secretCacheMs`, re-read at
+ * once after GitHub refuses the App's credentials: a rotated key is picked up without waiting), an
+ * installation token per organisation (GET /orgs/{org}/installation, then the App's access-token exchange
+ * through `@octokit/auth-app`), cached until `tokenMarginMs` before it expires.
  *
- * - `jitConfig`: POST /orgs/{org}/actions/runners/generate-jitconfig. A name already registered (409) is
- *   a runner of an earlier delivery of the same job: one that never came online is deleted and the config
- *   generated again; one online is reported as `RunnerExistsError`.
+ * - `jitConfig`: the runner group's id by its name (`Default` is 1 without a call; every other from
+ *   GET /orgs/{org}/actions/runner-groups, every page, cached per organisation for `groupCacheMs`, listed
+ *   again when a name is missing from a listing older than a minute), then
+ *   POST /orgs/{org}/actions/runners/generate-jitconfig. A group the organisation does not have is
+ *   permanent, naming the group. A name already registered (409) is a runner of an earlier delivery of the
+ *   same job: one that never came online is deleted and the config generated again; one online is
+ *   reported as `RunnerExistsError`.
  * - `jobStatus`: GET /repos/{owner}/{repo}/actions/jobs/{job_id}.
+ * - `listRunners`: GET /orgs/{org}/actions/runners, every page (at most `maxRunnerPages` of 100: more is a
+ *   transient failure, never a partial list a reaper would take for "absent"), the names starting with the
+ *   prefix kept.
+ * - `deleteRunner`: DELETE /orgs/{org}/actions/runners/{id}; GitHub's 422 (the runner is running a job) is
+ *   `busy` and its 404 `absent`, neither an error.
  *
  * Failures: 401, 403 (other than a rate limit), 404, 422 and other 4xx are permanent, with a reason naming
- * the call and the status, never a value; 429, a 403 rate limit, 5xx and no answer are transient. The
- * private key, the JWT, tokens and JIT configs are never logged or put in an error.
+ * the call and the status, never a value; a rate limit (429, or a 403 with `x-ratelimit-remaining: 0`, a
+ * `retry-after` header or a message saying so) is a `GitHubRateLimitError` (transient) carrying how long to
+ * wait; 5xx and no answer are transient. The private key, the JWT, tokens and JIT configs are never logged
+ * or put in an error.
  */
 
 export interface GitHubAppOptions {
@@ -32,8 +47,14 @@ export interface GitHubAppOptions {
   readonly secretCacheMs?: number;
   /** A token is renewed this long before it expires. Default: 5 minutes. */
   readonly tokenMarginMs?: number;
+  /** How long an organisation's runner groups are kept. Default: 10 minutes. */
+  readonly groupCacheMs?: number;
+  /** Pages of 100 runners `listRunners` reads at most. Default: 100 (10,000 runners). */
+  readonly maxRunnerPages?: number;
   /** Per request. Default: 10 s. */
   readonly timeoutMs?: number;
+  /** The `user-agent` of every request. Default: `estate-runner-dispatcher`. */
+  readonly userAgent?: string;
   /** For tests: the fetch implementation. */
   readonly fetch?: typeof fetch;
 }
@@ -55,11 +76,73 @@ interface Token {
   readonly expiresAt: number;
 }
 
+interface RunnerGroups {
+  /** Name -> id, as GitHub spells the name. */
+  readonly ids: ReadonlyMap<string, number>;
+  readonly loadedAt: number;
+  /** More groups exist than were read. */
+  readonly truncated: boolean;
+}
+
 /** A secret that is not the App's credentials: names the field, never a value. */
 export class GitHubAppSecretError extends PermanentError {
   constructor(field: string, rule: string) {
     super('github-app-secret', `${field}: ${rule}`);
     this.name = 'GitHubAppSecretError';
+  }
+}
+
+/** GitHub's rate limit (primary or secondary): transient, with how long GitHub asks callers to wait. */
+export class GitHubRateLimitError extends RetryableError {
+  constructor(
+    call: string,
+    readonly status: number,
+    /** Seconds to wait before calling again (from `retry-after`, `x-ratelimit-reset`, else 60). */
+    readonly retryAfterSec: number,
+  ) {
+    super(
+      'github-rate-limited',
+      `${call}: GitHub answered ${status} (rate limited; retry after ${retryAfterSec} s)`,
+    );
+    this.name = 'GitHubRateLimitError';
+  }
+}
+
+/** An organisation's runner group that the configuration names and GitHub does not know. */
+export class RunnerGroupMissingError extends PermanentError {
+  constructor(group: string, truncated: boolean) {
+    super(
+      'runner-group-missing',
+      `runnerGroup: the organisation has no runner group named ${JSON.stringify(boundedText(group, 100))}${
+        truncated ? ' among the first groups listed' : ''
+      }; create it in the organisation's Actions runner groups, restricted to the trusted repositories`,
+    );
+    this.name = 'RunnerGroupMissingError';
+  }
+}
+
+const PEM_KEY = /^-----BEGIN (RSA )?PRIVATE KEY-----/;
+
+/**
+ * The key must be one node can read (PEM, PKCS#1 or PKCS#8, not encrypted), RSA (GitHub signs App JWTs
+ * with RS256) and able to sign: a corrupt key is named here, not found later as a failed JWT.
+ */
+function checkPrivateKey(privateKey: string): void {
+  let key: ReturnType<typeof createPrivateKey>;
+  try {
+    key = createPrivateKey({ key: privateKey, format: 'pem' });
+  } catch {
+    throw new GitHubAppSecretError(
+      'privateKey',
+      'expected a readable, unencrypted private key in PEM form (line breaks as newlines, not as \\n)',
+    );
+  }
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new GitHubAppSecretError('privateKey', "expected the App's RSA private key");
+  try {
+    sign('RSA-SHA256', Buffer.from('estate-github-app-key-check'), key);
+  } catch {
+    throw new GitHubAppSecretError('privateKey', 'expected a private key that signs (RS256)');
   }
 }
 
@@ -79,12 +162,9 @@ export function parseAppSecret(text: string): AppCredentials {
   if (typeof id !== 'string' || !/^[1-9]\d{0,15}$/.test(id))
     throw new GitHubAppSecretError('appId', 'expected the App id, a positive whole number');
   const privateKey = own('privateKey');
-  if (
-    typeof privateKey !== 'string' ||
-    !/^-----BEGIN (RSA )?PRIVATE KEY-----/.test(privateKey.trim()) ||
-    privateKey.length > 16_384
-  )
+  if (typeof privateKey !== 'string' || !PEM_KEY.test(privateKey.trim()) || privateKey.length > 16_384)
     throw new GitHubAppSecretError('privateKey', 'expected a private key in PEM form');
+  checkPrivateKey(privateKey);
   return { appId: id, privateKey };
 }
 
@@ -102,13 +182,16 @@ export function secretFromSecretsManager(
 }
 
 /** What may be said of a failed call: permanent or transient, with the call's name and the status. */
-export function githubFailure(call: string, error: unknown): Error {
+export function githubFailure(call: string, error: unknown, now: number = Date.now()): Error {
   if (error instanceof PermanentError || error instanceof RetryableError) return error;
   const status = statusOf(error);
-  if (status === undefined || status === 0)
+  // @octokit/request gives a failed fetch or a timeout status 500, without an answer.
+  const answered = (error as { response?: unknown }).response !== undefined;
+  if (status === undefined || status === 0 || !answered)
     return new RetryableError('github-unreachable', `${call}: no answer from GitHub`);
-  if (status === 429 || status >= 500 || (status === 403 && rateLimited(error)))
-    return new RetryableError('github-unavailable', `${call}: GitHub answered ${status}`);
+  const limited = rateLimitOf(error, status, now);
+  if (limited !== undefined) return new GitHubRateLimitError(call, status, limited);
+  if (status >= 500) return new RetryableError('github-unavailable', `${call}: GitHub answered ${status}`);
   const hint =
     status === 401
       ? ' (the App credentials were refused)'
@@ -128,16 +211,77 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
-function rateLimited(error: unknown): boolean {
-  const headers = (error as { response?: { headers?: Record<string, unknown> } }).response?.headers ?? {};
-  return headers['x-ratelimit-remaining'] === '0' || headers['retry-after'] !== undefined;
+/** A header of a failed call's answer (fetch gives them lower-cased), read as an own property. */
+function headerOf(error: unknown, name: string): string | undefined {
+  const headers = (error as { response?: { headers?: unknown } }).response?.headers;
+  if (typeof headers !== 'object' || headers === null || !Object.prototype.hasOwnProperty.call(headers, name))
+    return undefined;
+  const value = (headers as Record<string, unknown>)[name];
+  return typeof value === 'string' || typeof value === 'number' ? String(value).trim() : undefined;
+}
+
+/** The text of a failed call's answer: its `message` and `documentation_url`, or the text itself. */
+function answerTextOf(error: unknown): string {
+  const data = (error as { response?: { data?: unknown } }).response?.data;
+  if (typeof data === 'string') return data.slice(0, 2_000);
+  if (typeof data !== 'object' || data === null) return '';
+  const field = (key: string): string => {
+    const value = Object.prototype.hasOwnProperty.call(data, key)
+      ? (data as Record<string, unknown>)[key]
+      : undefined;
+    return typeof value === 'string' ? value.slice(0, 1_000) : '';
+  };
+  return `${field('message')} ${field('documentation_url')}`;
+}
+
+const RATE_LIMIT_TEXT = /rate[ -]?limit|abuse detection/i;
+/** GitHub's advice for a secondary rate limit without a header: wait at least a minute. */
+const DEFAULT_RETRY_AFTER_SEC = 60;
+const MAX_RETRY_AFTER_SEC = 3_600;
+
+/**
+ * Seconds to wait when the answer is a rate limit, else undefined. A 429 always is; a 403 is when
+ * `x-ratelimit-remaining` is 0 (primary), or a `retry-after` header is present or the message says so
+ * (secondary). As GitHub documents: `retry-after` first, then `x-ratelimit-reset` for a spent primary
+ * limit, else a minute; bounded to 1 s - 1 h.
+ */
+export function rateLimitOf(error: unknown, status: number, now: number): number | undefined {
+  if (status !== 403 && status !== 429) return undefined;
+  const retryAfter = headerOf(error, 'retry-after');
+  const primary = headerOf(error, 'x-ratelimit-remaining') === '0';
+  if (status === 403 && !primary && retryAfter === undefined && !RATE_LIMIT_TEXT.test(answerTextOf(error)))
+    return undefined;
+  let seconds: number | undefined;
+  if (retryAfter !== undefined) {
+    // Seconds, or an HTTP date.
+    const at = /^\d{1,10}$/.test(retryAfter) ? now + Number(retryAfter) * 1000 : Date.parse(retryAfter);
+    if (Number.isFinite(at)) seconds = Math.ceil((at - now) / 1000);
+  }
+  if (seconds === undefined && primary) {
+    const reset = headerOf(error, 'x-ratelimit-reset');
+    if (reset !== undefined && /^\d{1,12}$/.test(reset)) seconds = Number(reset) - Math.floor(now / 1000);
+  }
+  return Math.min(MAX_RETRY_AFTER_SEC, Math.max(1, seconds ?? DEFAULT_RETRY_AFTER_SEC));
 }
 
 const JOB_STATUSES: ReadonlySet<string> = new Set(['queued', 'in_progress', 'completed']);
+const PER_PAGE = 100;
+const MAX_GROUP_PAGES = 10;
+/** A group name missing from a listing at least this old lists the groups again (one created since). */
+const GROUP_RELIST_MS = 60_000;
 
-export class GitHubAppRunners implements GitHubRunners {
+const ownField = (value: unknown, key: string): unknown =>
+  typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, key)
+    ? (value as Record<string, unknown>)[key]
+    : undefined;
+
+const isId = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+
+export class GitHubAppRunners implements GitHubRunners, ReaperGitHub {
   private app: App | undefined;
   private readonly tokens = new Map<string, Token>();
+  private readonly groups = new Map<string, RunnerGroups>();
   private readonly request: typeof octokitRequest;
   private readonly now: () => number;
 
@@ -145,19 +289,23 @@ export class GitHubAppRunners implements GitHubRunners {
     this.now = options.now ?? Date.now;
     this.request = octokitRequest.defaults({
       baseUrl: (options.baseUrl ?? 'https://api.github.com').replace(/\/+$/, ''),
-      headers: { 'user-agent': 'estate-runner-dispatcher', 'x-github-api-version': '2022-11-28' },
+      headers: {
+        'user-agent': options.userAgent ?? 'estate-runner-dispatcher',
+        'x-github-api-version': '2022-11-28',
+      },
       ...(options.fetch ? { request: { fetch: options.fetch } } : {}),
     });
   }
 
   async jitConfig(request: JitRequest): Promise<string> {
     const call = 'generate-jitconfig';
+    const runnerGroupId = await this.runnerGroupId(request.organization, request.runnerGroup);
     const generate = async () =>
       this.asInstallation(request.organization, call, (token) =>
         this.request('POST /orgs/{org}/actions/runners/generate-jitconfig', {
           org: request.organization,
           name: request.runnerName,
-          runner_group_id: request.runnerGroupId,
+          runner_group_id: runnerGroupId,
           labels: [...request.labels],
           work_folder: '_work',
           headers: { authorization: `token ${token}` },
@@ -196,6 +344,130 @@ export class GitHubAppRunners implements GitHubRunners {
     );
     const status = (data as { status?: unknown }).status;
     return typeof status === 'string' && JOB_STATUSES.has(status) ? (status as GitHubJobStatus) : 'unknown';
+  }
+
+  /**
+   * The organisation's self-hosted runners whose name starts with `namePrefix`: every page is read, or the
+   * call fails (a partial list would make a busy runner look absent).
+   */
+  async listRunners(organization: string, namePrefix: string): Promise<readonly RegisteredRunner[]> {
+    const call = 'list-runners';
+    const maxPages = this.options.maxRunnerPages ?? 100;
+    const found = new Map<number, RegisteredRunner>();
+    for (let page = 1; ; page++) {
+      if (page > maxPages)
+        throw new RetryableError(
+          'github-runners-truncated',
+          `${call}: the organisation lists more than ${maxPages * PER_PAGE} runners; not all could be read`,
+        );
+      const { data } = await this.asInstallation(organization, call, (token) =>
+        this.request('GET /orgs/{org}/actions/runners', {
+          org: organization,
+          per_page: PER_PAGE,
+          page,
+          headers: { authorization: `token ${token}` },
+          request: { signal: this.signal() },
+        }),
+      );
+      const runners = ownField(data, 'runners');
+      if (!Array.isArray(runners))
+        throw new RetryableError('github-runners-answer', `${call}: expected runners in the answer`);
+      for (const runner of runners as unknown[]) {
+        const name = ownField(runner, 'name');
+        if (typeof name !== 'string' || !name.startsWith(namePrefix)) continue;
+        const id = ownField(runner, 'id');
+        const busy = ownField(runner, 'busy');
+        if (!isId(id) || typeof busy !== 'boolean')
+          throw new RetryableError(
+            'github-runners-answer',
+            `${call}: expected an id and busy for every runner in the answer`,
+          );
+        found.set(id, {
+          id,
+          name,
+          status: ownField(runner, 'status') === 'online' ? 'online' : 'offline',
+          busy,
+        });
+      }
+      const total = ownField(data, 'total_count');
+      const seen = (page - 1) * PER_PAGE + runners.length;
+      if (runners.length < PER_PAGE || (typeof total === 'number' && seen >= total)) break;
+    }
+    return [...found.values()];
+  }
+
+  /** Removes a runner's registration: `busy` when GitHub refuses because it runs a job (422). */
+  async deleteRunner(organization: string, runnerId: number): Promise<RunnerDeletion> {
+    if (!isId(runnerId)) throw new PermanentError('runner-id', 'runnerId: expected a positive whole number');
+    return this.asInstallation(organization, 'delete-runner', async (token): Promise<RunnerDeletion> => {
+      try {
+        await this.request('DELETE /orgs/{org}/actions/runners/{runner_id}', {
+          org: organization,
+          runner_id: runnerId,
+          headers: { authorization: `token ${token}` },
+          request: { signal: this.signal() },
+        });
+        return 'deleted';
+      } catch (error) {
+        // Only this call's own answers: a failure to get the token is never taken for them.
+        const status = statusOf(error);
+        if (status === 422) return 'busy';
+        if (status === 404) return 'absent';
+        throw error;
+      }
+    });
+  }
+
+  /** The id of the organisation's runner group of that name (`Default` is 1). */
+  private async runnerGroupId(organization: string, name: string): Promise<number> {
+    if (name === DEFAULT_RUNNER_GROUP) return 1;
+    const now = this.now();
+    const maxAge = this.options.groupCacheMs ?? 600_000;
+    let groups = this.groups.get(organization);
+    const age = groups ? now - groups.loadedAt : Infinity;
+    const fresh = age >= 0 && age < maxAge;
+    const known = groups?.ids.get(name);
+    if (fresh && known !== undefined) return known;
+    // Missing from a listing a minute old or more: a group created since is found.
+    if (!groups || !fresh || age >= GROUP_RELIST_MS) {
+      groups = await this.listRunnerGroups(organization, now);
+      this.groups.set(organization, groups);
+    }
+    const id = groups.ids.get(name);
+    if (id === undefined) throw new RunnerGroupMissingError(name, groups.truncated);
+    return id;
+  }
+
+  private async listRunnerGroups(organization: string, now: number): Promise<RunnerGroups> {
+    const call = 'list-runner-groups';
+    const ids = new Map<string, number>();
+    for (let page = 1; page <= MAX_GROUP_PAGES; page++) {
+      const { data } = await this.asInstallation(organization, call, (token) =>
+        this.request('GET /orgs/{org}/actions/runner-groups', {
+          org: organization,
+          per_page: PER_PAGE,
+          page,
+          headers: { authorization: `token ${token}` },
+          request: { signal: this.signal() },
+        }),
+      );
+      const groups = ownField(data, 'runner_groups');
+      if (!Array.isArray(groups))
+        throw new RetryableError(
+          'github-runner-groups-answer',
+          `${call}: expected runner_groups in the answer`,
+        );
+      for (const group of groups as unknown[]) {
+        const id = ownField(group, 'id');
+        const name = ownField(group, 'name');
+        if (isId(id) && typeof name === 'string' && !ids.has(name)) ids.set(name, id);
+      }
+      const total = ownField(data, 'total_count');
+      const seen = (page - 1) * PER_PAGE + groups.length;
+      if (groups.length < PER_PAGE || (typeof total === 'number' && seen >= total))
+        return { ids, loadedAt: now, truncated: false };
+    }
+    return { ids, loadedAt: now, truncated: true };
   }
 
   /** A runner of this name from an earlier delivery: deleted if it never came online, else reported. */
@@ -251,7 +523,7 @@ export class GitHubAppRunners implements GitHubRunners {
           this.tokens.delete(organization);
           if (cached && attempt === 1) continue;
         }
-        throw githubFailure(call, error);
+        throw githubFailure(call, error, this.now());
       }
     }
   }

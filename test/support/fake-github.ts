@@ -13,6 +13,11 @@ import type { AddressInfo } from 'node:net';
  *   GitHub does, and counted.
  * - `POST /orgs/{org}/actions/runners/generate-jitconfig` and `GET /repos/{owner}/{repo}/actions/jobs/{id}`
  *   take an installation token this server issued for the organisation (else 401).
+ * - So do the runner registrations and groups: `GET /orgs/{org}/actions/runner-groups` (paged; every
+ *   organisation has `Default`, id 1, plus the groups of `runnerGroups` or `addRunnerGroup`),
+ *   `GET /orgs/{org}/actions/runners` (paged, or by `name`) and `DELETE /orgs/{org}/actions/runners/{id}`
+ *   (422 for a busy runner, 404 for none). A generated JIT config registers its runner, offline and idle;
+ *   `runners` lets a test bring one online or make it busy.
  *
  * Every request is recorded (method, path, the kind of credentials, the JSON body), and every credential
  * and JIT config it handed out is kept, so a test can look for them where they must never appear.
@@ -44,6 +49,23 @@ export interface FakeGitHubOptions {
   readonly installations: Readonly<Record<string, number>>;
   /** Epoch ms (the JWT's expiry is judged by it). Default: Date.now. */
   readonly now?: () => number;
+  /** Organisation -> runner group names it has besides `Default` (ids from 2, in order). */
+  readonly runnerGroups?: Readonly<Record<string, readonly string[]>>;
+}
+
+/** A self-hosted runner registered at the fake, as GitHub lists it. */
+export interface FakeRunner {
+  readonly id: number;
+  readonly name: string;
+  status: 'online' | 'offline';
+  busy: boolean;
+}
+
+/** A page of a list as GitHub pages it (`per_page` default 30, at most 100; `page` from 1). */
+function paged<T>(items: readonly T[], search: URLSearchParams): T[] {
+  const perPage = Math.min(100, Math.max(1, Number(search.get('per_page') ?? 30) || 30));
+  const page = Math.max(1, Number(search.get('page') ?? 1) || 1);
+  return items.slice((page - 1) * perPage, page * perPage);
 }
 
 const json = (response: ServerResponse, status: number, body: unknown): number => {
@@ -82,6 +104,11 @@ export class FakeGitHub {
   refusedJwts = 0;
   /** What `GET .../actions/jobs/{id}` answers per job id (default `queued`). */
   readonly jobStatuses = new Map<number, string>();
+  /** Registered runners by organisation (lower-cased). */
+  readonly runners = new Map<string, FakeRunner[]>();
+  /** Runner groups by organisation (lower-cased), besides `Default` (id 1). */
+  readonly runnerGroups = new Map<string, { readonly id: number; readonly name: string }[]>();
+  private nextGroupId = 2;
   private readonly publicKey: KeyObject;
   private readonly server: Server;
   private readonly now: () => number;
@@ -97,6 +124,21 @@ export class FakeGitHub {
     this.privateKeyPem = privateKeyPem;
     this.publicKey = createPublicKey(privateKeyPem);
     this.now = options.now ?? (() => Date.now());
+    for (const [organization, names] of Object.entries(options.runnerGroups ?? {}))
+      for (const name of names) this.addRunnerGroup(organization, name);
+  }
+
+  /** Creates a runner group in the organisation; its id. */
+  addRunnerGroup(organization: string, name: string): number {
+    const key = organization.toLowerCase();
+    const id = this.nextGroupId++;
+    this.runnerGroups.set(key, [...(this.runnerGroups.get(key) ?? []), { id, name }]);
+    return id;
+  }
+
+  /** Every runner registered in the organisation. */
+  runnersOf(organization: string): FakeRunner[] {
+    return this.runners.get(organization.toLowerCase()) ?? [];
   }
 
   static async start(options: FakeGitHubOptions): Promise<FakeGitHub> {
@@ -180,7 +222,9 @@ export class FakeGitHub {
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const method = request.method ?? 'GET';
-    const path = new URL(request.url ?? '/', this.url).pathname;
+    const url = new URL(request.url ?? '/', this.url);
+    const path = url.pathname;
+    const search = url.searchParams;
     const body = await readBody(request);
     const authorization = request.headers.authorization;
     const record = (credentials: GitHubCall['credentials'], status: number) =>
@@ -244,10 +288,52 @@ export class FakeGitHub {
           runnerGroupId: group,
           encodedJitConfig,
         });
+        this.runners.set(organization, [
+          ...this.runnersOf(organization),
+          { id, name, status: 'offline', busy: false },
+        ]);
         return json(response, 201, {
           runner: { id, name, os: 'unknown', status: 'offline', busy: false, labels },
           encoded_jit_config: encodedJitConfig,
         });
+      });
+    }
+    match = /^\/orgs\/([^/]+)\/actions\/runner-groups$/.exec(path);
+    if (method === 'GET' && match) {
+      const organization = decodeURIComponent(match[1] as string).toLowerCase();
+      return void installationCall(organization, () => {
+        const groups = [{ id: 1, name: 'Default' }, ...(this.runnerGroups.get(organization) ?? [])];
+        return json(response, 200, { total_count: groups.length, runner_groups: paged(groups, search) });
+      });
+    }
+    match = /^\/orgs\/([^/]+)\/actions\/runners$/.exec(path);
+    if (method === 'GET' && match) {
+      const organization = decodeURIComponent(match[1] as string).toLowerCase();
+      return void installationCall(organization, () => {
+        const name = search.get('name');
+        const all = this.runnersOf(organization).filter((r) => name === null || r.name === name);
+        return json(response, 200, { total_count: all.length, runners: paged(all, search) });
+      });
+    }
+    match = /^\/orgs\/([^/]+)\/actions\/runners\/(\d+)$/.exec(path);
+    if (method === 'DELETE' && match) {
+      const organization = decodeURIComponent(match[1] as string).toLowerCase();
+      const id = Number(match[2]);
+      return void installationCall(organization, () => {
+        const runners = this.runnersOf(organization);
+        const runner = runners.find((r) => r.id === id);
+        if (!runner) return json(response, 404, { message: 'Not Found' });
+        if (runner.busy)
+          return json(response, 422, {
+            message: `Bad request - Runner "${runner.name}" is still running a job"`,
+          });
+        this.runners.set(
+          organization,
+          runners.filter((r) => r !== runner),
+        );
+        response.writeHead(204);
+        response.end();
+        return 204;
       });
     }
     match = /^\/repos\/([^/]+)\/([^/]+)\/actions\/jobs\/(\d+)$/.exec(path);

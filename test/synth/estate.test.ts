@@ -172,6 +172,7 @@ describe('the estate (main.ts composition)', () => {
       'prod-runners-admin',
       'prod-runners-cache',
       'prod-runners-dispatcher',
+      'prod-runners-reaper',
       'prod-runners-router',
       'prod-secrets-replicator',
       'prod-sync-anti-entropy',

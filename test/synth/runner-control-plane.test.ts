@@ -167,6 +167,30 @@ describe('RunnerControlPlane', () => {
     expect(keepers.map((p) => p.role)).toEqual([expect.stringContaining('Runners_Router')]);
   });
 
+  it('reaps idle runners every 5 minutes, one pass at a time, stopping only runner-tagged tasks of its cluster', () => {
+    const stop = roleStatement(synthesized, 'StopOnlyRunnerTasks');
+    expect(stop.Action).toEqual(['ecs:StopTask']);
+    expect(stop.Resource).toEqual([
+      expect.stringMatching(
+        /^arn:aws:ecs:eu-central-1:222222222222:task\/\$\{aws_ecs_cluster\.\w+\.name\}\/\*$/,
+      ),
+    ]);
+    expect(stop.Condition).toEqual({
+      ArnEquals: { 'ecs:cluster': expect.stringContaining('aws_ecs_cluster') },
+      Null: { 'aws:ResourceTag/runner-job-id': 'false' },
+    });
+    expect(roleStatement(synthesized, 'ListRunnerTasksOfThisCluster').Condition).toEqual({
+      ArnEquals: { 'ecs:cluster': expect.stringContaining('aws_ecs_cluster') },
+    });
+    const reaper = resources(synthesized, 'aws_lambda_function').find(
+      (f) => f.function_name === 'dev-runners-reaper',
+    ) as Block;
+    expect(reaper.reserved_concurrent_executions).toBe(1);
+    expect(
+      resources(synthesized, 'aws_cloudwatch_event_rule').map((r) => [r.name, r.schedule_expression]),
+    ).toContainEqual(['dev-runners-reaper', 'rate(5 minutes)']);
+  });
+
   it("limits state-table access to the control plane's partitions", () => {
     expect(roleStatement(synthesized, 'ClaimsLeasesAndCounters').Condition).toEqual({
       'ForAllValues:StringLike': {

@@ -3,7 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { PermanentError, RetryableError } from '../../runtime/lib/failures';
 import { RunnerExistsError } from '../../runtime/runners/dispatch';
-import { GitHubAppRunners, GitHubAppSecretError, parseAppSecret } from '../../runtime/runners/github-app';
+import {
+  GitHubAppRunners,
+  GitHubAppSecretError,
+  GitHubRateLimitError,
+  parseAppSecret,
+  RunnerGroupMissingError,
+} from '../../runtime/runners/github-app';
 
 /** Two App keys: the one in force, and the one a rotation brings in. */
 const keyPair = (format: 'pkcs8' | 'pkcs1') =>
@@ -15,6 +21,23 @@ const keyPair = (format: 'pkcs8' | 'pkcs1') =>
 const KEY_A = keyPair('pkcs8');
 const KEY_B = keyPair('pkcs1');
 const APP_ID = '4242';
+/** Keys that read as PEM at a glance and are unusable: each must be refused when the secret is parsed. */
+const CORRUPT_KEY = KEY_A.privateKey.replace(
+  /^(-----BEGIN PRIVATE KEY-----\n)(.{40})/,
+  '$1' + 'A'.repeat(40),
+);
+const TRUNCATED_KEY = KEY_A.privateKey.slice(0, 600);
+const ESCAPED_KEY = KEY_B.privateKey.replace(/\n/g, '\\n');
+const EC_KEY = generateKeyPairSync('ec', {
+  namedCurve: 'P-256',
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+}).privateKey;
+const ENCRYPTED_KEY = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pass-phrase' },
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+}).privateKey;
 const ENCODED = 'ENCODED-JIT-CONFIG-SECRET';
 
 interface Seen {
@@ -38,6 +61,13 @@ class FakeGitHub {
   readonly tokens = new Set<string>();
   installations: Record<string, number> = { acme: 77, globex: 78 };
   runners: { id: number; name: string; status: string; busy: boolean }[] = [];
+  /** Per organisation; `Default` is always id 1. */
+  runnerGroups: Record<string, { id: number; name: string }[]> = {
+    acme: [
+      { id: 1, name: 'Default' },
+      { id: 7, name: 'docker-trusted' },
+    ],
+  };
   jobStatus = 'queued';
   override: Override | undefined;
   tokenTtlMs = 3_600_000;
@@ -122,12 +152,23 @@ class FakeGitHub {
     }
     if ((m = path.match(/^\/orgs\/([^/]+)\/actions\/runners$/)) && req.method === 'GET') {
       const name = url.searchParams.get('name');
-      const runners = this.runners.filter((r) => r.name === name);
-      return send(200, { total_count: runners.length, runners });
+      if (name !== null) {
+        const runners = this.runners.filter((r) => r.name === name);
+        return send(200, { total_count: runners.length, runners });
+      }
+      return send(200, { total_count: this.runners.length, runners: paged(this.runners, url) });
     }
     if ((m = path.match(/^\/orgs\/([^/]+)\/actions\/runners\/(\d+)$/)) && req.method === 'DELETE') {
-      this.runners = this.runners.filter((r) => r.id !== Number(m?.[2]));
+      const runner = this.runners.find((r) => r.id === Number(m?.[2]));
+      if (!runner) return send(404, { message: 'Not Found' });
+      if (runner.busy)
+        return send(422, { message: `Bad request - Runner "${runner.name}" is still running a job"` });
+      this.runners = this.runners.filter((r) => r !== runner);
       return send(204);
+    }
+    if ((m = path.match(/^\/orgs\/([^/]+)\/actions\/runner-groups$/)) && req.method === 'GET') {
+      const groups = this.runnerGroups[m[1] ?? ''] ?? [{ id: 1, name: 'Default' }];
+      return send(200, { total_count: groups.length, runner_groups: paged(groups, url) });
     }
     if ((m = path.match(/^\/repos\/([^/]+)\/([^/]+)\/actions\/jobs\/(\d+)$/)) && req.method === 'GET')
       return send(200, { id: Number(m[3]), status: this.jobStatus });
@@ -137,6 +178,13 @@ class FakeGitHub {
   calls(pattern: RegExp): Seen[] {
     return this.seen.filter((s) => pattern.test(`${s.method} ${s.path}`));
   }
+}
+
+/** A page of a list as GitHub pages it (`per_page`, default 30; `page` from 1). */
+function paged<T>(items: readonly T[], url: URL): T[] {
+  const perPage = Number(url.searchParams.get('per_page') ?? 30);
+  const page = Number(url.searchParams.get('page') ?? 1);
+  return items.slice((page - 1) * perPage, page * perPage);
 }
 
 const secretOf = (privateKey: string) => JSON.stringify({ appId: APP_ID, privateKey });
@@ -151,7 +199,14 @@ afterEach(async () => {
   await github.stop();
 });
 
-function client(options: { secret?: () => Promise<string>; now?: () => number; base?: string } = {}) {
+function client(
+  options: {
+    secret?: () => Promise<string>;
+    now?: () => number;
+    base?: string;
+    maxRunnerPages?: number;
+  } = {},
+) {
   let reads = 0;
   const loadSecret =
     options.secret ??
@@ -163,6 +218,7 @@ function client(options: { secret?: () => Promise<string>; now?: () => number; b
     loadSecret,
     baseUrl: options.base ?? baseUrl,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.maxRunnerPages ? { maxRunnerPages: options.maxRunnerPages } : {}),
   });
   return { runners, reads: () => reads };
 }
@@ -171,7 +227,7 @@ const jit = {
   organization: 'acme',
   runnerName: 'eu-central-1-42-0',
   labels: ['self-hosted', 'linux'],
-  runnerGroupId: 1,
+  runnerGroup: 'Default',
 };
 
 async function failureOf(promise: Promise<unknown>): Promise<Error> {
@@ -257,7 +313,7 @@ describe('GitHubAppRunners', () => {
     ['a refusal of the request (422)', 'acme', 422, PermanentError, 'github-422'],
     ['a missing permission (403)', 'acme', 403, PermanentError, 'github-403'],
     ['a server error (502)', 'acme', 502, RetryableError, 'github-unavailable'],
-    ['throttling (429)', 'acme', 429, RetryableError, 'github-unavailable'],
+    ['throttling (429)', 'acme', 429, RetryableError, 'github-rate-limited'],
   ] as const)('maps %s', async (_, organization, status, type, code) => {
     if (status) github.override = (s) => (s.path.endsWith('generate-jitconfig') ? { status } : undefined);
     const { runners } = client();
@@ -267,19 +323,11 @@ describe('GitHubAppRunners', () => {
     expect(error.message).not.toContain(organization);
   });
 
-  it('treats a 403 rate limit as transient', async () => {
-    github.override = (s) =>
-      s.path.endsWith('generate-jitconfig')
-        ? { status: 403, headers: { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '9999999999' } }
-        : undefined;
-    const error = await failureOf(client().runners.jitConfig(jit));
-    expect(error).toBeInstanceOf(RetryableError);
-  });
-
   it('treats no answer at all as transient', async () => {
     await github.stop();
     const error = await failureOf(client().runners.jitConfig(jit));
     expect(error).toBeInstanceOf(RetryableError);
+    expect((error as RetryableError).code).toBe('github-unreachable');
     github = new FakeGitHub();
     baseUrl = await github.start();
   });
@@ -316,6 +364,229 @@ describe('GitHubAppRunners', () => {
   });
 });
 
+describe('rate limits', () => {
+  const T0 = Date.parse('2030-01-01T00:00:00Z');
+  const limited = (status: number, headers: Record<string, string>, message = 'limited') => {
+    github.override = (s) =>
+      s.path.endsWith('generate-jitconfig') ? { status, headers, body: { message } } : undefined;
+    return failureOf(client({ now: () => T0 }).runners.jitConfig(jit));
+  };
+
+  it.each([
+    [
+      'a spent primary limit (403, x-ratelimit-remaining 0): until x-ratelimit-reset',
+      403,
+      { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(T0 / 1000 + 120) },
+      'API rate limit exceeded for installation ID 77.',
+      120,
+    ],
+    [
+      'a secondary limit with retry-after (403)',
+      403,
+      { 'retry-after': '30' },
+      'You have exceeded a secondary rate limit.',
+      30,
+    ],
+    [
+      'a secondary limit named in the message only (403): a minute, as GitHub advises',
+      403,
+      {},
+      'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+      60,
+    ],
+    ['a retry-after on a 403 whatever the message', 403, { 'retry-after': '7' }, 'Forbidden', 7],
+    ['a 429 with retry-after', 429, { 'retry-after': '5' }, 'Too many requests', 5],
+    ['a 429 without headers', 429, {}, 'Too many requests', 60],
+    [
+      'a retry-after as an HTTP date',
+      429,
+      { 'retry-after': new Date(T0 + 90_000).toUTCString() },
+      'Too many requests',
+      90,
+    ],
+    ['a retry-after far out, bounded to an hour', 429, { 'retry-after': '86400' }, 'Too many requests', 3600],
+  ] as const)(
+    'treats %s as transient, with the seconds to wait',
+    async (_, status, headers, message, sec) => {
+      const error = await limited(status, headers, message);
+      expect(error).toBeInstanceOf(GitHubRateLimitError);
+      expect(error).toBeInstanceOf(RetryableError);
+      expect((error as GitHubRateLimitError).code).toBe('github-rate-limited');
+      expect((error as GitHubRateLimitError).retryAfterSec).toBe(sec);
+      expect(error.message).not.toContain('installation ID');
+    },
+  );
+
+  it.each([
+    ['a missing permission', 'Resource not accessible by integration', {}],
+    ['a limit left (x-ratelimit-remaining above 0)', 'Forbidden', { 'x-ratelimit-remaining': '4999' }],
+  ] as const)('keeps other 403s permanent: %s', async (_, message, headers) => {
+    const error = await limited(403, headers, message);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect(error).not.toBeInstanceOf(GitHubRateLimitError);
+    expect((error as PermanentError).code).toBe('github-403');
+  });
+
+  it('treats a rate-limited token exchange as transient too', async () => {
+    github.override = (s) =>
+      s.path.endsWith('/installation') ? { status: 429, headers: { 'retry-after': '12' } } : undefined;
+    const error = await failureOf(client().runners.jitConfig(jit));
+    expect(error).toBeInstanceOf(GitHubRateLimitError);
+    expect((error as GitHubRateLimitError).retryAfterSec).toBe(12);
+  });
+});
+
+describe('runner groups by name', () => {
+  it('joins Default (id 1) without asking GitHub', async () => {
+    const { runners } = client();
+    await runners.jitConfig(jit);
+    expect(github.calls(/runner-groups/)).toHaveLength(0);
+    expect((github.calls(/generate-jitconfig/)[0]?.body as { runner_group_id: number }).runner_group_id).toBe(
+      1,
+    );
+  });
+
+  it('resolves a group’s id in the organisation, cached for ten minutes', async () => {
+    const clock = { t: Date.now() };
+    const { runners } = client({ now: () => clock.t });
+    const docker = { ...jit, runnerGroup: 'docker-trusted' };
+    await runners.jitConfig(docker);
+    await runners.jitConfig({ ...docker, runnerName: 'eu-central-1-43-0' });
+    const generated = github
+      .calls(/generate-jitconfig/)
+      .map((s) => (s.body as { runner_group_id: number }).runner_group_id);
+    expect(generated).toEqual([7, 7]);
+    expect(github.calls(/runner-groups/).map((s) => s.path)).toEqual([
+      '/orgs/acme/actions/runner-groups?per_page=100&page=1',
+    ]);
+    clock.t += 11 * 60_000;
+    await runners.jitConfig({ ...docker, runnerName: 'eu-central-1-44-0' });
+    expect(github.calls(/runner-groups/)).toHaveLength(2);
+  });
+
+  it('reads every page of the groups', async () => {
+    github.runnerGroups.acme = [
+      { id: 1, name: 'Default' },
+      ...Array.from({ length: 149 }, (_, i) => ({ id: 100 + i, name: `group-${i}` })),
+      { id: 999, name: 'docker-trusted' },
+    ];
+    const { runners } = client();
+    await runners.jitConfig({ ...jit, runnerGroup: 'docker-trusted' });
+    expect(github.calls(/runner-groups/).map((s) => s.path)).toEqual([
+      '/orgs/acme/actions/runner-groups?per_page=100&page=1',
+      '/orgs/acme/actions/runner-groups?per_page=100&page=2',
+    ]);
+    expect((github.calls(/generate-jitconfig/)[0]?.body as { runner_group_id: number }).runner_group_id).toBe(
+      999,
+    );
+  });
+
+  it('refuses a group the organisation does not have, permanently, naming it and what to do', async () => {
+    const clock = { t: Date.now() };
+    const { runners } = client({ now: () => clock.t });
+    const error = await failureOf(runners.jitConfig({ ...jit, runnerGroup: 'gpu-trusted' }));
+    expect(error).toBeInstanceOf(RunnerGroupMissingError);
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).code).toBe('runner-group-missing');
+    expect((error as PermanentError).reason).toMatch(
+      /^runnerGroup: .*"gpu-trusted".*restricted to the trusted repositories/,
+    );
+    expect(error.message).not.toContain('acme');
+    expect(github.calls(/generate-jitconfig/)).toHaveLength(0);
+
+    // Created on GitHub: found once the listing is a minute old (not before: a burst asks once).
+    github.runnerGroups.acme?.push({ id: 12, name: 'gpu-trusted' });
+    await expect(runners.jitConfig({ ...jit, runnerGroup: 'gpu-trusted' })).rejects.toBeInstanceOf(
+      RunnerGroupMissingError,
+    );
+    expect(github.calls(/runner-groups/)).toHaveLength(1);
+    clock.t += 61_000;
+    expect(await runners.jitConfig({ ...jit, runnerGroup: 'gpu-trusted' })).toBe(ENCODED);
+    expect(github.calls(/runner-groups/)).toHaveLength(2);
+  });
+
+  it('matches the name exactly: `default` is not Default', async () => {
+    const error = await failureOf(client().runners.jitConfig({ ...jit, runnerGroup: 'default' }));
+    expect(error).toBeInstanceOf(RunnerGroupMissingError);
+  });
+
+  it('maps a failed listing like every call', async () => {
+    github.override = (s) => (s.path.includes('runner-groups') ? { status: 403 } : undefined);
+    const error = await failureOf(client().runners.jitConfig({ ...jit, runnerGroup: 'docker-trusted' }));
+    expect((error as PermanentError).code).toBe('github-403');
+    expect(error.message).toContain('list-runner-groups');
+  });
+});
+
+describe('runners for the reaper', () => {
+  const seed = (count: number) => {
+    github.runners = Array.from({ length: count }, (_, i) => ({
+      id: 1_000 + i,
+      name: i % 2 === 0 ? `eu-central-1-${i}-0` : `us-east-1-${i}-0`,
+      status: i % 3 === 0 ? 'online' : 'offline',
+      busy: i % 5 === 0,
+    }));
+  };
+
+  it('lists every page and keeps the names with the prefix', async () => {
+    seed(230);
+    const listed = await client().runners.listRunners('acme', 'eu-central-1-');
+    expect(github.calls(/GET \/orgs\/acme\/actions\/runners\?/).map((s) => s.path)).toEqual([
+      '/orgs/acme/actions/runners?per_page=100&page=1',
+      '/orgs/acme/actions/runners?per_page=100&page=2',
+      '/orgs/acme/actions/runners?per_page=100&page=3',
+    ]);
+    expect(listed).toHaveLength(115);
+    expect(listed.every((r) => r.name.startsWith('eu-central-1-'))).toBe(true);
+    expect(listed.find((r) => r.id === 1_000)).toEqual({
+      id: 1_000,
+      name: 'eu-central-1-0-0',
+      status: 'online',
+      busy: true,
+    });
+    expect(listed.find((r) => r.id === 1_002)).toEqual({
+      id: 1_002,
+      name: 'eu-central-1-2-0',
+      status: 'offline',
+      busy: false,
+    });
+  });
+
+  it('fails rather than answer part of a list too long to read', async () => {
+    seed(230);
+    const error = await failureOf(client({ maxRunnerPages: 2 }).runners.listRunners('acme', 'eu-central-1-'));
+    expect(error).toBeInstanceOf(RetryableError);
+    expect((error as RetryableError).code).toBe('github-runners-truncated');
+  });
+
+  it('deletes an idle registration, says `busy` for one running a job (422) and `absent` for none', async () => {
+    seed(3);
+    const { runners } = client();
+    expect(await runners.deleteRunner('acme', 1_001)).toBe('deleted');
+    expect(github.runners.map((r) => r.id)).toEqual([1_000, 1_002]);
+    expect(await runners.deleteRunner('acme', 1_000)).toBe('busy');
+    expect(github.runners.map((r) => r.id)).toEqual([1_000, 1_002]);
+    expect(await runners.deleteRunner('acme', 4_242)).toBe('absent');
+    expect(github.calls(/^DELETE /).map((s) => s.path)).toEqual([
+      '/orgs/acme/actions/runners/1001',
+      '/orgs/acme/actions/runners/1000',
+      '/orgs/acme/actions/runners/4242',
+    ]);
+  });
+
+  it('never takes a failure to reach the organisation for an absent runner', async () => {
+    const error = await failureOf(client().runners.deleteRunner('acme-unknown', 1_001));
+    expect((error as PermanentError).code).toBe('github-404');
+  });
+
+  it('maps other refusals of a deletion', async () => {
+    seed(3);
+    github.override = (s) => (s.method === 'DELETE' ? { status: 403 } : undefined);
+    const error = await failureOf(client().runners.deleteRunner('acme', 1_001));
+    expect((error as PermanentError).code).toBe('github-403');
+  });
+});
+
 describe('the App secret', () => {
   it('reads the App id and a PKCS#8 or PKCS#1 key', () => {
     expect(parseAppSecret(secretOf(KEY_A.privateKey)).appId).toBe(APP_ID);
@@ -330,6 +601,19 @@ describe('the App secret', () => {
     ['no key', JSON.stringify({ appId: APP_ID }), 'privateKey'],
     ['a key that is no PEM', JSON.stringify({ appId: APP_ID, privateKey: 'hunter2' }), 'privateKey'],
     ['an App id on the prototype', '{"__proto__":{"appId":"1"},"privateKey":"x"}', 'appId'],
+    [
+      'a corrupt key (PEM armour, broken body)',
+      JSON.stringify({ appId: APP_ID, privateKey: CORRUPT_KEY }),
+      'privateKey',
+    ],
+    ['a truncated key', JSON.stringify({ appId: APP_ID, privateKey: TRUNCATED_KEY }), 'privateKey'],
+    [
+      'a key with escaped line breaks',
+      JSON.stringify({ appId: APP_ID, privateKey: ESCAPED_KEY }),
+      'privateKey',
+    ],
+    ['an EC key', JSON.stringify({ appId: APP_ID, privateKey: EC_KEY }), 'privateKey'],
+    ['an encrypted key', JSON.stringify({ appId: APP_ID, privateKey: ENCRYPTED_KEY }), 'privateKey'],
   ])('refuses %s, naming the field and never the value', (_, text, field) => {
     let error: unknown;
     try {
@@ -340,6 +624,17 @@ describe('the App secret', () => {
     expect(error).toBeInstanceOf(GitHubAppSecretError);
     expect((error as GitHubAppSecretError).reason.startsWith(field)).toBe(true);
     expect((error as Error).message).not.toMatch(/hunter2|-----BEGIN|abc/);
+  });
+
+  it('is a permanent failure naming privateKey for a corrupt key, before a single call to GitHub', async () => {
+    const error = await failureOf(
+      client({ secret: async () => secretOf(CORRUPT_KEY) }).runners.jitConfig(jit),
+    );
+    expect(error).toBeInstanceOf(GitHubAppSecretError);
+    expect(error).not.toBeInstanceOf(RetryableError);
+    expect((error as GitHubAppSecretError).reason.startsWith('privateKey:')).toBe(true);
+    expect(error.message).not.toMatch(/no answer|-----BEGIN|AAAAAAAAAA/);
+    expect(github.seen).toHaveLength(0);
   });
 
   it('is a permanent failure of the call when the secret is malformed, and a transient one when it cannot be read', async () => {
