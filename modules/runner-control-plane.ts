@@ -438,8 +438,9 @@ export class RunnerControlPlane extends Construct {
       functionName: `${name}-cache`,
       statements: [
         {
+          // One item per region holding a copy: every region's read at once, this region's written.
           sid: 'CacheIndex',
-          actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+          actions: ['dynamodb:BatchGetItem', 'dynamodb:UpdateItem'],
           resources: [access.table(region, tables.cacheIndex)],
         },
         {

@@ -7,7 +7,8 @@ import { LOGIN, REPOSITORY } from './config';
 
 /**
  * Job-scoped runner tokens for the artifact cache. The dispatcher gives each runner task a token naming its
- * job; the cache function accepts it until it expires and scopes every entry to the token's organisation.
+ * job; the cache function accepts it until it expires (less a few seconds: a presigned URL never outlives
+ * its token, cache.ts) and scopes every entry to the token's repository (`r`, `owner/name`).
  *
  * Wire form: `<base64url(payload)>.<base64url(mac)>`, where payload is the canonical JSON
  * `{"v":1,"o":<organisation>,"r":<owner/name>,"j":<job id>,"e":<expiry, epoch seconds>}` (keys in this order,

@@ -2,32 +2,40 @@ import * as z from 'zod/mini';
 import { jsonResponse, type HttpResponse } from '../lib/http';
 import { boundedText, describeError } from '../lib/redact';
 import type { CacheTokenClaims, CacheTokenRefusal, CacheTokenVerifier } from './cache-token';
-import { LOGIN } from './config';
-import { cacheKey } from './tables';
+import { LOGIN, REPOSITORY } from './config';
+import { repositoryCacheKey } from './tables';
 
 /**
  * The regional artifact cache (pure core: no AWS, the clock is passed in).
  *
- * - `GET /cache/{hash}` answers a presigned GET for `<organisation>/<sha256>` from this region's bucket when
- *   the index lists this region, else from the nearest region listing it (the configuration's
+ * - `GET /cache/{hash}` answers a presigned GET for `<owner>/<name>/<sha256>` from this region's bucket when
+ *   the index records a live copy here, else from the nearest region that does (the configuration's
  *   `cacheDistance` order), else 404.
  * - `PUT /cache/{hash}` answers a presigned PUT into this region's bucket with the content's SHA-256 bound
  *   into the signature (`x-amz-checksum-sha256`, a signed header): S3 itself refuses a body whose digest
  *   differs from the hash, so nobody holding a token can poison a hash. A size given in the body is bound
  *   too (a signed `content-length`).
- * - S3 `ObjectCreated:*` records of this region's bucket add the region to the entry in the index.
+ * - S3 `ObjectCreated:*` records of this region's bucket record this region's copy in the index.
  *
- * Entries are scoped to the token's organisation: the index key is `cacheKey(organisation, sha256)` and the
- * object key `<organisation>/<sha256>`, so a job of one organisation cannot read another's entries even
- * knowing the hash.
+ * Entries are scoped to the token's REPOSITORY: the entry and its object key are
+ * `repositoryCacheKey(<owner>/<name>, sha256)`, so a job of one repository can never read another's
+ * objects even knowing the hash (a fork's CI in the same organisation included).
+ *
+ * The index holds one item per (entry, region) (`<owner>/<name>/<sha256>#<region>`, tables.ts): a region
+ * records its own copy only, so two regions recording the same object within the global table's
+ * replication lag cannot lose one another's (conflicts are resolved per item, last writer wins). A GET reads
+ * every configured region's item in one BatchGetItem.
+ *
+ * A presigned URL never outlives the token it was given for: its lifetime is the smaller of `urlTtlSec`
+ * and what is left of the token, and a token with less than {@link MIN_TOKEN_REMAINING_SEC} seconds left is
+ * refused as expired (401).
  *
  * Expiry: the bucket's lifecycle removes an object `expireDays` after its upload (S3 rounds up to the next
- * midnight UTC); the index records each region with an expiry one day earlier (`expiresAt:<region>`) and the
- * item with the latest (`expiresAt`, the table's TTL), so an entry leaves the index before its object leaves
- * the bucket. Regions and items past their expiry are ignored on read (DynamoDB deletes expired items
- * lazily). An index entry naming an object removed otherwise (a manual delete, a lifecycle changed to fewer
- * days) answers a URL that S3 answers 404 for: the client treats that as a miss and uploads again, which
- * records the entry anew.
+ * midnight UTC); the region's index item expires one day earlier (`expiresAt`, the table's TTL), so a copy
+ * leaves the index before its object leaves the bucket, and a later upload elsewhere never extends it.
+ * Items past their expiry are ignored on read (DynamoDB deletes expired items lazily). An index entry naming
+ * an object removed otherwise (a manual delete, a lifecycle changed to fewer days) answers a URL that S3
+ * answers 404 for: the client treats that as a miss and uploads again, which records the copy anew.
  */
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -41,23 +49,23 @@ const MAX_AUTHORIZATION_CHARS = 4_096;
 /** S3 keys are at most 1,024 bytes; URL-encoded, at most three times that. */
 const MAX_EVENT_KEY_CHARS = 3_072;
 const DAY_SEC = 86_400;
+/** A token with less than this left is refused: no URL is worth handing out for a few seconds. */
+export const MIN_TOKEN_REMAINING_SEC = 5;
 
-/** One region's entry in the artifact-cache-index table. */
-export interface CacheEntry {
-  /** The regions whose bucket holds the object (the `regions` string set). */
-  readonly regions: readonly string[];
+/** One region's copy of a cache entry, as the index records it. */
+export interface CacheCopy {
+  readonly region: string;
   readonly bytes: number;
-  /** The item's expiry (epoch seconds): past it, the entry is ignored. */
-  readonly expiresAtSec?: number;
-  /** Each region's own expiry, when recorded: a region past it is ignored. */
-  readonly regionExpiresAtSec?: ReadonlyMap<string, number>;
+  /** Epoch seconds: from then on the copy is ignored (its object leaves the bucket a day later). */
+  readonly expiresAtSec: number;
 }
 
-/** The artifact-cache-index global table. */
+/** The artifact-cache-index global table: one item per (entry, region). */
 export interface CacheIndex {
-  get(key: string): Promise<CacheEntry | undefined>;
-  /** Adds `region` to the entry's regions (idempotent) with its expiry; the item expires at `expiresAtSec`. */
-  recordUpload(key: string, region: string, bytes: number, expiresAtSec: number): Promise<void>;
+  /** The copies of `entry` recorded for `regions`, in one read of every region's item. */
+  copies(entry: string, regions: readonly string[]): Promise<readonly CacheCopy[]>;
+  /** Records `region`'s copy of `entry` in that region's own item (idempotent), expiring at `expiresAtSec`. */
+  recordUpload(entry: string, region: string, bytes: number, expiresAtSec: number): Promise<void>;
 }
 
 /** Presigned S3 URLs, signed with the function's own credentials. */
@@ -112,8 +120,9 @@ export interface CacheAnswer {
   readonly region?: string;
 }
 
-/** The object key of a cache entry in its bucket. */
-export const objectKeyOf = (organization: string, sha256: string): string => `${organization}/${sha256}`;
+/** The object key of a cache entry in every region's bucket: `<owner>/<name>/<sha256>`. */
+export const objectKeyOf = (repository: string, sha256: string): string =>
+  repositoryCacheKey(repository, sha256);
 
 /** S3's `ChecksumSHA256`: the raw digest in base64. */
 export const checksumSha256Base64 = (sha256Hex: string): string =>
@@ -143,51 +152,50 @@ const badRequest = (reason: string, statusCode = 400): CacheAnswer => ({
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
+interface Authorized {
+  readonly claims: CacheTokenClaims;
+  readonly hash: string;
+  /** The presigned URL's lifetime: `urlTtlSec`, cut to what is left of the token. */
+  readonly urlTtlSec: number;
+}
+
 /** The request's token claims and hash, or the answer refusing it (401 before 400: nothing for strangers). */
-async function authorize(
-  request: CacheRequest,
-  deps: CacheCoreDeps,
-): Promise<{ claims: CacheTokenClaims; hash: string } | CacheAnswer> {
+async function authorize(request: CacheRequest, deps: CacheCoreDeps): Promise<Authorized | CacheAnswer> {
   const header = request.authorization;
   if (typeof header !== 'string' || header.length === 0) return unauthorized('missing');
   const match = header.length <= MAX_AUTHORIZATION_CHARS ? BEARER.exec(header) : null;
   if (!match) return unauthorized('format');
-  const check = await deps.tokens.check(match[1] as string, deps.nowSec());
+  const nowSec = deps.nowSec();
+  const check = await deps.tokens.check(match[1] as string, nowSec);
   if (!check.ok) return unauthorized(check.refusal);
+  const left = check.claims.expiresAtSec - nowSec;
+  if (!(left >= MIN_TOKEN_REMAINING_SEC)) return unauthorized('expired');
   if (typeof request.hash !== 'string' || !SHA256_HEX.test(request.hash))
     return badRequest('hash: expected 64 lowercase hexadecimal characters (a SHA-256)');
-  return { claims: check.claims, hash: request.hash };
-}
-
-/** The regions of an entry still within their expiry. */
-function liveRegions(entry: CacheEntry | undefined, nowSec: number): ReadonlySet<string> {
-  if (!entry || (entry.expiresAtSec !== undefined && entry.expiresAtSec <= nowSec)) return new Set();
-  return new Set(
-    entry.regions.filter((region) => {
-      const expiry = entry.regionExpiresAtSec?.get(region);
-      return expiry === undefined || expiry > nowSec;
-    }),
-  );
+  return { claims: check.claims, hash: request.hash, urlTtlSec: Math.min(deps.urlTtlSec, left) };
 }
 
 /** `GET /cache/{hash}`: a presigned GET from this region or the nearest holding the object, else 404. */
 export async function getCacheEntry(request: CacheRequest, deps: CacheCoreDeps): Promise<CacheAnswer> {
   const auth = await authorize(request, deps);
   if ('response' in auth) return auth;
-  const { claims, hash } = auth;
-  const holding = liveRegions(await deps.index.get(cacheKey(claims.organization, hash)), deps.nowSec());
-  const candidates = [deps.region, ...(deps.cacheDistance[deps.region] ?? [])];
+  const { claims, hash, urlTtlSec } = auth;
+  const entry = repositoryCacheKey(claims.repository, hash);
+  const candidates = [...new Set([deps.region, ...(deps.cacheDistance[deps.region] ?? [])])].filter(
+    (region) => deps.buckets.has(region),
+  );
+  const nowSec = deps.nowSec();
+  const holding = new Set(
+    (await deps.index.copies(entry, candidates))
+      .filter((copy) => copy.expiresAtSec > nowSec)
+      .map((copy) => copy.region),
+  );
   for (const region of candidates) {
     const bucket = deps.buckets.get(region);
     if (!holding.has(region) || bucket === undefined) continue;
-    const url = await deps.presigner.getUrl(
-      region,
-      bucket,
-      objectKeyOf(claims.organization, hash),
-      deps.urlTtlSec,
-    );
+    const url = await deps.presigner.getUrl(region, bucket, objectKeyOf(claims.repository, hash), urlTtlSec);
     return {
-      response: jsonResponse(200, { url, region, expiresInSec: deps.urlTtlSec }),
+      response: jsonResponse(200, { url, region, expiresInSec: urlTtlSec }),
       outcome: region === deps.region ? 'hit-local' : 'hit-remote',
       claims,
       region,
@@ -225,7 +233,7 @@ function declaredBytes(body: string | undefined): { bytes?: number } | { reason:
 export async function putCacheEntry(request: CacheRequest, deps: CacheCoreDeps): Promise<CacheAnswer> {
   const auth = await authorize(request, deps);
   if ('response' in auth) return auth;
-  const { claims, hash } = auth;
+  const { claims, hash, urlTtlSec } = auth;
   const declared = declaredBytes(request.body);
   if ('reason' in declared) return { ...badRequest(declared.reason, declared.status), claims };
   const bucket = deps.buckets.get(deps.region);
@@ -233,15 +241,15 @@ export async function putCacheEntry(request: CacheRequest, deps: CacheCoreDeps):
   const url = await deps.presigner.putUrl(
     deps.region,
     bucket,
-    objectKeyOf(claims.organization, hash),
+    objectKeyOf(claims.repository, hash),
     hash,
-    deps.urlTtlSec,
+    urlTtlSec,
     declared.bytes,
   );
   return {
     response: jsonResponse(200, {
       url,
-      expiresInSec: deps.urlTtlSec,
+      expiresInSec: urlTtlSec,
       headers: uploadHeaders(hash, declared.bytes),
     }),
     outcome: 'upload-url',
@@ -252,6 +260,8 @@ export async function putCacheEntry(request: CacheRequest, deps: CacheCoreDeps):
 
 export interface ParsedUpload {
   readonly organization: string;
+  /** `<owner>/<name>`. */
+  readonly repository: string;
   readonly sha256: string;
   readonly bytes: number;
 }
@@ -288,15 +298,22 @@ export function parseUploadRecord(
   } catch {
     return no('s3.object.key: expected a URL-encoded key');
   }
-  const slash = key.indexOf('/');
-  const organization = key.slice(0, slash);
-  const sha256 = key.slice(slash + 1);
-  if (slash < 0 || !LOGIN.test(organization) || !SHA256_HEX.test(sha256))
-    return no('s3.object.key: expected <organisation>/<sha256>, a lower-cased login and 64 lowercase hex');
+  const parts = key.split('/');
+  const [organization = '', name = '', sha256 = ''] = parts;
+  const repository = `${organization}/${name}`;
+  if (
+    parts.length !== 3 ||
+    !LOGIN.test(organization) ||
+    !REPOSITORY.test(repository) ||
+    !SHA256_HEX.test(sha256)
+  )
+    return no(
+      's3.object.key: expected <owner>/<name>/<sha256>, a lower-cased repository and 64 lowercase hex',
+    );
   const bytes = ownProperty(object, 'size');
   if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_OBJECT_BYTES)
     return no('s3.object.size: expected a whole number of bytes');
-  return { ok: true, upload: { organization, sha256, bytes } };
+  return { ok: true, upload: { organization, repository, sha256, bytes } };
 }
 
 export interface UploadReport {
@@ -308,9 +325,10 @@ export interface UploadReport {
 }
 
 /**
- * S3 event records: each upload of this region's bucket is added to the index with an expiry one day before
- * the bucket's lifecycle removes it. Idempotent (the region is added to a set, the expiry recomputed); a
- * record that is not an upload of this cache is refused with a bounded reason and never throws.
+ * S3 event records: each upload of this region's bucket is recorded in this region's index item with an
+ * expiry one day before the bucket's lifecycle removes it. Idempotent (the item is rewritten, the expiry
+ * recomputed); a record that is not an upload of this cache is refused with a bounded reason and never
+ * throws.
  */
 export async function recordUploads(records: readonly unknown[], deps: CacheCoreDeps): Promise<UploadReport> {
   const refused: { record: number; reason: string }[] = [];
@@ -324,9 +342,9 @@ export async function recordUploads(records: readonly unknown[], deps: CacheCore
       refused.push({ record: index, reason: boundedText(parsed.reason, 200) });
       continue;
     }
-    const { organization, sha256, bytes } = parsed.upload;
+    const { repository, sha256, bytes } = parsed.upload;
     try {
-      await deps.index.recordUpload(cacheKey(organization, sha256), deps.region, bytes, expiresAtSec);
+      await deps.index.recordUpload(repositoryCacheKey(repository, sha256), deps.region, bytes, expiresAtSec);
       recorded += 1;
     } catch (error) {
       failed.push({ record: index, reason: `index update failed: ${describeError(error)}` });

@@ -37,7 +37,10 @@ export type RegionStatus = 'active' | 'draining' | 'out';
 
 /** The spillover inputs of one region, as the metrics source reads them. */
 export interface RegionMetrics {
-  /** Sum of `ApproximateNumberOfMessages` over the region's runner queues. */
+  /**
+   * Sum of `ApproximateNumberOfMessages` and `ApproximateNumberOfMessagesDelayed` over the region's runner
+   * queues (jobs waiting for a slot are re-sent with a delay).
+   */
   readonly queueDepth: number;
   /** Runner leases held in the region (every organisation). */
   readonly inUse: number;

@@ -7,7 +7,7 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { PermanentError, RetryableError } from '../lib/failures';
-import { withRetries, type RetryPolicy } from '../lib/retry';
+import { backoffMs, withRetries, type RetryPolicy } from '../lib/retry';
 import type { OperatorStatus, RegionStatus } from './model';
 import { operatorKey } from './tables';
 
@@ -33,6 +33,14 @@ import { operatorKey } from './tables';
  * Repeated requests: draining a region already draining, or restoring one already active, writes nothing
  * and answers `changed: false` (the caller logs the request): the audit in the table keeps the changes of
  * status, so a script that repeats a drain cannot push real changes out of the last 50 entries.
+ *
+ * Who: each change records the caller's IAM ARN, and beside it the STS source identity and the AWS
+ * Organizations id of the caller's account when API Gateway gives them (admin.ts). For an assumed role the
+ * ARN ends in a session name that the caller chose, so it names the role plus a claim (see admin.ts).
+ *
+ * Reads: one strongly consistent BatchGetItem of every region's two items. Keys the table leaves unprocessed
+ * (throttling) are asked for again after a capped exponential backoff with full jitter, as AWS advises,
+ * not back to back.
  */
 
 /** The table's partition key. */
@@ -50,10 +58,22 @@ export interface HealthRecord {
   readonly failing: readonly string[];
 }
 
+/** Who asked for a change, as the audit records it. */
+export interface AuditActor {
+  /** The caller's IAM ARN (an assumed role's ends in the session name the caller chose). */
+  readonly arn: string;
+  /** The STS source identity set when the role was assumed, when API Gateway passes one. */
+  readonly sourceIdentity?: string;
+  /** The AWS Organizations id of the caller's account, when it belongs to one. */
+  readonly principalOrgId?: string;
+}
+
 export interface AuditEntry {
   readonly status: OperatorStatus;
   /** The caller's IAM ARN. */
   readonly by: string;
+  readonly sourceIdentity?: string;
+  readonly principalOrgId?: string;
   /** ISO 8601. */
   readonly at: string;
   readonly reason: string;
@@ -62,7 +82,10 @@ export interface AuditEntry {
 /** The operator's word on a region. With no item: `active`, version 0, no change recorded. */
 export interface OperatorRecord {
   readonly status: OperatorStatus;
+  /** The IAM ARN of the last change's caller, with its source identity and organisation when known. */
   readonly changedBy?: string;
+  readonly sourceIdentity?: string;
+  readonly principalOrgId?: string;
   readonly changedAt?: string;
   readonly reason?: string;
   /** Newest last, at most {@link AUDIT_ENTRIES}. */
@@ -97,8 +120,8 @@ export interface RegionStatusReader {
 
 /** What the admin API uses: read, drain and restore. */
 export interface RegionStatusPort extends RegionStatusReader {
-  drain(region: string, actor: string, reason: string): Promise<StatusChange>;
-  restore(region: string, actor: string, reason: string): Promise<StatusChange>;
+  drain(region: string, actor: AuditActor, reason: string): Promise<StatusChange>;
+  restore(region: string, actor: AuditActor, reason: string): Promise<StatusChange>;
 }
 
 /** The region is not among the configured ones (404). */
@@ -163,6 +186,16 @@ function healthFrom(item: Record<string, AttributeValue> | undefined, nowSec: nu
 const isOperatorStatus = (value: string | undefined): value is OperatorStatus =>
   value === 'active' || value === 'draining';
 
+/** The optional who-attributes of an item or an audit entry, as stored. */
+function actorDetails(m: Record<string, AttributeValue> | undefined) {
+  const sourceIdentity = m?.sourceIdentity?.S;
+  const principalOrgId = m?.principalOrgId?.S;
+  return {
+    ...(sourceIdentity === undefined ? {} : { sourceIdentity }),
+    ...(principalOrgId === undefined ? {} : { principalOrgId }),
+  };
+}
+
 function auditFrom(value: AttributeValue | undefined): AuditEntry[] {
   return (value?.L ?? []).flatMap((entry) => {
     const m = entry.M;
@@ -171,7 +204,7 @@ function auditFrom(value: AttributeValue | undefined): AuditEntry[] {
     const at = m?.at?.S;
     const reason = m?.reason?.S;
     if (!isOperatorStatus(status) || by === undefined || at === undefined || reason === undefined) return [];
-    return [{ status, by, at, reason }];
+    return [{ status, by, ...actorDetails(m), at, reason }];
   });
 }
 
@@ -186,6 +219,7 @@ function operatorFrom(item: Record<string, AttributeValue> | undefined): Operato
   return {
     status: isOperatorStatus(stored) ? stored : 'draining',
     ...text('changedBy'),
+    ...actorDetails(item),
     ...text('changedAt'),
     ...text('reason'),
     audit: auditFrom(item.audit),
@@ -241,11 +275,17 @@ export interface RegionStatusTableOptions {
   readonly now: () => number;
   /** Attempts of a change that lost its race (default 4, 25-250 ms apart with jitter). */
   readonly retry?: RetryPolicy;
+  /**
+   * Rounds of a batch read while the table leaves keys unprocessed, the first included, and the backoff
+   * between them (default 4 rounds, full jitter under 50, 100, 200 ms: at most 350 ms in all, inside the
+   * router's read budget).
+   */
+  readonly unprocessedRetry?: RetryPolicy;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseMs: 25, capMs: 250 };
-/** Rounds of a batch read that the table left partly unprocessed. */
-const UNPROCESSED_ROUNDS = 4;
+const DEFAULT_UNPROCESSED_RETRY: RetryPolicy = { attempts: 4, baseMs: 50, capMs: 400 };
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const isNamed = (error: unknown, name: string) => error instanceof Error && error.name === name;
 
@@ -259,9 +299,11 @@ function isCancelledByRace(error: unknown): boolean {
 /** The region-status table, read and changed through the local replica. */
 export class RegionStatusTable implements RegionStatusPort {
   private readonly retry: RetryPolicy;
+  private readonly unprocessedRetry: RetryPolicy;
 
   constructor(private readonly options: RegionStatusTableOptions) {
     this.retry = options.retry ?? DEFAULT_RETRY;
+    this.unprocessedRetry = options.unprocessedRetry ?? DEFAULT_UNPROCESSED_RETRY;
   }
 
   async readStatuses(regions: readonly string[]): Promise<ReadonlyMap<string, RegionStatusRecord>> {
@@ -269,11 +311,11 @@ export class RegionStatusTable implements RegionStatusPort {
     return new Map([...reads].map(([region, read]) => [region, read.record]));
   }
 
-  drain(region: string, actor: string, reason: string): Promise<StatusChange> {
+  drain(region: string, actor: AuditActor, reason: string): Promise<StatusChange> {
     return this.change(region, 'draining', actor, reason);
   }
 
-  restore(region: string, actor: string, reason: string): Promise<StatusChange> {
+  restore(region: string, actor: AuditActor, reason: string): Promise<StatusChange> {
     return this.change(region, 'active', actor, reason);
   }
 
@@ -285,8 +327,11 @@ export class RegionStatusTable implements RegionStatusPort {
       { [KEY]: { S: region } },
       { [KEY]: { S: operatorKey(region) } },
     ]);
+    const policy = this.unprocessedRetry;
     for (let round = 0; keys.length > 0; round++) {
-      if (round >= UNPROCESSED_ROUNDS) throw new StatusesUnreadError();
+      if (round >= policy.attempts) throw new StatusesUnreadError();
+      // Keys left unprocessed are throttling: back off (full jitter) before asking again.
+      if (round > 0) await (policy.sleep ?? sleep)(backoffMs(round - 1, policy));
       const answer = await client.send(
         new BatchGetItemCommand({ RequestItems: { [tableName]: { Keys: keys, ConsistentRead: true } } }),
       );
@@ -314,7 +359,7 @@ export class RegionStatusTable implements RegionStatusPort {
   private async change(
     region: string,
     to: OperatorStatus,
-    actor: string,
+    actor: AuditActor,
     reason: string,
   ): Promise<StatusChange> {
     if (!this.options.regions.includes(region)) throw new UnknownRegionError();
@@ -333,7 +378,7 @@ export class RegionStatusTable implements RegionStatusPort {
   private async attempt(
     region: string,
     to: OperatorStatus,
-    actor: string,
+    actor: AuditActor,
     reason: string,
   ): Promise<StatusChange> {
     const reads = await this.read(this.options.regions);
@@ -344,12 +389,17 @@ export class RegionStatusTable implements RegionStatusPort {
       return { region, from: before.status, to, changed: false, operator: before };
 
     const at = new Date(this.options.now()).toISOString();
+    const who = {
+      ...(actor.sourceIdentity === undefined ? {} : { sourceIdentity: actor.sourceIdentity }),
+      ...(actor.principalOrgId === undefined ? {} : { principalOrgId: actor.principalOrgId }),
+    };
     const operator: OperatorRecord = {
       status: to,
-      changedBy: actor,
+      changedBy: actor.arn,
+      ...who,
       changedAt: at,
       reason,
-      audit: [...before.audit, { status: to, by: actor, at, reason }].slice(-AUDIT_ENTRIES),
+      audit: [...before.audit, { status: to, by: actor.arn, ...who, at, reason }].slice(-AUDIT_ENTRIES),
       version: before.version + 1,
     };
     const put = {
@@ -397,6 +447,7 @@ function operatorItem(region: string, operator: OperatorRecord): Record<string, 
     [KEY]: { S: operatorKey(region) },
     status: { S: operator.status },
     changedBy: { S: operator.changedBy ?? '' },
+    ...actorAttributes(operator),
     changedAt: { S: operator.changedAt ?? '' },
     reason: { S: operator.reason ?? '' },
     audit: {
@@ -404,11 +455,23 @@ function operatorItem(region: string, operator: OperatorRecord): Record<string, 
         M: {
           status: { S: entry.status },
           by: { S: entry.by },
+          ...actorAttributes(entry),
           at: { S: entry.at },
           reason: { S: entry.reason },
         },
       })),
     },
     version: { N: String(operator.version) },
+  };
+}
+
+/** `sourceIdentity` and `principalOrgId` as attributes, each only when known. */
+function actorAttributes(who: {
+  readonly sourceIdentity?: string;
+  readonly principalOrgId?: string;
+}): Record<string, AttributeValue> {
+  return {
+    ...(who.sourceIdentity === undefined ? {} : { sourceIdentity: { S: who.sourceIdentity } }),
+    ...(who.principalOrgId === undefined ? {} : { principalOrgId: { S: who.principalOrgId } }),
   };
 }

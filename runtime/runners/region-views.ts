@@ -11,11 +11,12 @@ import { regionSettings, type RunnerConfig } from './config';
 import {
   SPILL_METRICS,
   type RegionMetrics,
+  type RegionStatus,
   type RegionView,
   type RegionViewSource,
   type SpillMetric,
 } from './model';
-import { RegionStatusTable, type RegionStatusReader, type RegionStatusRecord } from './region-status';
+import { RegionStatusTable, type RegionStatusReader } from './region-status';
 import { DISPATCH_PARTITION, LEASES_PARTITION, queueUrlOf, runnerQueueName, SPILL_KEY } from './tables';
 
 /**
@@ -23,7 +24,11 @@ import { DISPATCH_PARTITION, LEASES_PARTITION, queueUrlOf, runnerQueueName, SPIL
  * emulator lanes can drive it):
  *
  * - status: the region-status global table through the local replica (region-status.ts);
- * - queueDepth: the sum of `ApproximateNumberOfMessages` over the region's runner queues, one per runner type;
+ * - queueDepth: the sum of `ApproximateNumberOfMessages` and `ApproximateNumberOfMessagesDelayed` over the
+ *   region's runner queues, one per runner type (a job waiting for a runner slot is re-sent with a delay:
+ *   it is still work waiting for the region). A runner queue that does not exist yet (a new runner type
+ *   rolled out region by region) counts 0, and `onRegionUnreadable` hears of it (`queue <type>:
+ *   QueueDoesNotExist, counted as 0`); the region itself stays readable;
  * - inUse: the unexpired leases in the region's `runner-leases` partition (strongly consistent, every page);
  * - capacity: from the configuration;
  * - dispatched / failed: the region's per-minute counters whose window started at most `errorWindowSec`
@@ -31,10 +36,15 @@ import { DISPATCH_PARTITION, LEASES_PARTITION, queueUrlOf, runnerQueueName, SPIL
  *   so the string order is the number order for as long as this code runs);
  * - spilling: the region's `runner-spill`/`state` item (the hysteresis state).
  *
- * Regions are read in parallel, each within `timeoutMs`. A region whose reads fail or time out cannot be
- * verified: it is reported `out` with zero metrics and no triggers, and `onRegionUnreadable` hears why (an
- * error name, never a message). A failed status read makes every region unreadable. Views are cached for
- * `cacheTtlMs` per container; `readings()` reads afresh (the admin API).
+ * Regions are read in parallel, each within `timeoutMs`. When the statuses or a region's reads fail or time
+ * out, `onRegionUnreadable` hears why (an error name, never a message), and the region keeps what was last
+ * read of it for `staleForMs` (default 60 s): its last status when the status could not be read, its last
+ * metrics and triggers when its own reads failed. A throttled status table or one slow answer therefore
+ * does not put every region `out` at once. Past that bound (or with nothing read before), the region is
+ * `out` with zero metrics and no triggers. A stale status is never better than the one last read: a region
+ * last seen `draining` (or `out`) stays so, then turns `out`; it never becomes eligible because its status
+ * could not be read. Views are cached for `cacheTtlMs` per container; `readings()` reads afresh (the admin
+ * API).
  */
 
 export interface DynamodbRegionViewsOptions {
@@ -61,6 +71,11 @@ export interface DynamodbRegionViewsOptions {
   readonly timeoutMs?: number;
   /** How long `views()` answers from its cache, in ms. Default 5,000. */
   readonly cacheTtlMs?: number;
+  /**
+   * How long a region that cannot be read keeps what was last read of it, in ms. Default 60,000. Past it,
+   * the region is `out`.
+   */
+  readonly staleForMs?: number;
   /** Statuses from elsewhere (tests). Default: the region-status table through `dynamodb(localRegion)`. */
   readonly statuses?: RegionStatusReader;
 }
@@ -68,8 +83,15 @@ export interface DynamodbRegionViewsOptions {
 /** One region as read, with why it could not be (the admin API shows both). */
 export interface RegionReading {
   readonly view: RegionView;
-  /** Set when the region could not be read: its view is then `out`, zero metrics, no triggers. */
+  /**
+   * Set when the region (or its status) could not be read now. Its view is then what was last read (see
+   * `lastGoodAt`) or, with nothing recent enough, `out` with zero metrics and no triggers.
+   */
   readonly unreadable?: string;
+  /** Set when the view holds parts last read earlier: when they were read (epoch ms, the oldest part). */
+  readonly lastGoodAt?: number;
+  /** Runner types whose queue does not exist in the region (yet): each counted as depth 0. */
+  readonly missingQueues?: readonly string[];
 }
 
 const ZERO: RegionMetrics = { queueDepth: 0, inUse: 0, capacity: 0, dispatched: 0, failed: 0 };
@@ -101,6 +123,14 @@ interface SpillState {
 interface RegionRead {
   readonly metrics: RegionMetrics;
   readonly spill: SpillState;
+  /** Runner types whose queue does not exist in the region. */
+  readonly missingQueues: readonly string[];
+}
+
+/** Something last read of a region, and when (epoch ms). */
+interface LastGood<T> {
+  readonly at: number;
+  readonly value: T;
 }
 
 interface Snapshot {
@@ -168,16 +198,21 @@ function unchangedSince(state: SpillState): Condition {
 export class DynamodbRegionViews implements RegionViewSource {
   private readonly timeoutMs: number;
   private readonly cacheTtlMs: number;
+  private readonly staleForMs: number;
   private readonly statuses: RegionStatusReader;
   private readonly regions: readonly string[];
   private snapshot: Snapshot | undefined;
   private inFlight: Promise<Snapshot> | undefined;
   /** The spill state last read or written per region: what `saveSpilling` conditions on. */
   private readonly spill = new Map<string, SpillState>();
+  /** Per region, the status last read and its own reads last done (kept for `staleForMs`). */
+  private readonly lastStatus = new Map<string, LastGood<RegionStatus>>();
+  private readonly lastRead = new Map<string, LastGood<RegionRead>>();
 
   constructor(private readonly options: DynamodbRegionViewsOptions) {
     this.timeoutMs = options.timeoutMs ?? 1_500;
     this.cacheTtlMs = options.cacheTtlMs ?? 5_000;
+    this.staleForMs = options.staleForMs ?? 60_000;
     this.regions = options.config.regions.map((r) => r.region);
     this.statuses =
       options.statuses ??
@@ -255,6 +290,8 @@ export class DynamodbRegionViews implements RegionViewSource {
       version: { N: String(nextVersion) },
     };
     this.spill.set(region, saved);
+    const last = this.lastRead.get(region);
+    if (last) this.lastRead.set(region, { ...last, value: { ...last.value, spill: saved } });
     const reading = this.snapshot?.readings.get(region);
     if (reading)
       this.snapshot?.readings.set(region, {
@@ -288,27 +325,51 @@ export class DynamodbRegionViews implements RegionViewSource {
     this.regions.forEach((region, index) => {
       const read = regionReads[index];
       const record = statuses?.status === 'fulfilled' ? statuses.value.get(region) : undefined;
-      if (record && read?.status === 'fulfilled') {
+      if (record) this.lastStatus.set(region, { at, value: record.status });
+      if (read?.status === 'fulfilled') {
         this.spill.set(region, read.value.spill);
-        readings.set(region, { view: viewOf(record, read.value) });
+        this.lastRead.set(region, { at, value: read.value });
+        for (const type of read.value.missingQueues)
+          this.unreadable(region, `queue ${type}: QueueDoesNotExist, counted as 0`);
+      } else this.spill.delete(region);
+      const missingQueues = read?.status === 'fulfilled' ? read.value.missingQueues : [];
+      const missing = missingQueues.length > 0 ? { missingQueues } : {};
+      if (record && read?.status === 'fulfilled') {
+        readings.set(region, { view: viewOf(record.status, read.value), ...missing });
         return;
       }
-      const reason =
-        statuses?.status === 'rejected'
+      const reason = record
+        ? failureOf(read?.status === 'rejected' ? read.reason : new ReadTimeout(this.timeoutMs))
+        : statuses?.status === 'rejected'
           ? `region-status: ${failureOf(statuses.reason)}`
-          : read?.status === 'rejected'
-            ? failureOf(read.reason)
-            : 'region-status: no record';
-      this.spill.delete(region);
+          : 'region-status: no record';
       this.unreadable(region, reason);
-      readings.set(region, {
-        view: { status: 'out', metrics: ZERO, spilling: new Set() },
-        unreadable: reason,
-      });
+      // What is missing now, from the last good read within the bound; a part read now is used as read.
+      const status = record ? { at, value: record.status } : this.recent(this.lastStatus.get(region), at);
+      const regionRead =
+        read?.status === 'fulfilled' ? { at, value: read.value } : this.recent(this.lastRead.get(region), at);
+      if (status && regionRead)
+        readings.set(region, {
+          view: viewOf(status.value, regionRead.value),
+          unreadable: reason,
+          lastGoodAt: Math.min(status.at, regionRead.at),
+          ...missing,
+        });
+      else
+        readings.set(region, {
+          view: { status: 'out', metrics: ZERO, spilling: new Set() },
+          unreadable: reason,
+          ...missing,
+        });
     });
     const snapshot = { at, readings };
     this.snapshot = snapshot;
     return snapshot;
+  }
+
+  /** What was last read, when it is recent enough to stand in for a read that failed. */
+  private recent<T>(last: LastGood<T> | undefined, now: number): LastGood<T> | undefined {
+    return last && now - last.at <= this.staleForMs ? last : undefined;
   }
 
   private unreadable(region: string, reason: string): void {
@@ -321,37 +382,57 @@ export class DynamodbRegionViews implements RegionViewSource {
 
   private async readRegion(region: string, abortSignal: AbortSignal): Promise<RegionRead> {
     const nowSec = Math.floor(this.options.now() / 1000);
-    const [queueDepth, inUse, dispatch, spill] = await Promise.all([
+    const [queues, inUse, dispatch, spill] = await Promise.all([
       this.queueDepth(region, abortSignal),
       this.leasesInUse(region, nowSec, abortSignal),
       this.dispatchCounts(region, nowSec, abortSignal),
       this.spillState(region, abortSignal),
     ]);
     const capacity = regionSettings(this.options.config, region)?.capacity ?? 0;
-    return { metrics: { queueDepth, inUse, capacity, ...dispatch }, spill };
+    return {
+      metrics: { queueDepth: queues.depth, inUse, capacity, ...dispatch },
+      spill,
+      missingQueues: queues.missing,
+    };
   }
 
-  private async queueDepth(region: string, abortSignal: AbortSignal): Promise<number> {
+  /**
+   * Messages waiting in the region's runner queues, visible and delayed; a queue that does not exist counts
+   * 0 and is named in `missing`.
+   */
+  private async queueDepth(
+    region: string,
+    abortSignal: AbortSignal,
+  ): Promise<{ depth: number; missing: string[] }> {
     const client = this.options.sqs(region);
+    const missing: string[] = [];
     const depths = await Promise.all(
       this.options.config.runnerTypes.map(async (type) => {
-        const answer = await client.send(
-          new GetQueueAttributesCommand({
-            QueueUrl: queueUrlOf(
-              region,
-              this.options.accountId,
-              runnerQueueName(this.options.queuePrefix, type.name),
-            ),
-            AttributeNames: ['ApproximateNumberOfMessages'],
-          }),
-          { abortSignal },
-        );
-        const depth = Number(answer.Attributes?.ApproximateNumberOfMessages);
-        if (!Number.isSafeInteger(depth) || depth < 0) throw new QueueDepthUnreadable();
-        return depth;
+        let answer;
+        try {
+          answer = await client.send(
+            new GetQueueAttributesCommand({
+              QueueUrl: queueUrlOf(
+                region,
+                this.options.accountId,
+                runnerQueueName(this.options.queuePrefix, type.name),
+              ),
+              AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed'],
+            }),
+            { abortSignal },
+          );
+        } catch (error) {
+          if (!isQueueMissing(error)) throw error;
+          missing.push(type.name);
+          return 0;
+        }
+        const visible = Number(answer.Attributes?.ApproximateNumberOfMessages);
+        const delayed = Number(answer.Attributes?.ApproximateNumberOfMessagesDelayed);
+        if (!isDepth(visible) || !isDepth(delayed)) throw new QueueDepthUnreadable();
+        return visible + delayed;
       }),
     );
-    return depths.reduce((sum, depth) => sum + depth, 0);
+    return { depth: depths.reduce((sum, depth) => sum + depth, 0), missing };
   }
 
   private async query(
@@ -431,11 +512,20 @@ export class DynamodbRegionViews implements RegionViewSource {
 
 class QueueDepthUnreadable extends Error {
   constructor() {
-    super('ApproximateNumberOfMessages: expected a non-negative whole number');
+    super(
+      'ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed: expected non-negative whole numbers',
+    );
     this.name = 'QueueDepthUnreadable';
   }
 }
 
-function viewOf(record: RegionStatusRecord, read: RegionRead): RegionView {
-  return { status: record.status, metrics: read.metrics, spilling: read.spill.spilling };
+const isDepth = (n: number) => Number.isSafeInteger(n) && n >= 0;
+
+/** SQS names a missing queue `QueueDoesNotExist` (JSON protocol) or by its query-protocol code. */
+const isQueueMissing = (error: unknown) =>
+  error instanceof Error &&
+  (error.name === 'QueueDoesNotExist' || error.name === 'AWS.SimpleQueueService.NonExistentQueue');
+
+function viewOf(status: RegionStatus, read: RegionRead): RegionView {
+  return { status, metrics: read.metrics, spilling: read.spill.spilling };
 }

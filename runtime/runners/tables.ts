@@ -2,10 +2,17 @@
  * Where the control plane keeps what it knows. Global tables (replicated to every region, last writer wins,
  * a conditional write checked in the region written only):
  *
- * - idempotency-keys (`key`): `delivery:<X-GitHub-Delivery>`, written by the router that accepted it.
+ * - idempotency-keys (`key`): `delivery:<X-GitHub-Delivery>`, written by the router that accepted it; and
+ *   `job:<workflow_job.id>:<action>:<workflow_job.run_attempt>`, the signed body's identity, written with it
+ *   (a captured body resent under a fresh delivery id finds it). Both are claimed in two phases (below).
  * - runner-workflows (`workflowId`): `run:<owner/name>:<run id>:<attempt>`, where a run's first job went;
  *   `job:<job id>`, the region and task that took a job.
- * - artifact-cache-index (`cacheKey`): `<organisation>/<sha256 hex>`, the regions holding the object.
+ * - artifact-cache-index (`cacheKey`): `<owner>/<name>/<sha256 hex>#<region>`, one item per repository,
+ *   object and region holding it. A region's upload writes only its own item, so two regions recording
+ *   the same object within the replication lag cannot lose one another's (a global table resolves a
+ *   conflict per item, last writer wins); a read asks for every configured region's item in one
+ *   BatchGetItem. The repository in the key scopes an entry to it: another repository's job (a fork's CI
+ *   in the same organisation) cannot read it even knowing the hash.
  * - region-status (`region`): `<region>`, the health function's verdict (with a TTL); `operator:<region>`,
  *   the operator's status and its audit trail (no TTL: a drain never expires).
  *
@@ -32,17 +39,32 @@
  *   `runId` (N), `dispatchedAt` (N, epoch ms), `expiresAt`.
  * - run item (runner-workflows): `region` (S), `placedAt` (N, epoch ms), `expiresAt`.
  * - delivery item (idempotency-keys): `region` (S, the router's), `receivedAt` (N), `expiresAt`.
- * - cache item (artifact-cache-index): `regions` (SS), `bytes` (N), `updatedAt` (N), `expiresAt`, and
- *   `expiresAt:<region>` (N) per region: a later upload elsewhere must not extend an earlier region's copy.
+ * - claim items (idempotency-keys, `delivery:...` and `job:...:...:...`), two phases: `state` (S: pending |
+ *   done), `owner` (S, one router invocation's token: only it finishes or releases the claim), `region` (S,
+ *   the router's), `deliveryId` (S), `receivedAt` (N, epoch ms), `pendingUntil` (N, epoch ms, the owner's
+ *   lease while `pending`: past it, another router may take the claim over), `doneAt` (N, epoch ms, once
+ *   `done`: the message was sent), `expiresAt` (now + deliveryTtlSec). An item without `state` (written
+ *   before the two phases) counts as `done`.
+ * - job tombstone (runner-workflows `job:<id>`, written by the router when a `completed` finds no record):
+ *   `completed` (BOOL, true), `completedAt` (N, epoch ms), `expiresAt` (now + leaseTtlSec); no `region`.
+ *   The dispatcher skips a job whose record is a tombstone (the job ended before it was dispatched).
+ * - cache item (artifact-cache-index): `region` (S), `bytes` (N), `updatedAt` (N, epoch ms), `expiresAt`
+ *   (that region's copy's expiry: a later upload elsewhere never extends it).
  */
 
 export const TTL_ATTRIBUTE = 'expiresAt';
 
 export const deliveryKey = (deliveryId: string): string => `delivery:${deliveryId}`;
+/** The claim of a signed `workflow_job` body's identity in idempotency-keys (see the file's comment). */
+export const jobEventKey = (jobId: number, action: string, runAttempt: number): string =>
+  `job:${jobId}:${action}:${runAttempt}`;
 export const runKey = (repository: string, runId: number, runAttempt: number): string =>
   `run:${repository}:${runId}:${runAttempt}`;
 export const jobKey = (jobId: number): string => `job:${jobId}`;
-export const cacheKey = (organization: string, sha256: string): string => `${organization}/${sha256}`;
+/** An artifact cache entry: `<owner>/<name>/<sha256>`, also its object key in every region's bucket. */
+export const repositoryCacheKey = (repository: string, sha256: string): string => `${repository}/${sha256}`;
+/** The artifact-cache-index item of one region's copy of an entry. */
+export const cacheCopyKey = (entry: string, region: string): string => `${entry}#${region}`;
 export const operatorKey = (region: string): string => `operator:${region}`;
 
 export const jobClaimKey = (jobId: number) => ({ pk: `runner-job#${jobId}`, sk: 'claim' }) as const;

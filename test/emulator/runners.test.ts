@@ -654,7 +654,7 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
       headers,
     });
     const putUrl = new URL(String(put.body.url));
-    expect(putUrl.pathname).toBe(`/${plane.bucket(A)}/${ORG_A}/${hash}`);
+    expect(putUrl.pathname).toBe(`/${plane.bucket(A)}/${ORG_A}/web/${hash}`);
     expect(putUrl.searchParams.get('X-Amz-Credential')).toMatch(new RegExp(`/${A}/s3/aws4_request$`));
     // The checksum and the size are signed headers, not query parameters.
     expect(putUrl.searchParams.get('X-Amz-SignedHeaders')).toBe('content-length;host;x-amz-checksum-sha256');
@@ -668,14 +668,17 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
 
     // S3's notification of the upload (moto invokes no Lambda): the index in A lists A.
     const s3 = plane.s3(A);
-    const head = await s3.send(new HeadObjectCommand({ Bucket: plane.bucket(A), Key: `${ORG_A}/${hash}` }));
+    const head = await s3.send(
+      new HeadObjectCommand({ Bucket: plane.bucket(A), Key: `${ORG_A}/web/${hash}` }),
+    );
     s3.destroy();
     expect(head.ContentLength).toBe(object.length);
-    const recorded = await plane.objectCreated(A, `${ORG_A}/${hash}`, object.length, head.ETag ?? '');
+    const recorded = await plane.objectCreated(A, `${ORG_A}/web/${hash}`, object.length, head.ETag ?? '');
     expect(recorded.result).toEqual({ recorded: 1, refused: [], failed: [] });
-    const indexKey = { cacheKey: `${ORG_A}/${hash}` };
+    // One index item per (repository, object, region).
+    const indexKey = { cacheKey: `${ORG_A}/web/${hash}#${A}` };
     expect(await plane.item(A, 'cacheIndex', indexKey)).toMatchObject({
-      regions: { SS: [A] },
+      region: { S: A },
       bytes: { N: String(object.length) },
     });
 
@@ -695,7 +698,7 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
       expect.objectContaining({ outcome: 'hit-remote', region: A, organization: ORG_A, jobId: 501 }),
     ]);
     const getUrl = new URL(String(get.body.url));
-    expect(getUrl.pathname).toBe(`/${plane.bucket(A)}/${ORG_A}/${hash}`);
+    expect(getUrl.pathname).toBe(`/${plane.bucket(A)}/${ORG_A}/web/${hash}`);
     expect(getUrl.searchParams.get('X-Amz-Credential')).toMatch(new RegExp(`/${A}/s3/aws4_request$`));
     const fetched = await fetch(getUrl);
     expect(fetched.status).toBe(200);
@@ -706,7 +709,17 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
     // An unknown hash: 404.
     const unknown = createHash('sha256').update('never uploaded').digest('hex');
     expect(await answerOf(plane.cache(B, 'GET', unknown, { token }))).toEqual([404, { error: 'not-found' }]);
-    // Another organisation's valid token: entries are scoped to the token's organisation, 404.
+    // Another repository's valid token, of the same organisation: entries are scoped to the repository, 404.
+    const forkToken = issueCacheToken(
+      plane.cacheTokenKey,
+      { organization: ORG_A, repository: `${ORG_A}/web-fork`, jobId: 503 },
+      nowSec + 3_600,
+    );
+    expect(await answerOf(plane.cache(B, 'GET', hash, { token: forkToken }))).toEqual([
+      404,
+      { error: 'not-found' },
+    ]);
+    // Another organisation's valid token: 404.
     const otherToken = issueCacheToken(
       plane.cacheTokenKey,
       { organization: ORG_B, repository: `${ORG_B}/web`, jobId: 502 },

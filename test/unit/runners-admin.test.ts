@@ -9,6 +9,7 @@ import type { OperatorStatus } from '../../runtime/runners/model';
 import {
   ConcurrentChangeError,
   LastActiveRegionError,
+  type AuditActor,
   type OperatorRecord,
   type RegionStatusPort,
   type RegionStatusRecord,
@@ -30,25 +31,29 @@ const config = parseRunnerConfig({
 function fakeStatuses() {
   const operators = new Map<string, OperatorRecord>();
   const calls: [string, string, string, string][] = [];
+  const actors: AuditActor[] = [];
   let fail: unknown;
   const change = async (
     action: string,
     to: OperatorStatus,
     region: string,
-    actor: string,
+    actor: AuditActor,
     reason: string,
   ): Promise<StatusChange> => {
-    calls.push([action, region, actor, reason]);
+    calls.push([action, region, actor.arn, reason]);
+    actors.push(actor);
     if (fail) throw fail;
     const before = operators.get(region) ?? { status: 'active' as const, audit: [], version: 0 };
     if (before.status === to) return { region, from: to, to, changed: false, operator: before };
     const at = '2030-01-01T00:00:00.000Z';
+    const { arn, ...who } = actor;
     const operator: OperatorRecord = {
       status: to,
-      changedBy: actor,
+      changedBy: arn,
+      ...who,
       changedAt: at,
       reason,
-      audit: [...before.audit, { status: to, by: actor, at, reason }],
+      audit: [...before.audit, { status: to, by: arn, ...who, at, reason }],
       version: before.version + 1,
     };
     operators.set(region, operator);
@@ -76,10 +81,12 @@ function fakeStatuses() {
     drain: (region, actor, reason) => change('drain', 'draining', region, actor, reason),
     restore: (region, actor, reason) => change('restore', 'active', region, actor, reason),
   };
-  return { port, calls, operators, failNext: (error: unknown) => (fail = error) };
+  return { port, calls, actors, operators, failNext: (error: unknown) => (fail = error) };
 }
 
-function setup() {
+const EU_METRICS = { queueDepth: 120, inUse: 40, capacity: 50, dispatched: 200, failed: 3 };
+
+function setup(euMetrics = EU_METRICS, euReading: Partial<RegionReading> = {}) {
   const statuses = fakeStatuses();
   const logs: [string, string, Record<string, unknown>][] = [];
   let readings = 0;
@@ -96,9 +103,10 @@ function setup() {
             {
               view: {
                 status: 'active',
-                metrics: { queueDepth: 120, inUse: 40, capacity: 50, dispatched: 200, failed: 3 },
+                metrics: euMetrics,
                 spilling: new Set(['queue-depth', 'concurrency']),
               },
+              ...euReading,
             },
           ],
           [
@@ -147,6 +155,7 @@ const getRegions = (extra: Partial<AdminEvent> = {}): AdminEvent => ({
   ...extra,
 });
 const reason = (text: unknown) => JSON.stringify({ reason: text });
+const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const parsed = (response: { body: string }) => JSON.parse(response.body) as Record<string, unknown>;
 
 describe('admin API: failover and restore', () => {
@@ -178,6 +187,42 @@ describe('admin API: failover and restore', () => {
           reason: 'maintenance window',
         }),
       ],
+    ]);
+  });
+
+  it("records the caller's source identity and organisation id beside the ARN, when API Gateway gives them", async () => {
+    const { handler, statuses, logs } = setup();
+    const withWho = {
+      requestContext: {
+        authorizer: { iam: { ...iam, sourceIdentity: 'alice@example.com', principalOrgId: 'o-a1b2c3d4e5' } },
+      },
+    };
+    const response = await handler(post('failover', 'us-east-1', reason('maintenance'), withWho));
+    expect(parsed(response)).toMatchObject({
+      changedBy: ALICE,
+      sourceIdentity: 'alice@example.com',
+      principalOrgId: 'o-a1b2c3d4e5',
+    });
+    expect(statuses.actors).toEqual([
+      { arn: ALICE, sourceIdentity: 'alice@example.com', principalOrgId: 'o-a1b2c3d4e5' },
+    ]);
+    expect(logs[0]?.[2]).toMatchObject({
+      actor: ALICE,
+      sourceIdentity: 'alice@example.com',
+      principalOrgId: 'o-a1b2c3d4e5',
+    });
+    // Absent (null, as API Gateway sends for an account outside an organisation): the ARN alone.
+    const plain = { requestContext: { authorizer: { iam: { ...iam, principalOrgId: null } } } };
+    await handler(post('restore', 'us-east-1', reason('done'), plain as Partial<AdminEvent>));
+    expect(statuses.actors[1]).toEqual({ arn: ALICE });
+    const regions = parsed(await handler(getRegions())).regions as Record<string, unknown>[];
+    expect((regions[1]?.operator as { audit: unknown[] }).audit).toEqual([
+      expect.objectContaining({
+        by: ALICE,
+        sourceIdentity: 'alice@example.com',
+        principalOrgId: 'o-a1b2c3d4e5',
+      }),
+      { status: 'active', by: ALICE, at: '2030-01-01T00:00:00.000Z', reason: 'done' },
     ]);
   });
 
@@ -251,6 +296,26 @@ describe('admin API: failover and restore', () => {
     ['a control character', reason('line\nbreak'), 'reason: expected no control characters'],
     ['a C1 control character', reason('esc\u009b[2J'), 'reason: expected no control characters'],
     ['a lone surrogate', '{"reason":"half \\ud800 a pair"}', 'reason: expected well-formed Unicode text'],
+    ...[
+      ['a right-to-left override', '\u202e'],
+      ['a left-to-right embedding', '\u202a'],
+      ['a pop directional formatting', '\u202c'],
+      ['a left-to-right isolate', '\u2066'],
+      ['a pop directional isolate', '\u2069'],
+      ['a line separator', '\u2028'],
+      ['a paragraph separator', '\u2029'],
+      ['a zero-width space', '\u200b'],
+      ['a zero-width joiner', '\u200d'],
+      ['a right-to-left mark', '\u200f'],
+      ['an Arabic letter mark', '\u061c'],
+      ['a byte order mark', '\ufeff'],
+      ['a soft hyphen', '\u00ad'],
+      ['a tag character', '\u{e0041}'],
+    ].map(([what, character]): [string, string, string] => [
+      what as string,
+      reason(`INC-1 done ${character as string}by bob`),
+      'reason: expected no format characters (bidirectional controls, zero-width characters) nor line or paragraph separators',
+    ]),
     ['another field', JSON.stringify({ reason: 'x', force: true }), 'body: expected no field but reason'],
     ['a __proto__ field', '{"reason":"x","__proto__":{"admin":true}}', 'body: expected no field but reason'],
   ])('answers 400 naming the field for %s', async (_, body, message) => {
@@ -258,6 +323,41 @@ describe('admin API: failover and restore', () => {
     const response = await handler(post('failover', 'us-east-1', body));
     expect(response.statusCode).toBe(400);
     expect(parsed(response)).toEqual({ error: 'bad-request', message });
+    expect(statuses.calls).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a character outside base64 (dropped by a lenient decoder)',
+      `${b64('{"reason":"done"}').slice(0, 8)}!${b64('{"reason":"done"}').slice(8)}`,
+    ],
+    ['white space', `${b64('{"reason":"done"}').slice(0, 8)} ${b64('{"reason":"done"}').slice(8)}`],
+    ['no padding', b64('{"reason":"done"}').replace(/=+$/, '')],
+    ['the URL-safe alphabet', b64('{"reason":"é?>"}').replace(/\+/g, '-').replace(/\//g, '_')],
+    ['non-zero trailing bits', `${b64('{"reason":"done"}').slice(0, -2)}x=`],
+    ['a character after the padding', `${b64('{"reason":"done"}')}A`],
+  ])('refuses a base64 body with %s', async (_, body) => {
+    const { handler, statuses } = setup();
+    const response = await handler(post('failover', 'us-east-1', body, { isBase64Encoded: true }));
+    expect([response.statusCode, parsed(response)]).toEqual([
+      400,
+      { error: 'bad-request', message: 'body: expected valid base64' },
+    ]);
+    expect(statuses.calls).toEqual([]);
+  });
+
+  it('refuses a base64 body that is not UTF-8, and one too long before decoding it', async () => {
+    const { handler, statuses } = setup();
+    const latin1 = Buffer.from('{"reason":"caf\xe9"}', 'latin1').toString('base64');
+    const response = await handler(post('failover', 'us-east-1', latin1, { isBase64Encoded: true }));
+    expect([response.statusCode, parsed(response)]).toEqual([
+      400,
+      { error: 'bad-request', message: 'body: expected UTF-8 text' },
+    ]);
+    const long = b64(reason('x'.repeat(4_100)));
+    expect((await handler(post('failover', 'us-east-1', long, { isBase64Encoded: true }))).statusCode).toBe(
+      413,
+    );
     expect(statuses.calls).toEqual([]);
   });
 
@@ -293,6 +393,14 @@ describe('admin API: failover and restore', () => {
     ['an ARN that is not one', { requestContext: { authorizer: { iam: { ...iam, userArn: 'alice' } } } }],
     ['no user id', { requestContext: { authorizer: { iam: { ...iam, userId: '' } } } }],
     ['another account', { requestContext: { authorizer: { iam: { ...iam, accountId: '210987654321' } } } }],
+    [
+      'a malformed source identity',
+      { requestContext: { authorizer: { iam: { ...iam, sourceIdentity: 'alice\u202e' } } } },
+    ],
+    [
+      'a malformed organisation id',
+      { requestContext: { authorizer: { iam: { ...iam, principalOrgId: 'o-<script>' } } } },
+    ],
   ])('answers 403 to a request with %s, before reading the body', async (_, context) => {
     const { handler, statuses } = setup();
     const event = {
@@ -339,7 +447,8 @@ describe('admin API: GET /admin/regions', () => {
           spillover: {
             metrics: { queueDepth: 120, inUse: 40, capacity: 50, dispatched: 200, failed: 3 },
             concurrencyPercent: 80,
-            errorRate: 0.015,
+            // failed over all attempts, as routing computes it: 3 / 203
+            errorRate: 0.0148,
             spilling: ['queue-depth', 'concurrency'],
           },
         },
@@ -359,6 +468,32 @@ describe('admin API: GET /admin/regions', () => {
         },
       ],
       warnings: ['no region is routable (active and healthy)'],
+    });
+  });
+
+  it.each([
+    ['every attempt failed', { dispatched: 0, failed: 20 }, 1],
+    ['three failures for each success', { dispatched: 10, failed: 30 }, 0.75],
+    ['fewer attempts than minErrorSamples (10)', { dispatched: 3, failed: 6 }, 0],
+    ['exactly minErrorSamples attempts', { dispatched: 5, failed: 5 }, 0.5],
+    ['no attempt', { dispatched: 0, failed: 0 }, 0],
+  ])('shows the error rate routing uses when %s', async (_, counts, errorRate) => {
+    const { handler } = setup({ ...EU_METRICS, ...counts });
+    const regions = parsed(await handler(getRegions())).regions as { spillover: { errorRate: number } }[];
+    expect(regions[0]?.spillover.errorRate).toBe(errorRate);
+  });
+
+  it('shows when the inputs shown are the last good ones, and the runner queues that do not exist yet', async () => {
+    const { handler } = setup(EU_METRICS, {
+      unreadable: 'region-status: ProvisionedThroughputExceededException',
+      lastGoodAt: Date.parse('2030-01-01T00:00:00.000Z'),
+      missingQueues: ['docker'],
+    });
+    const regions = parsed(await handler(getRegions())).regions as { spillover: Record<string, unknown> }[];
+    expect(regions[0]?.spillover).toMatchObject({
+      unreadable: 'region-status: ProvisionedThroughputExceededException',
+      lastGoodAt: '2030-01-01T00:00:00.000Z',
+      missingQueues: ['docker'],
     });
   });
 

@@ -3,20 +3,27 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { HandlerConfigError } from '../../runtime/lib/config';
 import { LEAK_MARKER } from '../../runtime/lib/leak-check';
 import {
+  BatchGetItemCommand,
+  UpdateItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import {
   checksumSha256Base64,
   getCacheEntry,
+  MIN_TOKEN_REMAINING_SEC,
   putCacheEntry,
   recordUploads,
+  type CacheCopy,
   type CacheCoreDeps,
-  type CacheEntry,
   type CacheIndex,
   type Presigner,
 } from '../../runtime/runners/cache';
 import {
+  CacheIndexUnreadError,
   createCacheHandler,
   DynamoDbCacheIndex,
   loadCacheSettings,
-  regionExpiryAttribute,
   S3Presigner,
   type CacheHandlerDeps,
 } from '../../runtime/runners/cache/handler';
@@ -49,42 +56,34 @@ const runners = {
 };
 const CONFIG = parseRunnerConfig(runners);
 
-const bearer = (organization = 'acme', expiresAt = NOW + 3_600) =>
-  `Bearer ${issueCacheToken(KEY, { organization, repository: `${organization}/app`, jobId: 7 }, expiresAt)}`;
+const bearer = (organization = 'acme', expiresAt = NOW + 3_600, name = 'app') =>
+  `Bearer ${issueCacheToken(KEY, { organization, repository: `${organization}/${name}`, jobId: 7 }, expiresAt)}`;
+/** The entry of HASH for the default token's repository. */
+const ENTRY = `acme/app/${HASH}`;
 
-/** The index as a map of items with the table's semantics (a set of regions, per-region expiry). */
+/** The index as its items, one per (entry, region), keyed `<entry>#<region>` as the table is. */
 class MemoryIndex implements CacheIndex {
-  readonly items = new Map<
-    string,
-    { regions: Set<string>; bytes: number; expiresAtSec: number; perRegion: Map<string, number> }
-  >();
+  readonly items = new Map<string, CacheCopy>();
+  readonly reads: { entry: string; regions: readonly string[] }[] = [];
   failOn: string | undefined;
 
-  async get(key: string): Promise<CacheEntry | undefined> {
-    const item = this.items.get(key);
-    if (!item) return undefined;
-    return {
-      regions: [...item.regions],
-      bytes: item.bytes,
-      expiresAtSec: item.expiresAtSec,
-      regionExpiresAtSec: new Map(item.perRegion),
-    };
+  async copies(entry: string, regions: readonly string[]): Promise<readonly CacheCopy[]> {
+    this.reads.push({ entry, regions: [...regions] });
+    return regions.flatMap((region) => {
+      const copy = this.items.get(`${entry}#${region}`);
+      return copy ? [copy] : [];
+    });
   }
 
-  async recordUpload(key: string, region: string, bytes: number, expiresAtSec: number): Promise<void> {
-    if (this.failOn === key)
-      throw Object.assign(new Error(`throttled ${key}`), { name: 'ThrottlingException' });
-    const item = this.items.get(key) ?? { regions: new Set(), bytes, expiresAtSec, perRegion: new Map() };
-    item.regions.add(region);
-    item.bytes = bytes;
-    item.expiresAtSec = expiresAtSec;
-    item.perRegion.set(region, expiresAtSec);
-    this.items.set(key, item);
+  async recordUpload(entry: string, region: string, bytes: number, expiresAtSec: number): Promise<void> {
+    if (this.failOn === entry)
+      throw Object.assign(new Error(`throttled ${entry}`), { name: 'ThrottlingException' });
+    this.items.set(`${entry}#${region}`, { region, bytes, expiresAtSec });
   }
 
-  /** An entry as another region's function would have recorded it. */
-  hold(key: string, regions: readonly string[], expiresAtSec = NOW + 29 * DAY): void {
-    for (const region of regions) void this.recordUpload(key, region, 16, expiresAtSec);
+  /** An entry as other regions' functions would have recorded it. */
+  hold(entry: string, regions: readonly string[], expiresAtSec = NOW + 29 * DAY): void {
+    for (const region of regions) void this.recordUpload(entry, region, 16, expiresAtSec);
   }
 }
 
@@ -124,34 +123,36 @@ const bodyOf = (answer: { response: { body: string } }) =>
 describe('GET /cache/{hash}', () => {
   it('answers a presigned GET from this region when it holds the object', async () => {
     const { deps, index, presigner } = core();
-    index.hold(`acme/${HASH}`, [US, EU]);
+    index.hold(ENTRY, [US, EU]);
     const answer = await getCacheEntry({ authorization: bearer(), hash: HASH }, deps);
     expect(answer.outcome).toBe('hit-local');
     expect(answer.response.statusCode).toBe(200);
     expect(bodyOf(answer)).toEqual({
-      url: `https://cache-eu.s3.${EU}.example/acme/${HASH}?get`,
+      url: `https://cache-eu.s3.${EU}.example/acme/app/${HASH}?get`,
       region: EU,
       expiresInSec: 300,
     });
-    expect(presigner.calls).toEqual([['get', EU, 'cache-eu', `acme/${HASH}`, 300]]);
+    expect(presigner.calls).toEqual([['get', EU, 'cache-eu', `acme/app/${HASH}`, 300]]);
+    // One read of every configured region's item, this region first.
+    expect(index.reads).toEqual([{ entry: ENTRY, regions: [EU, AP, US] }]);
   });
 
   it('answers from the nearest region holding it, in the configured distance order', async () => {
     const { deps, index } = core();
-    index.hold(`acme/${HASH}`, [US, AP]);
+    index.hold(ENTRY, [US, AP]);
     const nearest = await getCacheEntry({ authorization: bearer(), hash: HASH }, deps);
     expect([nearest.outcome, nearest.region]).toEqual(['hit-remote', AP]);
     expect(bodyOf(nearest)).toMatchObject({ region: AP, url: expect.stringContaining('cache-ap') });
 
     // ap-southeast-2 does not hold the next one: skipped for us-east-1
     const other = createHash('sha256').update('other').digest('hex');
-    index.hold(`acme/${other}`, [US]);
+    index.hold(`acme/app/${other}`, [US]);
     const next = await getCacheEntry({ authorization: bearer(), hash: other }, deps);
     expect([next.outcome, next.region]).toEqual(['hit-remote', US]);
 
     // from us-east-1 the order is eu-central-1 first
     const fromUs = core(US);
-    fromUs.index.hold(`acme/${HASH}`, [AP, EU]);
+    fromUs.index.hold(ENTRY, [AP, EU]);
     expect((await getCacheEntry({ authorization: bearer(), hash: HASH }, fromUs.deps)).region).toBe(EU);
   });
 
@@ -163,36 +164,72 @@ describe('GET /cache/{hash}', () => {
       { error: 'not-found' },
       'miss',
     ]);
-    index.hold(`acme/${HASH}`, ['sa-east-1']);
+    index.hold(ENTRY, ['sa-east-1']);
     expect((await getCacheEntry({ authorization: bearer(), hash: HASH }, deps)).response.statusCode).toBe(
       404,
     );
     expect(presigner.calls).toEqual([]);
   });
 
-  it('ignores an entry past its expiry, and a region past its own', async () => {
+  it("ignores a region's copy past its own expiry, whatever other regions hold", async () => {
     const { deps, index } = core();
-    index.hold(`acme/${HASH}`, [EU], NOW); // expired at NOW (DynamoDB deletes it later)
+    index.hold(ENTRY, [EU], NOW); // expired at NOW (DynamoDB deletes it later)
     expect((await getCacheEntry({ authorization: bearer(), hash: HASH }, deps)).outcome).toBe('miss');
-    index.hold(`acme/${HASH}`, [US], NOW + DAY); // the item lives on, eu-central-1's object does not
+    index.hold(ENTRY, [US], NOW + DAY); // us-east-1's copy lives on, eu-central-1's does not
     const answer = await getCacheEntry({ authorization: bearer(), hash: HASH }, deps);
     expect([answer.outcome, answer.region]).toEqual(['hit-remote', US]);
   });
 
-  it('scopes entries to the organisation of the token', async () => {
+  it('scopes entries to the repository of the token: another repository of the same organisation gets 404', async () => {
     const { deps, index, presigner } = core();
-    index.hold(`other/${HASH}`, [EU]);
+    index.hold(ENTRY, [EU]);
+    // A fork's CI in the same organisation, knowing the hash.
+    const fork = await getCacheEntry(
+      { authorization: bearer('acme', NOW + 3_600, 'app-fork'), hash: HASH },
+      deps,
+    );
+    expect([fork.response.statusCode, fork.outcome]).toEqual([404, 'miss']);
     expect(
-      (await getCacheEntry({ authorization: bearer('acme'), hash: HASH }, deps)).response.statusCode,
+      (await getCacheEntry({ authorization: bearer('other'), hash: HASH }, deps)).response.statusCode,
     ).toBe(404);
-    const own = await getCacheEntry({ authorization: bearer('other'), hash: HASH }, deps);
+    expect(presigner.calls).toEqual([]);
+    const own = await getCacheEntry({ authorization: bearer(), hash: HASH }, deps);
     expect(own.response.statusCode).toBe(200);
-    expect(presigner.calls).toEqual([['get', EU, 'cache-eu', `other/${HASH}`, 300]]);
+    expect(presigner.calls).toEqual([['get', EU, 'cache-eu', `acme/app/${HASH}`, 300]]);
+  });
+
+  it('never presigns a URL that outlives the token: its lifetime is what is left of it when shorter', async () => {
+    const { deps, index, presigner } = core();
+    index.hold(ENTRY, [EU]);
+    const get = await getCacheEntry({ authorization: bearer('acme', NOW + 120), hash: HASH }, deps);
+    expect(bodyOf(get).expiresInSec).toBe(120);
+    const put = await putCacheEntry({ authorization: bearer('acme', NOW + 42), hash: HASH }, deps);
+    expect(bodyOf(put).expiresInSec).toBe(42);
+    const long = await getCacheEntry({ authorization: bearer('acme', NOW + 301), hash: HASH }, deps);
+    expect(bodyOf(long).expiresInSec).toBe(300);
+    expect(presigner.calls.map((call) => call.at(call[0] === 'get' ? 4 : 5))).toEqual([120, 42, 300]);
+  });
+
+  it(`refuses a token with less than ${MIN_TOKEN_REMAINING_SEC} s left as expired, and takes one with exactly that`, async () => {
+    const { deps, index, presigner } = core();
+    index.hold(ENTRY, [EU]);
+    for (const left of [1, MIN_TOKEN_REMAINING_SEC - 1]) {
+      const get = await getCacheEntry({ authorization: bearer('acme', NOW + left), hash: HASH }, deps);
+      expect([get.response.statusCode, get.refusal]).toEqual([401, 'expired']);
+      const put = await putCacheEntry({ authorization: bearer('acme', NOW + left), hash: HASH }, deps);
+      expect([put.response.statusCode, put.refusal]).toEqual([401, 'expired']);
+    }
+    expect(presigner.calls).toEqual([]);
+    const edge = await getCacheEntry(
+      { authorization: bearer('acme', NOW + MIN_TOKEN_REMAINING_SEC), hash: HASH },
+      deps,
+    );
+    expect([edge.response.statusCode, bodyOf(edge).expiresInSec]).toEqual([200, MIN_TOKEN_REMAINING_SEC]);
   });
 
   it('answers 400 for a hash that is not 64 lowercase hex', async () => {
     const { deps, index } = core();
-    index.hold(`acme/${HASH.toUpperCase()}`, [EU]);
+    index.hold(`acme/app/${HASH.toUpperCase()}`, [EU]);
     for (const hash of [
       HASH.toUpperCase(),
       HASH.slice(1),
@@ -212,7 +249,7 @@ describe('GET /cache/{hash}', () => {
 
   it('answers 401 for a missing or invalid token, before looking at the hash', async () => {
     const { deps, index, presigner } = core();
-    index.hold(`acme/${HASH}`, [EU]);
+    index.hold(ENTRY, [EU]);
     const other = `Bearer ${issueCacheToken('another-key-of-at-least-32-bytes!!', { organization: 'acme', repository: 'acme/app', jobId: 7 }, NOW + 60)}`;
     const cases: [string | undefined, string][] = [
       [undefined, 'missing'],
@@ -255,11 +292,11 @@ describe('PUT /cache/{hash}', () => {
     const answer = await putCacheEntry({ authorization: bearer(), hash: HASH }, deps);
     expect([answer.response.statusCode, answer.outcome, answer.region]).toEqual([200, 'upload-url', US]);
     expect(bodyOf(answer)).toEqual({
-      url: `https://cache-us.s3.${US}.example/acme/${HASH}?put`,
+      url: `https://cache-us.s3.${US}.example/acme/app/${HASH}?put`,
       expiresInSec: 300,
       headers: { 'x-amz-checksum-sha256': createHash('sha256').update(CONTENT).digest('base64') },
     });
-    expect(presigner.calls).toEqual([['put', US, 'cache-us', `acme/${HASH}`, HASH, 300, undefined]]);
+    expect(presigner.calls).toEqual([['put', US, 'cache-us', `acme/app/${HASH}`, HASH, 300, undefined]]);
   });
 
   it('binds a declared size as a signed content-length', async () => {
@@ -300,10 +337,11 @@ describe('PUT /cache/{hash}', () => {
     expect(presigner.calls).toEqual([]);
   });
 
-  it('scopes the object key to the organisation and refuses a bad hash', async () => {
+  it('scopes the object key to the repository and refuses a bad hash', async () => {
     const { deps, presigner } = core();
     await putCacheEntry({ authorization: bearer('other'), hash: HASH }, deps);
-    expect(presigner.calls[0]?.[3]).toBe(`other/${HASH}`);
+    await putCacheEntry({ authorization: bearer('other', NOW + 3_600, 'tools.js'), hash: HASH }, deps);
+    expect(presigner.calls.map((call) => call[3])).toEqual([`other/app/${HASH}`, `other/tools.js/${HASH}`]);
     expect(
       (await putCacheEntry({ authorization: bearer(), hash: HASH.toUpperCase() }, deps)).response.statusCode,
     ).toBe(400);
@@ -324,68 +362,78 @@ const s3Record = (key: string, overrides: Record<string, unknown> = {}) => ({
 describe('S3 event records', () => {
   it('records this region for an upload, expiring a day before the lifecycle removes it', async () => {
     const { deps, index } = core();
-    const report = await recordUploads([s3Record(`acme/${HASH}`)], deps);
+    const report = await recordUploads([s3Record(`acme/app/${HASH}`)], deps);
     expect(report).toEqual({ recorded: 1, refused: [], failed: [] });
-    expect(await index.get(`acme/${HASH}`)).toEqual({
-      regions: [EU],
-      bytes: 16,
-      expiresAtSec: NOW + 29 * DAY,
-      regionExpiresAtSec: new Map([[EU, NOW + 29 * DAY]]),
-    });
+    expect([...index.items]).toEqual([
+      [`${ENTRY}#${EU}`, { region: EU, bytes: 16, expiresAtSec: NOW + 29 * DAY }],
+    ]);
     // and a GET then answers it from here
     expect((await getCacheEntry({ authorization: bearer(), hash: HASH }, deps)).outcome).toBe('hit-local');
   });
 
-  it('is idempotent, and adds regions to the set', async () => {
+  it("is idempotent, and records each region's copy in its own item", async () => {
     const { deps, index } = core();
-    await recordUploads([s3Record(`acme/${HASH}`), s3Record(`acme/${HASH}`)], deps);
-    await recordUploads([s3Record(`acme/${HASH}`)], deps);
+    await recordUploads([s3Record(`acme/app/${HASH}`), s3Record(`acme/app/${HASH}`)], deps);
+    await recordUploads([s3Record(`acme/app/${HASH}`)], deps);
     await recordUploads(
       [
-        s3Record(`acme/${HASH}`, {
+        s3Record(`acme/app/${HASH}`, {
           awsRegion: US,
-          s3: { bucket: { name: 'cache-us' }, object: { key: `acme/${HASH}`, size: 16 } },
+          s3: { bucket: { name: 'cache-us' }, object: { key: `acme/app/${HASH}`, size: 16 } },
         }),
       ],
-      { ...deps, region: US },
+      { ...deps, region: US, nowSec: () => NOW + DAY },
     );
-    expect((await index.get(`acme/${HASH}`))?.regions).toEqual([EU, US]);
+    expect([...index.items.keys()]).toEqual([`${ENTRY}#${EU}`, `${ENTRY}#${US}`]);
+    // A later upload elsewhere does not extend this region's copy.
+    expect((await index.copies(ENTRY, [EU, US])).map((c) => [c.region, c.expiresAtSec])).toEqual([
+      [EU, NOW + 29 * DAY],
+      [US, NOW + 30 * DAY],
+    ]);
   });
 
   it('decodes URL-encoded keys as S3 sends them', async () => {
     const { deps, index } = core();
-    const report = await recordUploads([s3Record(`%61cme%2D1/${HASH}`)], deps);
+    const report = await recordUploads([s3Record(`%61cme%2D1/my%2Eapp/${HASH}`)], deps);
     expect(report.recorded).toBe(1);
-    expect(index.items.has(`acme-1/${HASH}`)).toBe(true);
+    expect(index.items.has(`acme-1/my.app/${HASH}#${EU}`)).toBe(true);
   });
 
   it('refuses records that are not uploads of this cache with a bounded reason, never throwing', async () => {
     const { deps, index } = core();
+    const key = /^s3\.object\.key: expected <owner>\/<name>\/<sha256>/;
     const bad: [unknown, RegExp][] = [
-      [s3Record(`acme/${HASH.toUpperCase()}`), /^s3\.object\.key: expected <organisation>\/<sha256>/],
-      [s3Record(`acme/${HASH}/x`), /^s3\.object\.key/],
-      [s3Record(`a/b/${HASH}`), /^s3\.object\.key/],
-      [s3Record(`my+org/${HASH}`), /^s3\.object\.key/], // `+` is a space
-      [s3Record(`${LEAK_MARKER}%E0%A4%A/${HASH}`), /^s3\.object\.key: expected a URL-encoded key/],
+      [s3Record(`acme/app/${HASH.toUpperCase()}`), key],
+      [s3Record(`acme/${HASH}`), key], // the organisation-wide layout of before
+      [s3Record(`acme/app/${HASH}/x`), key],
+      [s3Record(`a/b/c/${HASH}`), key],
+      [s3Record(`acme//${HASH}`), key],
+      [s3Record(`-acme/app/${HASH}`), key],
+      [s3Record(`acme/App/${HASH}`), key],
+      [s3Record(`my+org/app/${HASH}`), key], // `+` is a space
+      [s3Record(`acme/my+app/${HASH}`), key],
+      [s3Record(`${LEAK_MARKER}%E0%A4%A/app/${HASH}`), /^s3\.object\.key: expected a URL-encoded key/],
       [s3Record(HASH), /^s3\.object\.key/],
       [s3Record(''), /^s3\.object\.key: expected a key of 1 to/],
       [s3Record('x'.repeat(4_000)), /^s3\.object\.key: expected a key of 1 to/],
-      [s3Record(`acme/${HASH}`, { eventName: 'ObjectRemoved:Delete' }), /^eventName/],
-      [s3Record(`acme/${HASH}`, { eventSource: 'aws:sqs' }), /^eventSource/],
-      [s3Record(`acme/${HASH}`, { awsRegion: US }), /^awsRegion/],
+      [s3Record(`acme/app/${HASH}`, { eventName: 'ObjectRemoved:Delete' }), /^eventName/],
+      [s3Record(`acme/app/${HASH}`, { eventSource: 'aws:sqs' }), /^eventSource/],
+      [s3Record(`acme/app/${HASH}`, { awsRegion: US }), /^awsRegion/],
       [
-        s3Record(`acme/${HASH}`, {
-          s3: { bucket: { name: 'cache-us' }, object: { key: `acme/${HASH}`, size: 1 } },
+        s3Record(`acme/app/${HASH}`, {
+          s3: { bucket: { name: 'cache-us' }, object: { key: `acme/app/${HASH}`, size: 1 } },
         }),
         /^s3\.bucket\.name/,
       ],
       [
-        s3Record(`acme/${HASH}`, { s3: { bucket: { name: 'cache-eu' }, object: { key: `acme/${HASH}` } } }),
+        s3Record(`acme/app/${HASH}`, {
+          s3: { bucket: { name: 'cache-eu' }, object: { key: `acme/app/${HASH}` } },
+        }),
         /^s3\.object\.size/,
       ],
       [
-        s3Record(`acme/${HASH}`, {
-          s3: { bucket: { name: 'cache-eu' }, object: { key: `acme/${HASH}`, size: -1 } },
+        s3Record(`acme/app/${HASH}`, {
+          s3: { bucket: { name: 'cache-eu' }, object: { key: `acme/app/${HASH}`, size: -1 } },
         }),
         /^s3\.object\.size/,
       ],
@@ -400,20 +448,23 @@ describe('S3 event records', () => {
       [42, /^eventSource/],
       [[], /^eventSource/],
     ];
-    const report = await recordUploads([...bad.map(([record]) => record), s3Record(`acme/${HASH}`)], deps);
+    const report = await recordUploads(
+      [...bad.map(([record]) => record), s3Record(`acme/app/${HASH}`)],
+      deps,
+    );
     expect(report.recorded).toBe(1);
     expect(report.failed).toEqual([]);
     expect(report.refused.map((r) => r.record)).toEqual(bad.map((_, i) => i));
     report.refused.forEach((r, i) => expect(r.reason).toMatch((bad[i] as [unknown, RegExp])[1]));
     expect(JSON.stringify(report)).not.toContain(LEAK_MARKER);
-    expect([...index.items.keys()]).toEqual([`acme/${HASH}`]);
+    expect([...index.items.keys()]).toEqual([`${ENTRY}#${EU}`]);
   });
 
   it('reports an index failure by its error name and goes on with the other records', async () => {
     const { deps, index } = core();
     const other = createHash('sha256').update('other').digest('hex');
-    index.failOn = `acme/${HASH}`;
-    const report = await recordUploads([s3Record(`acme/${HASH}`), s3Record(`acme/${other}`)], deps);
+    index.failOn = ENTRY;
+    const report = await recordUploads([s3Record(`acme/app/${HASH}`), s3Record(`acme/app/${other}`)], deps);
     expect(report).toEqual({
       recorded: 1,
       refused: [],
@@ -432,7 +483,7 @@ describe('S3Presigner (the real presigner, static fake credentials, no network)'
   );
 
   it('signs the SHA-256 checksum as a header of the PUT, not a query parameter', async () => {
-    const url = new URL(await presigner.putUrl(EU, 'cache-eu', `acme/${HASH}`, HASH, 300));
+    const url = new URL(await presigner.putUrl(EU, 'cache-eu', ENTRY, HASH, 300));
     const signed = (url.searchParams.get('X-Amz-SignedHeaders') ?? '').split(';');
     expect(signed).toContain('x-amz-checksum-sha256');
     expect(signed).toContain('host');
@@ -440,61 +491,133 @@ describe('S3Presigner (the real presigner, static fake credentials, no network)'
     expect(url.searchParams.get('X-Amz-Expires')).toBe('300');
     expect(url.searchParams.get('X-Amz-Credential')).toContain(`/${EU}/s3/aws4_request`);
     expect(url.hostname).toContain(EU);
-    expect(url.pathname).toContain(`acme/${HASH}`);
+    expect(url.pathname).toContain(ENTRY);
   });
 
   it('signs the declared size as content-length', async () => {
-    const url = new URL(await presigner.putUrl(US, 'cache-us', `acme/${HASH}`, HASH, 60, 16));
+    const url = new URL(await presigner.putUrl(US, 'cache-us', ENTRY, HASH, 60, 16));
     const signed = (url.searchParams.get('X-Amz-SignedHeaders') ?? '').split(';');
     expect(signed).toEqual(expect.arrayContaining(['content-length', 'host', 'x-amz-checksum-sha256']));
     expect(url.hostname).toContain(US);
   });
 
   it('presigns a GET in the region of the bucket', async () => {
-    const url = new URL(await presigner.getUrl(AP, 'cache-ap', `acme/${HASH}`, 120));
+    const url = new URL(await presigner.getUrl(AP, 'cache-ap', ENTRY, 120));
     expect(url.hostname).toContain(AP);
     expect(url.searchParams.get('X-Amz-Expires')).toBe('120');
     expect(url.searchParams.get('x-id')).toBe('GetObject');
   });
 });
 
-describe('DynamoDbCacheIndex', () => {
-  function fakeDynamo(item?: Record<string, unknown>) {
-    const sent: { name: string; input: Record<string, unknown> }[] = [];
-    const client = {
-      send: async (command: { constructor: { name: string }; input: Record<string, unknown> }) => {
-        sent.push({ name: command.constructor.name, input: command.input });
-        return item === undefined ? {} : { Item: item };
+/**
+ * The artifact-cache-index global table with two replicas: each applies its own writes at once (UpdateItem
+ * with SET and ADD, BatchGetItem), and `replicate()` copies items across as a global table does, last
+ * writer wins per item (the whole item: a global table does not merge attributes).
+ */
+class FakeGlobalTable {
+  private clock = 0;
+  readonly replicas = new Map<string, Map<string, { item: Record<string, AttributeValue>; at: number }>>([
+    [EU, new Map()],
+    [US, new Map()],
+  ]);
+  readonly sent: { region: string; name: string; input: unknown }[] = [];
+  /** Keys the next BatchGetItem answers leave unprocessed, for that many rounds. */
+  unprocessed: { keys: string[]; rounds: number } = { keys: [], rounds: 0 };
+
+  client(region: string): DynamoDBClient {
+    const replica = this.replicas.get(region) as Map<
+      string,
+      { item: Record<string, AttributeValue>; at: number }
+    >;
+    return {
+      send: async (command: unknown) => {
+        await Promise.resolve();
+        if (command instanceof UpdateItemCommand) {
+          this.sent.push({ region, name: 'UpdateItem', input: command.input });
+          const key = command.input.Key?.cacheKey?.S ?? '';
+          const names = command.input.ExpressionAttributeNames ?? {};
+          const values = command.input.ExpressionAttributeValues ?? {};
+          const item = { ...(replica.get(key)?.item ?? { cacheKey: { S: key } }) };
+          const expression = command.input.UpdateExpression ?? '';
+          const add = /^ADD (#\w+) (:\w+) /.exec(expression);
+          if (add) {
+            const name = names[add[1] ?? ''] ?? '';
+            item[name] = {
+              SS: [...new Set([...(item[name]?.SS ?? []), ...(values[add[2] ?? '']?.SS ?? [])])],
+            };
+          }
+          for (const [, token, value] of expression.matchAll(/(#\w+) = (:\w+)/g))
+            item[names[token ?? ''] ?? ''] = values[value ?? ''] as AttributeValue;
+          replica.set(key, { item, at: ++this.clock });
+          return {};
+        }
+        if (command instanceof BatchGetItemCommand) {
+          this.sent.push({ region, name: 'BatchGetItem', input: command.input });
+          const [table, request] = Object.entries(command.input.RequestItems ?? {})[0] ?? [];
+          const keys = (request?.Keys ?? []).map((k) => k.cacheKey?.S ?? '');
+          const held =
+            this.unprocessed.rounds > 0 ? keys.filter((k) => this.unprocessed.keys.includes(k)) : [];
+          if (this.unprocessed.rounds > 0) this.unprocessed.rounds -= 1;
+          return {
+            Responses: {
+              [table ?? '']: keys
+                .filter((k) => !held.includes(k))
+                .flatMap((k) => {
+                  const stored = replica.get(k);
+                  return stored ? [structuredClone(stored.item)] : [];
+                }),
+            },
+            ...(held.length
+              ? { UnprocessedKeys: { [table ?? '']: { Keys: held.map((k) => ({ cacheKey: { S: k } })) } } }
+              : {}),
+          };
+        }
+        throw new Error('fake: unexpected command');
       },
-    };
-    return { sent, client: client as unknown as ConstructorParameters<typeof DynamoDbCacheIndex>[0] };
+    } as unknown as DynamoDBClient;
   }
 
-  it('adds the region to the string set with its own expiry and the item TTL', async () => {
-    const { sent, client } = fakeDynamo();
-    await new DynamoDbCacheIndex(client, 'cache-index', () => 1_700_000_000_123).recordUpload(
-      `acme/${HASH}`,
-      EU,
-      16,
-      NOW,
-    );
-    expect(sent).toEqual([
+  /** Replication caught up: every item is the last one written in either replica. */
+  replicate(): void {
+    const all = new Map<string, { item: Record<string, AttributeValue>; at: number }>();
+    for (const replica of this.replicas.values())
+      for (const [key, stored] of replica) if ((all.get(key)?.at ?? -1) < stored.at) all.set(key, stored);
+    for (const replica of this.replicas.values()) for (const [key, stored] of all) replica.set(key, stored);
+  }
+}
+
+describe('DynamoDbCacheIndex', () => {
+  const sleeps: number[] = [];
+  const index = (table: FakeGlobalTable, region: string) =>
+    new DynamoDbCacheIndex(table.client(region), 'cache-index', () => 1_700_000_000_123, {
+      attempts: 4,
+      baseMs: 100,
+      capMs: 300,
+      random: () => 0.5,
+      sleep: async (ms) => void sleeps.push(ms),
+    });
+  beforeEach(() => (sleeps.length = 0));
+
+  it("writes this region's own item of the entry, with its expiry as the item's TTL", async () => {
+    const table = new FakeGlobalTable();
+    await index(table, EU).recordUpload(ENTRY, EU, 16, NOW);
+    expect(table.sent).toEqual([
       {
-        name: 'UpdateItemCommand',
+        region: EU,
+        name: 'UpdateItem',
         input: {
           TableName: 'cache-index',
-          Key: { cacheKey: { S: `acme/${HASH}` } },
+          Key: { cacheKey: { S: `${ENTRY}#${EU}` } },
           UpdateExpression:
-            'ADD #regions :region SET #bytes = :bytes, #updatedAt = :updatedAt, #expiresAt = :expiresAt, #regionExpiresAt = :expiresAt',
+            'SET #region = :region, #bytes = :bytes, #updatedAt = :updatedAt, #expiresAt = :expiresAt',
           ExpressionAttributeNames: {
-            '#regions': 'regions',
+            '#region': 'region',
             '#bytes': 'bytes',
             '#updatedAt': 'updatedAt',
             '#expiresAt': 'expiresAt',
-            '#regionExpiresAt': `expiresAt:${EU}`,
           },
           ExpressionAttributeValues: {
-            ':region': { SS: [EU] },
+            ':region': { S: EU },
             ':bytes': { N: '16' },
             ':updatedAt': { N: '1700000000123' },
             ':expiresAt': { N: String(NOW) },
@@ -504,22 +627,59 @@ describe('DynamoDbCacheIndex', () => {
     ]);
   });
 
-  it('reads the regions, the size and the expiries, skipping what is not a region', async () => {
-    const { client } = fakeDynamo({
-      cacheKey: { S: `acme/${HASH}` },
-      regions: { SS: [EU, US, 'not a region'] },
-      bytes: { N: '16' },
-      expiresAt: { N: String(NOW + DAY) },
-      [regionExpiryAttribute(EU)]: { N: String(NOW) },
-      [regionExpiryAttribute(US)]: { N: 'NaN' },
-    });
-    expect(await new DynamoDbCacheIndex(client, 't').get(`acme/${HASH}`)).toEqual({
-      regions: [EU, US],
-      bytes: 16,
-      expiresAtSec: NOW + DAY,
-      regionExpiresAtSec: new Map([[EU, NOW]]),
-    });
-    expect(await new DynamoDbCacheIndex(fakeDynamo().client, 't').get('x')).toBeUndefined();
+  it('keeps both regions when two record the same object within the replication lag (last writer wins per item)', async () => {
+    const table = new FakeGlobalTable();
+    // Both uploads land before either replica has seen the other's write.
+    await index(table, EU).recordUpload(ENTRY, EU, 16, NOW + 29 * DAY);
+    await index(table, US).recordUpload(ENTRY, US, 16, NOW + 29 * DAY + 60);
+    table.replicate();
+    for (const region of [EU, US])
+      expect(await index(table, region).copies(ENTRY, [EU, US])).toEqual([
+        { region: EU, bytes: 16, expiresAtSec: NOW + 29 * DAY },
+        { region: US, bytes: 16, expiresAtSec: NOW + 29 * DAY + 60 },
+      ]);
+  });
+
+  it('reads every region in one BatchGetItem, skipping items without a readable expiry and other keys', async () => {
+    const table = new FakeGlobalTable();
+    const replica = table.replicas.get(EU);
+    const put = (key: string, item: Record<string, AttributeValue>) =>
+      replica?.set(key, { item: { cacheKey: { S: key }, ...item }, at: 0 });
+    put(`${ENTRY}#${EU}`, { region: { S: EU }, bytes: { N: '16' }, expiresAt: { N: String(NOW) } });
+    put(`${ENTRY}#${US}`, { region: { S: US }, bytes: { N: '16' }, expiresAt: { N: 'NaN' } });
+    put(`${ENTRY}#${AP}`, { region: { S: AP }, bytes: { N: '7' }, expiresAt: { N: String(NOW + DAY) } });
+    const copies = await index(table, EU).copies(ENTRY, [EU, US, AP, 'not a region']);
+    expect(copies).toEqual([
+      { region: EU, bytes: 16, expiresAtSec: NOW },
+      { region: AP, bytes: 7, expiresAtSec: NOW + DAY },
+    ]);
+    expect(table.sent).toEqual([
+      {
+        region: EU,
+        name: 'BatchGetItem',
+        input: {
+          RequestItems: {
+            'cache-index': {
+              Keys: [EU, US, AP].map((region) => ({ cacheKey: { S: `${ENTRY}#${region}` } })),
+            },
+          },
+        },
+      },
+    ]);
+    expect(await index(new FakeGlobalTable(), EU).copies(ENTRY, [])).toEqual([]);
+  });
+
+  it('asks again for unprocessed keys after a jittered exponential backoff, then gives up retryable', async () => {
+    const table = new FakeGlobalTable();
+    await index(table, EU).recordUpload(ENTRY, EU, 16, NOW);
+    table.unprocessed = { keys: [`${ENTRY}#${EU}`], rounds: 2 };
+    expect((await index(table, EU).copies(ENTRY, [EU, US])).map((c) => c.region)).toEqual([EU]);
+    expect(sleeps).toEqual([50, 100]);
+    expect(table.sent.filter((s) => s.name === 'BatchGetItem')).toHaveLength(3);
+    sleeps.length = 0;
+    table.unprocessed = { keys: [`${ENTRY}#${EU}`], rounds: 10 };
+    await expect(index(table, EU).copies(ENTRY, [EU, US])).rejects.toBeInstanceOf(CacheIndexUnreadError);
+    expect(sleeps).toEqual([50, 100, 150]);
   });
 });
 
@@ -648,7 +808,7 @@ describe('the cache handler', () => {
     expect(await handler(http('GET /cache/{hash}', { headers: { authorization: token } }))).toMatchObject({
       statusCode: 404,
     });
-    index.hold(`acme/${HASH}`, [EU]);
+    index.hold(ENTRY, [EU]);
     expect(await handler(http('GET /cache/{hash}'))).toMatchObject({ statusCode: 200 });
     const put = await handler(
       http('PUT /cache/{hash}', {
@@ -671,7 +831,7 @@ describe('the cache handler', () => {
   it('answers 404 for another route, and 503 without details when a dependency fails', async () => {
     const { handler, logs } = handlerWith({
       index: {
-        get: async () => {
+        copies: async () => {
           throw new Error(`arn:aws:dynamodb:${EU}:123456789012:table/${LEAK_MARKER}`);
         },
         recordUpload: async () => undefined,
@@ -686,9 +846,9 @@ describe('the cache handler', () => {
 
   it('records S3 event records and refuses bad ones without failing the invocation', async () => {
     const { handler, index, metrics, logs } = handlerWith();
-    const report = await handler({ Records: [s3Record(`acme/${HASH}`), s3Record(`${LEAK_MARKER}/x`)] });
+    const report = await handler({ Records: [s3Record(`acme/app/${HASH}`), s3Record(`${LEAK_MARKER}/x`)] });
     expect(report).toMatchObject({ recorded: 1, refused: [{ record: 1 }] });
-    expect(index.items.has(`acme/${HASH}`)).toBe(true);
+    expect(index.items.has(`${ENTRY}#${EU}`)).toBe(true);
     expect(metrics).toEqual([
       ['CacheUploadRecorded', 1],
       ['CacheRecordRefused', 1],
@@ -698,8 +858,8 @@ describe('the cache handler', () => {
 
   it('fails the invocation when the index did not take an upload, so that S3 retries it', async () => {
     const { handler, index, logs } = handlerWith();
-    index.failOn = `acme/${HASH}`;
-    const error = (await Promise.resolve(handler({ Records: [s3Record(`acme/${HASH}`)] })).catch(
+    index.failOn = ENTRY;
+    const error = (await Promise.resolve(handler({ Records: [s3Record(`acme/app/${HASH}`)] })).catch(
       (e: Error) => e,
     )) as Error;
     expect(error.message).toBe('cache index update failed for 1 of 1 records');

@@ -13,6 +13,7 @@ import {
   ConcurrentChangeError,
   LastActiveRegionError,
   RegionStatusTable,
+  StatusesUnreadError,
   UnknownRegionError,
 } from '../../runtime/runners/region-status';
 
@@ -35,6 +36,8 @@ class FakeStatusTable {
   /** Runs before each write is checked: a test plays another writer here. */
   beforeWrite: (() => void) | undefined;
   unprocessedOnce: string[] = [];
+  /** Rounds that leave `unprocessedOnce` unprocessed (then it is cleared). */
+  unprocessedRounds = 1;
 
   readonly client = {
     send: async (command: unknown) => this.send(command),
@@ -66,7 +69,7 @@ class FakeStatusTable {
       const [table, request] = Object.entries(command.input.RequestItems ?? {})[0] ?? [];
       const keys = (request?.Keys ?? []).map((key) => key.region?.S ?? '');
       const held = keys.filter((key) => this.unprocessedOnce.includes(key));
-      this.unprocessedOnce = [];
+      if (--this.unprocessedRounds <= 0) this.unprocessedOnce = [];
       const answered = keys.filter((key) => !held.includes(key));
       return {
         Responses: {
@@ -141,17 +144,28 @@ const operator = (region: string, status: string, version: number, audit = 0): I
   version: { N: String(version) },
 });
 
-function setup(regions = REGIONS) {
+function setup(regions = REGIONS, random = () => 0.5) {
   const table = new FakeStatusTable();
   for (const region of regions) table.put(health(region, 'healthy'));
+  const sleeps: number[] = [];
   const statuses = new RegionStatusTable({
     client: table.client,
     tableName: 'dev-region-status',
     regions,
     now: () => NOW_MS,
     retry: { attempts: 4, baseMs: 1, capMs: 1, sleep: async () => undefined },
+    unprocessedRetry: {
+      attempts: 4,
+      baseMs: 100,
+      capMs: 300,
+      random,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        table.sent.push(`sleep ${ms}`);
+      },
+    },
   });
-  return { table, statuses };
+  return { table, statuses, sleeps };
 }
 
 describe('RegionStatusTable.readStatuses', () => {
@@ -211,19 +225,43 @@ describe('RegionStatusTable.readStatuses', () => {
     });
   });
 
-  it('asks again for the keys the table left unprocessed', async () => {
+  it('asks again for the keys the table left unprocessed, after a jittered backoff', async () => {
     const { table, statuses } = setup();
     table.unprocessedOnce = ['us-east-1'];
     const read = await statuses.readStatuses(REGIONS);
-    expect(table.sent).toEqual(['BatchGetItem', 'BatchGetItem']);
+    expect(table.sent).toEqual(['BatchGetItem', 'sleep 50', 'BatchGetItem']);
     expect(read.get('us-east-1')?.status).toBe('active');
+  });
+
+  it('backs off exponentially with full jitter, capped, between rounds of unprocessed keys', async () => {
+    const { table, statuses, sleeps } = setup(REGIONS, () => 0.999);
+    table.unprocessedOnce = ['us-east-1', 'operator:eu-central-1'];
+    table.unprocessedRounds = 3;
+    const read = await statuses.readStatuses(REGIONS);
+    expect(table.sent.filter((name) => name === 'BatchGetItem')).toHaveLength(4);
+    // ceilings 100, 200, 300 (capped), each scaled by the jitter
+    expect(sleeps).toEqual([99, 199, 299]);
+    expect(read.get('us-east-1')?.status).toBe('active');
+    const jittered = setup(REGIONS, () => 0);
+    jittered.table.unprocessedOnce = ['us-east-1'];
+    await jittered.statuses.readStatuses(REGIONS);
+    expect(jittered.sleeps).toEqual([0]);
+  });
+
+  it('gives up, retryable, when keys stay unprocessed through every round', async () => {
+    const { table, statuses, sleeps } = setup();
+    table.unprocessedOnce = ['us-east-1'];
+    table.unprocessedRounds = 10;
+    await expect(statuses.readStatuses(REGIONS)).rejects.toBeInstanceOf(StatusesUnreadError);
+    expect(table.sent.filter((name) => name === 'BatchGetItem')).toHaveLength(4);
+    expect(sleeps).toEqual([50, 100, 150]);
   });
 });
 
 describe('RegionStatusTable.drain and restore', () => {
   it('writes the operator item with who, when, why, an audit entry and the next version, never an expiry', async () => {
     const { table, statuses } = setup();
-    const change = await statuses.drain('us-east-1', ALICE, 'maintenance');
+    const change = await statuses.drain('us-east-1', { arn: ALICE }, 'maintenance');
     expect(change).toMatchObject({ region: 'us-east-1', from: 'active', to: 'draining', changed: true });
     expect(table.items.get('operator:us-east-1')).toEqual({
       region: { S: 'operator:us-east-1' },
@@ -248,10 +286,49 @@ describe('RegionStatusTable.drain and restore', () => {
     expect((await statuses.readStatuses(REGIONS)).get('us-east-1')?.status).toBe('draining');
   });
 
+  it("records the caller's source identity and organisation beside the ARN, in the item and its audit", async () => {
+    const { table, statuses } = setup();
+    const actor = { arn: ALICE, sourceIdentity: 'alice@example.com', principalOrgId: 'o-a1b2c3d4e5' };
+    const change = await statuses.drain('us-east-1', actor, 'maintenance');
+    expect(change.operator).toMatchObject({
+      changedBy: ALICE,
+      sourceIdentity: 'alice@example.com',
+      principalOrgId: 'o-a1b2c3d4e5',
+    });
+    const item = table.items.get('operator:us-east-1');
+    expect(item).toMatchObject({
+      changedBy: { S: ALICE },
+      sourceIdentity: { S: 'alice@example.com' },
+      principalOrgId: { S: 'o-a1b2c3d4e5' },
+    });
+    expect(item?.audit?.L?.[0]?.M).toMatchObject({
+      by: { S: ALICE },
+      sourceIdentity: { S: 'alice@example.com' },
+      principalOrgId: { S: 'o-a1b2c3d4e5' },
+    });
+    // Read back, and kept in the audit when a later caller has neither.
+    await statuses.restore('us-east-1', { arn: BOB }, 'done');
+    const read = (await statuses.readStatuses(REGIONS)).get('us-east-1');
+    expect(read?.operator.audit).toEqual([
+      {
+        status: 'draining',
+        by: ALICE,
+        sourceIdentity: 'alice@example.com',
+        principalOrgId: 'o-a1b2c3d4e5',
+        at: '2030-01-01T00:00:00.000Z',
+        reason: 'maintenance',
+      },
+      { status: 'active', by: BOB, at: '2030-01-01T00:00:00.000Z', reason: 'done' },
+    ]);
+    expect(read?.operator.changedBy).toBe(BOB);
+    expect(read?.operator.sourceIdentity).toBeUndefined();
+    expect(table.items.get('operator:us-east-1')?.sourceIdentity).toBeUndefined();
+  });
+
   it('restores a drained region, the audit newest last', async () => {
     const { table, statuses } = setup();
-    await statuses.drain('us-east-1', ALICE, 'maintenance');
-    const change = await statuses.restore('us-east-1', BOB, 'done');
+    await statuses.drain('us-east-1', { arn: ALICE }, 'maintenance');
+    const change = await statuses.restore('us-east-1', { arn: BOB }, 'done');
     expect(change).toMatchObject({ from: 'draining', to: 'active', changed: true });
     const item = table.items.get('operator:us-east-1');
     expect(item?.version).toEqual({ N: '2' });
@@ -264,7 +341,7 @@ describe('RegionStatusTable.drain and restore', () => {
   it('replaces an operator item carrying an expiresAt with one that has none (a drain never expires)', async () => {
     const { table, statuses } = setup();
     table.put({ ...operator('us-east-1', 'active', 4), expiresAt: { N: String(NOW_SEC + 60) } });
-    await statuses.drain('us-east-1', ALICE, 'maintenance');
+    await statuses.drain('us-east-1', { arn: ALICE }, 'maintenance');
     expect(table.items.get('operator:us-east-1')?.expiresAt).toBeUndefined();
     expect(table.items.get('operator:us-east-1')?.version).toEqual({ N: '5' });
   });
@@ -272,11 +349,11 @@ describe('RegionStatusTable.drain and restore', () => {
   it('answers a repeated drain or a restore of an active region as unchanged and writes nothing', async () => {
     const { table, statuses } = setup();
     table.put(operator('us-east-1', 'draining', 3));
-    expect(await statuses.drain('us-east-1', BOB, 'again')).toMatchObject({
+    expect(await statuses.drain('us-east-1', { arn: BOB }, 'again')).toMatchObject({
       changed: false,
       from: 'draining',
     });
-    expect(await statuses.restore('eu-central-1', BOB, 'again')).toMatchObject({
+    expect(await statuses.restore('eu-central-1', { arn: BOB }, 'again')).toMatchObject({
       changed: false,
       to: 'active',
     });
@@ -287,7 +364,7 @@ describe('RegionStatusTable.drain and restore', () => {
   it('keeps the last 50 audit entries, dropping the oldest', async () => {
     const { table, statuses } = setup();
     table.put(operator('us-east-1', 'active', 50, AUDIT_ENTRIES));
-    await statuses.drain('us-east-1', ALICE, 'the newest');
+    await statuses.drain('us-east-1', { arn: ALICE }, 'the newest');
     const audit = table.items.get('operator:us-east-1')?.audit?.L ?? [];
     expect(audit).toHaveLength(AUDIT_ENTRIES);
     expect(audit[0]?.M?.reason?.S).toBe('change 1');
@@ -298,7 +375,7 @@ describe('RegionStatusTable.drain and restore', () => {
     const { table, statuses } = setup();
     table.put(operator('us-east-1', 'draining', 1));
     table.put(operator('ap-southeast-2', 'draining', 1));
-    const refusal = statuses.drain('eu-central-1', ALICE, 'maintenance');
+    const refusal = statuses.drain('eu-central-1', { arn: ALICE }, 'maintenance');
     await expect(refusal).rejects.toBeInstanceOf(LastActiveRegionError);
     await expect(refusal).rejects.toMatchObject({
       code: 'last-active-region',
@@ -309,7 +386,7 @@ describe('RegionStatusTable.drain and restore', () => {
 
   it('refuses to drain the only configured region', async () => {
     const { statuses } = setup(['eu-central-1']);
-    await expect(statuses.drain('eu-central-1', ALICE, 'maintenance')).rejects.toBeInstanceOf(
+    await expect(statuses.drain('eu-central-1', { arn: ALICE }, 'maintenance')).rejects.toBeInstanceOf(
       LastActiveRegionError,
     );
   });
@@ -317,7 +394,7 @@ describe('RegionStatusTable.drain and restore', () => {
   it('counts operator status, not health: a drain leaving only an unhealthy operator-active region passes', async () => {
     const { table, statuses } = setup(['eu-central-1', 'us-east-1']);
     table.put(health('us-east-1', 'unhealthy'));
-    await expect(statuses.drain('eu-central-1', ALICE, 'maintenance')).resolves.toMatchObject({
+    await expect(statuses.drain('eu-central-1', { arn: ALICE }, 'maintenance')).resolves.toMatchObject({
       changed: true,
     });
   });
@@ -325,8 +402,8 @@ describe('RegionStatusTable.drain and restore', () => {
   it('lets exactly one of two concurrent drains of the last two active regions through the same region pass', async () => {
     const { table, statuses } = setup(['eu-central-1', 'us-east-1']);
     const results = await Promise.allSettled([
-      statuses.drain('eu-central-1', ALICE, 'first'),
-      statuses.drain('us-east-1', BOB, 'second'),
+      statuses.drain('eu-central-1', { arn: ALICE }, 'first'),
+      statuses.drain('us-east-1', { arn: BOB }, 'second'),
     ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const refused = results.find((r) => r.status === 'rejected');
@@ -347,7 +424,7 @@ describe('RegionStatusTable.drain and restore', () => {
       // Another operator, through this region, drains us-east-1 between the read and the write.
       table.put(operator('us-east-1', 'draining', 8));
     };
-    await expect(statuses.drain('eu-central-1', ALICE, 'maintenance')).rejects.toBeInstanceOf(
+    await expect(statuses.drain('eu-central-1', { arn: ALICE }, 'maintenance')).rejects.toBeInstanceOf(
       LastActiveRegionError,
     );
     expect(table.sent).toEqual(['BatchGetItem', 'TransactWriteItems', 'BatchGetItem']);
@@ -362,7 +439,7 @@ describe('RegionStatusTable.drain and restore', () => {
       raced = true;
       table.put({ ...operator('us-east-1', 'draining', 2, 2), reason: { S: 'other writer' } });
     };
-    const change = await statuses.restore('us-east-1', BOB, 'done');
+    const change = await statuses.restore('us-east-1', { arn: BOB }, 'done');
     expect(change.operator.version).toBe(3);
     expect(table.sent).toEqual(['BatchGetItem', 'PutItem', 'BatchGetItem', 'PutItem']);
     expect(table.items.get('operator:us-east-1')?.audit?.L).toHaveLength(3);
@@ -373,7 +450,7 @@ describe('RegionStatusTable.drain and restore', () => {
     let version = 1;
     table.put(operator('us-east-1', 'active', version));
     table.beforeWrite = () => table.put(operator('us-east-1', 'active', ++version));
-    await expect(statuses.drain('us-east-1', ALICE, 'maintenance')).rejects.toBeInstanceOf(
+    await expect(statuses.drain('us-east-1', { arn: ALICE }, 'maintenance')).rejects.toBeInstanceOf(
       ConcurrentChangeError,
     );
     expect(table.sent.filter((name) => name === 'TransactWriteItems')).toHaveLength(4);
@@ -384,7 +461,7 @@ describe('RegionStatusTable.drain and restore', () => {
     const legacy = operator('us-east-1', 'draining', 0);
     delete legacy.version;
     table.put(legacy);
-    await statuses.restore('us-east-1', BOB, 'done');
+    await statuses.restore('us-east-1', { arn: BOB }, 'done');
     expect(table.items.get('operator:us-east-1')).toMatchObject({
       status: { S: 'active' },
       version: { N: '1' },
@@ -393,10 +470,10 @@ describe('RegionStatusTable.drain and restore', () => {
 
   it('refuses a region that is not configured (404) before reading or writing', async () => {
     const { table, statuses } = setup();
-    await expect(statuses.drain('eu-west-3', ALICE, 'maintenance')).rejects.toBeInstanceOf(
+    await expect(statuses.drain('eu-west-3', { arn: ALICE }, 'maintenance')).rejects.toBeInstanceOf(
       UnknownRegionError,
     );
-    await expect(statuses.restore('eu-west-3', ALICE, 'maintenance')).rejects.toMatchObject({
+    await expect(statuses.restore('eu-west-3', { arn: ALICE }, 'maintenance')).rejects.toMatchObject({
       code: 'unknown-region',
       reason: 'region: expected one of the configured regions',
     });

@@ -102,21 +102,37 @@ class FakeStateTable {
   }
 }
 
-/** A region's queues: depth by URL; a URL not listed does not exist. */
+/**
+ * A region's queues: visible and delayed depth by URL; a URL not listed does not exist; `errors` makes a
+ * URL's read fail with that error.
+ */
 class FakeQueues {
   readonly depths = new Map<string, string>();
+  readonly delayed = new Map<string, string>();
+  readonly errors = new Map<string, Error>();
   readonly client = {
     send: async (command: unknown) => {
       await Promise.resolve();
       if (!(command instanceof GetQueueAttributesCommand)) throw new Error('fake: unexpected command');
-      expect(command.input.AttributeNames).toEqual(['ApproximateNumberOfMessages']);
-      const depth = this.depths.get(command.input.QueueUrl ?? '');
+      expect(command.input.AttributeNames).toEqual([
+        'ApproximateNumberOfMessages',
+        'ApproximateNumberOfMessagesDelayed',
+      ]);
+      const queueUrl = command.input.QueueUrl ?? '';
+      const error = this.errors.get(queueUrl);
+      if (error) throw error;
+      const depth = this.depths.get(queueUrl);
       if (depth === undefined)
         throw new QueueDoesNotExist({
           message: 'queue https://sqs... of 123456789012 missing',
           $metadata: {},
         });
-      return { Attributes: { ApproximateNumberOfMessages: depth } };
+      return {
+        Attributes: {
+          ApproximateNumberOfMessages: depth,
+          ApproximateNumberOfMessagesDelayed: this.delayed.get(queueUrl) ?? '0',
+        },
+      };
     },
   } as unknown as SQSClient;
 }
@@ -166,9 +182,11 @@ function setup(overrides: Partial<DynamodbRegionViewsOptions> = {}) {
   }
   const records = new Map(config.regions.map((r) => [r.region, record(r.region)]));
   const statusReads: string[][] = [];
+  let statusFailure: Error | undefined;
   const statuses: RegionStatusReader = {
     readStatuses: async (regions) => {
       statusReads.push([...regions]);
+      if (statusFailure) throw statusFailure;
       return new Map(records);
     },
   };
@@ -197,8 +215,14 @@ function setup(overrides: Partial<DynamodbRegionViewsOptions> = {}) {
     statusReads,
     unreadable,
     advance: (ms: number) => (now += ms),
+    failStatuses: (error: Error | undefined) => (statusFailure = error),
   };
 }
+
+const throttled = () =>
+  Object.assign(new Error('arn:aws:dynamodb:eu-central-1:123456789012:table/x'), {
+    name: 'ProvisionedThroughputExceededException',
+  });
 
 const leases = (org: string, expiries: Record<string, number>): Item => ({
   pk: { S: 'runner-leases' },
@@ -268,7 +292,10 @@ describe('DynamodbRegionViews.views', () => {
 
   it('reports a region whose reads fail as out with zero metrics, telling the callback why without the message', async () => {
     const { views, queue, table, unreadable } = setup();
-    queue('us-east-1').depths.delete(url('us-east-1', 'docker'));
+    queue('us-east-1').errors.set(
+      url('us-east-1', 'docker'),
+      Object.assign(new Error('denied to arn:aws:iam::123456789012:role/x'), { name: 'AccessDenied' }),
+    );
     table('us-east-1').put(spill(['error-rate'], 1));
     const all = await views.views();
     expect(all.get('us-east-1')).toEqual({
@@ -277,8 +304,40 @@ describe('DynamodbRegionViews.views', () => {
       spilling: new Set(),
     });
     expect(all.get('eu-central-1')?.status).toBe('active');
-    expect(unreadable).toEqual([['us-east-1', 'QueueDoesNotExist']]);
+    expect(unreadable).toEqual([['us-east-1', 'AccessDenied']]);
     expect(JSON.stringify(unreadable)).not.toContain('123456789012');
+  });
+
+  it('counts delayed messages (jobs waiting for a slot) in the queue depth', async () => {
+    const { views, queue } = setup();
+    queue('eu-central-1').depths.set(url('eu-central-1', 'standard'), '2');
+    queue('eu-central-1').delayed.set(url('eu-central-1', 'standard'), '30');
+    queue('eu-central-1').delayed.set(url('eu-central-1', 'docker'), '5');
+    expect((await views.views()).get('eu-central-1')?.metrics.queueDepth).toBe(37);
+  });
+
+  it('refuses a delayed count that is not a whole number, as it does the visible one', async () => {
+    const { views, queue, unreadable } = setup();
+    queue('eu-central-1').delayed.set(url('eu-central-1', 'docker'), '-1');
+    expect((await views.views()).get('eu-central-1')?.status).toBe('out');
+    expect(unreadable).toEqual([['eu-central-1', 'QueueDepthUnreadable']]);
+  });
+
+  it('counts a runner queue that does not exist yet in a region as 0, the region staying readable, and says so', async () => {
+    const { views, queue, unreadable } = setup();
+    queue('us-east-1').depths.delete(url('us-east-1', 'docker'));
+    queue('us-east-1').depths.set(url('us-east-1', 'standard'), '4');
+    queue('us-east-1').delayed.set(url('us-east-1', 'standard'), '1');
+    const all = await views.views();
+    expect(all.get('us-east-1')).toMatchObject({
+      status: 'active',
+      metrics: { queueDepth: 5, capacity: 20 },
+    });
+    expect(unreadable).toEqual([['us-east-1', 'queue docker: QueueDoesNotExist, counted as 0']]);
+    const readings = await views.readings();
+    expect(readings.get('us-east-1')).toMatchObject({ missingQueues: ['docker'] });
+    expect(readings.get('us-east-1')?.unreadable).toBeUndefined();
+    expect(readings.get('eu-central-1')?.missingQueues).toBeUndefined();
   });
 
   it('gives up on a region that does not answer within the timeout, aborting its calls', async () => {
@@ -293,12 +352,10 @@ describe('DynamodbRegionViews.views', () => {
     expect(table('us-east-1').sent.every((s) => s.signal?.aborted)).toBe(true);
   });
 
-  it('reports every region out when the statuses cannot be read', async () => {
+  it('reports every region out when the statuses cannot be read and nothing was read before', async () => {
     const failing: RegionStatusReader = {
       readStatuses: async () => {
-        throw Object.assign(new Error('arn:aws:dynamodb:eu-central-1:123456789012:table/x'), {
-          name: 'ProvisionedThroughputExceededException',
-        });
+        throw throttled();
       },
     };
     const { views, unreadable } = setup({ statuses: failing });
@@ -308,6 +365,77 @@ describe('DynamodbRegionViews.views', () => {
       ['eu-central-1', 'region-status: ProvisionedThroughputExceededException'],
       ['us-east-1', 'region-status: ProvisionedThroughputExceededException'],
     ]);
+  });
+
+  it("keeps each region's last status for 60 s when the statuses cannot be read, then makes it out", async () => {
+    const { views, records, queue, unreadable, advance, failStatuses } = setup({ cacheTtlMs: 0 });
+    records.set('us-east-1', record('us-east-1', 'draining'));
+    await views.views();
+    failStatuses(throttled());
+    advance(30_000);
+    queue('eu-central-1').depths.set(url('eu-central-1', 'standard'), '9');
+    const stale = await views.views();
+    // The status is the last one read; the metrics are read now.
+    expect(stale.get('eu-central-1')).toMatchObject({ status: 'active', metrics: { queueDepth: 9 } });
+    expect(stale.get('us-east-1')?.status).toBe('draining');
+    expect(unreadable).toEqual([
+      ['eu-central-1', 'region-status: ProvisionedThroughputExceededException'],
+      ['us-east-1', 'region-status: ProvisionedThroughputExceededException'],
+    ]);
+    expect((await views.readings()).get('eu-central-1')).toMatchObject({
+      unreadable: 'region-status: ProvisionedThroughputExceededException',
+      lastGoodAt: NOW_MS,
+    });
+    advance(30_000); // exactly 60 s after the last good read: still kept
+    expect((await views.views()).get('us-east-1')?.status).toBe('draining');
+    advance(1);
+    const expired = await views.views();
+    expect([...expired.values()].map((v) => v.status)).toEqual(['out', 'out']);
+    expect(expired.get('eu-central-1')?.metrics).toEqual({
+      queueDepth: 0,
+      inUse: 0,
+      capacity: 0,
+      dispatched: 0,
+      failed: 0,
+    });
+    // Read again: every region as read.
+    failStatuses(undefined);
+    expect([...(await views.views()).values()].map((v) => v.status)).toEqual(['active', 'draining']);
+  });
+
+  it('never makes a region last seen draining or out eligible because its status could not be read', async () => {
+    const { views, records, advance, failStatuses } = setup({ cacheTtlMs: 0, staleForMs: 10_000 });
+    records.set('eu-central-1', record('eu-central-1', 'out'));
+    records.set('us-east-1', record('us-east-1', 'draining'));
+    await views.views();
+    failStatuses(throttled());
+    for (const step of [1, 5_000, 4_999, 1, 1, 60_000]) {
+      advance(step);
+      const all = await views.views();
+      expect(all.get('eu-central-1')?.status).toBe('out');
+      expect(['draining', 'out']).toContain(all.get('us-east-1')?.status);
+    }
+  });
+
+  it("keeps a region's last metrics and triggers when its own reads fail, with its status read now", async () => {
+    const { views, table, records, queue, unreadable, advance } = setup({ cacheTtlMs: 0, timeoutMs: 20 });
+    queue('us-east-1').depths.set(url('us-east-1', 'standard'), '150');
+    table('us-east-1').put(spill(['queue-depth'], 2));
+    await views.views();
+    table('us-east-1').hang = true;
+    advance(59_000);
+    const stale = await views.views();
+    expect(stale.get('us-east-1')).toEqual({
+      status: 'active',
+      metrics: { queueDepth: 150, inUse: 0, capacity: 20, dispatched: 0, failed: 0 },
+      spilling: new Set(['queue-depth']),
+    });
+    expect(unreadable).toEqual([['us-east-1', 'no answer within 20 ms']]);
+    // A status read now wins over the metrics' age: a drain shows at once.
+    records.set('us-east-1', record('us-east-1', 'draining'));
+    expect((await views.views()).get('us-east-1')?.status).toBe('draining');
+    advance(1_001);
+    expect((await views.views()).get('us-east-1')).toMatchObject({ status: 'out', spilling: new Set() });
   });
 
   it('answers from its cache within the TTL, reads again after it, and shares a read in flight', async () => {
@@ -384,6 +512,15 @@ describe('DynamodbRegionViews.saveSpilling', () => {
     await views.saveSpilling('eu-central-1', new Set(), new Set(['queue-depth']));
     await views.saveSpilling('eu-central-1', new Set(['concurrency']), new Set(['concurrency']));
     expect(table('eu-central-1').sent.filter((s) => s.command === 'PutItemCommand')).toEqual([]);
+  });
+
+  it('keeps what it saved as the last good triggers of a region whose next read fails', async () => {
+    const { views, table, advance } = setup({ cacheTtlMs: 0, timeoutMs: 20 });
+    await views.views();
+    await views.saveSpilling('us-east-1', new Set(), new Set(['concurrency']));
+    table('us-east-1').hang = true;
+    advance(1_000);
+    expect([...((await views.views()).get('us-east-1')?.spilling ?? [])]).toEqual(['concurrency']);
   });
 
   it('reads the spill item first when no view read it yet', async () => {

@@ -29,6 +29,10 @@ import { DynamodbRegionViews } from '../region-views';
  * - `POST /admin/restore/{region}` `{ "reason": "..." }`: makes the region active again.
  * - `GET /admin/regions`: every configured region's statuses and spillover inputs.
  *
+ * Every change is audited as the caller's IAM ARN, with the STS source identity and the organisation id of
+ * the caller's account beside it when `requestContext.authorizer.iam` carries them (admin.ts says what an
+ * assumed role's session name is worth).
+ *
  * Answers: 200; 400 (a field and its rule), 403 (no IAM caller), 404 (unknown region or route), 409,
  * 413 (body over 4 KiB), 503 (AWS did not answer: try again), 500 (nothing more is said; the log has the
  * error's name).

@@ -1,7 +1,7 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import {
+  BatchGetItemCommand,
   DynamoDBClient,
-  GetItemCommand,
   UpdateItemCommand,
   type AttributeValue,
 } from '@aws-sdk/client-dynamodb';
@@ -10,9 +10,11 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import * as z from 'zod/mini';
 import { HandlerConfigError, loadConfig } from '../../lib/config';
+import { RetryableError } from '../../lib/failures';
 import { jsonResponse, type HttpResponse } from '../../lib/http';
 import { createLogger } from '../../lib/logger';
 import { describeError } from '../../lib/redact';
+import { backoffMs, type RetryPolicy } from '../../lib/retry';
 import {
   getCacheEntry,
   MAX_PUT_BODY_CHARS,
@@ -21,7 +23,7 @@ import {
   uploadHeaders,
   type CacheAnswer,
   type CacheCoreDeps,
-  type CacheEntry,
+  type CacheCopy,
   type CacheIndex,
   type CacheOutcome,
   type CacheRequest,
@@ -31,7 +33,7 @@ import {
 } from '../cache';
 import { CacheTokenKeys, secretsManagerStageReader, type CacheTokenVerifier } from '../cache-token';
 import { REGION_NAME, RunnerConfigError, runnerConfigFromJson, type RunnerConfig } from '../config';
-import { TTL_ATTRIBUTE } from '../tables';
+import { cacheCopyKey, TTL_ATTRIBUTE } from '../tables';
 
 /**
  * The artifact cache's function, one per region: `GET /cache/{hash}` and `PUT /cache/{hash}` from the
@@ -42,10 +44,11 @@ import { TTL_ATTRIBUTE } from '../tables';
  * `CACHE_TOKEN_SECRET_ID`, `CACHE_URL_TTL_SEC` (default 300), `CACHE_EXPIRE_DAYS` (the buckets' lifecycle,
  * default 30).
  *
- * Its role needs `dynamodb:GetItem`/`UpdateItem` on the index, `secretsmanager:GetSecretValue` on the token
- * secret, `s3:PutObject` on this region's bucket and `s3:GetObject` on every region's bucket (the presigned
- * URLs carry its permissions; a URL lives at most `CACHE_URL_TTL_SEC` and no longer than the function's
- * session credentials).
+ * Its role needs `dynamodb:BatchGetItem` (reads: every region's item of an entry at once) and
+ * `dynamodb:UpdateItem` (this region's item of an upload) on the index, `secretsmanager:GetSecretValue` on
+ * the token secret, `s3:PutObject` on this region's bucket and `s3:GetObject` on every region's bucket (the
+ * presigned URLs carry its permissions; a URL lives at most `CACHE_URL_TTL_SEC`, never longer than the
+ * runner's token, and no longer than the function's session credentials).
  */
 
 const BUCKET_NAME = /^(?!xn--)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -195,59 +198,87 @@ export class S3Presigner implements Presigner {
   }
 }
 
-/** Each region's own expiry in the index item, beside the item's `expiresAt` (the TTL). */
-export const regionExpiryAttribute = (region: string): string => `${TTL_ATTRIBUTE}:${region}`;
-
 const numberOf = (value: AttributeValue | undefined): number | undefined => {
   const n = value?.N === undefined ? Number.NaN : Number(value.N);
   return Number.isSafeInteger(n) ? n : undefined;
 };
 
-/** The artifact-cache-index global table (`cacheKey`). */
+/** The index left keys unread through every round (throttling): the request answers 503. */
+export class CacheIndexUnreadError extends RetryableError {
+  constructor() {
+    super('cache-index-unread', 'the artifact-cache-index table left keys unread: try again');
+    this.name = 'CacheIndexUnreadError';
+  }
+}
+
+/**
+ * Rounds of a batch read while the table leaves keys unprocessed, and the backoff between them (full
+ * jitter under 25, 50, 100 ms).
+ */
+const UNPROCESSED_RETRY: RetryPolicy = { attempts: 4, baseMs: 25, capMs: 200 };
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The artifact-cache-index global table (`cacheKey`): one item per (entry, region), keyed
+ * `<owner>/<name>/<sha256>#<region>` (tables.ts), holding `region`, `bytes`, `updatedAt` and `expiresAt`
+ * (that copy's expiry, the table's TTL). A region writes its own item only; no write of another region can
+ * take its copy away within the replication lag.
+ */
 export class DynamoDbCacheIndex implements CacheIndex {
   constructor(
     private readonly client: Pick<DynamoDBClient, 'send'>,
     private readonly table: string,
     private readonly nowMs: () => number = Date.now,
+    private readonly unprocessedRetry: RetryPolicy = UNPROCESSED_RETRY,
   ) {}
 
-  async get(key: string): Promise<CacheEntry | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({ TableName: this.table, Key: { cacheKey: { S: key } } }),
+  /**
+   * Every region's item of `entry`, in one BatchGetItem (at most 10 regions: well under its 100 keys). Keys
+   * left unprocessed are asked for again after a jittered backoff; an item without a readable expiry is
+   * ignored (it would otherwise be believed forever).
+   */
+  async copies(entry: string, regions: readonly string[]): Promise<readonly CacheCopy[]> {
+    const wanted = new Map<string, string>(
+      regions
+        .filter((region) => REGION_NAME.test(region))
+        .map((region) => [cacheCopyKey(entry, region), region]),
     );
-    const item = out.Item;
-    if (!item) return undefined;
-    const regions = (item.regions?.SS ?? []).filter((region) => REGION_NAME.test(region));
-    const regionExpiresAtSec = new Map<string, number>();
-    for (const region of regions) {
-      const expiry = numberOf(item[regionExpiryAttribute(region)]);
-      if (expiry !== undefined) regionExpiresAtSec.set(region, expiry);
+    const copies: CacheCopy[] = [];
+    const policy = this.unprocessedRetry;
+    let keys: Record<string, AttributeValue>[] = [...wanted.keys()].map((key) => ({ cacheKey: { S: key } }));
+    for (let round = 0; keys.length > 0; round++) {
+      if (round >= policy.attempts) throw new CacheIndexUnreadError();
+      if (round > 0) await (policy.sleep ?? sleep)(backoffMs(round - 1, policy));
+      const out = await this.client.send(
+        new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: keys } } }),
+      );
+      for (const item of out.Responses?.[this.table] ?? []) {
+        const region = wanted.get(item.cacheKey?.S ?? '');
+        const expiresAtSec = numberOf(item[TTL_ATTRIBUTE]);
+        if (region === undefined || expiresAtSec === undefined) continue;
+        copies.push({ region, bytes: numberOf(item.bytes) ?? 0, expiresAtSec });
+      }
+      keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
     }
-    const expiresAtSec = numberOf(item[TTL_ATTRIBUTE]);
-    return {
-      regions,
-      bytes: numberOf(item.bytes) ?? 0,
-      ...(expiresAtSec === undefined ? {} : { expiresAtSec }),
-      regionExpiresAtSec,
-    };
+    return copies;
   }
 
-  async recordUpload(key: string, region: string, bytes: number, expiresAtSec: number): Promise<void> {
+  /** Writes this region's item of `entry` whole (idempotent: an upload again recomputes its expiry). */
+  async recordUpload(entry: string, region: string, bytes: number, expiresAtSec: number): Promise<void> {
     await this.client.send(
       new UpdateItemCommand({
         TableName: this.table,
-        Key: { cacheKey: { S: key } },
+        Key: { cacheKey: { S: cacheCopyKey(entry, region) } },
         UpdateExpression:
-          'ADD #regions :region SET #bytes = :bytes, #updatedAt = :updatedAt, #expiresAt = :expiresAt, #regionExpiresAt = :expiresAt',
+          'SET #region = :region, #bytes = :bytes, #updatedAt = :updatedAt, #expiresAt = :expiresAt',
         ExpressionAttributeNames: {
-          '#regions': 'regions',
+          '#region': 'region',
           '#bytes': 'bytes',
           '#updatedAt': 'updatedAt',
           '#expiresAt': TTL_ATTRIBUTE,
-          '#regionExpiresAt': regionExpiryAttribute(region),
         },
         ExpressionAttributeValues: {
-          ':region': { SS: [region] },
+          ':region': { S: region },
           ':bytes': { N: String(bytes) },
           ':updatedAt': { N: String(this.nowMs()) },
           ':expiresAt': { N: String(expiresAtSec) },
