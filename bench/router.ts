@@ -83,12 +83,15 @@ function payload(job: WorkflowJob): string {
       run_id: job.runId,
       run_attempt: job.runAttempt,
       labels: job.labels,
+      // A fresh job: the router refuses an old body as a replay.
+      created_at: new Date().toISOString(),
     },
     repository: {
       ...TEMPLATE.repository,
       name,
       full_name: job.repository,
-      owner: { ...(TEMPLATE.repository?.owner as object), login: job.organization },
+      // Runners are registered per organisation: the example's user-owned repository made an organisation's.
+      owner: { ...(TEMPLATE.repository?.owner as object), login: job.organization, type: 'Organization' },
     },
   });
 }

@@ -311,10 +311,17 @@ export class RunnerControlPlane extends Construct {
           queueConsumerStatements(`ConsumeRunnerQueue${index}`, queue, this.deadLetterQueue).slice(0, 1),
         ),
         {
-          sid: 'DeadLetterWithReasonAndWaitInQueue',
+          sid: 'DeadLetterWithReason',
           actions: ['sqs:SendMessage'],
-          resources: [this.deadLetterQueue.arn, ...[...this.queues.values()].map((q) => q.arn)],
+          resources: [this.deadLetterQueue.arn],
         },
+        {
+          // Waits and retries go back to its own queues; a drained region's jobs go to another region's.
+          sid: 'SendToRunnerQueues',
+          actions: ['sqs:SendMessage', 'sqs:GetQueueAttributes'],
+          resources: access.runnerQueues(this.config.runnerTypes),
+        },
+        ...access.regionViews('read'),
         {
           sid: 'ClaimsLeasesAndCounters',
           actions: [
@@ -362,13 +369,14 @@ export class RunnerControlPlane extends Construct {
           actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
           resources: [props.kmsKey.arn],
         },
-        access.keys(['dynamodb', 'secretsmanager']),
+        access.keys(['sqs', 'dynamodb', 'secretsmanager']),
         ...(quotaAccess?.statements ?? []),
       ],
       environment: {
         ...shared,
         ...(quotaAccess?.environment ?? {}),
         WORKFLOWS_TABLE: tables.workflows,
+        REGION_STATUS_TABLE: tables.regionStatus,
         RUNNER_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.url,
         RUNNER_MAX_RECEIVE_COUNT: String(maxReceiveCount),
         ECS_CLUSTER: props.cluster.cluster.name,

@@ -17,6 +17,10 @@ import type { ConcurrencyCap } from './dispatch';
  * N x windowSec x 1,000, which the sync reads as a per-second demand of N x 1,000, so it allocates the
  * global limit by each region's peak concurrency demand. A lower allocation never stops a running runner:
  * it only refuses new leases until enough end.
+ *
+ * `recordDemand` answers false when the level could not be written (the limiter item stayed contended after
+ * `recordLevel`'s attempts): the dispatcher counts it (`DemandNotRecorded`) and logs it. Nothing else is
+ * lost: the next decision records the level again, and a window's max keeps the peak.
  */
 export class QuotaConcurrencyCap implements ConcurrencyCap {
   constructor(
@@ -31,13 +35,13 @@ export class QuotaConcurrencyCap implements ConcurrencyCap {
   async recordDemand(
     organization: string,
     level: { readonly wanted: number; readonly held: number },
-  ): Promise<void> {
-    await this.limits.recordLevel(organization, this.resource, level);
+  ): Promise<boolean> {
+    return this.limits.recordLevel(organization, this.resource, level);
   }
 }
 
 /** No `concurrencyResource` configured: no per-organisation cap (the region's capacity still applies). */
 export const NO_CONCURRENCY_CAP: ConcurrencyCap = {
   capOf: async () => undefined,
-  recordDemand: async () => undefined,
+  recordDemand: async () => true,
 };

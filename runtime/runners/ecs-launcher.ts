@@ -12,7 +12,17 @@ import type { LaunchRequest, RunnerLauncher } from './dispatch';
 /**
  * RunnerLauncher over ECS RunTask: one task of the runner type's task definition on the region's cluster,
  * placed by the type's launch (`fargate` -> FARGATE, `fargate-spot` -> FARGATE_SPOT, `ec2` -> the EC2
- * capacity provider), in the private subnets with the runner security group and no public IP (awsvpc).
+ * capacity provider).
+ *
+ * - Fargate types (`awsvpc` task definitions): in the private subnets with the runner security group and no
+ *   public IP.
+ * - `ec2` types: their task definitions use `bridge` networking (the host's Docker daemon must see the
+ *   runner's work folder and publish service containers' ports on the host), so RunTask sends no
+ *   `networkConfiguration` (ECS refuses one for a bridge task) and places with `distinctInstance`: one
+ *   runner per instance at a time, so two jobs never share a Docker daemon.
+ * - Overrides: ECS takes at most 8,192 characters of `overrides` in all (their JSON, formatting included).
+ *   A larger one is refused here (`OverridesTooLargeError`, permanent, naming the container environment)
+ *   instead of being sent for ECS to answer InvalidParameterException.
  *
  * - The JIT config rides in the container override's environment (RUNNER_JITCONFIG), beside the cache token
  *   and URL. Decided: it is single-use and consumed by the runner within about a minute of the task starting;
@@ -42,6 +52,24 @@ export interface EcsLauncherOptions {
 }
 
 const MAX_STARTED_BY = 36;
+
+/** ECS's limit on a RunTask's `overrides`, in characters of their JSON (formatting included). */
+export const MAX_OVERRIDES_CHARS = 8_192;
+
+/** The container overrides would pass ECS's limit: nothing is sent to ECS. */
+export class OverridesTooLargeError extends PermanentError {
+  constructor(containerName: string, chars: number) {
+    super(
+      'runner-overrides-too-large',
+      `overrides.containerOverrides.${containerName}.environment: expected at most ${MAX_OVERRIDES_CHARS} characters of RunTask overrides in all (JSON), found ${chars}`,
+    );
+    this.name = 'OverridesTooLargeError';
+  }
+}
+
+/** The size ECS counts: the overrides' JSON, in UTF-8 bytes (never less than its characters). */
+export const overridesSize = (overrides: RunTaskCommandInput['overrides']): number =>
+  Buffer.byteLength(JSON.stringify(overrides ?? {}), 'utf8');
 
 /** The capacity provider a launch places on. */
 export function capacityProviderOf(launch: Launch, ec2CapacityProvider: string | undefined): string {
@@ -84,25 +112,36 @@ export class EcsRunnerLauncher implements RunnerLauncher {
       { name: 'RUNNER_JITCONFIG', value: request.jitConfig },
       ...Object.entries(request.environment).map(([name, value]) => ({ name, value })),
     ];
+    const containerName = options.containerName ?? 'runner';
+    const overrides = { containerOverrides: [{ name: containerName, environment }] };
+    const size = overridesSize(overrides);
+    if (size > MAX_OVERRIDES_CHARS) throw new OverridesTooLargeError(containerName, size);
+    const placement: Pick<RunTaskCommandInput, 'networkConfiguration' | 'placementConstraints'> =
+      type.launch === 'ec2'
+        ? { placementConstraints: [{ type: 'distinctInstance' }] }
+        : {
+            networkConfiguration: {
+              awsvpcConfiguration: {
+                subnets: [...options.subnets],
+                securityGroups: [options.securityGroup],
+                assignPublicIp: 'DISABLED',
+              },
+            },
+          };
     return {
       cluster: options.cluster,
       taskDefinition,
       count: 1,
       capacityProviderStrategy: strategy,
-      networkConfiguration: {
-        awsvpcConfiguration: {
-          subnets: [...options.subnets],
-          securityGroups: [options.securityGroup],
-          // Fargate takes the setting; an EC2 task's ENI never gets a public address.
-          ...(type.launch === 'ec2' ? {} : { assignPublicIp: 'DISABLED' as const }),
-        },
-      },
-      overrides: { containerOverrides: [{ name: options.containerName ?? 'runner', environment }] },
+      ...placement,
+      overrides,
       startedBy: `job-${request.jobId}`.slice(0, MAX_STARTED_BY),
       enableECSManagedTags: true,
       propagateTags: 'TASK_DEFINITION',
       tags: [
         { key: 'runner-job-id', value: String(request.jobId) },
+        // The reaper finds the runner of the task by it: `<region>-<job id>-<retry>`.
+        { key: 'runner-retry', value: String(request.retry) },
         { key: 'runner-organization', value: request.organization },
         { key: 'runner-type', value: type.name },
       ],

@@ -1,20 +1,24 @@
 import { RetryableError } from '../lib/failures';
-import type { LeaseGrant, Leases } from './dispatch';
+import type { LeaseGrant, Leases, Retry } from './dispatch';
 
 /**
  * Runner leases per organisation in the region (issue 12, item 3): the `runner-leases` / `<organisation>`
- * item of the region's state table holds `leases` (job id -> the lease's expiry, epoch seconds) and
+ * item of the region's state table holds `leases` (lease key -> the lease's expiry, epoch seconds) and
  * `version`, and every change is a write conditional on the version read (strongly consistent in the
  * region), retried with capped exponential backoff and full jitter when another dispatcher got there first.
  *
- * - `acquire(org, job, cap, ttl)` prunes expired leases, then: a job holding a lease keeps it (refreshed to
+ * - A lease is one runner: its key is the job id for the job's first runner and `<job id>:1` for the one
+ *   retry's (`leaseIdOf`), so a job retried holds two leases and counts twice against its organisation's
+ *   cap and the region's capacity, as it runs two runners.
+ * - `acquire(org, lease, cap, ttl)` prunes expired leases, then: a lease held already is kept (refreshed to
  *   `now + ttl`; never counted twice); otherwise a live count at or over `cap` refuses, and anything else
- *   adds the job's lease.
- * - How a lease ends: the job's `completed` delivery releases it (`release`); a lost or never-sent
+ *   adds the lease.
+ * - How a lease ends: the job's `completed` delivery releases both of its leases (`release`, one write); a
+ *   job GitHub reports over, or found over before its runner started, releases them too; a lost or never-sent
  *   `completed` (a webhook GitHub failed to deliver, a runner that died) is reclaimed when the lease
  *   expires, `leaseTtlSec` after it was taken: the next write of the item prunes it. A job running longer
  *   than `leaseTtlSec` loses its lease then, so the TTL must exceed the longest job.
- * - `waiting` (job id -> when the wait record lapses, epoch seconds) counts the organisation's jobs that
+ * - `waiting` (lease key -> when the wait record lapses, epoch seconds) counts the organisation's jobs that
  *   found it at its cap and wait to be re-sent; it sizes the demand the quota sync allocates by (held +
  *   waiting at once) and lapses by itself when a job stops waiting (dead-lettered, or dispatched elsewhere).
  *   This attribute is an addition to tables.ts's lease item.
@@ -69,6 +73,13 @@ const ITEM_GRACE_SEC = 86_400;
 const BACKOFF_BASE_MS = 20;
 const BACKOFF_CAP_MS = 1_000;
 
+/** A lease's key: the job id for the job's first runner, `<job id>:1` for the retry's. */
+export const leaseIdOf = (jobId: number, retry: Retry): string =>
+  retry === 0 ? String(jobId) : `${jobId}:1`;
+
+/** Both leases a job may hold (released together when it is over). */
+export const leaseIdsOf = (jobId: number): readonly string[] => [leaseIdOf(jobId, 0), leaseIdOf(jobId, 1)];
+
 /** Entries whose expiry is still ahead of `nowSec`. */
 function live(entries: ReadonlyMap<string, number>, nowSec: number): Map<string, number> {
   return new Map([...entries].filter(([, expiry]) => expiry > nowSec));
@@ -84,8 +95,7 @@ export function countLive(items: readonly LeaseState[], nowSec: number): number 
 export class RunnerLeases implements Leases {
   constructor(private readonly options: LeaseOptions) {}
 
-  async acquire(organization: string, jobId: number, cap: number, ttlSec: number): Promise<LeaseGrant> {
-    const key = String(jobId);
+  async acquire(organization: string, key: string, cap: number, ttlSec: number): Promise<LeaseGrant> {
     return this.update<LeaseGrant>(organization, (leases, waiting, nowSec) => {
       const holding = leases.has(key);
       const room = Math.min(Math.max(0, Math.floor(cap)), MAX_LEASES);
@@ -105,12 +115,14 @@ export class RunnerLeases implements Leases {
     });
   }
 
-  async release(organization: string, jobId: number): Promise<void> {
-    const key = String(jobId);
+  async release(organization: string, keys: readonly string[]): Promise<void> {
     await this.update(organization, (leases, waiting) => {
-      const released = leases.delete(key);
-      const unwaited = waiting.delete(key);
-      return { changed: released || unwaited, result: undefined };
+      let changed = false;
+      for (const key of keys) {
+        if (leases.delete(key)) changed = true;
+        if (waiting.delete(key)) changed = true;
+      }
+      return { changed, result: undefined };
     });
   }
 

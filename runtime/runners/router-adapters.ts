@@ -7,8 +7,17 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { RunnerQueueMessage, RunPlacement } from './model';
-import type { DeliveryLedger, JobLookup, JobRecord, PlacementStore, QueueSender } from './router';
-import { deliveryKey, jobKey, queueUrlOf, runnerQueueName, TTL_ATTRIBUTE } from './tables';
+import type {
+  ClaimLedger,
+  ClaimRequest,
+  ClaimResult,
+  JobEntry,
+  JobLookup,
+  MarkResult,
+  PlacementStore,
+  QueueSender,
+} from './router';
+import { jobKey, queueUrlOf, runnerQueueName, TTL_ATTRIBUTE } from './tables';
 
 /**
  * The router's ports on AWS: DynamoDB for the idempotency and runner-workflows global tables, SQS for the
@@ -61,31 +70,89 @@ const live = (item: Record<string, AttributeValue> | undefined, now: () => numbe
   return expires !== undefined && expires < nowSec(now) ? undefined : item;
 };
 
-/** Delivery claims in each region's replica of the idempotency table (`key` = `delivery:<id>`). */
-export class DynamodbDeliveryLedger implements DeliveryLedger {
+/** The claim item's `state` (tables.ts). */
+const PENDING = 'pending';
+const DONE = 'done';
+
+/**
+ * Claims in each region's replica of the idempotency table (`key` = `delivery:<id>` or
+ * `job:<id>:<action>:<attempt>`), in two phases (router.ts): a conditional put writes the claim `pending`
+ * when there is none, when it expired, or when it is `pending` past its owner's lease (a takeover); on a
+ * condition failure the item found (ReturnValuesOnConditionCheckFailure, no read) says `done` or `pending`.
+ * Marking done and releasing are conditional on the owner.
+ */
+export class DynamodbClaimLedger implements ClaimLedger {
   constructor(
     private readonly options: {
       readonly dynamodb: (region: string) => DynamoDBClient;
       readonly tableName: string;
-      /** The router's region, recorded in the claim (and the only claims it releases). */
+      /** The router's region, recorded in the claim. */
       readonly localRegion: string;
       readonly now: () => number;
     },
   ) {}
 
-  async claim(region: string, deliveryId: string, ttlSec: number): Promise<boolean> {
-    const { dynamodb, tableName, localRegion, now } = this.options;
+  private item(request: ClaimRequest, state: typeof PENDING | typeof DONE): Record<string, AttributeValue> {
+    const { localRegion, now } = this.options;
+    return {
+      key: { S: request.key },
+      state: { S: state },
+      owner: { S: request.owner },
+      region: { S: localRegion },
+      deliveryId: { S: request.deliveryId },
+      receivedAt: { N: String(request.receivedAt) },
+      ...(state === PENDING
+        ? { pendingUntil: { N: String(request.pendingUntil) } }
+        : { doneAt: { N: String(now()) } }),
+      [TTL_ATTRIBUTE]: { N: String(nowSec(now) + request.ttlSec) },
+    };
+  }
+
+  async claim(region: string, request: ClaimRequest): Promise<ClaimResult> {
+    const { dynamodb, tableName, now } = this.options;
+    try {
+      const out = await dynamodb(region).send(
+        new PutItemCommand({
+          TableName: tableName,
+          Item: this.item(request, PENDING),
+          ConditionExpression:
+            'attribute_not_exists(#key) OR #expires < :nowSec OR (#state = :pending AND #until < :nowMs)',
+          ExpressionAttributeNames: {
+            '#key': 'key',
+            '#expires': TTL_ATTRIBUTE,
+            '#state': 'state',
+            '#until': 'pendingUntil',
+          },
+          ExpressionAttributeValues: {
+            ':nowSec': { N: String(nowSec(now)) },
+            ':nowMs': { N: String(now()) },
+            ':pending': { S: PENDING },
+          },
+          ReturnValues: 'ALL_OLD',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      // Replaced a live pending claim's item: its owner's lease had passed (an expired item is no claim).
+      const old = live(out.Attributes, now);
+      return old?.state?.S === PENDING ? 'taken-over' : 'claimed';
+    } catch (error) {
+      if (!isNamed(error, 'ConditionalCheckFailedException')) throw error;
+      const found = (error as { Item?: Record<string, AttributeValue> }).Item;
+      // Pending within its lease; anything else (done, or an item without state, written before the two
+      // phases, or none returned) was handled.
+      const until = numberOf(found?.pendingUntil);
+      return found?.state?.S === PENDING && until !== undefined && until >= now() ? 'pending' : 'done';
+    }
+  }
+
+  async finish(region: string, request: ClaimRequest): Promise<boolean> {
+    const { dynamodb, tableName } = this.options;
     try {
       await dynamodb(region).send(
         new PutItemCommand({
           TableName: tableName,
-          Item: {
-            key: { S: deliveryKey(deliveryId) },
-            region: { S: localRegion },
-            receivedAt: { N: String(now()) },
-            [TTL_ATTRIBUTE]: { N: String(nowSec(now) + ttlSec) },
-          },
-          ...absentOrExpired('key', now),
+          Item: this.item(request, DONE),
+          ...ownedBy(request.owner),
         }),
       );
       return true;
@@ -95,24 +162,24 @@ export class DynamodbDeliveryLedger implements DeliveryLedger {
     }
   }
 
-  /** Deletes this router's claim; a claim another router's write replaced is left alone. */
-  async release(region: string, deliveryId: string): Promise<void> {
-    const { dynamodb, tableName, localRegion } = this.options;
+  /** Deletes the owner's claim; a claim another router's write replaced is left alone. */
+  async release(region: string, key: string, owner: string): Promise<void> {
+    const { dynamodb, tableName } = this.options;
     try {
       await dynamodb(region).send(
-        new DeleteItemCommand({
-          TableName: tableName,
-          Key: { key: { S: deliveryKey(deliveryId) } },
-          ConditionExpression: '#region = :region',
-          ExpressionAttributeNames: { '#region': 'region' },
-          ExpressionAttributeValues: { ':region': { S: localRegion } },
-        }),
+        new DeleteItemCommand({ TableName: tableName, Key: { key: { S: key } }, ...ownedBy(owner) }),
       );
     } catch (error) {
       if (!isNamed(error, 'ConditionalCheckFailedException')) throw error;
     }
   }
 }
+
+const ownedBy = (owner: string) => ({
+  ConditionExpression: '#owner = :owner',
+  ExpressionAttributeNames: { '#owner': 'owner' },
+  ExpressionAttributeValues: { ':owner': { S: owner } },
+});
 
 /** Run placements in this region's replica of runner-workflows (`workflowId` = `run:...`). */
 export class DynamodbPlacementStore implements PlacementStore {
@@ -160,7 +227,21 @@ export class DynamodbPlacementStore implements PlacementStore {
   }
 }
 
-/** The dispatcher's job records in this region's replica of runner-workflows (`workflowId` = `job:<id>`). */
+/** A `job:<id>` item read: a dispatcher's record, the router's tombstone, or neither. */
+function jobEntryOf(item: Record<string, AttributeValue> | undefined): JobEntry {
+  if (!item) return { kind: 'absent' };
+  if (item.completed?.BOOL === true) return { kind: 'tombstone' };
+  const region = item.region?.S;
+  const runnerType = item.runnerType?.S;
+  return region !== undefined && runnerType !== undefined
+    ? { kind: 'record', record: { region, runnerType } }
+    : { kind: 'unreadable' };
+}
+
+/**
+ * The job items in this region's replica of runner-workflows (`workflowId` = `job:<id>`): the dispatcher's
+ * records, and the router's tombstones of jobs that completed before a record was written (tables.ts).
+ */
 export class DynamodbJobLookup implements JobLookup {
   constructor(
     private readonly options: {
@@ -170,7 +251,7 @@ export class DynamodbJobLookup implements JobLookup {
     },
   ) {}
 
-  async get(jobId: number): Promise<JobRecord | undefined> {
+  async get(jobId: number): Promise<JobEntry> {
     const { dynamodb, tableName, now } = this.options;
     const out = await dynamodb.send(
       new GetItemCommand({
@@ -179,10 +260,35 @@ export class DynamodbJobLookup implements JobLookup {
         ConsistentRead: true,
       }),
     );
-    const item = live(out.Item, now);
-    const region = item?.region?.S;
-    const runnerType = item?.runnerType?.S;
-    return region !== undefined && runnerType !== undefined ? { region, runnerType } : undefined;
+    return jobEntryOf(live(out.Item, now));
+  }
+
+  async markCompleted(jobId: number, ttlSec: number): Promise<MarkResult> {
+    const { dynamodb, tableName, now } = this.options;
+    try {
+      await dynamodb.send(
+        new PutItemCommand({
+          TableName: tableName,
+          Item: {
+            workflowId: { S: jobKey(jobId) },
+            completed: { BOOL: true },
+            completedAt: { N: String(now()) },
+            [TTL_ATTRIBUTE]: { N: String(nowSec(now) + ttlSec) },
+          },
+          ...absentOrExpired('workflowId', now),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return { kind: 'marked' };
+    } catch (error) {
+      if (!isNamed(error, 'ConditionalCheckFailedException')) throw error;
+      const returned = (error as { Item?: Record<string, AttributeValue> }).Item;
+      const found = jobEntryOf(returned ? live(returned, now) : undefined);
+      if (found.kind !== 'absent') return found;
+    }
+    // The item that failed the condition was not returned: read it (strongly consistent, this replica).
+    const entry = await this.get(jobId);
+    return entry.kind === 'absent' ? { kind: 'unreadable' } : entry;
   }
 }
 

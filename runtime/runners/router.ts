@@ -1,4 +1,5 @@
-import { classifyFailure, type Failure } from '../lib/failures';
+import { randomUUID } from 'node:crypto';
+import { classifyFailure, RetryableError, type Failure } from '../lib/failures';
 import { jsonResponse, type HttpResponse } from '../lib/http';
 import { regionSettings, runnerTypeFor, type RunnerConfig } from './config';
 import type {
@@ -14,25 +15,48 @@ import type {
   WorkflowJob,
 } from './model';
 import { routeJob } from './route';
-import { runKey } from './tables';
+import { deliveryKey, jobEventKey, runKey } from './tables';
 
 /**
  * The router's core: what an authenticated `workflow_job` delivery does, over injected ports (the AWS ones
  * are in router-adapters.ts, in-memory ones in test/support/runners-fakes.ts).
  *
- * `queued`: claim the delivery id in this region's replica of the idempotency table (a duplicate answers
- * 200 and enqueues nothing); read the run's placement and every region's view; route (no runner type
- * matches: 202, not ours); when the job goes to another region, claim the delivery in that region's replica
- * too (a duplicate there answers 200); place the run if it was not (when another router placed it first in
- * a region that takes jobs, follow it: reason `sticky`); send the dispatch message to the region's queue of
- * the runner type; keep the spillover triggers that changed (best effort); answer 202.
+ * Answered before a single write: jobs whose labels no runner type matches (GitHub-hosted ones, the bulk
+ * of the traffic: 202, not ours); jobs of a user-owned repository (202: GitHub's just-in-time runners are
+ * registered per organisation, so no runner of this estate could ever take them); a `queued` whose signed
+ * `workflow_job.created_at` is older than the delivery time-to-live (202: a replayed old body, whose claims
+ * below may have expired).
  *
- * `completed`: claim the same way; look up the job's dispatch record (`job:<id>`): none means it was not
- * dispatched by this estate (202, ignored); else send a completed message to the queue that dispatched it.
+ * Claims, in two phases. Every delivery claims two keys in the idempotency table: its delivery id
+ * (`delivery:<X-GitHub-Delivery>`), and the identity of its signed body (`job:<job id>:<action>:<run
+ * attempt>`): the delivery id is not signed, so a captured body resent with a fresh one finds the body's
+ * claim (and a job sent through two webhooks, an organisation's and the App's, is acted on once). A claim is
+ * written `pending`, held by this invocation (`owner`) until `pendingUntil` (now + 30 s, longer than the
+ * function's 10 s timeout), and marked `done` only once the message was sent. A delivery that finds a key
+ * `done` answers 200 duplicate (and marks its own claims done: it was handled); one that finds it `pending`
+ * within its lease answers 409 (another copy is in flight; GitHub counts a 409 as a failed delivery, so it
+ * can be redelivered if that copy fails) and releases its own claims; a `pending` claim past its lease was
+ * left by a router that died (timeout, hung call): a redelivery takes it over with a conditional write.
  *
- * Jobs whose labels no runner type matches (GitHub-hosted ones, the bulk of the traffic) are answered
- * before a single write. A failure after a claim releases the claims made (best effort) and answers 500, so a
- * redelivery can succeed; bad input never reaches this file (webhook.ts answers it with a 4xx).
+ * `queued`: claim in this region's replica; read the run's placement and every region's view; route; when
+ * the job goes to another region, claim there too (a duplicate there answers 200, a live claim 409); place
+ * the run if it was not (when another router placed it first in a region that takes jobs, follow it:
+ * reason `sticky`); send the dispatch message to the region's queue of the runner type; mark the claims
+ * done; keep the spillover triggers that changed (best effort); answer 202.
+ *
+ * `completed`: claim the same way; look up the job's dispatch record (`job:<id>`, runner-workflows) and send
+ * a completed message to the queue that dispatched it. With no record, the job ended before its dispatch
+ * (cancelled while queued or waiting): the router writes a tombstone `job:<id>` (`completed`, conditional on
+ * no item) so that the dispatcher skips the job when its dispatch message comes; if the conditional write
+ * finds a record (the dispatcher wrote it meanwhile), the completed message goes to its region as usual.
+ *
+ * Deadline. A delivery has `deadlineMs` (7 s from its arrival, the webhook secret's read included; the
+ * function's timeout is 10 s, every SDK call is bounded by its client's timeouts): none left, it claims
+ * nothing and answers 500; past it the router releases what it claimed (within `settleBudgetMs`, 2 s) and
+ * answers 500, so a redelivery can succeed. A call still in flight then may complete later: a dispatch
+ * message sent after the deadline is sent again by the redelivery, and the dispatcher's job claim keeps it
+ * to one runner. A failure after a claim likewise releases the claims made (best effort) and answers 500;
+ * bad input never reaches this file (webhook.ts answers it with a 4xx).
  *
  * The cross-region window. A global table's conditional write is checked in the region written only, so
  * two regions can both accept one delivery (GitHub redelivered it, Route 53 sent each copy to another
@@ -43,14 +67,49 @@ import { runKey } from './tables';
  * health verdict changed between them) they may send the job to different regions: the run's placement,
  * written conditionally and followed by the loser when it is visible, makes that rare; when it happens two
  * runners start for one job: GitHub gives the job to one, and the other ephemeral runner takes the next
- * queued job with matching labels or exits at its idle timeout.
+ * queued job with matching labels or exits at its idle timeout. The tombstone has the same window: written
+ * in this region's replica, it could replace (last writer wins) a record the dispatcher wrote in another
+ * region less than a replication lag earlier; that job's lease then lasts until it expires.
  */
 
-/** Delivery ids, claimed with a TTL in a region's replica of the idempotency global table. */
-export interface DeliveryLedger {
-  /** True when this call wrote `delivery:<id>` in `region`'s replica; false when it was there already. */
-  claim(region: string, deliveryId: string, ttlSec: number): Promise<boolean>;
-  release(region: string, deliveryId: string): Promise<void>;
+/** How long a delivery may take before its claims are released and it answers 500. */
+export const DEFAULT_DEADLINE_MS = 7_000;
+/** A pending claim's lease: longer than the function's timeout (10 s), so only a dead router's expires. */
+export const DEFAULT_CLAIM_LEASE_MS = 30_000;
+/** The most time spent marking claims done or releasing them (and keeping spillover triggers) after it. */
+export const DEFAULT_SETTLE_BUDGET_MS = 2_000;
+
+/** What claiming a key in a region's replica found. */
+export type ClaimResult =
+  /** Written `pending`, held by the request's owner. */
+  | 'claimed'
+  /** A `pending` claim whose lease had passed (its router died), now held by the request's owner. */
+  | 'taken-over'
+  /** Another delivery sent its message: nothing to do. */
+  | 'done'
+  /** Another router holds it, within its lease. */
+  | 'pending';
+
+export interface ClaimRequest {
+  /** `delivery:<id>` or `job:<job id>:<action>:<run attempt>` (tables.ts). */
+  readonly key: string;
+  /** This invocation's token: only it marks the claim done or releases it. */
+  readonly owner: string;
+  readonly deliveryId: string;
+  /** Epoch ms the delivery was received. */
+  readonly receivedAt: number;
+  /** Epoch ms: the end of the owner's lease while the claim is `pending`. */
+  readonly pendingUntil: number;
+  readonly ttlSec: number;
+}
+
+/** Claims in each region's replica of the idempotency global table, in two phases (see above). */
+export interface ClaimLedger {
+  claim(region: string, request: ClaimRequest): Promise<ClaimResult>;
+  /** Marks the owner's claim `done`; false when it is no longer the owner's (taken over or released). */
+  finish(region: string, request: ClaimRequest): Promise<boolean>;
+  /** Deletes the owner's claim; a claim another owner holds is left alone. */
+  release(region: string, key: string, owner: string): Promise<void>;
 }
 
 /** Where each workflow run went (runner-workflows `run:<repo>:<run>:<attempt>`). */
@@ -66,8 +125,24 @@ export interface JobRecord {
   readonly runnerType: string;
 }
 
+/** A job's `job:<id>` item in runner-workflows, as this region's replica has it. */
+export type JobEntry =
+  | { readonly kind: 'absent' }
+  /** The router's mark of a job that completed before a dispatch record was written (`completed`: true). */
+  | { readonly kind: 'tombstone' }
+  | { readonly kind: 'record'; readonly record: JobRecord }
+  /** An item that is neither (no region or runner type): not this estate's to act on. */
+  | { readonly kind: 'unreadable' };
+
+export type MarkResult = { readonly kind: 'marked' } | Exclude<JobEntry, { readonly kind: 'absent' }>;
+
 export interface JobLookup {
-  get(jobId: number): Promise<JobRecord | undefined>;
+  get(jobId: number): Promise<JobEntry>;
+  /**
+   * Writes the tombstone of `jobId` (expiring in `ttlSec`) unless an item is there: `marked`, or the entry
+   * found (a dispatcher's record written meanwhile, another router's tombstone).
+   */
+  markCompleted(jobId: number, ttlSec: number): Promise<MarkResult>;
 }
 
 /** Sends to `region`'s runner queue of `runnerType`. */
@@ -75,18 +150,22 @@ export interface QueueSender {
   send(region: string, runnerType: string, message: RunnerQueueMessage): Promise<void>;
 }
 
+export type SideStep = 'save-spilling' | 'release-claim' | 'finish-claim';
+
 /** What the router tells its metrics and log. Never a secret, never a body. */
 export interface RouterEvents {
   decided(decision: RouteDecision, job: WorkflowJob): void;
-  /** A best-effort step failed (keeping spillover triggers, releasing a claim); the delivery went on. */
-  sideFailure(step: 'save-spilling' | 'release-claim', region: string, failure: Failure): void;
+  /** A best-effort step failed (keeping spillover triggers, settling a claim); the delivery went on. */
+  sideFailure(step: SideStep, region: string, failure: Failure): void;
+  /** A pending claim past its lease (a router died holding it) was taken over in `region`. */
+  claimTakenOver?(region: string): void;
 }
 
 export interface RouterDeps {
   /** The region this router runs in. */
   readonly region: string;
   readonly config: RunnerConfig;
-  readonly ledger: DeliveryLedger;
+  readonly ledger: ClaimLedger;
   readonly placements: PlacementStore;
   readonly jobs: JobLookup;
   readonly queues: QueueSender;
@@ -94,6 +173,24 @@ export interface RouterDeps {
   /** Epoch ms. */
   readonly now: () => number;
   readonly events: RouterEvents;
+  /** Default DEFAULT_DEADLINE_MS. */
+  readonly deadlineMs?: number;
+  /** Default DEFAULT_CLAIM_LEASE_MS. */
+  readonly claimLeaseMs?: number;
+  /** Default DEFAULT_SETTLE_BUDGET_MS. */
+  readonly settleBudgetMs?: number;
+  /** A claim owner's token, unique per delivery handled. Default: a random UUID. */
+  readonly newOwner?: () => string;
+}
+
+/** An authenticated delivery of a `workflow_job` (webhook.ts), what the router needs of it. */
+export interface JobDelivery {
+  readonly deliveryId: string;
+  readonly job: WorkflowJob;
+  /** `workflow_job.created_at`, epoch ms (webhook.ts requires it on `queued`). */
+  readonly createdAt?: number;
+  /** `repository.owner.type`, lower-cased. */
+  readonly ownerType?: string;
 }
 
 export type RouterOutcome =
@@ -105,11 +202,22 @@ export type RouterOutcome =
     }
   | { readonly kind: 'completed'; readonly region: string; readonly runnerType: string }
   | { readonly kind: 'duplicate'; readonly region: string }
+  /** Another copy holds a claim within its lease: 409, redeliver later. */
+  | { readonly kind: 'in-flight'; readonly region: string }
   | { readonly kind: 'not-ours' }
+  | { readonly kind: 'user-owned' }
+  | { readonly kind: 'stale' }
   | { readonly kind: 'not-dispatched' }
+  /** A `completed` before a dispatch record was written: the tombstone was written. */
+  | { readonly kind: 'tombstoned' }
   | { readonly kind: 'failed'; readonly failure: Failure };
 
 export type OutcomeKind = RouterOutcome['kind'];
+
+export const USER_OWNED_REASON =
+  'user-owned repositories are not served (runners are registered per organisation)';
+export const STALE_REASON =
+  'workflow_job.created_at: older than the delivery time-to-live (a replayed delivery is not acted on)';
 
 /** The HTTP answer of an outcome: nothing of the input, nothing internal. */
 export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
@@ -129,10 +237,24 @@ export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
       });
     case 'duplicate':
       return jsonResponse(200, { status: 'duplicate', duplicate: true });
+    case 'in-flight':
+      return jsonResponse(409, {
+        status: 'in-flight',
+        reason: 'another copy of this delivery is being handled; redeliver later if it fails',
+      });
     case 'not-ours':
       return jsonResponse(202, { status: 'ignored', reason: 'no runner type matches the labels' });
+    case 'user-owned':
+      return jsonResponse(202, { status: 'ignored', reason: USER_OWNED_REASON });
+    case 'stale':
+      return jsonResponse(202, { status: 'ignored', reason: STALE_REASON });
     case 'not-dispatched':
       return jsonResponse(202, { status: 'ignored', reason: 'the job was not dispatched by this estate' });
+    case 'tombstoned':
+      return jsonResponse(202, {
+        status: 'ignored',
+        reason: 'the job was not dispatched; it is recorded as completed, so it never will be',
+      });
     case 'failed':
       return jsonResponse(500, { status: 'failed', reason: 'internal error; redeliver later' });
   }
@@ -141,33 +263,138 @@ export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
 const sameMembers = (a: ReadonlySet<SpillMetric>, b: ReadonlySet<SpillMetric>): boolean =>
   a === b || (a.size === b.size && [...a].every((metric) => b.has(metric)));
 
-/** The delivery's claims so far, released together when a later step fails. */
+/** `expired` resolves true after `ms`, or false at once when cleared; the timer keeps no process alive. */
+function timer(ms: number): { readonly expired: Promise<boolean>; clear(): void } {
+  let handle: ReturnType<typeof setTimeout> | undefined;
+  let resolve: (expired: boolean) => void = () => undefined;
+  const expired = new Promise<boolean>((r) => {
+    resolve = r;
+    handle = setTimeout(() => r(true), ms);
+    handle.unref?.();
+  });
+  return {
+    expired,
+    clear: () => {
+      clearTimeout(handle);
+      resolve(false);
+    },
+  };
+}
+
+/** Waits for `work` at most `ms` (it goes on after that, unwaited; its failure is its own to report). */
+async function within(ms: number, work: Promise<void>): Promise<void> {
+  const limit = timer(ms);
+  try {
+    await Promise.race([work, limit.expired]);
+  } finally {
+    limit.clear();
+  }
+}
+
+class DeadlineExceeded extends RetryableError {
+  constructor(ms: number) {
+    super('deadline', `the delivery was not handled within ${ms} ms; its claims were released`);
+  }
+}
+
+/** The delivery's time limit: every step that writes checks it first. */
+class Deadline {
+  private readonly limit: ReturnType<typeof timer>;
+  private over = false;
+
+  constructor(readonly ms: number) {
+    this.limit = timer(ms);
+    void this.limit.expired.then((expired) => (this.over = expired));
+  }
+
+  /** Resolves when the time ran out (never, once cleared). */
+  get passed(): Promise<void> {
+    return this.limit.expired.then((expired) => (expired ? undefined : new Promise<void>(() => undefined)));
+  }
+
+  check(): void {
+    if (this.over) throw new DeadlineExceeded(this.ms);
+  }
+
+  clear(): void {
+    this.limit.clear();
+  }
+}
+
+const CLAIM_LOST: Failure = {
+  permanent: false,
+  code: 'claim-lost',
+  reason: 'the claim was taken over or released before it was marked done',
+};
+
+/** The delivery's claims so far: marked done together once it is handled, or released together. */
 class Claims {
-  private readonly held: string[] = [];
+  private readonly held: { readonly region: string; readonly request: ClaimRequest }[] = [];
+  private readonly regions = new Set<string>();
+  private closed = false;
 
   constructor(
     private readonly deps: RouterDeps,
-    private readonly deliveryId: string,
+    private readonly requests: readonly ClaimRequest[],
   ) {}
 
-  /** Claims the delivery in `region` unless this delivery holds it there already. */
-  async claim(region: string): Promise<boolean> {
-    if (this.held.includes(region)) return true;
-    const won = await this.deps.ledger.claim(region, this.deliveryId, this.deps.config.deliveryTtlSec);
-    if (won) this.held.push(region);
-    return won;
+  /**
+   * Claims every key in `region` unless this delivery holds them there already: `claimed`, or what another
+   * holder has (`done` wins over `pending`). Keys won are held (and settled later) whatever the others found.
+   */
+  async claim(region: string): Promise<'claimed' | 'done' | 'pending'> {
+    if (this.regions.has(region)) return 'claimed';
+    const results = await Promise.allSettled(this.requests.map((request) => this.claimOne(region, request)));
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw failure.reason;
+    const found = results.map((result) => (result as PromiseFulfilledResult<ClaimResult>).value);
+    if (found.includes('done')) return 'done';
+    if (found.includes('pending')) return 'pending';
+    this.regions.add(region);
+    return 'claimed';
   }
 
-  async releaseAll(): Promise<void> {
+  private async claimOne(region: string, request: ClaimRequest): Promise<ClaimResult> {
+    const result = await this.deps.ledger.claim(region, request);
+    if (result !== 'claimed' && result !== 'taken-over') return result;
+    if (result === 'taken-over') this.deps.events.claimTakenOver?.(region);
+    // Won after the delivery was given up (its deadline passed): not kept.
+    if (this.closed) await this.releaseOne(region, request);
+    else this.held.push({ region, request });
+    return result;
+  }
+
+  private async releaseOne(region: string, request: ClaimRequest): Promise<void> {
+    try {
+      await this.deps.ledger.release(region, request.key, request.owner);
+    } catch (error) {
+      this.deps.events.sideFailure('release-claim', region, classifyFailure(error));
+    }
+  }
+
+  /** Marks every claim held done: the delivery was handled (sent, or found handled). */
+  async finishAll(): Promise<void> {
+    const held = this.take();
     await Promise.all(
-      this.held.map(async (region) => {
+      held.map(async ({ region, request }) => {
         try {
-          await this.deps.ledger.release(region, this.deliveryId);
+          if (!(await this.deps.ledger.finish(region, request)))
+            this.deps.events.sideFailure('finish-claim', region, CLAIM_LOST);
         } catch (error) {
-          this.deps.events.sideFailure('release-claim', region, classifyFailure(error));
+          this.deps.events.sideFailure('finish-claim', region, classifyFailure(error));
         }
       }),
     );
+  }
+
+  /** Releases every claim held, and every one won from now on: a redelivery can be taken. */
+  async releaseAll(): Promise<void> {
+    await Promise.all(this.take().map(({ region, request }) => this.releaseOne(region, request)));
+  }
+
+  private take() {
+    this.closed = true;
+    return this.held.splice(0, this.held.length);
   }
 }
 
@@ -209,8 +436,26 @@ async function placed(
   return follow ? { region: winner.region, reason: 'sticky' } : chosen;
 }
 
-async function routeQueued(job: WorkflowJob, deliveryId: string, deps: RouterDeps, claims: Claims) {
-  if (!(await claims.claim(deps.region))) return { kind: 'duplicate', region: deps.region } as const;
+/** An outcome, and what is left to do once its claims are settled (best effort, within the budget). */
+interface Routed {
+  readonly outcome: RouterOutcome;
+  readonly afterwards?: () => Promise<void>;
+}
+
+/** The outcome of a key another holder has in `region`. */
+const heldElsewhere = (found: 'done' | 'pending', region: string): Routed => ({
+  outcome: found === 'done' ? { kind: 'duplicate', region } : { kind: 'in-flight', region },
+});
+
+async function routeQueued(
+  job: WorkflowJob,
+  deliveryId: string,
+  deps: RouterDeps,
+  claims: Claims,
+  deadline: Deadline,
+): Promise<Routed> {
+  const local = await claims.claim(deps.region);
+  if (local !== 'claimed') return heldElsewhere(local, deps.region);
   const key = runKey(job.repository, job.runId, job.runAttempt);
   const [placement, views] = await Promise.all([deps.placements.get(key), deps.views.views()]);
   const decision = routeJob({
@@ -219,10 +464,15 @@ async function routeQueued(job: WorkflowJob, deliveryId: string, deps: RouterDep
     regions: views,
     ...(placement ? { placement } : {}),
   });
-  if (!decision) return { kind: 'not-ours' } as const;
-  if (!(await claims.claim(decision.region))) return { kind: 'duplicate', region: decision.region } as const;
+  if (!decision) return { outcome: { kind: 'not-ours' } };
+  deadline.check();
+  const atDecision = await claims.claim(decision.region);
+  if (atDecision !== 'claimed') return heldElsewhere(atDecision, decision.region);
+  deadline.check();
   const target = await placed(job, decision, placement, views, deps);
-  if (!(await claims.claim(target.region))) return { kind: 'duplicate', region: target.region } as const;
+  deadline.check();
+  const atTarget = await claims.claim(target.region);
+  if (atTarget !== 'claimed') return heldElsewhere(atTarget, target.region);
   const message: DispatchMessage = {
     version: 1,
     kind: 'dispatch',
@@ -235,28 +485,49 @@ async function routeQueued(job: WorkflowJob, deliveryId: string, deps: RouterDep
     correlationId: deliveryId,
     retry: 0,
   };
+  deadline.check();
   await deps.queues.send(target.region, decision.runnerType, message);
   deps.events.decided({ ...decision, region: target.region, reason: target.reason }, job);
-  await saveSpilling(decision, views, deps);
   return {
-    kind: 'dispatched',
-    region: target.region,
-    runnerType: decision.runnerType,
-    reason: target.reason,
-  } as const;
+    outcome: {
+      kind: 'dispatched',
+      region: target.region,
+      runnerType: decision.runnerType,
+      reason: target.reason,
+    },
+    afterwards: () => saveSpilling(decision, views, deps),
+  };
 }
 
-async function routeCompleted(job: WorkflowJob, deliveryId: string, deps: RouterDeps, claims: Claims) {
-  if (!(await claims.claim(deps.region))) return { kind: 'duplicate', region: deps.region } as const;
-  const record = await deps.jobs.get(job.jobId);
-  // A record naming a region or runner type this configuration does not know was not made by it.
-  if (
-    !record ||
-    regionSettings(deps.config, record.region) === undefined ||
-    !deps.config.runnerTypes.some((type) => type.name === record.runnerType)
-  )
-    return { kind: 'not-dispatched' } as const;
-  if (!(await claims.claim(record.region))) return { kind: 'duplicate', region: record.region } as const;
+/** A record this configuration made: its region and runner type are known. */
+const madeHere = (record: JobRecord, config: RunnerConfig): boolean =>
+  regionSettings(config, record.region) !== undefined &&
+  config.runnerTypes.some((type) => type.name === record.runnerType);
+
+async function routeCompleted(
+  job: WorkflowJob,
+  deliveryId: string,
+  deps: RouterDeps,
+  claims: Claims,
+  deadline: Deadline,
+): Promise<Routed> {
+  const local = await claims.claim(deps.region);
+  if (local !== 'claimed') return heldElsewhere(local, deps.region);
+  let entry: Exclude<JobEntry, { kind: 'absent' }>;
+  const found = await deps.jobs.get(job.jobId);
+  if (found.kind === 'absent') {
+    deadline.check();
+    const marked = await deps.jobs.markCompleted(job.jobId, deps.config.leaseTtlSec);
+    if (marked.kind === 'marked') return { outcome: { kind: 'tombstoned' } };
+    entry = marked;
+  } else entry = found;
+  // A tombstone (completed already), or a record this configuration did not make.
+  if (entry.kind !== 'record' || !madeHere(entry.record, deps.config))
+    return { outcome: { kind: 'not-dispatched' } };
+  const { record } = entry;
+  deadline.check();
+  const atRecord = await claims.claim(record.region);
+  if (atRecord !== 'claimed') return heldElsewhere(atRecord, record.region);
   const message: CompletedMessage = {
     version: 1,
     kind: 'completed',
@@ -264,24 +535,67 @@ async function routeCompleted(job: WorkflowJob, deliveryId: string, deps: Router
     deliveryId,
     correlationId: deliveryId,
   };
+  deadline.check();
   await deps.queues.send(record.region, record.runnerType, message);
-  return { kind: 'completed', region: record.region, runnerType: record.runnerType } as const;
+  return { outcome: { kind: 'completed', region: record.region, runnerType: record.runnerType } };
 }
 
+/** Whether a `queued` body is older than its claims live: a replay they may no longer catch. */
+const isStale = (delivery: JobDelivery, deps: RouterDeps): boolean =>
+  delivery.job.action === 'queued' &&
+  delivery.createdAt !== undefined &&
+  deps.now() - delivery.createdAt > deps.config.deliveryTtlSec * 1000;
+
 /** Routes one authenticated `workflow_job` delivery (`queued` or `completed`). Never throws. */
-export async function routeDelivery(
-  delivery: { readonly deliveryId: string; readonly job: WorkflowJob },
-  deps: RouterDeps,
-): Promise<RouterOutcome> {
+export async function routeDelivery(delivery: JobDelivery, deps: RouterDeps): Promise<RouterOutcome> {
   const { deliveryId, job } = delivery;
+  if (job.action !== 'queued' && job.action !== 'completed') return { kind: 'not-ours' };
   if (!runnerTypeFor(deps.config, job.labels)) return { kind: 'not-ours' };
-  const claims = new Claims(deps, deliveryId);
+  if (delivery.ownerType === 'user') return { kind: 'user-owned' };
+  if (isStale(delivery, deps)) return { kind: 'stale' };
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  // Spent before routing began (the handler's secret read): nothing claimed, redeliver later.
+  if (deadlineMs <= 0) return { kind: 'failed', failure: classifyFailure(new DeadlineExceeded(deadlineMs)) };
+
+  const owner = (deps.newOwner ?? randomUUID)();
+  const receivedAt = deps.now();
+  const base = {
+    owner,
+    deliveryId,
+    receivedAt,
+    pendingUntil: receivedAt + (deps.claimLeaseMs ?? DEFAULT_CLAIM_LEASE_MS),
+    ttlSec: deps.config.deliveryTtlSec,
+  };
+  const claims = new Claims(deps, [
+    { ...base, key: deliveryKey(deliveryId) },
+    { ...base, key: jobEventKey(job.jobId, job.action, job.runAttempt) },
+  ]);
+  const deadline = new Deadline(deadlineMs);
+  const route = job.action === 'queued' ? routeQueued : routeCompleted;
+  const timedOut: Routed = {
+    outcome: { kind: 'failed', failure: classifyFailure(new DeadlineExceeded(deadline.ms)) },
+  };
+  let routed: Routed;
   try {
-    if (job.action === 'queued') return await routeQueued(job, deliveryId, deps, claims);
-    if (job.action === 'completed') return await routeCompleted(job, deliveryId, deps, claims);
-    return { kind: 'not-ours' };
+    routed = await Promise.race([
+      route(job, deliveryId, deps, claims, deadline),
+      deadline.passed.then(() => timedOut),
+    ]);
   } catch (error) {
-    await claims.releaseAll();
-    return { kind: 'failed', failure: classifyFailure(error) };
+    routed = { outcome: { kind: 'failed', failure: classifyFailure(error) } };
+  } finally {
+    deadline.clear();
   }
+
+  const { outcome, afterwards } = routed;
+  const budget = deps.settleBudgetMs ?? DEFAULT_SETTLE_BUDGET_MS;
+  const release = outcome.kind === 'failed' || outcome.kind === 'in-flight';
+  await within(
+    budget,
+    (async () => {
+      await (release ? claims.releaseAll() : claims.finishAll());
+      await afterwards?.();
+    })(),
+  );
+  return outcome;
 }

@@ -1,6 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { RunnerConfig } from './config';
-import { RetryableError } from '../lib/failures';
+import { classifyFailure, RetryableError, type Failure } from '../lib/failures';
 import { describeError } from '../lib/redact';
 import { readDelivery, type Delivery, type WebhookRequest } from './webhook';
 
@@ -19,6 +19,12 @@ import { readDelivery, type Delivery, type WebhookRequest } from './webhook';
  * since the cache was filled verifies at once while a flood of forged signatures costs one read per 30 s.
  * When a read fails, the secrets already cached stay in use; with none cached, the read's failure is
  * thrown (a RetryableError: the delivery answers 500 and can be redelivered).
+ *
+ * The two labels are read independently (`Promise.allSettled`): only `AWSCURRENT` is needed. A previous
+ * value that cannot be read (throttled, access denied on an old key) or parsed is reported through
+ * `onUnreadable` (stage and a value-free failure) and verifies nothing, except that a previous value read
+ * before and still cached keeps verifying when only the read failed: a rotation in progress is not cut
+ * short by one throttled call.
  *
  * Secret values never reach a log, a metric or an error: errors name the stage and the failure's type.
  */
@@ -39,6 +45,11 @@ export interface WebhookSecretOptions {
   readonly ttlMs?: number;
   readonly minRefreshMs?: number;
   readonly now?: () => number;
+  /**
+   * Told of a staging label that could not be read or parsed while the other one served (`AWSPREVIOUS`
+   * today); the failure names the stage and the error's type, never a value. Default: nothing.
+   */
+  readonly onUnreadable?: (stage: SecretStage, failure: Failure) => void;
 }
 
 export const DEFAULT_SECRET_TTL_MS = 5 * 60_000;
@@ -98,6 +109,7 @@ export class WebhookSecretSource implements WebhookSecrets {
   private readonly ttlMs: number;
   private readonly minRefreshMs: number;
   private readonly now: () => number;
+  private readonly onUnreadable: (stage: SecretStage, failure: Failure) => void;
 
   constructor(
     private readonly read: SecretReader,
@@ -106,6 +118,7 @@ export class WebhookSecretSource implements WebhookSecrets {
     this.ttlMs = options.ttlMs ?? DEFAULT_SECRET_TTL_MS;
     this.minRefreshMs = options.minRefreshMs ?? DEFAULT_MIN_REFRESH_MS;
     this.now = options.now ?? Date.now;
+    this.onUnreadable = options.onUnreadable ?? (() => undefined);
   }
 
   static fromSecretsManager(
@@ -138,24 +151,49 @@ export class WebhookSecretSource implements WebhookSecrets {
   private async load(): Promise<readonly string[]> {
     this.attemptedAt = this.now();
     try {
-      const [current, previous] = await Promise.all([this.read('AWSCURRENT'), this.read('AWSPREVIOUS')]);
-      if (current === undefined)
+      const [current, previous] = await Promise.allSettled([
+        this.read('AWSCURRENT'),
+        this.read('AWSPREVIOUS'),
+      ]);
+      if (current.status === 'rejected') throw current.reason;
+      if (current.value === undefined)
         throw new RetryableError('webhook-secret-unavailable', 'webhook secret AWSCURRENT: expected a value');
-      const secrets = [webhookSecretOf(current, 'AWSCURRENT')];
-      if (previous !== undefined) {
-        try {
-          const older = webhookSecretOf(previous, 'AWSPREVIOUS');
-          if (older !== secrets[0]) secrets.push(older);
-        } catch {
-          // An unreadable previous value verifies nothing; the current one still does.
-        }
-      }
+      const secrets = [webhookSecretOf(current.value, 'AWSCURRENT')];
+      const older = this.previousOf(previous, secrets[0] as string);
+      if (older !== undefined && older !== secrets[0]) secrets.push(older);
       this.cached = secrets;
       this.fetchedAt = this.now();
       return secrets;
     } catch (error) {
       if (this.cached) return this.cached;
       throw error;
+    }
+  }
+
+  /**
+   * The previous secret, or undefined: none set, or not usable (reported). When its read failed, the
+   * secret cached from an earlier read that is not the current one still verifies (the cached previous
+   * one, or the cached current one when the secret was rotated since).
+   */
+  private previousOf(result: PromiseSettledResult<string | undefined>, current: string): string | undefined {
+    if (result.status === 'fulfilled') {
+      if (result.value === undefined) return undefined;
+      try {
+        return webhookSecretOf(result.value, 'AWSPREVIOUS');
+      } catch (error) {
+        this.report(error);
+        return undefined;
+      }
+    }
+    this.report(result.reason);
+    return this.cached?.find((secret) => secret !== current);
+  }
+
+  private report(error: unknown): void {
+    try {
+      this.onUnreadable('AWSPREVIOUS', classifyFailure(error));
+    } catch {
+      // The listener is telemetry: its own failure must not cost the deliveries their secrets.
     }
   }
 }

@@ -1,6 +1,6 @@
 import { verify } from '@octokit/webhooks-methods';
 import { LOGIN, REPOSITORY, type RunnerConfig } from './config';
-import type { JobAction, WorkflowJob } from './model';
+import { MAX_JOB_LABELS, MAX_LABEL_CHARS, type JobAction, type WorkflowJob } from './model';
 
 /**
  * A GitHub webhook delivery as the regional HTTP API hands it over (payload format 2.0), read in the order
@@ -15,6 +15,10 @@ import type { JobAction, WorkflowJob } from './model';
  * 6. the body is not a JSON object: 400;
  * 7. a `workflow_job` action other than `queued` and `completed`: 202, nothing to do;
  * 8. a field missing or outside its rule: 400 naming the field and the rule, never the value.
+ *
+ * Besides the job, a delivery carries two signed facts the router judges (it has the clock and the
+ * configuration): `workflow_job.created_at` (required on `queued`: an old body replayed is refused by its
+ * age) and `repository.owner.type` (a user-owned repository can get no organisation runner).
  *
  * Pure: no AWS, no clock. Bodies are parsed with `JSON.parse` (iterative in V8: deep nesting does not
  * overflow the stack) and read through own properties only (`__proto__` is an ordinary key here).
@@ -39,7 +43,15 @@ export type RefusalCode =
 /** What a delivery amounts to. Reasons name the header or field and the rule, never a value. */
 export type Delivery =
   /** A `workflow_job` `queued` or `completed`, authenticated and valid. */
-  | { readonly kind: 'job'; readonly deliveryId: string; readonly job: WorkflowJob }
+  | {
+      readonly kind: 'job';
+      readonly deliveryId: string;
+      readonly job: WorkflowJob;
+      /** `workflow_job.created_at`, epoch ms (always set on `queued`). */
+      readonly createdAt?: number;
+      /** `repository.owner.type`, lower-cased (`organization`, `user`, ...), when the payload names it. */
+      readonly ownerType?: string;
+    }
   /** Authenticated, but nothing this estate acts on (202). */
   | { readonly kind: 'ignored'; readonly deliveryId: string; readonly reason: string }
   /** Refused with an HTTP status; nothing is done. */
@@ -62,9 +74,10 @@ const EVENT_NAME = /^[a-z_]{1,64}$/;
 /** One character class and a length check: a grouped pattern overflows the regex stack on 10 MiB bodies. */
 const BASE64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
 const isBase64 = (text: string): boolean => text.length % 4 === 0 && BASE64_CHARS.test(text);
-const MAX_LABELS = 100;
-const MAX_LABEL_CHARS = 100;
 const MAX_RUNNER_NAME_CHARS = 255;
+/** GitHub's timestamps: `2021-09-13T02:21:13Z`, fractions and offsets allowed. */
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+const OWNER_TYPE = /^[a-z]{1,32}$/;
 const ACTED_ON: ReadonlySet<JobAction> = new Set<JobAction>(['queued', 'completed']);
 
 const refused = (status: 400 | 401 | 413, code: RefusalCode, reason: string): Refusal => ({
@@ -157,8 +170,8 @@ function nameAt(parent: Json, key: string, field: string, pattern: RegExp, rule:
 function labelsAt(job: Json): string[] {
   const value = own(job, 'labels');
   if (!Array.isArray(value)) throw new FieldError('workflow_job.labels', 'expected an array of strings');
-  if (value.length > MAX_LABELS)
-    throw new FieldError('workflow_job.labels', `expected at most ${MAX_LABELS} labels`);
+  if (value.length > MAX_JOB_LABELS)
+    throw new FieldError('workflow_job.labels', `expected at most ${MAX_JOB_LABELS} labels`);
   return value.map((label: unknown) => {
     if (typeof label !== 'string' || label.length < 1 || label.length > MAX_LABEL_CHARS)
       throw new FieldError('workflow_job.labels', `expected strings of 1-${MAX_LABEL_CHARS} characters`);
@@ -177,8 +190,35 @@ function runnerNameAt(job: Json): string | undefined {
   return value;
 }
 
+/** `workflow_job.created_at` as epoch ms; undefined when absent (and not `required`). */
+function createdAtOf(job: Json, required: boolean): number | undefined {
+  const value = own(job, 'created_at');
+  if ((value === undefined || value === null) && !required) return undefined;
+  const rule = 'expected an ISO 8601 date-time such as 2021-09-13T02:21:13Z';
+  if (typeof value !== 'string' || !DATE_TIME.test(value))
+    throw new FieldError('workflow_job.created_at', rule);
+  const ms = Date.parse(value);
+  if (!Number.isSafeInteger(ms)) throw new FieldError('workflow_job.created_at', rule);
+  return ms;
+}
+
+/** `repository.owner.type`, lower-cased; undefined when absent. */
+function ownerTypeOf(owner: Json): string | undefined {
+  const value = own(owner, 'type');
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || !OWNER_TYPE.test(value.toLowerCase()))
+    throw new FieldError('repository.owner.type', 'expected an account type such as Organization or User');
+  return value.toLowerCase();
+}
+
+interface JobFacts {
+  readonly job: WorkflowJob;
+  readonly createdAt: number | undefined;
+  readonly ownerType: string | undefined;
+}
+
 /** The job of a `workflow_job` payload whose action is acted on; throws a FieldError naming the field. */
-function jobOf(payload: Json, action: JobAction): WorkflowJob {
+function jobOf(payload: Json, action: JobAction): JobFacts {
   const job = objectAt(payload, 'workflow_job', 'workflow_job');
   const jobId = idAt(job, 'id', 'workflow_job.id');
   const runId = idAt(job, 'run_id', 'workflow_job.run_id');
@@ -210,15 +250,19 @@ function jobOf(payload: Json, action: JobAction): WorkflowJob {
   }
   const runnerName = runnerNameAt(job);
   return {
-    action,
-    jobId,
-    runId,
-    runAttempt,
-    organization,
-    repository: fullName,
-    labels,
-    ...(installationId === undefined ? {} : { installationId }),
-    ...(runnerName === undefined ? {} : { runnerName }),
+    job: {
+      action,
+      jobId,
+      runId,
+      runAttempt,
+      organization,
+      repository: fullName,
+      labels,
+      ...(installationId === undefined ? {} : { installationId }),
+      ...(runnerName === undefined ? {} : { runnerName }),
+    },
+    createdAt: createdAtOf(job, action === 'queued'),
+    ownerType: ownerTypeOf(owner),
   };
 }
 
@@ -286,7 +330,14 @@ export async function readDelivery(
   if (!ACTED_ON.has(action as JobAction))
     return { kind: 'ignored', deliveryId, reason: 'action: only queued and completed are acted on' };
   try {
-    return { kind: 'job', deliveryId, job: jobOf(payload, action as JobAction) };
+    const { job, createdAt, ownerType } = jobOf(payload, action as JobAction);
+    return {
+      kind: 'job',
+      deliveryId,
+      job,
+      ...(createdAt === undefined ? {} : { createdAt }),
+      ...(ownerType === undefined ? {} : { ownerType }),
+    };
   } catch (error) {
     if (error instanceof FieldError) return refused(400, 'field-invalid', error.message);
     throw error;

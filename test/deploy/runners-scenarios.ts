@@ -144,9 +144,13 @@ export function runnersScenarios(endpoint: string, estateOf: () => LocalEstate):
         run_attempt: 1,
         labels: ['self-hosted', 'linux', 'x64'],
         status: action,
+        created_at: new Date().toISOString(),
         runner_name: action === 'completed' ? `eu-central-1-${jobId}-0` : null,
       },
-      repository: { full_name: `${organization}/service`, owner: { login: organization } },
+      repository: {
+        full_name: `${organization}/service`,
+        owner: { login: organization, type: 'Organization' },
+      },
       installation: { id: organization === ORG_EU ? 7_001 : 7_002 },
     });
 

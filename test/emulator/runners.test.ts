@@ -85,8 +85,15 @@ const OPERATOR: IamCaller = {
 
 interface JobExample {
   action: string;
-  workflow_job: { id: number; run_id: number; labels: string[]; runner_name: string | null; status: string };
-  repository: { full_name: string; name: string; owner: { login: string } };
+  workflow_job: {
+    id: number;
+    run_id: number;
+    labels: string[];
+    runner_name: string | null;
+    status: string;
+    created_at: string;
+  };
+  repository: { full_name: string; name: string; owner: { login: string; type: string } };
   organization?: { login: string };
   installation?: { id: number };
 }
@@ -128,6 +135,10 @@ function deliveryBody(action: 'queued' | 'completed', spec: JobSpec, region = A)
   body.repository.full_name = fullName;
   body.repository.name = spec.repository;
   body.repository.owner.login = spec.organization;
+  // Runners are registered per organisation: the example's user-owned repository is made an organisation's,
+  // and its job a fresh one (an old body is refused as a replay).
+  body.repository.owner.type = 'Organization';
+  body.workflow_job.created_at = new Date().toISOString();
   if (body.organization) body.organization.login = spec.organization;
   body.installation = {
     ...body.installation,
@@ -252,6 +263,8 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
     expect(plane.github.calls.map((c) => `${c.method} ${c.path} ${c.credentials} ${c.status}`)).toEqual([
       `GET /orgs/${ORG_A}/installation jwt 200`,
       `POST /app/installations/${INSTALLATIONS[ORG_A]}/access_tokens jwt 201`,
+      // Still queued? A runner is started only for a job that is.
+      `GET /repos/${ORG_A}/web/actions/jobs/${job.jobId} token 200`,
       `POST /orgs/${ORG_A}/actions/runners/generate-jitconfig token 201`,
     ]);
     expect(plane.github.refusedJwts).toBe(0);
@@ -286,6 +299,7 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
       startedBy: `job-${job.jobId}`,
       tags: [
         { key: 'runner-job-id', value: String(job.jobId) },
+        { key: 'runner-retry', value: '0' },
         { key: 'runner-organization', value: ORG_A },
         { key: 'runner-type', value: 'standard' },
       ],

@@ -553,6 +553,7 @@ export class RunnersEmulator {
           AWS_ENDPOINT_URL_ECS: this.ecs.endpoint,
           ...shared,
           WORKFLOWS_TABLE: this.tables.workflows,
+          REGION_STATUS_TABLE: this.tables.regionStatus,
           RUNNER_DEAD_LETTER_QUEUE_URL: this.queueUrl(region, runnerDeadLetterQueueName(this.name)),
           RUNNER_MAX_RECEIVE_COUNT: String(MAX_RECEIVE_COUNT),
           ECS_CLUSTER: this.cluster,

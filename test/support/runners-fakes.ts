@@ -13,9 +13,13 @@ import type {
   SpillMetric,
 } from '../../runtime/runners/model';
 import type {
-  DeliveryLedger,
+  ClaimLedger,
+  ClaimRequest,
+  ClaimResult,
+  JobEntry,
   JobLookup,
   JobRecord,
+  MarkResult,
   PlacementStore,
   QueueSender,
 } from '../../runtime/runners/router';
@@ -31,6 +35,9 @@ import type { SecretReader, SecretStage, WebhookSecrets } from '../../runtime/ru
 export const EU = 'eu-central-1';
 export const US = 'us-east-1';
 export const AP = 'ap-southeast-1';
+
+/** The fakes' default clock (routerWorld), epoch ms: 2025-10-09T08:53:20Z. */
+export const WORLD_NOW = 1_760_000_000_000;
 
 /** Three regions, two runner types; acme lives in eu, globex in us, one repository overridden to ap. */
 export function testRunnerConfig(overrides: Record<string, unknown> = {}): RunnerConfig {
@@ -68,41 +75,86 @@ export function awsError(name: string, status = 500): Error {
 
 const noFault: Fault = () => undefined;
 
-/** Delivery claims per region replica, with expiry in epoch seconds. */
-export class MemoryLedger implements DeliveryLedger {
-  readonly replicas = new Map<string, Map<string, number>>();
-  readonly calls: { op: 'claim' | 'release'; region: string; deliveryId: string }[] = [];
+/** A claim as a replica of the idempotency table holds it (tables.ts). */
+export interface ClaimItem {
+  readonly state: 'pending' | 'done';
+  readonly owner: string;
+  readonly deliveryId: string;
+  /** Epoch ms. */
+  readonly pendingUntil: number;
+  /** Epoch seconds. */
+  readonly expiresAt: number;
+}
+
+/** Claims per region replica, in two phases (router.ts), with expiry in epoch seconds. */
+export class MemoryLedger implements ClaimLedger {
+  readonly replicas = new Map<string, Map<string, ClaimItem>>();
+  readonly calls: { op: 'claim' | 'finish' | 'release'; region: string; key: string }[] = [];
   fault: Fault = noFault;
+  /** Runs before each operation answers: a test hangs one here (a promise that never settles). */
+  delay: (operation: string, region: string) => Promise<void> | undefined = () => undefined;
 
   constructor(private readonly now: () => number) {}
 
-  replica(region: string): Map<string, number> {
+  replica(region: string): Map<string, ClaimItem> {
     let replica = this.replicas.get(region);
     if (!replica) this.replicas.set(region, (replica = new Map()));
     return replica;
   }
 
-  async claim(region: string, deliveryId: string, ttlSec: number): Promise<boolean> {
-    this.calls.push({ op: 'claim', region, deliveryId });
-    const fault = this.fault('claim', region);
+  /** The keys claimed in `region`, sorted. */
+  keys(region: string): string[] {
+    return [...this.replica(region).keys()].sort();
+  }
+
+  private async enter(op: 'claim' | 'finish' | 'release', region: string, key: string): Promise<void> {
+    this.calls.push({ op, region, key });
+    await this.delay(op, region);
+    const fault = this.fault(op, region);
     if (fault) throw fault;
+  }
+
+  async claim(region: string, request: ClaimRequest): Promise<ClaimResult> {
+    await this.enter('claim', region, request.key);
     const replica = this.replica(region);
-    const expires = replica.get(deliveryId);
-    if (expires !== undefined && expires >= Math.floor(this.now() / 1000)) return false;
-    replica.set(deliveryId, Math.floor(this.now() / 1000) + ttlSec);
+    const existing = replica.get(request.key);
+    const nowSec = Math.floor(this.now() / 1000);
+    const live = existing !== undefined && existing.expiresAt >= nowSec;
+    if (live && (existing.state === 'done' || existing.pendingUntil >= this.now()))
+      return existing.state === 'done' ? 'done' : 'pending';
+    replica.set(request.key, {
+      state: 'pending',
+      owner: request.owner,
+      deliveryId: request.deliveryId,
+      pendingUntil: request.pendingUntil,
+      expiresAt: nowSec + request.ttlSec,
+    });
+    return live ? 'taken-over' : 'claimed';
+  }
+
+  async finish(region: string, request: ClaimRequest): Promise<boolean> {
+    await this.enter('finish', region, request.key);
+    const replica = this.replica(region);
+    if (replica.get(request.key)?.owner !== request.owner) return false;
+    replica.set(request.key, {
+      state: 'done',
+      owner: request.owner,
+      deliveryId: request.deliveryId,
+      pendingUntil: request.pendingUntil,
+      expiresAt: Math.floor(this.now() / 1000) + request.ttlSec,
+    });
     return true;
   }
 
-  async release(region: string, deliveryId: string): Promise<void> {
-    this.calls.push({ op: 'release', region, deliveryId });
-    const fault = this.fault('release', region);
-    if (fault) throw fault;
-    this.replica(region).delete(deliveryId);
+  async release(region: string, key: string, owner: string): Promise<void> {
+    await this.enter('release', region, key);
+    const replica = this.replica(region);
+    if (replica.get(key)?.owner === owner) replica.delete(key);
   }
 
   /** Copies every claim of `from` to `to`, as the global table's replication would. */
   replicate(from: string, to: string): void {
-    for (const [id, expires] of this.replica(from)) this.replica(to).set(id, expires);
+    for (const [key, item] of this.replica(from)) this.replica(to).set(key, item);
   }
 }
 
@@ -132,14 +184,43 @@ export class MemoryPlacements implements PlacementStore {
   }
 }
 
+/** The `job:<id>` items of runner-workflows in the router's replica: records and tombstones. */
 export class MemoryJobs implements JobLookup {
   readonly records = new Map<number, JobRecord>();
+  /** Tombstones: epoch ms completed, epoch seconds they expire. */
+  readonly tombstones = new Map<number, { completedAt: number; expiresAt: number }>();
+  /** Items that are neither a record nor a tombstone. */
+  readonly unreadable = new Set<number>();
   fault: Fault = noFault;
+  /** Runs just before a tombstone is written: a test writes a record here to lose the race. */
+  beforeMark: (jobId: number) => void = () => undefined;
 
-  async get(jobId: number): Promise<JobRecord | undefined> {
+  constructor(private readonly now: () => number = Date.now) {}
+
+  private entry(jobId: number): JobEntry {
+    const record = this.records.get(jobId);
+    if (record) return { kind: 'record', record };
+    const tombstone = this.tombstones.get(jobId);
+    if (tombstone && tombstone.expiresAt >= Math.floor(this.now() / 1000)) return { kind: 'tombstone' };
+    if (this.unreadable.has(jobId)) return { kind: 'unreadable' };
+    return { kind: 'absent' };
+  }
+
+  async get(jobId: number): Promise<JobEntry> {
     const fault = this.fault('get');
     if (fault) throw fault;
-    return this.records.get(jobId);
+    return this.entry(jobId);
+  }
+
+  async markCompleted(jobId: number, ttlSec: number): Promise<MarkResult> {
+    const fault = this.fault('mark');
+    if (fault) throw fault;
+    this.beforeMark(jobId);
+    const found = this.entry(jobId);
+    if (found.kind !== 'absent') return found;
+    const now = this.now();
+    this.tombstones.set(jobId, { completedAt: now, expiresAt: Math.floor(now / 1000) + ttlSec });
+    return { kind: 'marked' };
   }
 }
 
@@ -152,8 +233,11 @@ export interface SentMessage {
 export class MemoryQueues implements QueueSender {
   readonly sent: SentMessage[] = [];
   fault: Fault = noFault;
+  /** Runs before a send: a test hangs one here (a promise that never settles). */
+  delay: (region: string) => Promise<void> | undefined = () => undefined;
 
   async send(region: string, runnerType: string, message: RunnerQueueMessage): Promise<void> {
+    await this.delay(region);
     const fault = this.fault('send', region);
     if (fault) throw fault;
     // What SQS would carry: the JSON text, read back.
@@ -254,6 +338,8 @@ export function recordingTelemetry(): RouterTelemetry & { readonly records: Tele
     outcome: (outcome) => note('outcome', { kind: outcome.kind }),
     unreadable: (failure) => note('unreadable', { code: failure.code }),
     regionUnreadable: (region, reason) => note('regionUnreadable', { region, reason }),
+    claimTakenOver: (region) => note('claimTakenOver', { region }),
+    secretUnreadable: (stage, failure) => note('secretUnreadable', { stage, code: failure.code }),
     end: () => note('end'),
   };
 }
@@ -269,14 +355,14 @@ export interface RouterWorld {
   readonly views: MemoryRegionViews;
 }
 
-export function routerWorld(config: RunnerConfig = testRunnerConfig(), now = 1_760_000_000_000): RouterWorld {
+export function routerWorld(config: RunnerConfig = testRunnerConfig(), now = WORLD_NOW): RouterWorld {
   const world = { now } as { now: number };
   const clock = () => world.now;
   return Object.assign(world, {
     config,
     ledger: new MemoryLedger(clock),
     placements: new MemoryPlacements(clock),
-    jobs: new MemoryJobs(),
+    jobs: new MemoryJobs(clock),
     queues: new MemoryQueues(),
     views: new MemoryRegionViews(config.regions.map((r) => r.region)),
   });
@@ -303,7 +389,10 @@ export function handlerDeps(
   };
 }
 
-/** A `workflow_job` payload (GitHub's field names), with `patch` merged into `workflow_job`. */
+/**
+ * A `workflow_job` payload (GitHub's field names). `createdAt` (ISO 8601) defaults to a minute before
+ * WORLD_NOW; the owner is an organisation unless `ownerType` says otherwise.
+ */
 export function jobPayload(
   action: string,
   options: {
@@ -313,6 +402,8 @@ export function jobPayload(
     labels?: readonly string[];
     repository?: string;
     installationId?: number;
+    createdAt?: string;
+    ownerType?: string;
   } = {},
 ): Record<string, unknown> {
   const repository = options.repository ?? 'acme/web';
@@ -326,8 +417,9 @@ export function jobPayload(
       labels: options.labels ?? ['self-hosted', 'linux', 'x64'],
       runner_name: null,
       status: action,
+      created_at: options.createdAt ?? new Date(WORLD_NOW - 60_000).toISOString().replace('.000Z', 'Z'),
     },
-    repository: { full_name: repository, owner: { login: owner } },
+    repository: { full_name: repository, owner: { login: owner, type: options.ownerType ?? 'Organization' } },
     ...(options.installationId ? { installation: { id: options.installationId } } : {}),
   };
 }

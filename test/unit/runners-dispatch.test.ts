@@ -8,6 +8,7 @@ import { parseRunnerConfig } from '../../runtime/runners/config';
 import {
   claimSlot,
   handleRunnerMessage,
+  REROUTE_SETTLE_SEC,
   RunnerExistsError,
   WAIT_CAP_SEC,
   waitDelaySec,
@@ -21,30 +22,40 @@ import {
   type JobClaims,
   type JobRecord,
   type JobRecords,
+  type JobRecordState,
   type LaunchRequest,
   type QueueSender,
+  type RegionFailover,
   type Retry,
   type RunnerLauncher,
 } from '../../runtime/runners/dispatch';
 import {
-  checkSource,
   createDispatchHandler,
   loadDispatcherSettings,
-  parseRunnerQueueMessage,
   type MetricsSink,
 } from '../../runtime/runners/dispatcher/handler';
-import { EcsRunnerLauncher, failureReason } from '../../runtime/runners/ecs-launcher';
+import {
+  EcsRunnerLauncher,
+  failureReason,
+  MAX_OVERRIDES_CHARS,
+  OverridesTooLargeError,
+} from '../../runtime/runners/ecs-launcher';
+import { checkSource, parseRunnerQueueMessage } from '../../runtime/runners/messages';
 import {
   RunnerLeases,
   type LeaseState,
   type LeaseTable,
   type LeaseWrite,
 } from '../../runtime/runners/leases';
-import type {
-  CompletedMessage,
-  DispatchMessage,
-  QueuedCheckMessage,
-  RunnerQueueMessage,
+import {
+  MAX_JOB_LABELS,
+  MAX_LABEL_CHARS,
+  type CompletedMessage,
+  type DispatchMessage,
+  type QueuedCheckMessage,
+  type RegionStatus,
+  type RegionView,
+  type RunnerQueueMessage,
 } from '../../runtime/runners/model';
 
 const EU = 'eu-central-1';
@@ -91,18 +102,32 @@ class MemoryClaims implements JobClaims {
   }
 }
 
+type StoredJob = JobRecord | { region: string; runnerType?: string; firstRegion?: string } | 'tombstone';
+
 class MemoryRecords implements JobRecords {
-  readonly items = new Map<number, JobRecord | { region: string }>();
+  readonly items = new Map<number, StoredJob>();
   failPuts = 0;
   putAttempts = 0;
-  async get(jobId: number) {
+  /** Plays the router: its tombstone lands between the task starting and the record write. */
+  beforePut: ((jobId: number) => void) | undefined;
+  async get(jobId: number): Promise<JobRecordState | undefined> {
     const item = this.items.get(jobId);
-    return item && { region: item.region };
+    if (item === undefined) return undefined;
+    if (item === 'tombstone') return { kind: 'over' };
+    return {
+      kind: 'dispatched',
+      region: item.region,
+      ...(item.runnerType ? { runnerType: item.runnerType } : {}),
+      ...(item.firstRegion ? { firstRegion: item.firstRegion } : {}),
+    };
   }
-  async put(record: JobRecord) {
+  async put(record: JobRecord): Promise<'written' | 'over'> {
     this.putAttempts++;
     if (this.failPuts-- > 0) throw Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
+    this.beforePut?.(record.jobId);
+    if (this.items.get(record.jobId) === 'tombstone') return 'over';
     this.items.set(record.jobId, record);
+    return 'written';
   }
   async delete(jobId: number) {
     this.items.delete(jobId);
@@ -133,28 +158,44 @@ class MemoryLeaseTable implements LeaseTable {
 
 class FakeCap implements ConcurrencyCap {
   cap: number | undefined = undefined;
+  /** What recordDemand answers (false: the limiter item stayed contended). */
+  recorded = true;
   readonly demand: { organization: string; wanted: number; held: number }[] = [];
   async capOf() {
     return this.cap;
   }
   async recordDemand(organization: string, level: { wanted: number; held: number }) {
     this.demand.push({ organization, ...level });
+    return this.recorded;
   }
 }
 
 class FakeGitHub implements GitHubRunners {
   readonly jitRequests: JitRequest[] = [];
   readonly statusRequests: { repository: string; jobId: number }[] = [];
+  /** Every call in order: `status` or `jit`. */
+  readonly calls: string[] = [];
   failure: Error | undefined;
+  statusFailure: Error | undefined;
   status: GitHubJobStatus = 'queued';
   async jitConfig(request: JitRequest) {
+    this.calls.push('jit');
     this.jitRequests.push(request);
     if (this.failure) throw this.failure;
     return JIT;
   }
   async jobStatus(repository: string, jobId: number) {
+    this.calls.push('status');
     this.statusRequests.push({ repository, jobId });
+    if (this.statusFailure) throw this.statusFailure;
     return this.status;
+  }
+}
+
+/** GitHub's rate limit as the GitHub adapter throws it: a RetryableError carrying `retryAfterSec`. */
+class RateLimited extends RetryableError {
+  constructor(readonly retryAfterSec: number) {
+    super('github-rate-limited', `generate-jitconfig: GitHub answered 429 (rate limited)`);
   }
 }
 
@@ -178,8 +219,50 @@ class FakeCounters implements DispatchCounters {
 
 class FakeQueue implements QueueSender {
   readonly sent: { runnerType: string; message: RunnerQueueMessage; delaySec: number }[] = [];
+  readonly elsewhere: {
+    region: string;
+    runnerType: string;
+    message: RunnerQueueMessage;
+    delaySec: number;
+  }[] = [];
   async send(runnerType: string, message: RunnerQueueMessage, delaySec: number) {
     this.sent.push({ runnerType, message, delaySec });
+  }
+  async sendToRegion(region: string, runnerType: string, message: RunnerQueueMessage, delaySec: number) {
+    this.elsewhere.push({ region, runnerType, message, delaySec });
+  }
+}
+
+const view = (status: RegionStatus): RegionView => ({
+  status,
+  metrics: { queueDepth: 0, inUse: 0, capacity: 4, dispatched: 0, failed: 0 },
+  spilling: new Set(),
+});
+
+/** This region's status and every region's view, as the test sets them. */
+class FakeFailover implements RegionFailover {
+  own: RegionStatus = 'active';
+  statusFailure: Error | undefined;
+  regions = new Map<string, RegionView>([
+    [EU, view('active')],
+    [US, view('active')],
+  ]);
+  viewReads = 0;
+  async status() {
+    if (this.statusFailure) throw this.statusFailure;
+    return this.own;
+  }
+  async views() {
+    this.viewReads++;
+    return this.regions;
+  }
+  /** This region drained (or out), the other regions as given. */
+  set(own: RegionStatus, others: RegionStatus = 'active') {
+    this.own = own;
+    this.regions = new Map([
+      [EU, view(own)],
+      [US, view(others)],
+    ]);
   }
 }
 
@@ -195,8 +278,11 @@ function world(region = EU) {
   const launcher = new FakeLauncher();
   const counters = new FakeCounters();
   const queue = new FakeQueue();
+  const failover = new FakeFailover();
   const failed: unknown[] = [];
+  const regional: boolean[] = [];
   const steps: string[] = [];
+  const notes = { demandNotRecorded: 0 };
   const deps: DispatchDeps = {
     region,
     config: CONFIG,
@@ -208,9 +294,17 @@ function world(region = EU) {
     launcher,
     counters,
     queue,
+    failover,
     cacheTokens,
     cacheUrl: 'https://cache.eu.example.com',
-    observer: { dispatchFailed: (error) => failed.push(error), stepFailed: (step) => steps.push(step) },
+    observer: {
+      dispatchFailed: (error, counted) => {
+        failed.push(error);
+        regional.push(counted);
+      },
+      stepFailed: (step) => steps.push(step),
+      demandNotRecorded: () => notes.demandNotRecorded++,
+    },
     now: () => clock.t,
     random: () => 0.5,
     sleep: async () => {},
@@ -228,8 +322,11 @@ function world(region = EU) {
     launcher,
     counters,
     queue,
+    failover,
     failed,
+    regional,
     steps,
+    notes,
     deps,
     handle,
   };
@@ -281,14 +378,23 @@ describe('dispatch: a routed job', () => {
     expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'dispatched', retry: 0 });
     expect(w.claims.held(42)).toEqual({ owner: 'msg-a', expiresAt: T0 / 1000 + 3600 });
     expect(w.github.jitRequests).toEqual([
-      { organization: 'acme', runnerName: `${EU}-42-0`, labels: ['self-hosted', 'linux'], runnerGroupId: 1 },
+      {
+        organization: 'acme',
+        runnerName: `${EU}-42-0`,
+        labels: ['self-hosted', 'linux'],
+        runnerGroup: 'Default',
+      },
     ]);
+    // The job's status first: a runner is only started for a job GitHub still has queued.
+    expect(w.github.calls).toEqual(['status', 'jit']);
+    expect(w.github.statusRequests).toEqual([{ repository: 'acme/app', jobId: 42 }]);
     expect(w.launcher.started).toEqual([
       {
         runnerType: 'standard',
         jitConfig: JIT,
         environment: { RUNNER_CACHE_TOKEN: CACHE_TOKEN, RUNNER_CACHE_URL: 'https://cache.eu.example.com' },
         jobId: 42,
+        retry: 0,
         organization: 'acme',
       },
     ]);
@@ -421,15 +527,17 @@ describe('dispatch: an organisation at its cap', () => {
 });
 
 describe('dispatch: failures after the claim', () => {
-  it('a permanent GitHub refusal releases the lease and the claim, counts a failure and is rethrown', async () => {
+  it("a permanent GitHub refusal releases the lease and the claim and is rethrown, never counted toward the region's error rate", async () => {
     const w = world();
     const refusal = new PermanentError('github-404', 'generate-jitconfig: GitHub answered 404');
     w.github.failure = refusal;
     await expect(w.handle(dispatchMessage(), 'msg-a')).rejects.toBe(refusal);
     expect(w.table.leasesOf('acme')).toEqual([]);
     expect(w.claims.held(42)).toBeUndefined();
-    expect(w.counters.outcomes).toEqual(['failed']);
+    // The tenant's App or permissions say nothing about the region: no `failed` dispatch for spillover.
+    expect(w.counters.outcomes).toEqual([]);
     expect(w.failed).toEqual([refusal]);
+    expect(w.regional).toEqual([false]);
     expect(w.launcher.started).toHaveLength(0);
   });
 
@@ -441,6 +549,7 @@ describe('dispatch: failures after the claim', () => {
     w.github.failure = undefined;
     expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'dispatched', retry: 0 });
     expect(w.counters.outcomes).toEqual(['failed', 'dispatched']);
+    expect(w.regional).toEqual([true]);
   });
 
   it('a RunTask failure releases the lease and the claim too', async () => {
@@ -479,12 +588,16 @@ describe('dispatch: check-queued', () => {
     const scheduled = w.queue.sent[0]?.message as QueuedCheckMessage;
     const outcome = await w.handle(scheduled, 'check-a');
     expect(outcome).toEqual({ kind: 'retried', outcome: { kind: 'dispatched', retry: 1 } });
-    expect(w.github.statusRequests).toEqual([{ repository: 'acme/app', jobId: 42 }]);
+    // One look at GitHub per dispatch: the check's look serves its retry.
+    expect(w.github.statusRequests).toEqual([
+      { repository: 'acme/app', jobId: 42 },
+      { repository: 'acme/app', jobId: 42 },
+    ]);
     expect(w.claims.held(42, 1)?.owner).toBe('check-a');
     expect(w.github.jitRequests.map((r) => r.runnerName)).toEqual([`${EU}-42-0`, `${EU}-42-1`]);
     expect(w.launcher.started).toHaveLength(2);
-    // The one lease of the job, refreshed; no second check is scheduled.
-    expect(w.table.leasesOf('acme')).toEqual(['42']);
+    // Each runner holds its own lease; no second check is scheduled.
+    expect(w.table.leasesOf('acme')).toEqual(['42', '42:1']);
     expect(w.queue.sent).toHaveLength(1);
     // A copy of the check finds the retry's claim.
     expect(await w.handle(scheduled, 'check-b')).toEqual({ kind: 'retried', outcome: { kind: 'duplicate' } });
@@ -519,6 +632,314 @@ describe('dispatch: completed', () => {
     expect(w.launcher.started).toHaveLength(1);
     // Idempotent: a second `completed` finds nothing to release.
     expect(await w.handle(completed())).toEqual({ kind: 'completed' });
+  });
+});
+
+// ------------------------------------------------------------------------------ review of issue 12
+
+describe('dispatch: the job must still be queued at GitHub before a runner starts', () => {
+  it.each(['in_progress', 'completed'] as const)(
+    'a job GitHub reports %s starts nothing: lease and claim released, no JIT config',
+    async (status) => {
+      const w = world();
+      w.github.status = status;
+      expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'not-queued', status });
+      expect(w.github.calls).toEqual(['status']);
+      expect(w.launcher.started).toHaveLength(0);
+      expect(w.table.leasesOf('acme')).toEqual([]);
+      expect(w.claims.held(42)).toBeUndefined();
+      expect(w.counters.outcomes).toEqual([]);
+      expect(w.queue.sent).toEqual([]);
+      expect(w.records.items.has(42)).toBe(false);
+    },
+  );
+
+  it("keeps a lease held before the message (an earlier delivery's runner took the job) when GitHub says it runs", async () => {
+    const w = world();
+    expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'dispatched', retry: 0 });
+    // The same message again (its acknowledgement was lost): its runner took the job meanwhile.
+    w.github.status = 'in_progress';
+    expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'not-queued', status: 'in_progress' });
+    expect(w.table.leasesOf('acme')).toEqual(['42']);
+    expect(w.claims.held(42)?.owner).toBe('msg-a');
+    expect(w.launcher.started).toHaveLength(1);
+  });
+
+  it('a status this code does not know dispatches (the job came from a queued delivery), said in the outcome', async () => {
+    const w = world();
+    w.github.status = 'unknown';
+    expect(await w.handle(dispatchMessage())).toEqual({ kind: 'dispatched', retry: 0, statusUnknown: true });
+    expect(w.launcher.started).toHaveLength(1);
+  });
+
+  it('a transient failure of the status look is transient: released, counted for the region, rethrown', async () => {
+    const w = world();
+    w.github.statusFailure = new RetryableError('github-unavailable', 'get-job: GitHub answered 502');
+    await expect(w.handle(dispatchMessage(), 'msg-a')).rejects.toMatchObject({ code: 'github-unavailable' });
+    expect(w.github.calls).toEqual(['status']);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.held(42)).toBeUndefined();
+    expect(w.counters.outcomes).toEqual(['failed']);
+    expect(w.regional).toEqual([true]);
+  });
+
+  it('a replayed body of a finished job starts nothing', async () => {
+    const w = world();
+    await w.handle(dispatchMessage(), 'msg-a');
+    await w.handle(completed());
+    // Replayed once the job's claim has expired (a copy within it finds the claim).
+    w.clock.t += 3601 * 1000;
+    w.github.status = 'completed';
+    expect(await w.handle(dispatchMessage(), 'replayed')).toEqual({
+      kind: 'not-queued',
+      status: 'completed',
+    });
+    expect(w.launcher.started).toHaveLength(1);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+  });
+});
+
+describe("dispatch: the router's tombstone (a completed before a record existed)", () => {
+  it('is read as the job being over: nothing starts, its leases here and the claim are released', async () => {
+    const w = world();
+    // A lease of the job left by an earlier delivery that failed after taking it.
+    await w.deps.leases.acquire('acme', '42', 4, 3600);
+    w.records.items.set(42, 'tombstone');
+    expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'job-over' });
+    expect(w.github.calls).toEqual([]);
+    expect(w.launcher.started).toHaveLength(0);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.held(42)).toBeUndefined();
+    expect(w.records.items.get(42)).toBe('tombstone');
+  });
+
+  it('written while the runner starts, is never overwritten: the dispatch reports the orphan, releases and schedules no check', async () => {
+    const w = world();
+    w.records.beforePut = (jobId) => w.records.items.set(jobId, 'tombstone');
+    expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({ kind: 'started-for-completed', retry: 0 });
+    expect(w.launcher.started).toHaveLength(1);
+    expect(w.records.items.get(42)).toBe('tombstone');
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.held(42)).toBeUndefined();
+    expect(w.queue.sent).toEqual([]);
+    expect(w.counters.outcomes).toEqual(['dispatched']);
+  });
+});
+
+describe('check-queued and completed: leases', () => {
+  it("releases the job's lease when GitHub says the job completed (its completed delivery may be lost)", async () => {
+    const w = world();
+    await w.handle(dispatchMessage());
+    expect(w.table.leasesOf('acme')).toEqual(['42']);
+    w.github.status = 'completed';
+    expect(await w.handle(check())).toEqual({ kind: 'checked', status: 'completed' });
+    expect(w.table.leasesOf('acme')).toEqual([]);
+  });
+
+  it("releases both runners' leases of a retried job on completed", async () => {
+    const w = world();
+    await w.handle(dispatchMessage());
+    await w.handle(check(), 'check-a');
+    expect(w.table.leasesOf('acme')).toEqual(['42', '42:1']);
+    await w.handle(completed());
+    expect(w.table.leasesOf('acme')).toEqual([]);
+  });
+
+  it("counts the retry's runner against the region's capacity", async () => {
+    const w = world();
+    await w.handle(dispatchMessage());
+    for (let i = 1; i <= 3; i++) await w.handle(dispatchMessage({ job: job(i, `org${i}`) }));
+    // Four runners in a region of capacity 4: the retry waits for a slot.
+    expect(await w.handle(check(), 'check-a')).toMatchObject({
+      kind: 'retried',
+      outcome: { kind: 'waiting', limit: 'region' },
+    });
+    expect(w.launcher.started).toHaveLength(4);
+    expect(w.table.leasesOf('acme')).toEqual(['42']);
+  });
+});
+
+describe('dispatch: failover of queued work from a region that takes no new jobs', () => {
+  it.each(['draining', 'out'] as const)(
+    'a %s region re-routes a dispatch to the chosen region, same type, ids kept, reason drained, and acknowledges',
+    async (status) => {
+      const w = world();
+      w.failover.set(status);
+      const message = dispatchMessage({ waits: 3, waitingSince: T0 - 1000 });
+      expect(await w.handle(message)).toEqual({ kind: 'rerouted', region: US, status });
+      expect(w.queue.elsewhere).toEqual([
+        {
+          region: US,
+          runnerType: 'standard',
+          message: { ...dispatchMessage(), region: US, reason: 'drained' },
+          delaySec: 0,
+        },
+      ]);
+      expect(w.claims.items.size).toBe(0);
+      expect(w.table.leasesOf('acme')).toEqual([]);
+      expect(w.github.calls).toEqual([]);
+      expect(w.launcher.started).toHaveLength(0);
+    },
+  );
+
+  it('keeps the job when no other region is eligible (it waits here, as routing has it)', async () => {
+    const w = world();
+    w.failover.set('draining', 'out');
+    expect(await w.handle(dispatchMessage())).toEqual({ kind: 'dispatched', retry: 0 });
+    expect(w.queue.elsewhere).toEqual([]);
+  });
+
+  it('reads no view of the other regions while this one is active', async () => {
+    const w = world();
+    await w.handle(dispatchMessage());
+    expect(w.failover.viewReads).toBe(0);
+  });
+
+  it('dispatches here when its own status cannot be read (reported)', async () => {
+    const w = world();
+    w.failover.statusFailure = Object.assign(new Error('throttled'), { name: 'ThrottlingException' });
+    expect(await w.handle(dispatchMessage())).toEqual({ kind: 'dispatched', retry: 0 });
+    expect(w.steps).toEqual(['read-region-status']);
+  });
+
+  it('delays a job re-routed once already, so two regions whose views disagree cannot bounce it in a loop', async () => {
+    const w = world();
+    w.failover.set('out');
+    await w.handle(dispatchMessage({ reason: 'drained' }));
+    expect(w.queue.elsewhere[0]?.delaySec).toBe(REROUTE_SETTLE_SEC);
+  });
+
+  it("re-routes a check's retry; the other region runs it, keeps the first runner's region, and completed reaches both leases", async () => {
+    const eu = world(EU);
+    await eu.handle(dispatchMessage());
+    eu.records.items.set(42, { region: EU, runnerType: 'standard' });
+    eu.failover.set('draining');
+    const outcome = await eu.handle(check(), 'check-a');
+    expect(outcome).toEqual({
+      kind: 'retried',
+      outcome: { kind: 'rerouted', region: US, status: 'draining' },
+    });
+    const moved = eu.queue.elsewhere[0]?.message as DispatchMessage;
+    expect(moved).toEqual({ ...dispatchMessage(), region: US, reason: 'drained', retry: 1 });
+    expect(eu.table.leasesOf('acme')).toEqual(['42']);
+
+    // us-east-1: the record names eu-central-1 (the first runner), which is expected for a re-routed retry.
+    const us = world(US);
+    us.records.items.set(42, { region: EU, runnerType: 'standard' });
+    expect(await us.handle(moved, 'moved-a')).toEqual({ kind: 'dispatched', retry: 1 });
+    expect(us.github.jitRequests.map((r) => r.runnerName)).toEqual([`${US}-42-1`]);
+    expect(us.records.items.get(42)).toMatchObject({ region: US, firstRegion: EU });
+    expect(us.table.leasesOf('acme')).toEqual(['42:1']);
+
+    // completed reaches us-east-1 (the record's region): both leases there go, and it is forwarded to
+    // eu-central-1, whose lease of the first runner goes too; eu-central-1 forwards it nowhere.
+    expect(await us.handle(completed())).toEqual({ kind: 'completed', forwardedTo: EU });
+    expect(us.table.leasesOf('acme')).toEqual([]);
+    expect(us.queue.elsewhere).toEqual([
+      { region: EU, runnerType: 'standard', message: completed(), delaySec: 0 },
+    ]);
+    eu.records.items.set(42, { region: US, runnerType: 'standard', firstRegion: EU });
+    expect(await eu.handle(completed())).toEqual({ kind: 'completed' });
+    expect(eu.table.leasesOf('acme')).toEqual([]);
+    expect(eu.queue.elsewhere).toHaveLength(1);
+  });
+
+  it("still skips a first dispatch another region's record shows it ran", async () => {
+    const us = world(US);
+    us.records.items.set(42, { region: EU });
+    expect(await us.handle(dispatchMessage({ region: US, reason: 'drained' }))).toEqual({
+      kind: 'elsewhere',
+    });
+    expect(await us.handle(dispatchMessage({ region: US, retry: 1 }))).toEqual({ kind: 'elsewhere' });
+  });
+});
+
+describe("dispatch: GitHub's rate limits", () => {
+  it('re-sends the message delayed by GitHub retryAfterSec (at most 900) and acknowledges, counting no failure', async () => {
+    const w = world();
+    w.github.failure = new RateLimited(120);
+    expect(await w.handle(dispatchMessage(), 'msg-a')).toEqual({
+      kind: 'waiting',
+      limit: 'github-rate-limit',
+      waits: 1,
+      delaySec: 120,
+    });
+    expect(w.queue.sent).toEqual([
+      {
+        runnerType: 'standard',
+        message: { ...dispatchMessage(), waits: 1, waitingSince: T0 },
+        delaySec: 120,
+      },
+    ]);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.held(42)).toBeUndefined();
+    expect(w.counters.outcomes).toEqual([]);
+    expect(w.failed).toEqual([]);
+
+    w.github.failure = new RateLimited(3_600);
+    expect(await w.handle(dispatchMessage())).toMatchObject({ delaySec: WAIT_CAP_SEC });
+  });
+
+  it('dead-letters a job that waited on rate limits longer than the lease TTL', async () => {
+    const w = world();
+    w.github.failure = new RateLimited(60);
+    const late = w.handle(dispatchMessage({ waits: 30, waitingSince: T0 - 3600 * 1000 }));
+    await expect(late).rejects.toBeInstanceOf(PermanentError);
+    await expect(late).rejects.toMatchObject({ code: 'github-rate-limited' });
+    expect(w.queue.sent).toEqual([]);
+  });
+
+  it("re-sends a check whose look at GitHub was rate limited, delayed by GitHub's delay", async () => {
+    const w = world();
+    w.github.statusFailure = new RateLimited(45);
+    expect(await w.handle(check())).toEqual({
+      kind: 'waiting',
+      limit: 'github-rate-limit',
+      waits: 1,
+      delaySec: 45,
+    });
+    expect(w.queue.sent).toEqual([
+      {
+        runnerType: 'standard',
+        message: check({ ...dispatchMessage(), waits: 1, waitingSince: T0 }),
+        delaySec: 45,
+      },
+    ]);
+    // The retry it makes later carries no wait of the check.
+    w.github.statusFailure = undefined;
+    await w.handle(w.queue.sent[0]?.message as QueuedCheckMessage, 'check-b');
+    expect(w.queue.sent).toHaveLength(1);
+    expect(w.claims.held(42, 1)?.owner).toBe('check-b');
+  });
+});
+
+describe('dispatch: runner groups, overrides, demand', () => {
+  it("asks GitHub for a runner in the runner type's group, by name", async () => {
+    const w = world();
+    await w.handle(dispatchMessage({ runnerType: 'docker' }));
+    expect(w.github.jitRequests[0]).toEqual({
+      organization: 'acme',
+      runnerName: `${EU}-42-0`,
+      labels: ['self-hosted', 'linux', 'docker'],
+      runnerGroup: 'docker-trusted',
+    });
+  });
+
+  it('an override ECS would refuse is permanent, releases, counts no region failure and deletes nothing at GitHub', async () => {
+    const w = world();
+    w.launcher.failure = new OverridesTooLargeError('runner', 9_000);
+    await expect(w.handle(dispatchMessage())).rejects.toMatchObject({ code: 'runner-overrides-too-large' });
+    expect(w.github.calls).toEqual(['status', 'jit']);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.counters.outcomes).toEqual([]);
+    expect(w.regional).toEqual([false]);
+  });
+
+  it('reports a demand the quota sync could not be told of (contention)', async () => {
+    const w = world();
+    w.cap.recorded = false;
+    expect(await w.handle(dispatchMessage())).toEqual({ kind: 'dispatched', retry: 0 });
+    expect(w.notes.demandNotRecorded).toBe(1);
   });
 });
 
@@ -558,6 +979,7 @@ const launch = (runnerType: string): LaunchRequest => ({
   jitConfig: JIT,
   environment: { RUNNER_CACHE_TOKEN: CACHE_TOKEN, RUNNER_CACHE_URL: 'https://cache' },
   jobId: 123456789012,
+  retry: 0,
   organization: 'acme',
 });
 
@@ -597,19 +1019,49 @@ describe('EcsRunnerLauncher', () => {
       propagateTags: 'TASK_DEFINITION',
       tags: [
         { key: 'runner-job-id', value: '123456789012' },
+        { key: 'runner-retry', value: '0' },
         { key: 'runner-organization', value: 'acme' },
         { key: 'runner-type', value: 'standard' },
       ],
     });
   });
 
-  it('places an ec2 type on the EC2 capacity provider', async () => {
+  it('places an ec2 type (a bridge task) on the EC2 capacity provider, one runner per instance, with no network configuration', async () => {
     const ecs = new RecordingEcs();
     await launcher(ecs).start(launch('docker'));
     const input = ecs.commands[0]?.input;
     expect(input?.capacityProviderStrategy).toEqual([{ capacityProvider: 'runners-ec2', weight: 1 }]);
-    expect(input?.networkConfiguration?.awsvpcConfiguration?.assignPublicIp).toBeUndefined();
     expect(input?.taskDefinition).toBe('estate-runners-docker');
+    // ECS refuses networkConfiguration for a bridge task: none is sent.
+    expect(input && 'networkConfiguration' in input).toBe(false);
+    expect(input?.placementConstraints).toEqual([{ type: 'distinctInstance' }]);
+  });
+
+  it('keeps Fargate tasks in awsvpc without a public address, with no placement constraint', () => {
+    const input = launcher(new RecordingEcs()).input(launch('standard'));
+    expect(input.networkConfiguration?.awsvpcConfiguration?.assignPublicIp).toBe('DISABLED');
+    expect(input.placementConstraints).toBeUndefined();
+  });
+
+  it("refuses overrides past ECS's 8,192 characters before calling ECS, naming the container environment", async () => {
+    const ecs = new RecordingEcs();
+    // The rest of the override is about 230 characters of JSON: a JIT config of 7,900 fits, 8,000 does not.
+    const fits = { ...launch('standard'), jitConfig: 'j'.repeat(7_900) };
+    expect(JSON.stringify(launcher(ecs).input(fits).overrides).length).toBeLessThanOrEqual(
+      MAX_OVERRIDES_CHARS,
+    );
+    const large = { ...launch('standard'), jitConfig: 'j'.repeat(8_000) };
+    const refusal = launcher(ecs).start(large);
+    await expect(refusal).rejects.toBeInstanceOf(OverridesTooLargeError);
+    await expect(refusal).rejects.toBeInstanceOf(PermanentError);
+    await expect(refusal).rejects.toMatchObject({
+      code: 'runner-overrides-too-large',
+      reason: expect.stringMatching(
+        /^overrides\.containerOverrides\.runner\.environment: expected at most 8192/,
+      ),
+    });
+    await expect(refusal).rejects.not.toMatchObject({ reason: expect.stringContaining('jjjj') });
+    expect(ecs.commands).toEqual([]);
   });
 
   it('treats an answer with failures and no task as transient, with a bounded reason that names no ARN', async () => {
@@ -683,6 +1135,20 @@ describe('parseRunnerQueueMessage', () => {
     expect((error as PermanentError).code).toBe('malformed-message');
     expect((error as PermanentError).reason.startsWith(field)).toBe(true);
     expect((error as PermanentError).reason).not.toMatch(/a b|other\/app|stop/);
+  });
+
+  it('bounds labels as the router does: MAX_JOB_LABELS of MAX_LABEL_CHARS characters', () => {
+    const withLabels = (labels: string[]) =>
+      JSON.stringify({ ...dispatchMessage(), job: { ...job(), labels } });
+    const many = Array.from({ length: MAX_JOB_LABELS }, (_, i) => `label-${i}`);
+    expect(parseRunnerQueueMessage(withLabels(many))).toMatchObject({ job: { labels: many } });
+    expect(parseRunnerQueueMessage(withLabels(['x'.repeat(MAX_LABEL_CHARS)]))).toBeDefined();
+    expect(() => parseRunnerQueueMessage(withLabels([...many, 'one-more']))).toThrow(
+      /^malformed-message: body\.job\.labels: expected at most 100 labels/,
+    );
+    expect(() => parseRunnerQueueMessage(withLabels(['x'.repeat(MAX_LABEL_CHARS + 1)]))).toThrow(
+      /body\.job\.labels\.0: expected at most 100 characters/,
+    );
   });
 
   it('checks the queue that delivered a message against its runner type and region', () => {
@@ -794,13 +1260,16 @@ describe('the dispatcher handler', () => {
     expect(response).toEqual({ batchItemFailures: [] });
     await h.run(sqsRecord(dispatchMessage({ job: job(2) }), 'c'));
     await h.run(sqsRecord(check(dispatchMessage({ job: job(1) })), 'd'));
+    h.w.cap.cap = 3;
+    await h.run(sqsRecord(dispatchMessage({ job: job(3) }), 'e'));
+    // Job 2 waits at the cap of 1; so does job 1's retry (its runner needs a lease of its own).
     expect(Object.fromEntries(h.metrics.counts)).toEqual({
       Dispatched: 2,
       Duplicates: 1,
-      Waits: 1,
+      Waits: 2,
       Retried: 1,
     });
-    expect(h.metrics.published).toBe(3);
+    expect(h.metrics.published).toBe(4);
     expect(h.lines.some((l) => l.includes('"correlationId":"corr-1"'))).toBe(true);
     for (const line of h.lines) {
       expect(line).not.toContain(JIT);
@@ -823,7 +1292,7 @@ describe('the dispatcher handler', () => {
       (c) => (c.input.MessageAttributes as Record<string, { StringValue: string }>).reasonCode?.StringValue,
     );
     expect(reasons.sort()).toEqual(['github-404', 'malformed-message']);
-    expect(Object.fromEntries(h.metrics.counts)).toEqual({ DeadLettered: 2, DispatchFailed: 1 });
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ DeadLettered: 2, TenantFailures: 1 });
   });
 
   it('redelivers a transient failure with a backoff on the queue it came from', async () => {
@@ -871,6 +1340,75 @@ describe('the dispatcher handler', () => {
   });
 });
 
+describe('the dispatcher handler: what the review asked to count', () => {
+  const reasonCodes = (sent: { name: string; input: Record<string, unknown> }[]) =>
+    sent
+      .filter((c) => c.name === 'SendMessageCommand')
+      .map(
+        (c) => (c.input.MessageAttributes as Record<string, { StringValue: string }>).reasonCode?.StringValue,
+      );
+
+  it('counts NotQueued, CompletedBeforeDispatch and RunnerForCompletedJob, acknowledging each', async () => {
+    const h = handlerWorld();
+    h.w.github.status = 'in_progress';
+    expect(await h.run(sqsRecord(dispatchMessage({ job: job(1) }), 'a'))).toEqual({ batchItemFailures: [] });
+    h.w.records.items.set(2, 'tombstone');
+    await h.run(sqsRecord(dispatchMessage({ job: job(2) }), 'b'));
+    h.w.github.status = 'queued';
+    h.w.records.beforePut = (jobId) => h.w.records.items.set(jobId, 'tombstone');
+    await h.run(sqsRecord(dispatchMessage({ job: job(3) }), 'c'));
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({
+      NotQueued: 1,
+      CompletedBeforeDispatch: 1,
+      RunnerForCompletedJob: 1,
+    });
+    expect(h.lines.some((l) => l.includes('"status":"in_progress"'))).toBe(true);
+  });
+
+  it('counts Rerouted and sends nothing to the dead-letter queue', async () => {
+    const h = handlerWorld();
+    h.w.failover.set('draining');
+    expect(await h.run(sqsRecord(dispatchMessage(), 'a'))).toEqual({ batchItemFailures: [] });
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ Rerouted: 1 });
+    expect(h.w.queue.elsewhere.map((m) => m.region)).toEqual([US]);
+    expect(h.sqsSent).toEqual([]);
+    expect(h.lines.some((l) => l.includes(`"to":"${US}"`) && l.includes('"reason":"drained"'))).toBe(true);
+  });
+
+  it("acknowledges a rate-limited message after re-sending it with GitHub's delay: no redelivery, no failure counted", async () => {
+    const h = handlerWorld();
+    h.w.github.failure = new RateLimited(200);
+    expect(await h.run(sqsRecord(dispatchMessage(), 'a'))).toEqual({ batchItemFailures: [] });
+    expect(h.w.queue.sent.map((m) => m.delaySec)).toEqual([200]);
+    expect(h.sqsSent).toEqual([]);
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ RateLimited: 1 });
+  });
+
+  it('dead-letters an override too large with its reason and counts it apart from the region', async () => {
+    const h = handlerWorld();
+    h.w.launcher.failure = new OverridesTooLargeError('runner', 9_000);
+    expect(await h.run(sqsRecord(dispatchMessage(), 'a'))).toEqual({ batchItemFailures: [] });
+    expect(reasonCodes(h.sqsSent)).toEqual(['runner-overrides-too-large']);
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ DeadLettered: 1, OverridesTooLarge: 1 });
+  });
+
+  it('counts DemandNotRecorded and logs it', async () => {
+    const h = handlerWorld();
+    h.w.cap.recorded = false;
+    await h.run(sqsRecord(dispatchMessage(), 'a'));
+    expect(h.metrics.counts.get('DemandNotRecorded')).toBe(1);
+    expect(h.lines.some((l) => l.startsWith('warn') && l.includes('demand was not recorded'))).toBe(true);
+  });
+
+  it('takes a job of 100 labels the router accepted (it dead-lettered more than 50 before)', async () => {
+    const h = handlerWorld();
+    const labels = Array.from({ length: MAX_JOB_LABELS }, (_, i) => `l${i}`);
+    const message = dispatchMessage({ job: { ...job(), labels } });
+    expect(await h.run(sqsRecord(message, 'a'))).toEqual({ batchItemFailures: [] });
+    expect(h.metrics.counts.get('Dispatched')).toBe(1);
+  });
+});
+
 describe('loadDispatcherSettings', () => {
   const env = (overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv => ({
     AWS_REGION: EU,
@@ -884,6 +1422,7 @@ describe('loadDispatcherSettings', () => {
     }),
     STATE_TABLE: 'state',
     WORKFLOWS_TABLE: 'workflows',
+    REGION_STATUS_TABLE: 'region-status',
     RUNNER_QUEUE_PREFIX: 'dev-runners',
     RUNNER_DEAD_LETTER_QUEUE_URL:
       'https://sqs.eu-central-1.amazonaws.com/111122223333/dev-runners-dead-letter',
@@ -905,12 +1444,21 @@ describe('loadDispatcherSettings', () => {
       region: EU,
       subnets: ['subnet-0a', 'subnet-0b'],
       githubApiUrl: 'https://api.github.com',
-      runnerGroupId: 1,
+      regionStatusTable: 'region-status',
       containerName: 'runner',
       ec2CapacityProvider: 'runners-ec2',
     });
     expect(settings.taskDefinitions.get('docker')).toBe('dev-runners-docker');
     expect(settings.quota).toBeUndefined();
+  });
+
+  it('reads the runner group from each runner type (no RUNNER_GROUP_ID), and needs the region-status table', () => {
+    const settings = loadDispatcherSettings(env({ RUNNER_GROUP_ID: '7' }));
+    expect(Object.keys(settings)).not.toContain('runnerGroupId');
+    expect(settings.config.runnerTypes.map((t) => t.runnerGroup)).toEqual(['Default', 'docker-trusted']);
+    expect(() => loadDispatcherSettings(env({ REGION_STATUS_TABLE: undefined }))).toThrow(
+      /REGION_STATUS_TABLE/,
+    );
   });
 
   it('names every bad setting at once, quoting no value', () => {

@@ -6,8 +6,11 @@ import { MemoryLimiterStore } from '../../runtime/quota/store';
 import { runSyncPass } from '../../runtime/quota/sync';
 import { RetryableError } from '../../runtime/lib/failures';
 import { NO_CONCURRENCY_CAP, QuotaConcurrencyCap } from '../../runtime/runners/concurrency-cap';
+import { leaseStateOf } from '../../runtime/runners/dispatch-adapters';
 import {
   countLive,
+  leaseIdOf,
+  leaseIdsOf,
   RunnerLeases,
   WAIT_RECORD_SEC,
   type LeaseState,
@@ -94,51 +97,51 @@ describe('RunnerLeases', () => {
   it('grants leases up to the cap and refuses at it, counting the refused job as waiting', async () => {
     const { leases, table } = setup();
     for (let job = 1; job <= 3; job++)
-      expect(await leases.acquire('acme', job, 3, 600)).toEqual({
+      expect(await leases.acquire('acme', String(job), 3, 600)).toEqual({
         acquired: true,
         fresh: true,
         held: job,
         waiting: 0,
       });
-    expect(await leases.acquire('acme', 4, 3, 600)).toEqual({
+    expect(await leases.acquire('acme', '4', 3, 600)).toEqual({
       acquired: false,
       fresh: false,
       held: 3,
       waiting: 1,
     });
-    expect(await leases.acquire('acme', 5, 3, 600)).toMatchObject({ acquired: false, waiting: 2 });
+    expect(await leases.acquire('acme', '5', 3, 600)).toMatchObject({ acquired: false, waiting: 2 });
     const item = table.items.get('acme');
     expect([...(item?.leases.keys() ?? [])]).toEqual(['1', '2', '3']);
     expect(item?.waiting.get('4')).toBe(T0 / 1000 + WAIT_RECORD_SEC);
-    expect(await leases.acquire('other', 9, 3, 600)).toMatchObject({ acquired: true, held: 1 });
+    expect(await leases.acquire('other', '9', 3, 600)).toMatchObject({ acquired: true, held: 1 });
   });
 
   it('refuses every job under a cap of 0', async () => {
     const { leases } = setup();
-    expect(await leases.acquire('acme', 1, 0, 600)).toMatchObject({ acquired: false, held: 0 });
+    expect(await leases.acquire('acme', '1', 0, 600)).toMatchObject({ acquired: false, held: 0 });
   });
 
   it('is idempotent for a job holding a lease: granted at the cap, counted once, its expiry refreshed', async () => {
     const { leases, table, clock } = setup();
-    await leases.acquire('acme', 1, 2, 600);
-    await leases.acquire('acme', 2, 2, 600);
+    await leases.acquire('acme', '1', 2, 600);
+    await leases.acquire('acme', '2', 2, 600);
     clock.t += 100_000;
-    expect(await leases.acquire('acme', 1, 2, 600)).toEqual({
+    expect(await leases.acquire('acme', '1', 2, 600)).toEqual({
       acquired: true,
       fresh: false,
       held: 2,
       waiting: 0,
     });
     expect(table.items.get('acme')?.leases.get('1')).toBe((T0 + 100_000) / 1000 + 600);
-    expect(await leases.acquire('acme', 3, 2, 600)).toMatchObject({ acquired: false, held: 2 });
+    expect(await leases.acquire('acme', '3', 2, 600)).toMatchObject({ acquired: false, held: 2 });
   });
 
   it('moves a waiting job to the leases once a slot frees, and forgets its wait record', async () => {
     const { leases, table } = setup();
-    await leases.acquire('acme', 1, 1, 600);
-    await leases.acquire('acme', 2, 1, 600);
-    await leases.release('acme', 1);
-    expect(await leases.acquire('acme', 2, 1, 600)).toEqual({
+    await leases.acquire('acme', '1', 1, 600);
+    await leases.acquire('acme', '2', 1, 600);
+    await leases.release('acme', ['1']);
+    expect(await leases.acquire('acme', '2', 1, 600)).toEqual({
       acquired: true,
       fresh: true,
       held: 1,
@@ -149,44 +152,44 @@ describe('RunnerLeases', () => {
 
   it('prunes expired leases: a lost `completed` is reclaimed once the lease expires', async () => {
     const { leases, table, clock } = setup();
-    await leases.acquire('acme', 1, 2, 600);
+    await leases.acquire('acme', '1', 2, 600);
     clock.t += 300_000;
-    await leases.acquire('acme', 2, 2, 600);
-    expect(await leases.acquire('acme', 3, 2, 600)).toMatchObject({ acquired: false });
+    await leases.acquire('acme', '2', 2, 600);
+    expect(await leases.acquire('acme', '3', 2, 600)).toMatchObject({ acquired: false });
     clock.t += 300_000; // job 1's lease expires now (T0 + 600 s)
-    expect(await leases.acquire('acme', 3, 2, 600)).toMatchObject({ acquired: true, held: 2 });
+    expect(await leases.acquire('acme', '3', 2, 600)).toMatchObject({ acquired: true, held: 2 });
     expect([...(table.items.get('acme')?.leases.keys() ?? [])]).toEqual(['2', '3']);
     expect(await leases.inUse()).toBe(2);
   });
 
   it('lets wait records lapse on their own', async () => {
     const { leases, table, clock } = setup();
-    await leases.acquire('acme', 1, 1, 10_000);
-    await leases.acquire('acme', 2, 1, 10_000);
+    await leases.acquire('acme', '1', 1, 10_000);
+    await leases.acquire('acme', '2', 1, 10_000);
     clock.t += (WAIT_RECORD_SEC + 1) * 1000;
-    expect(await leases.acquire('acme', 3, 1, 10_000)).toMatchObject({ acquired: false, waiting: 1 });
+    expect(await leases.acquire('acme', '3', 1, 10_000)).toMatchObject({ acquired: false, waiting: 1 });
     expect([...(table.items.get('acme')?.waiting.keys() ?? [])]).toEqual(['3']);
   });
 
   it('releases a lease, and writes nothing to release one it does not hold', async () => {
     const { leases, table } = setup();
-    await leases.acquire('acme', 1, 2, 600);
-    await leases.release('acme', 1);
+    await leases.acquire('acme', '1', 2, 600);
+    await leases.release('acme', ['1']);
     expect(table.items.get('acme')?.leases.size).toBe(0);
     const writes = table.writes;
-    await leases.release('acme', 1);
-    await leases.release('nobody', 7);
+    await leases.release('acme', ['1']);
+    await leases.release('nobody', ['7']);
     expect(table.writes).toBe(writes);
   });
 
   it('retries a write that lost the race on the version, with the rival lease counted against the cap', async () => {
     const { leases, table, sleeps } = setup();
-    await leases.acquire('acme', 1, 2, 600);
+    await leases.acquire('acme', '1', 2, 600);
     let rivals = 1;
     table.beforeWrite = (org) => {
       if (rivals-- > 0) table.rival(org, '99', T0 / 1000 + 600);
     };
-    expect(await leases.acquire('acme', 2, 2, 600)).toMatchObject({ acquired: false, held: 2 });
+    expect(await leases.acquire('acme', '2', 2, 600)).toMatchObject({ acquired: false, held: 2 });
     expect(table.conflicts).toBe(1);
     expect(sleeps).toHaveLength(1);
     expect([...(table.items.get('acme')?.leases.keys() ?? [])]).toEqual(['1', '99']);
@@ -195,7 +198,7 @@ describe('RunnerLeases', () => {
   it('never grants past the cap to concurrent acquirers', async () => {
     const { leases, table } = setup(50);
     const grants = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => leases.acquire('acme', 100 + i, 4, 600)),
+      Array.from({ length: 12 }, (_, i) => leases.acquire('acme', String(100 + i), 4, 600)),
     );
     expect(grants.filter((g) => g.acquired)).toHaveLength(4);
     expect(table.items.get('acme')?.leases.size).toBe(4);
@@ -206,18 +209,48 @@ describe('RunnerLeases', () => {
     const { leases, table, sleeps } = setup(5);
     let n = 1000;
     table.beforeWrite = (org) => table.rival(org, String(n++), T0 / 1000 + 600);
-    const failure = leases.acquire('acme', 1, 100, 600);
+    const failure = leases.acquire('acme', '1', 100, 600);
     await expect(failure).rejects.toBeInstanceOf(RetryableError);
     await expect(failure).rejects.toMatchObject({ code: 'lease-contention' });
     expect(sleeps).toHaveLength(4);
     sleeps.forEach((ms, i) => expect(ms).toBeLessThan(Math.min(1000, 20 * 2 ** (i + 1))));
   });
 
+  it("keys a retry's runner apart from the job's first runner: both count against the cap and the capacity", async () => {
+    const { leases, table } = setup();
+    expect(leaseIdOf(42, 0)).toBe('42');
+    expect(leaseIdOf(42, 1)).toBe('42:1');
+    expect(await leases.acquire('acme', leaseIdOf(42, 0), 2, 600)).toMatchObject({ acquired: true, held: 1 });
+    expect(await leases.acquire('acme', leaseIdOf(42, 1), 2, 600)).toMatchObject({
+      acquired: true,
+      fresh: true,
+      held: 2,
+    });
+    expect(await leases.acquire('acme', leaseIdOf(43, 0), 2, 600)).toMatchObject({ acquired: false });
+    expect(await leases.inUse()).toBe(2);
+    // Released together, in one write, with the wait record of another job left alone.
+    const writes = table.writes;
+    await leases.release('acme', leaseIdsOf(42));
+    expect(table.writes).toBe(writes + 1);
+    expect([...(table.items.get('acme')?.leases.keys() ?? [])]).toEqual([]);
+    expect([...(table.items.get('acme')?.waiting.keys() ?? [])]).toEqual(['43']);
+  });
+
+  it("reads a stored retry lease key, and refuses keys that are neither a job id nor a retry's", () => {
+    const item = (key: string) => ({
+      leases: { M: { [key]: { N: '1700000600' } } },
+      version: { N: '3' },
+    });
+    expect([...leaseStateOf(item('42:1')).leases.keys()]).toEqual(['42:1']);
+    expect(() => leaseStateOf(item('42:2'))).toThrow(/lease keys/);
+    expect(() => leaseStateOf(item('__proto__'))).toThrow(/lease keys/);
+  });
+
   it('counts the live leases of every organisation in the region', async () => {
     const { leases, clock } = setup();
-    await leases.acquire('acme', 1, 5, 60);
-    await leases.acquire('acme', 2, 5, 600);
-    await leases.acquire('globex', 3, 5, 600);
+    await leases.acquire('acme', '1', 5, 60);
+    await leases.acquire('acme', '2', 5, 600);
+    await leases.acquire('globex', '3', 5, 600);
     expect(await leases.inUse()).toBe(3);
     clock.t += 61_000;
     expect(await leases.inUse()).toBe(2);
@@ -351,8 +384,21 @@ describe('QuotaConcurrencyCap', () => {
     expect(after[AP] + after[EU] + after[US]).toBeLessThanOrEqual(40);
   });
 
-  it('without a concurrency resource: no per-organisation cap, no demand recorded', async () => {
+  it('without a concurrency resource: no per-organisation cap, no demand recorded (nothing to report)', async () => {
     expect(await NO_CONCURRENCY_CAP.capOf('acme')).toBeUndefined();
-    await expect(NO_CONCURRENCY_CAP.recordDemand('acme', { wanted: 1, held: 1 })).resolves.toBeUndefined();
+    await expect(NO_CONCURRENCY_CAP.recordDemand('acme', { wanted: 1, held: 1 })).resolves.toBe(true);
+  });
+
+  it('tells the dispatcher when a level could not be recorded (the limiter item stayed contended)', async () => {
+    const clock = { t: at(E, 1000) };
+    const store = new MemoryLimiterStore();
+    const cap = new QuotaConcurrencyCap(
+      new RegionalLimit({ store, config: RUNNERS, region: EU, now: () => clock.t, sleep: async () => {} }),
+      'runners',
+    );
+    expect(await cap.recordDemand('acme', { wanted: 2, held: 1 })).toBe(true);
+    // Every conditional write loses its race (another dispatcher writes the item each time).
+    store.writeBucket = async () => false;
+    expect(await cap.recordDemand('acme', { wanted: 3, held: 1 })).toBe(false);
   });
 });

@@ -1,16 +1,37 @@
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { SQSClient } from '@aws-sdk/client-sqs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { GetItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { createLogger } from '../../runtime/lib/logger';
 import type { WorkflowJob } from '../../runtime/runners/model';
-import { outcomeResponse, routeDelivery, type RouterDeps } from '../../runtime/runners/router';
 import {
-  DynamodbDeliveryLedger,
+  DEFAULT_CLAIM_LEASE_MS,
+  outcomeResponse,
+  routeDelivery,
+  STALE_REASON,
+  USER_OWNED_REASON,
+  type JobDelivery,
+  type RouterDeps,
+} from '../../runtime/runners/router';
+import {
+  DynamodbClaimLedger,
   DynamodbJobLookup,
   DynamodbPlacementStore,
   RegionalClients,
   SqsQueueSender,
 } from '../../runtime/runners/router-adapters';
 import { HandlerConfigError } from '../../runtime/lib/config';
-import { createRouterHandler, loadRouterSettings } from '../../runtime/runners/router/handler';
+import {
+  awsRouterDeps,
+  createRouterHandler,
+  loadRouterSettings,
+  powertoolsTelemetry,
+  ROUTER_SDK_OPTIONS,
+  routerClients,
+} from '../../runtime/runners/router/handler';
+import { capturingOutput } from '../../scripts/lib/load-bundle';
 import { runKey } from '../../runtime/runners/tables';
 import {
   AP,
@@ -43,7 +64,7 @@ function job(action: 'queued' | 'completed', patch: Partial<WorkflowJob> = {}): 
   };
 }
 
-function deps(world: RouterWorld, region: string) {
+function deps(world: RouterWorld, region: string, options: Partial<RouterDeps> = {}) {
   const telemetry = recordingTelemetry();
   const routerDeps: RouterDeps = {
     region,
@@ -55,14 +76,45 @@ function deps(world: RouterWorld, region: string) {
     views: world.views,
     now: () => world.now,
     events: telemetry,
+    ...options,
   };
   return Object.assign(routerDeps, { records: telemetry.records });
 }
 
-const route = (world: RouterWorld, region: string, deliveryId: string, j: WorkflowJob = job('queued')) =>
-  routeDelivery({ deliveryId, job: j }, deps(world, region));
+/** A delivery as webhook.ts reads it: created a minute ago, by an organisation. */
+const delivery = (deliveryId: string, j: WorkflowJob, world: RouterWorld): JobDelivery => ({
+  deliveryId,
+  job: j,
+  createdAt: world.now - 60_000,
+  ownerType: 'organization',
+});
+
+const route = (
+  world: RouterWorld,
+  region: string,
+  deliveryId: string,
+  j: WorkflowJob = job('queued'),
+  options: Partial<RouterDeps> = {},
+) => routeDelivery(delivery(deliveryId, j, world), deps(world, region, options));
 
 const RUN = runKey('acme/web', 7001, 1);
+const QUEUED_KEY = 'job:9001:queued:1';
+const COMPLETED_KEY = 'job:9001:completed:1';
+const claimKeys = (deliveryId: string, jobKey = QUEUED_KEY) => [`delivery:${deliveryId}`, jobKey].sort();
+
+/** A promise settled by hand: a call that hangs until the test lets it go. */
+function gate(): { promise: Promise<void>; open(): void; fail(): void } {
+  let open: () => void = () => undefined;
+  let fail: () => void = () => undefined;
+  const promise = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = () => reject(awsError('TimeoutError'));
+  });
+  promise.catch(() => undefined);
+  return { promise, open, fail };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('routeDelivery: queued', () => {
   it('dispatches to the home region, places the run and answers 202', async () => {
@@ -105,8 +157,8 @@ describe('routeDelivery: queued', () => {
     const world = routerWorld();
     // us-east-1 receives it, routes it home to eu-central-1
     expect(await route(world, US, D1)).toMatchObject({ kind: 'dispatched', region: EU });
-    expect([...world.ledger.replica(US).keys()]).toEqual([D1]);
-    expect([...world.ledger.replica(EU).keys()]).toEqual([D1]);
+    expect(world.ledger.keys(US)).toEqual(claimKeys(D1));
+    expect(world.ledger.keys(EU)).toEqual(claimKeys(D1));
     // a redelivery lands in ap-southeast-1 before replication: its own claim succeeds, the target's not
     expect(await route(world, AP, D1)).toEqual({ kind: 'duplicate', region: EU });
     // and in eu-central-1 itself
@@ -127,7 +179,7 @@ describe('routeDelivery: queued', () => {
     const outcome = await route(world, US, D1);
     expect(outcome).toEqual({ kind: 'dispatched', region: AP, runnerType: 'standard', reason: 'sticky' });
     expect(world.queues.sent.map((s) => s.region)).toEqual([AP]);
-    expect(world.ledger.replica(AP).has(D1)).toBe(true);
+    expect(world.ledger.keys(AP)).toEqual(claimKeys(D1));
   });
 
   it('does not follow a placement into a region that takes no new jobs', async () => {
@@ -158,7 +210,7 @@ describe('routeDelivery: queued', () => {
     const world = routerWorld();
     world.views.regions.set(EU, view('active', { queueDepth: 500 }));
     const d = deps(world, US);
-    await routeDelivery({ deliveryId: D1, job: job('queued') }, d);
+    await routeDelivery(delivery(D1, job('queued'), world), d);
     expect(d.records).toContainEqual({
       kind: 'decided',
       detail: { reason: 'spillover:queue-depth', region: US },
@@ -184,7 +236,7 @@ describe('routeDelivery: spillover states', () => {
     world.views.fault = (op) =>
       op === 'saveSpilling' ? awsError('ProvisionedThroughputExceededException', 400) : undefined;
     const d = deps(world, US);
-    expect(await routeDelivery({ deliveryId: D1, job: job('queued') }, d)).toMatchObject({
+    expect(await routeDelivery(delivery(D1, job('queued'), world), d)).toMatchObject({
       kind: 'dispatched',
     });
     expect(d.records).toContainEqual({
@@ -206,9 +258,9 @@ describe('routeDelivery: failures', () => {
     expect(
       world.ledger.calls
         .filter((c) => c.op === 'release')
-        .map((c) => c.region)
+        .map((c) => `${c.region} ${c.key}`)
         .sort(),
-    ).toEqual([EU, US]);
+    ).toEqual([...claimKeys(D1).map((k) => `${EU} ${k}`), ...claimKeys(D1).map((k) => `${US} ${k}`)]);
     world.queues.fault = () => undefined;
     expect(await route(world, US, D1)).toMatchObject({ kind: 'dispatched', region: EU });
     expect(world.queues.sent).toHaveLength(1);
@@ -249,7 +301,7 @@ describe('routeDelivery: failures', () => {
     world.queues.fault = () => awsError('ServiceUnavailable', 503);
     world.ledger.fault = (op) => (op === 'release' ? awsError('ServiceUnavailable', 503) : undefined);
     const d = deps(world, EU);
-    expect(await routeDelivery({ deliveryId: D1, job: job('queued') }, d)).toMatchObject({ kind: 'failed' });
+    expect(await routeDelivery(delivery(D1, job('queued'), world), d)).toMatchObject({ kind: 'failed' });
     expect(d.records).toContainEqual({
       kind: 'sideFailure',
       detail: { step: 'release-claim', region: EU, code: 'transient' },
@@ -270,23 +322,25 @@ describe('routeDelivery: completed', () => {
         message: { version: 1, kind: 'completed', job: job('completed'), deliveryId: D1, correlationId: D1 },
       },
     ]);
-    expect(world.ledger.replica(AP).has(D1)).toBe(true);
+    expect(world.ledger.keys(AP)).toEqual(claimKeys(D1, COMPLETED_KEY));
     expect(await route(world, AP, D1, job('completed'))).toEqual({ kind: 'duplicate', region: AP });
     expect(world.queues.sent).toHaveLength(1);
   });
 
-  it('ignores a job it did not dispatch (202)', async () => {
+  it('ignores a job whose record this configuration did not make (202)', async () => {
     const world = routerWorld();
-    const outcome = await route(world, US, D1, job('completed'));
+    world.jobs.records.set(9001, { region: 'eu-west-3', runnerType: 'standard' });
+    const outcome = await route(world, US, D2, job('completed'));
     expect(outcome).toEqual({ kind: 'not-dispatched' });
     expect(outcomeResponse(outcome).statusCode).toBe(202);
-    world.jobs.records.set(9001, { region: 'eu-west-3', runnerType: 'standard' });
-    expect(await route(world, US, D2, job('completed'))).toEqual({ kind: 'not-dispatched' });
+    // and it was handled: its claims are done
+    expect(await route(world, US, D2, job('completed'))).toEqual({ kind: 'duplicate', region: US });
     world.jobs.records.set(9001, { region: EU, runnerType: 'gpu' });
-    expect(await route(world, US, 'aaaaaaaa-2222-3333-4444-555555555555', job('completed'))).toEqual({
-      kind: 'not-dispatched',
-    });
+    expect(
+      await route(world, US, 'aaaaaaaa-2222-3333-4444-555555555555', job('completed', { runAttempt: 2 })),
+    ).toEqual({ kind: 'not-dispatched' });
     expect(world.queues.sent).toHaveLength(0);
+    expect(world.jobs.tombstones.size).toBe(0);
   });
 
   it('releases its claim when the lookup fails', async () => {
@@ -294,6 +348,414 @@ describe('routeDelivery: completed', () => {
     world.jobs.fault = () => awsError('ThrottlingException', 400);
     expect(await route(world, US, D1, job('completed'))).toMatchObject({ kind: 'failed' });
     expect(world.ledger.replica(US).size).toBe(0);
+  });
+});
+
+describe('routeDelivery: two-phase claims (a router that dies holding a claim loses no job)', () => {
+  it('holds its claims pending while it sends and marks them done only once the message was sent', async () => {
+    const world = routerWorld();
+    const states: string[] = [];
+    world.queues.delay = () => {
+      states.push(...[...world.ledger.replica(EU).values()].map((item) => item.state));
+      return undefined;
+    };
+    expect(await route(world, EU, D1)).toMatchObject({ kind: 'dispatched' });
+    expect(states).toEqual(['pending', 'pending']);
+    expect([...world.ledger.replica(EU).values()].map((item) => item.state)).toEqual(['done', 'done']);
+  });
+
+  it("answers 409 to a copy while the first is in flight, and takes a dead router's claim over after its lease", async () => {
+    const world = routerWorld();
+    // The first router claims, then hangs in its send and never comes back (its Lambda timed out).
+    const hung = gate();
+    world.queues.delay = () => hung.promise;
+    const dead = route(world, EU, D1, job('queued'), { deadlineMs: 3_600_000 });
+    await tick();
+    expect(world.ledger.keys(EU)).toEqual(claimKeys(D1));
+    world.queues.delay = () => undefined;
+
+    // A redelivery within the lease: in flight, 409 (GitHub counts it failed: it can be redelivered).
+    world.now += DEFAULT_CLAIM_LEASE_MS - 1_000;
+    const copy = await route(world, US, D1);
+    expect(copy).toEqual({ kind: 'in-flight', region: EU });
+    expect(outcomeResponse(copy).statusCode).toBe(409);
+    // it released what it claimed itself (in us-east-1); the dead router's claims stay
+    expect(world.ledger.keys(US)).toEqual([]);
+    expect(world.queues.sent).toHaveLength(0);
+
+    // Past the lease: the redelivery takes the claims over and dispatches.
+    world.now += 2_000;
+    const d = deps(world, EU);
+    expect(await routeDelivery(delivery(D1, job('queued'), world), d)).toMatchObject({
+      kind: 'dispatched',
+      region: EU,
+    });
+    expect(world.queues.sent).toHaveLength(1);
+    expect(d.records.filter((r) => r.kind === 'claimTakenOver')).toEqual([
+      { kind: 'claimTakenOver', detail: { region: EU } },
+      { kind: 'claimTakenOver', detail: { region: EU } },
+    ]);
+    // and a later copy is a duplicate, even long after
+    world.now += 3_600_000;
+    expect(await route(world, US, D1)).toEqual({ kind: 'duplicate', region: EU });
+    hung.fail();
+    await dead;
+    expect(world.queues.sent).toHaveLength(1);
+  });
+
+  it('answers 500 past its deadline, releasing its claims: a redelivery then dispatches', async () => {
+    const world = routerWorld();
+    const hung = gate();
+    world.queues.delay = () => hung.promise;
+    const d = deps(world, US, { deadlineMs: 30 });
+    const outcome = await routeDelivery(delivery(D1, job('queued'), world), d);
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'deadline', permanent: false } });
+    expect(outcomeResponse(outcome).statusCode).toBe(500);
+    expect(world.ledger.keys(US)).toEqual([]);
+    expect(world.ledger.keys(EU)).toEqual([]);
+    world.queues.delay = () => undefined;
+    expect(await route(world, US, D1)).toMatchObject({ kind: 'dispatched', region: EU });
+    hung.fail();
+  });
+
+  it('counts its deadline from the arrival: a slow webhook secret read leaves less, none claims nothing', async () => {
+    const world = routerWorld();
+    const telemetry = recordingTelemetry();
+    const slowSecrets = {
+      secrets: () => new Promise<readonly string[]>((resolve) => setTimeout(() => resolve(['s']), 60)),
+      refreshed: async () => undefined,
+    };
+    const handle = createRouterHandler({
+      ...handlerDeps(world, EU, slowSecrets, telemetry),
+      deadlineMs: 30,
+    });
+    const response = await handle(
+      webhookEvent(JSON.stringify(jobPayload('queued')), 's', { deliveryId: D1 }),
+    );
+    expect(response.statusCode).toBe(500);
+    expect(world.ledger.calls).toHaveLength(0);
+    expect(world.queues.sent).toHaveLength(0);
+    // with time left, the same delivery goes through
+    const quick = createRouterHandler({
+      ...handlerDeps(world, EU, staticSecrets('s'), telemetry),
+      deadlineMs: 5_000,
+    });
+    const again = await quick(webhookEvent(JSON.stringify(jobPayload('queued')), 's', { deliveryId: D1 }));
+    expect(again.statusCode).toBe(202);
+  });
+
+  it('releases a claim won after its deadline, and writes nothing more', async () => {
+    const world = routerWorld();
+    const slow = gate();
+    world.ledger.delay = (op, region) => (op === 'claim' && region === EU ? slow.promise : undefined);
+    const outcome = await route(world, US, D1, job('queued'), { deadlineMs: 30 });
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'deadline' } });
+    slow.open();
+    for (let i = 0; i < 5; i++) await tick();
+    expect(world.ledger.keys(EU)).toEqual([]);
+    expect(world.ledger.keys(US)).toEqual([]);
+    expect(world.placements.items.size).toBe(0);
+    expect(world.queues.sent).toHaveLength(0);
+  });
+
+  it('answers what it did when marking its claims done hangs (within the settle budget)', async () => {
+    const world = routerWorld();
+    const hung = gate();
+    world.ledger.delay = (op) => (op === 'finish' ? hung.promise : undefined);
+    const started = Date.now();
+    const outcome = await route(world, EU, D1, job('queued'), { settleBudgetMs: 30 });
+    expect(outcome).toMatchObject({ kind: 'dispatched' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    hung.fail();
+  });
+
+  it('reports a claim that was no longer its own when marked done', async () => {
+    const world = routerWorld();
+    world.queues.delay = () => {
+      world.ledger.replica(EU).delete(QUEUED_KEY);
+      return undefined;
+    };
+    const d = deps(world, EU);
+    expect(await routeDelivery(delivery(D1, job('queued'), world), d)).toMatchObject({ kind: 'dispatched' });
+    expect(d.records).toContainEqual({
+      kind: 'sideFailure',
+      detail: { step: 'finish-claim', region: EU, code: 'claim-lost' },
+    });
+  });
+});
+
+describe('routeDelivery: replays of a signed body', () => {
+  it("claims the body's identity: the same body under a fresh delivery id enqueues nothing", async () => {
+    const world = routerWorld();
+    expect(await route(world, EU, D1)).toMatchObject({ kind: 'dispatched' });
+    const replay = await route(world, EU, D2);
+    expect(replay).toEqual({ kind: 'duplicate', region: EU });
+    expect(outcomeResponse(replay).statusCode).toBe(200);
+    // and at another region, before replication
+    expect(await route(world, AP, '99999999-2222-3333-4444-555555555555')).toEqual({
+      kind: 'duplicate',
+      region: EU,
+    });
+    expect(world.queues.sent).toHaveLength(1);
+    // the claim records the delivery that made it
+    expect(world.ledger.replica(EU).get(QUEUED_KEY)).toMatchObject({ deliveryId: D1, state: 'done' });
+  });
+
+  it('refuses a queued body created longer ago than the delivery time-to-live (202, nothing claimed)', async () => {
+    const world = routerWorld();
+    const ttlMs = world.config.deliveryTtlSec * 1000;
+    const old = { ...delivery(D1, job('queued'), world), createdAt: world.now - ttlMs - 1 };
+    const outcome = await routeDelivery(old, deps(world, EU));
+    expect(outcome).toEqual({ kind: 'stale' });
+    expect(outcomeResponse(outcome)).toMatchObject({ statusCode: 202 });
+    expect(JSON.parse(outcomeResponse(outcome).body)).toEqual({ status: 'ignored', reason: STALE_REASON });
+    expect(world.ledger.calls).toHaveLength(0);
+    const edge = { ...old, createdAt: world.now - ttlMs };
+    expect(await routeDelivery(edge, deps(world, EU))).toMatchObject({ kind: 'dispatched' });
+    // a completed is never too old (a job may run for days)
+    world.jobs.records.set(9001, { region: EU, runnerType: 'standard' });
+    const done = { ...old, job: job('completed'), deliveryId: D2 };
+    expect(await routeDelivery(done, deps(world, EU))).toMatchObject({ kind: 'completed' });
+  });
+});
+
+describe('routeDelivery: a completed before its dispatch record', () => {
+  it('writes a tombstone for the dispatcher (202); a later completed finds it', async () => {
+    const world = routerWorld();
+    const outcome = await route(world, US, D1, job('completed'));
+    expect(outcome).toEqual({ kind: 'tombstoned' });
+    expect(outcomeResponse(outcome)).toMatchObject({ statusCode: 202 });
+    expect(world.jobs.tombstones.get(9001)).toEqual({
+      completedAt: world.now,
+      expiresAt: Math.floor(world.now / 1000) + world.config.leaseTtlSec,
+    });
+    expect(world.queues.sent).toHaveLength(0);
+    // another completed of the job (a later attempt's body): the tombstone answers
+    expect(await route(world, EU, D2, job('completed', { runAttempt: 2 }))).toEqual({
+      kind: 'not-dispatched',
+    });
+  });
+
+  it("sends the completed message when the dispatcher's record appears before the tombstone (the race)", async () => {
+    const world = routerWorld();
+    world.jobs.beforeMark = (id) => world.jobs.records.set(id, { region: AP, runnerType: 'docker' });
+    expect(await route(world, US, D1, job('completed'))).toEqual({
+      kind: 'completed',
+      region: AP,
+      runnerType: 'docker',
+    });
+    expect(world.queues.sent.map((s) => [s.region, s.runnerType, s.message.kind])).toEqual([
+      [AP, 'docker', 'completed'],
+    ]);
+    expect(world.jobs.tombstones.size).toBe(0);
+  });
+
+  it('answers 500 and releases its claims when the tombstone cannot be written; a redelivery writes it', async () => {
+    const world = routerWorld();
+    world.jobs.fault = (op) => (op === 'mark' ? awsError('ThrottlingException', 400) : undefined);
+    expect(await route(world, US, D1, job('completed'))).toMatchObject({ kind: 'failed' });
+    expect(world.ledger.keys(US)).toEqual([]);
+    world.jobs.fault = () => undefined;
+    expect(await route(world, US, D1, job('completed'))).toEqual({ kind: 'tombstoned' });
+  });
+});
+
+describe('routeDelivery: user-owned repositories', () => {
+  it('ignores them (202, with the reason), before a single write', async () => {
+    const world = routerWorld();
+    const d = deps(world, EU);
+    const outcome = await routeDelivery({ ...delivery(D1, job('queued'), world), ownerType: 'user' }, d);
+    expect(outcome).toEqual({ kind: 'user-owned' });
+    expect(outcomeResponse(outcome).statusCode).toBe(202);
+    expect(JSON.parse(outcomeResponse(outcome).body)).toEqual({
+      status: 'ignored',
+      reason: USER_OWNED_REASON,
+    });
+    expect(world.ledger.calls).toHaveLength(0);
+    expect(world.queues.sent).toHaveLength(0);
+    // GitHub-hosted jobs of a user stay `not-ours`
+    const hosted = {
+      ...delivery(D1, job('queued', { labels: ['ubuntu-latest'] }), world),
+      ownerType: 'user',
+    };
+    expect(await routeDelivery(hosted, d)).toEqual({ kind: 'not-ours' });
+  });
+
+  it('answers and counts them through the handler', async () => {
+    const world = routerWorld();
+    const telemetry = recordingTelemetry();
+    const handle = createRouterHandler(handlerDeps(world, EU, staticSecrets('s'), telemetry));
+    const response = await handle(
+      webhookEvent(JSON.stringify(jobPayload('queued', { ownerType: 'User' })), 's', { deliveryId: D1 }),
+    );
+    expect(response.statusCode).toBe(202);
+    expect(JSON.parse(response.body)).toEqual({ status: 'ignored', reason: USER_OWNED_REASON });
+    expect(telemetry.records).toContainEqual({ kind: 'outcome', detail: { kind: 'user-owned' } });
+    expect(world.queues.sent).toHaveLength(0);
+  });
+});
+
+describe('the router SDK clients', () => {
+  let server: Server;
+  let requests = 0;
+  const saved = { ...process.env };
+
+  beforeAll(async () => {
+    // Accepts every request and never answers.
+    server = createServer(() => {
+      requests += 1;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+    });
+  });
+
+  afterAll(async () => {
+    process.env = saved;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('bound every call: 1 s to connect, 2.5 s to answer, two attempts', () => {
+    expect(ROUTER_SDK_OPTIONS).toEqual({
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_500, throwOnRequestTimeout: true },
+    });
+  });
+
+  it('give up on a hung call after its timeout, twice, for DynamoDB, SQS and Secrets Manager', async () => {
+    const fast = {
+      ...ROUTER_SDK_OPTIONS,
+      requestHandler: { ...ROUTER_SDK_OPTIONS.requestHandler, requestTimeout: 100 },
+    };
+    const clients = routerClients(EU, fast);
+    expect(await clients.dynamodb(US).config.maxAttempts()).toBe(2);
+    const calls: [string, () => Promise<unknown>][] = [
+      [
+        'dynamodb',
+        () => clients.dynamodb(US).send(new GetItemCommand({ TableName: 't', Key: { k: { S: 'x' } } })),
+      ],
+      [
+        'sqs',
+        () =>
+          clients.sqs(AP).send(
+            new SendMessageCommand({
+              QueueUrl: 'https://sqs.ap-southeast-1.amazonaws.com/123456789012/q',
+              MessageBody: 'x',
+            }),
+          ),
+      ],
+      ['secrets', () => clients.secretsManager.send(new GetSecretValueCommand({ SecretId: 's' }))],
+    ];
+    for (const [name, call] of calls) {
+      const before = requests;
+      const started = Date.now();
+      await expect(call()).rejects.toMatchObject({ name: 'TimeoutError' });
+      expect([name, requests - before]).toEqual([name, 2]);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    }
+  });
+
+  it('a handler on AWS ports answers 500 when DynamoDB hangs, within its deadline', async () => {
+    const settings = loadRouterSettings({ ...LOAD_ENV });
+    const fast = {
+      ...ROUTER_SDK_OPTIONS,
+      requestHandler: { ...ROUTER_SDK_OPTIONS.requestHandler, requestTimeout: 100 },
+    };
+    const telemetry = recordingTelemetry();
+    const awsDeps = awsRouterDeps(settings, { sdk: fast, telemetry });
+    const handle = createRouterHandler({ ...awsDeps, secrets: staticSecrets('s'), telemetry });
+    const body = JSON.stringify(
+      jobPayload('queued', { labels: ['self-hosted'], createdAt: new Date(Date.now() - 1000).toISOString() }),
+    );
+    const response = await handle(webhookEvent(body, 's', { deliveryId: D1 }));
+    expect(response.statusCode).toBe(500);
+    expect(telemetry.records).toContainEqual({ kind: 'outcome', detail: { kind: 'failed' } });
+  });
+});
+
+describe('awsRouterDeps and the webhook secret', () => {
+  let server: Server;
+  const saved = { ...process.env };
+  const CURRENT = 'aws-current-secret-4c1e';
+
+  beforeAll(async () => {
+    // A Secrets Manager that serves AWSCURRENT and denies AWSPREVIOUS (an old key's policy).
+    server = createServer((request, response) => {
+      let text = '';
+      request.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      request.on('end', () => {
+        const { VersionStage } = JSON.parse(text) as { VersionStage: string };
+        if (VersionStage === 'AWSCURRENT') {
+          response.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+          response.end(
+            JSON.stringify({ Name: 'webhook', SecretString: CURRENT, VersionStages: ['AWSCURRENT'] }),
+          );
+          return;
+        }
+        response.writeHead(400, {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amzn-errortype': 'AccessDeniedException',
+        });
+        response.end(JSON.stringify({ __type: 'AccessDeniedException', message: 'denied' }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL: `http://127.0.0.1:${port}`,
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+    });
+  });
+
+  afterAll(async () => {
+    process.env = saved;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('verifies with AWSCURRENT when AWSPREVIOUS is denied, and tells the telemetry', async () => {
+    const telemetry = recordingTelemetry();
+    const awsDeps = awsRouterDeps(loadRouterSettings({ ...LOAD_ENV }), { telemetry });
+    expect(await awsDeps.secrets.secrets()).toEqual([CURRENT]);
+    expect(telemetry.records).toEqual([
+      { kind: 'secretUnreadable', detail: { stage: 'AWSPREVIOUS', code: 'webhook-secret-unavailable' } },
+    ]);
+  });
+});
+
+describe('the router telemetry (Powertools)', () => {
+  it('counts regions and claims under their own dimensions, never `region` (the default dimension)', async () => {
+    const telemetry = powertoolsTelemetry(
+      createLogger('runner-router-test'),
+      new Metrics({
+        namespace: 'Estate/Runners',
+        serviceName: 'runner-router',
+        defaultDimensions: { region: EU },
+      }),
+    );
+    const { output } = await capturingOutput(async () => {
+      telemetry.regionUnreadable(US, 'TimeoutError');
+      telemetry.claimTakenOver?.(AP);
+      telemetry.secretUnreadable?.('AWSPREVIOUS', {
+        permanent: false,
+        code: 'transient',
+        reason: 'AccessDeniedException',
+      });
+    });
+    const emf = output
+      .split('\n')
+      .filter((line) => line.includes('"_aws"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const byMetric = (name: string) => emf.find((line) => name in line);
+    expect(byMetric('RegionsUnreadable')).toMatchObject({ region: EU, unreadableRegion: US });
+    expect(byMetric('ClaimsTakenOver')).toMatchObject({ region: EU, claimRegion: AP });
+    expect(byMetric('WebhookSecretUnreadable')).toMatchObject({ region: EU, stage: 'AWSPREVIOUS' });
   });
 });
 
@@ -332,42 +794,131 @@ describe('the AWS adapters', () => {
     return { client, sent };
   }
 
-  it('claims with a conditional put in the region named, false when the item exists', async () => {
-    const eu = fakeClient<DynamoDBClient>((c) =>
-      c.name === 'PutItemCommand' ? awsError('ConditionalCheckFailedException', 400) : {},
-    );
+  const conditionFailed = (item?: Record<string, unknown>) =>
+    Object.assign(awsError('ConditionalCheckFailedException', 400), item ? { Item: item } : {});
+  const NOW = 1_700_000_000_000;
+  const request = {
+    key: `delivery:${D1}`,
+    owner: 'owner-1',
+    deliveryId: D1,
+    receivedAt: NOW,
+    pendingUntil: NOW + 30_000,
+    ttlSec: 3600,
+  };
+
+  it('claims pending with a conditional put in the region named, taking over a pending claim past its lease', async () => {
     const us = fakeClient<DynamoDBClient>(() => ({}));
-    const clients = new RegionalClients((region) => (region === EU ? eu.client : us.client));
-    const ledger = new DynamodbDeliveryLedger({
+    const clients = new RegionalClients(() => us.client);
+    const ledger = new DynamodbClaimLedger({
       dynamodb: (r) => clients.of(r),
       tableName: 'idempotency',
       localRegion: US,
-      now: () => 1_700_000_000_000,
+      now: () => NOW,
     });
-    expect(await ledger.claim(US, D1, 3600)).toBe(true);
-    expect(await ledger.claim(EU, D1, 3600)).toBe(false);
-    expect(us.sent[0]?.input).toMatchObject({
+    expect(await ledger.claim(US, request)).toBe('claimed');
+    expect(us.sent[0]?.input).toEqual({
       TableName: 'idempotency',
       Item: {
         key: { S: `delivery:${D1}` },
+        state: { S: 'pending' },
+        owner: { S: 'owner-1' },
         region: { S: US },
-        expiresAt: { N: String(1_700_000_000 + 3600) },
+        deliveryId: { S: D1 },
+        receivedAt: { N: String(NOW) },
+        pendingUntil: { N: String(NOW + 30_000) },
+        expiresAt: { N: String(NOW / 1000 + 3600) },
       },
-      ConditionExpression: 'attribute_not_exists(#key) OR #expires < :now',
+      ConditionExpression:
+        'attribute_not_exists(#key) OR #expires < :nowSec OR (#state = :pending AND #until < :nowMs)',
+      ExpressionAttributeNames: {
+        '#key': 'key',
+        '#expires': 'expiresAt',
+        '#state': 'state',
+        '#until': 'pendingUntil',
+      },
+      ExpressionAttributeValues: {
+        ':nowSec': { N: String(NOW / 1000) },
+        ':nowMs': { N: String(NOW) },
+        ':pending': { S: 'pending' },
+      },
+      ReturnValues: 'ALL_OLD',
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     });
-    await ledger.release(EU, D1);
-    expect(eu.sent[1]).toMatchObject({
+    // The put replaced a pending claim (the condition let it: its lease had passed).
+    const replaced = fakeClient<DynamoDBClient>(() => ({
+      Attributes: { state: { S: 'pending' }, pendingUntil: { N: String(NOW - 1) } },
+    }));
+    const taker = new DynamodbClaimLedger({
+      dynamodb: () => replaced.client,
+      tableName: 'idempotency',
+      localRegion: US,
+      now: () => NOW,
+    });
+    expect(await taker.claim(EU, request)).toBe('taken-over');
+  });
+
+  it.each([
+    ['a done claim', { state: { S: 'done' } }, 'done'],
+    ['a claim written before the two phases', { region: { S: EU } }, 'done'],
+    [
+      'a pending claim within its lease',
+      { state: { S: 'pending' }, pendingUntil: { N: String(NOW) } },
+      'pending',
+    ],
+    ['no item returned', undefined, 'done'],
+  ])('answers what the failed condition found: %s', async (_case, item, expected) => {
+    const { client } = fakeClient<DynamoDBClient>(() => conditionFailed(item));
+    const ledger = new DynamodbClaimLedger({
+      dynamodb: () => client,
+      tableName: 'idempotency',
+      localRegion: US,
+      now: () => NOW,
+    });
+    expect(await ledger.claim(EU, request)).toBe(expected);
+  });
+
+  it("marks done and releases only the owner's claim; other failures are thrown", async () => {
+    const { client, sent } = fakeClient<DynamoDBClient>(() => ({}));
+    const ledger = new DynamodbClaimLedger({
+      dynamodb: () => client,
+      tableName: 'idempotency',
+      localRegion: US,
+      now: () => NOW + 5,
+    });
+    expect(await ledger.finish(EU, request)).toBe(true);
+    expect(sent[0]?.input).toMatchObject({
+      Item: { state: { S: 'done' }, doneAt: { N: String(NOW + 5) }, receivedAt: { N: String(NOW) } },
+      ConditionExpression: '#owner = :owner',
+      ExpressionAttributeValues: { ':owner': { S: 'owner-1' } },
+    });
+    expect((sent[0]?.input.Item as Record<string, unknown>).pendingUntil).toBeUndefined();
+    await ledger.release(EU, request.key, 'owner-1');
+    expect(sent[1]).toMatchObject({
       name: 'DeleteItemCommand',
-      input: { ExpressionAttributeValues: { ':region': { S: US } } },
+      input: {
+        Key: { key: { S: `delivery:${D1}` } },
+        ConditionExpression: '#owner = :owner',
+        ExpressionAttributeValues: { ':owner': { S: 'owner-1' } },
+      },
     });
+    const lost = fakeClient<DynamoDBClient>(() => conditionFailed());
+    const other = new DynamodbClaimLedger({
+      dynamodb: () => lost.client,
+      tableName: 't',
+      localRegion: US,
+      now: () => NOW,
+    });
+    expect(await other.finish(EU, request)).toBe(false);
+    await expect(other.release(EU, request.key, 'owner-1')).resolves.toBeUndefined();
     const failing = fakeClient<DynamoDBClient>(() => awsError('InternalServerError'));
-    const broken = new DynamodbDeliveryLedger({
+    const broken = new DynamodbClaimLedger({
       dynamodb: () => failing.client,
       tableName: 't',
       localRegion: US,
       now: Date.now,
     });
-    await expect(broken.claim(US, D1, 60)).rejects.toThrow('InternalServerError');
+    await expect(broken.claim(US, request)).rejects.toThrow('InternalServerError');
+    await expect(broken.finish(US, request)).rejects.toThrow('InternalServerError');
   });
 
   it('answers the winning placement when the conditional put loses', async () => {
@@ -385,19 +936,65 @@ describe('the AWS adapters', () => {
     expect(await stale.get(RUN)).toBeUndefined();
   });
 
-  it('reads a job record, and none when it is missing or expired', async () => {
+  it('reads a job record, a tombstone, and none when it is missing or expired', async () => {
     const items: Record<string, unknown> = {
       'job:1': { Item: { region: { S: EU }, runnerType: { S: 'docker' } } },
       'job:2': {},
       'job:3': { Item: { region: { S: EU }, runnerType: { S: 'docker' }, expiresAt: { N: '1' } } },
+      'job:4': { Item: { completed: { BOOL: true }, completedAt: { N: '5' }, expiresAt: { N: '9' } } },
+      'job:5': { Item: { region: { S: EU } } },
     };
     const { client } = fakeClient<DynamoDBClient>(
       (c) => items[String((c.input.Key as { workflowId: { S: string } }).workflowId.S)],
     );
     const jobs = new DynamodbJobLookup({ dynamodb: client, tableName: 'workflows', now: () => 5000 });
-    expect(await jobs.get(1)).toEqual({ region: EU, runnerType: 'docker' });
-    expect(await jobs.get(2)).toBeUndefined();
-    expect(await jobs.get(3)).toBeUndefined();
+    expect(await jobs.get(1)).toEqual({ kind: 'record', record: { region: EU, runnerType: 'docker' } });
+    expect(await jobs.get(2)).toEqual({ kind: 'absent' });
+    expect(await jobs.get(3)).toEqual({ kind: 'absent' });
+    expect(await jobs.get(4)).toEqual({ kind: 'tombstone' });
+    expect(await jobs.get(5)).toEqual({ kind: 'unreadable' });
+  });
+
+  it('writes a tombstone only where no job item is, and answers the item that is there', async () => {
+    const marked = fakeClient<DynamoDBClient>(() => ({}));
+    const jobs = new DynamodbJobLookup({ dynamodb: marked.client, tableName: 'workflows', now: () => NOW });
+    expect(await jobs.markCompleted(42, 21_600)).toEqual({ kind: 'marked' });
+    expect(marked.sent[0]).toEqual({
+      name: 'PutItemCommand',
+      input: {
+        TableName: 'workflows',
+        Item: {
+          workflowId: { S: 'job:42' },
+          completed: { BOOL: true },
+          completedAt: { N: String(NOW) },
+          expiresAt: { N: String(NOW / 1000 + 21_600) },
+        },
+        ConditionExpression: 'attribute_not_exists(#key) OR #expires < :now',
+        ExpressionAttributeNames: { '#key': 'workflowId', '#expires': 'expiresAt' },
+        ExpressionAttributeValues: { ':now': { N: String(NOW / 1000) } },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      },
+    });
+    // The dispatcher's record is there (written since the read): answered from the failed condition.
+    const raced = fakeClient<DynamoDBClient>(() =>
+      conditionFailed({ workflowId: { S: 'job:42' }, region: { S: AP }, runnerType: { S: 'standard' } }),
+    );
+    const racing = new DynamodbJobLookup({ dynamodb: raced.client, tableName: 'w', now: () => NOW });
+    expect(await racing.markCompleted(42, 60)).toEqual({
+      kind: 'record',
+      record: { region: AP, runnerType: 'standard' },
+    });
+    expect(raced.sent).toHaveLength(1);
+    // No item returned with the failure: read (strongly consistent).
+    const bare = fakeClient<DynamoDBClient>((c) =>
+      c.name === 'PutItemCommand' ? conditionFailed() : { Item: { completed: { BOOL: true } } },
+    );
+    const reading = new DynamodbJobLookup({ dynamodb: bare.client, tableName: 'w', now: () => NOW });
+    expect(await reading.markCompleted(42, 60)).toEqual({ kind: 'tombstone' });
+    expect(bare.sent.map((c) => [c.name, c.input.ConsistentRead])).toEqual([
+      ['PutItemCommand', undefined],
+      ['GetItemCommand', true],
+    ]);
   });
 
   it('sends to the runner queue of the type in the region named', async () => {
@@ -423,6 +1020,21 @@ describe('the AWS adapters', () => {
     });
   });
 });
+
+const LOAD_ENV = {
+  AWS_REGION: EU,
+  RUNNERS_CONFIG: JSON.stringify({
+    regions: [{ region: EU, priority: 1, capacity: 10 }],
+    runnerTypes: [{ name: 'standard', labels: ['self-hosted'] }],
+  }),
+  WEBHOOK_SECRET_ID: 'prod/runners/webhook',
+  IDEMPOTENCY_TABLE: 'idempotency-keys',
+  WORKFLOWS_TABLE: 'runner-workflows',
+  REGION_STATUS_TABLE: 'region-status',
+  STATE_TABLE: 'state',
+  RUNNER_QUEUE_PREFIX: 'prod-runners',
+  ACCOUNT_ID: '123456789012',
+};
 
 describe('loadRouterSettings', () => {
   const env = {

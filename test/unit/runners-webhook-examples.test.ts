@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { capturingOutput } from '../../scripts/lib/load-bundle';
 import type { HttpResponse } from '../../runtime/lib/http';
 import type { CompletedMessage, DispatchMessage } from '../../runtime/runners/model';
+import { STALE_REASON, USER_OWNED_REASON } from '../../runtime/runners/router';
 import {
   AP,
   EU,
@@ -34,6 +35,10 @@ interface Example {
   readonly text: string;
   readonly jobId: number;
   readonly repository: string;
+  /** `workflow_job.created_at`, epoch ms (the in_progress examples of GHES have none). */
+  readonly createdAt: number | undefined;
+  /** `repository.owner.type`: `User` repositories get no organisation runner. */
+  readonly ownerType: string;
 }
 
 function examples(): Example[] {
@@ -47,7 +52,11 @@ function examples(): Example[] {
   for (const source of sources) {
     const index = JSON.parse(readFileSync(join(root, source, 'index.json'), 'utf8')) as {
       name: string;
-      examples: { action: string; workflow_job: { id: number }; repository: { full_name: string } }[];
+      examples: {
+        action: string;
+        workflow_job: { id: number; created_at?: string };
+        repository: { full_name: string; owner: { type: string } };
+      }[];
     }[];
     const event = index.find((e) => e.name === 'workflow_job');
     event?.examples.forEach((example, i) => {
@@ -62,6 +71,11 @@ function examples(): Example[] {
         text,
         jobId: example.workflow_job.id,
         repository: example.repository.full_name.toLowerCase(),
+        createdAt:
+          example.workflow_job.created_at === undefined
+            ? undefined
+            : Date.parse(example.workflow_job.created_at),
+        ownerType: example.repository.owner.type,
       });
     });
   }
@@ -83,6 +97,13 @@ const CONFIG = testRunnerConfig({
     { name: 'gpu', labels: ['gpu', 'db-app', 'dc-03'] },
   ],
 });
+/**
+ * The routers' clock for an example: a minute after GitHub created its job (a delivery as it arrives).
+ * The examples were recorded in 2021-2023; at a clock later than that a `queued` is a replay past the TTL.
+ */
+const arrival = (example: Example): number => (example.createdAt ?? Date.UTC(2023, 0, 1)) + 60_000;
+const userOwned = (example: Example): boolean => example.ownerType === 'User';
+
 /** Where each example repository's jobs go under CONFIG, and on which runner type. */
 const EXPECTED: Record<string, { region: string; runnerType: string }> = {
   'codertocat/hello-world': { region: US, runnerType: 'ubuntu' },
@@ -116,7 +137,7 @@ describe('the workflow_job examples of @octokit/webhooks-examples, through the b
         ['the current secret', CURRENT],
         ['the previous secret', PREVIOUS],
       ])('signed with %s: routed as its action says', async (_secretName, secret) => {
-        const world = routerWorld(CONFIG);
+        const world = routerWorld(CONFIG, arrival(example));
         const handle = router(world, EU);
         const expected = EXPECTED[example.repository];
         if (example.action === 'completed' && expected)
@@ -127,7 +148,14 @@ describe('the workflow_job examples of @octokit/webhooks-examples, through the b
         expect(output).not.toContain(secret);
         const logged = `"correlation_id":"${event.headers['x-github-delivery']}"`;
 
-        if (example.action === 'queued') {
+        if (example.action === 'queued' && userOwned(example)) {
+          // GitHub's just-in-time runners are registered per organisation: none could take it.
+          expect(response.statusCode).toBe(202);
+          expect(JSON.parse(response.body)).toEqual({ status: 'ignored', reason: USER_OWNED_REASON });
+          expect(world.queues.sent).toHaveLength(0);
+          expect(world.ledger.calls).toHaveLength(0);
+          expect(output).toContain('"outcome":"user-owned"');
+        } else if (example.action === 'queued') {
           expect(response.statusCode).toBe(202);
           expect(world.queues.sent).toHaveLength(1);
           const [sent] = world.queues.sent;
@@ -158,12 +186,26 @@ describe('the workflow_job examples of @octokit/webhooks-examples, through the b
         }
       });
 
-      it('with no dispatch record: only a queued job enqueues', async () => {
-        const world = routerWorld(CONFIG);
+      it('with no dispatch record: only a queued job of an organisation enqueues', async () => {
+        const world = routerWorld(CONFIG, arrival(example));
         const { response } = await router(world, US)(webhookEvent(example.text, CURRENT));
         expect(response.statusCode).toBe(202);
-        expect(world.queues.sent).toHaveLength(example.action === 'queued' ? 1 : 0);
+        expect(world.queues.sent).toHaveLength(example.action === 'queued' && !userOwned(example) ? 1 : 0);
+        // a completed job of ours that was never dispatched: its tombstone keeps the dispatcher off it
+        expect(world.jobs.tombstones.has(example.jobId)).toBe(
+          example.action === 'completed' && EXPECTED[example.repository] !== undefined,
+        );
       });
+
+      if (example.action === 'queued' && !userOwned(example))
+        it('replayed after the delivery time-to-live (created_at too old): 202 and nothing enqueued', async () => {
+          const world = routerWorld(CONFIG, arrival(example) + CONFIG.deliveryTtlSec * 1000);
+          const { response } = await router(world, EU)(webhookEvent(example.text, CURRENT));
+          expect(response.statusCode).toBe(202);
+          expect(JSON.parse(response.body)).toEqual({ status: 'ignored', reason: STALE_REASON });
+          expect(world.queues.sent).toHaveLength(0);
+          expect(world.ledger.calls).toHaveLength(0);
+        });
 
       it.each([
         ['unsigned', undefined],
@@ -179,7 +221,7 @@ describe('the workflow_job examples of @octokit/webhooks-examples, through the b
       });
 
       it('a redelivery of the same delivery to another region enqueues nothing more', async () => {
-        const world = routerWorld(CONFIG);
+        const world = routerWorld(CONFIG, arrival(example));
         world.jobs.records.set(
           example.jobId,
           EXPECTED[example.repository] ?? { region: EU, runnerType: 'k8s' },

@@ -13,11 +13,13 @@ import {
   handlerDeps,
   jobPayload,
   MemorySecret,
+  recordingTelemetry,
   routerWorld,
   signature,
   staticSecrets,
   US,
   webhookEvent,
+  WORLD_NOW,
 } from '../support/runners-fakes';
 
 const SECRET = 'current-webhook-secret-3b8f';
@@ -45,6 +47,8 @@ describe('readDelivery', () => {
     expect(delivery).toEqual({
       kind: 'job',
       deliveryId: DELIVERY,
+      createdAt: WORLD_NOW - 60_000,
+      ownerType: 'organization',
       job: {
         action: 'queued',
         jobId: 42,
@@ -344,6 +348,36 @@ describe('readDelivery', () => {
         (p) => (p.workflow_job.runner_name = MARKER.repeat(20)),
         'workflow_job.runner_name: expected null or a string',
       ],
+      [
+        'a queued job without created_at',
+        (p) => delete p.workflow_job.created_at,
+        'workflow_job.created_at: expected an ISO 8601 date-time',
+      ],
+      [
+        'a created_at that is not a date-time',
+        (p) => (p.workflow_job.created_at = `${MARKER}`),
+        'workflow_job.created_at: expected an ISO 8601 date-time',
+      ],
+      [
+        'a created_at of the 13th month',
+        (p) => (p.workflow_job.created_at = '2025-13-01T00:00:00Z'),
+        'workflow_job.created_at: expected an ISO 8601 date-time',
+      ],
+      [
+        'a created_at as a number',
+        (p) => (p.workflow_job.created_at = 1_760_000_000),
+        'workflow_job.created_at: expected an ISO 8601 date-time',
+      ],
+      [
+        'an owner type that is not a word',
+        (p) => (p.repository.owner = { login: 'acme', type: `${MARKER}` }),
+        'repository.owner.type: expected an account type',
+      ],
+      [
+        'an owner type that is a number',
+        (p) => (p.repository.owner = { login: 'acme', type: 1 }),
+        'repository.owner.type: expected an account type',
+      ],
     ];
     it.each(cases)('answers 400 to %s, naming the field and the rule', async (_case, mutate, reason) => {
       const payload = jobPayload('queued') as Parameters<Mutate>[0];
@@ -352,6 +386,55 @@ describe('readDelivery', () => {
       expect(delivery).toMatchObject({ kind: 'refused', status: 400, code: 'field-invalid' });
       expect(delivery.kind === 'refused' && delivery.reason.startsWith(reason)).toBe(true);
       expect(JSON.stringify(delivery)).not.toContain(MARKER);
+    });
+
+    it('reads created_at with fractions and offsets, and does without it on a completed job', async () => {
+      const at = (createdAt: string) =>
+        read(webhookEvent(body(jobPayload('queued', { createdAt })), SECRET)).then((d) =>
+          d.kind === 'job' ? d.createdAt : d,
+        );
+      expect(await at('2021-09-13T02:21:13Z')).toBe(Date.UTC(2021, 8, 13, 2, 21, 13));
+      expect(await at('2021-09-13T04:21:13.250+02:00')).toBe(Date.UTC(2021, 8, 13, 2, 21, 13, 250));
+      const completed = jobPayload('completed') as { workflow_job: Record<string, unknown> };
+      delete completed.workflow_job.created_at;
+      const delivery = await read(webhookEvent(body(completed), SECRET));
+      expect(delivery.kind).toBe('job');
+      expect(delivery.kind === 'job' && delivery.createdAt).toBeUndefined();
+    });
+
+    it('reads the owner type lower-cased, and none when the payload has none', async () => {
+      const user = await read(webhookEvent(body(jobPayload('queued', { ownerType: 'User' })), SECRET));
+      expect(user.kind === 'job' && user.ownerType).toBe('user');
+      const bare = jobPayload('queued') as { repository: { owner: Record<string, unknown> } };
+      delete bare.repository.owner.type;
+      const none = await read(webhookEvent(body(bare), SECRET));
+      expect(none.kind).toBe('job');
+      expect(none.kind === 'job' && none.ownerType).toBeUndefined();
+    });
+
+    it("holds jobs to the label limits of model.ts (the dispatcher's)", async () => {
+      // webhook.ts loaded against a model whose limits are smaller: its refusals follow them.
+      let limited: typeof readDelivery = readDelivery;
+      jest.isolateModules(() => {
+        jest.doMock('../../runtime/runners/model', () => ({
+          ...jest.requireActual<object>('../../runtime/runners/model'),
+          MAX_JOB_LABELS: 3,
+          MAX_LABEL_CHARS: 12,
+        }));
+        ({ readDelivery: limited } = jest.requireActual<typeof import('../../runtime/runners/webhook')>(
+          '../../runtime/runners/webhook',
+        ));
+      });
+      jest.dontMock('../../runtime/runners/model');
+      const labelled = (labels: string[]) =>
+        limited(webhookEvent(body(jobPayload('queued', { labels })), SECRET), [SECRET], LIMIT);
+      expect((await labelled(['self-hosted', 'linux', 'x64'])).kind).toBe('job');
+      expect(await labelled(['self-hosted', 'linux', 'x64', 'gpu'])).toMatchObject({
+        reason: 'workflow_job.labels: expected at most 3 labels',
+      });
+      expect(await labelled(['self-hosted-13'])).toMatchObject({
+        reason: 'workflow_job.labels: expected strings of 1-12 characters',
+      });
     });
 
     it('answers 400 to an action that is not a string', async () => {
@@ -448,6 +531,86 @@ describe('WebhookSecretSource', () => {
     expect(await source.secrets()).toEqual([SECRET]);
     const fresh = new WebhookSecretSource(stored.reader, { now: time.fn });
     await expect(fresh.secrets()).rejects.toThrow();
+  });
+
+  describe('when AWSPREVIOUS cannot be used (the labels are read apart)', () => {
+    const failing = (stored: MemorySecret, error: Error) =>
+      (stored.fault = (_op, stage) => (stage === 'AWSPREVIOUS' ? error : undefined));
+    const listener = () => {
+      const heard: { stage: string; code: string; reason: string }[] = [];
+      return Object.assign(heard, {
+        onUnreadable: (stage: string, failure: { code: string; reason: string }) =>
+          heard.push({ stage, code: failure.code, reason: failure.reason }),
+      });
+    };
+
+    it('serves AWSCURRENT when AWSPREVIOUS cannot be read, and reports it without its value', async () => {
+      const stored = new MemorySecret(SECRET, OLD);
+      const denied = awsError('AccessDeniedException', 400);
+      denied.message = `denied ${MARKER} ${OLD}`;
+      failing(stored, denied);
+      const heard = listener();
+      const source = new WebhookSecretSource(stored.reader, { onUnreadable: heard.onUnreadable });
+      expect(await source.secrets()).toEqual([SECRET]);
+      expect(heard).toHaveLength(1);
+      expect(heard[0]).toMatchObject({ stage: 'AWSPREVIOUS', code: 'transient' });
+      expect(JSON.stringify(heard)).not.toContain(MARKER);
+      expect(JSON.stringify(heard)).not.toContain(OLD);
+      expect(JSON.stringify(heard)).not.toContain(SECRET);
+    });
+
+    it('reports a previous value it cannot parse, never quoting it', async () => {
+      const stored = new MemorySecret(SECRET, `{"token":"${MARKER}"}`);
+      const heard = listener();
+      const source = new WebhookSecretSource(stored.reader, { onUnreadable: heard.onUnreadable });
+      expect(await source.secrets()).toEqual([SECRET]);
+      expect([...heard]).toEqual([
+        {
+          stage: 'AWSPREVIOUS',
+          code: 'webhook-secret-invalid',
+          reason: expect.stringContaining('webhook secret AWSPREVIOUS: expected'),
+        },
+      ]);
+      expect(JSON.stringify(heard)).not.toContain(MARKER);
+    });
+
+    it('keeps verifying with the previous secret it read before when a refresh cannot read it', async () => {
+      const time = clock();
+      const stored = new MemorySecret(SECRET, OLD);
+      const source = new WebhookSecretSource(stored.reader, { ttlMs: 1_000, now: time.fn });
+      expect(await source.secrets()).toEqual([SECRET, OLD]);
+      failing(stored, awsError('ThrottlingException', 400));
+      time.now += 31_000;
+      expect(await source.secrets()).toEqual([SECRET, OLD]);
+      expect(stored.reads).toBe(2);
+      // rotated since: the cached current secret is the previous one now
+      stored.rotate('rotated');
+      time.now += 31_000;
+      expect(await source.secrets()).toEqual(['rotated', SECRET]);
+    });
+
+    it('still fails without AWSCURRENT, whatever AWSPREVIOUS holds', async () => {
+      const stored = new MemorySecret(SECRET, OLD);
+      stored.fault = (_op, stage) =>
+        stage === 'AWSCURRENT' ? awsError('ThrottlingException', 400) : undefined;
+      await expect(new WebhookSecretSource(stored.reader).secrets()).rejects.toThrow('ThrottlingException');
+    });
+
+    it('tells the router telemetry when it is the listener', async () => {
+      const heard = listener();
+      const stored = new MemorySecret(SECRET, OLD);
+      failing(stored, awsError('AccessDeniedException', 400));
+      const telemetry = { ...recordingTelemetry() };
+      const source = new WebhookSecretSource(stored.reader, {
+        onUnreadable: (stage, failure) => telemetry.secretUnreadable?.(stage, failure),
+      });
+      await source.secrets();
+      expect(telemetry.records).toContainEqual({
+        kind: 'secretUnreadable',
+        detail: { stage: 'AWSPREVIOUS', code: 'transient' },
+      });
+      expect(heard).toHaveLength(0);
+    });
   });
 
   describe('with deliveries (readAuthenticatedDelivery)', () => {
@@ -582,6 +745,22 @@ describe('the router handler, status by status', () => {
     ],
     ['a queued job', webhookEvent(text, SECRET, { deliveryId: DELIVERY }), 202],
     ['the same delivery again', webhookEvent(text, SECRET, { deliveryId: DELIVERY }), 200],
+    ['the same body under another delivery id', webhookEvent(text, SECRET), 200],
+    [
+      'a job of a user-owned repository',
+      webhookEvent(body(jobPayload('queued', { jobId: 2, ownerType: 'User' })), SECRET),
+      202,
+    ],
+    [
+      'a queued body older than the delivery time-to-live',
+      webhookEvent(body(jobPayload('queued', { jobId: 3, createdAt: '2021-09-13T02:21:13Z' })), SECRET),
+      202,
+    ],
+    [
+      'a queued job without created_at',
+      webhookEvent(body({ ...jobPayload('queued'), workflow_job: { id: 4, run_id: 1, labels: [] } }), SECRET),
+      400,
+    ],
   ])('answers %s with its status', async (_case, event, status) => {
     const response = await handle(event);
     expect(response.statusCode).toBe(status);

@@ -4,7 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import * as z from 'zod/mini';
 import { HandlerConfigError, loadConfig } from '../../lib/config';
 import { classifyFailure, PermanentError } from '../../lib/failures';
@@ -17,10 +17,8 @@ import { RegionalLimit } from '../../quota/regional-limit';
 import { SecretsManagerCacheTokenIssuer } from '../cache-token';
 import { NO_CONCURRENCY_CAP, QuotaConcurrencyCap } from '../concurrency-cap';
 import {
-  LOGIN,
   REGION_NAME,
   regionSettings,
-  REPOSITORY,
   RunnerConfigError,
   runnerConfigFromJson,
   type RunnerConfig,
@@ -37,156 +35,38 @@ import {
   DynamodbJobClaims,
   DynamodbJobRecords,
   DynamodbLeaseTable,
+  RegionStatusFailover,
   SqsQueueSender,
 } from '../dispatch-adapters';
 import { EcsRunnerLauncher } from '../ecs-launcher';
 import { GitHubAppRunners, secretFromSecretsManager } from '../github-app';
 import { RunnerLeases } from '../leases';
+import { checkSource, correlationOf, parseRunnerQueueMessage, type SourceSettings } from '../messages';
 import type { RunnerQueueMessage } from '../model';
-import { queueUrlOf, runnerQueueName } from '../tables';
+import { RegionStatusTable } from '../region-status';
+import { DynamodbRegionViews } from '../region-views';
+import { RegionalClients } from '../router-adapters';
+import { queueUrlOf } from '../tables';
 
 /**
  * The dispatcher's SQS handler (one function per region, consuming every runner queue of the region): each
- * record is one message (dispatch, check-queued, completed), parsed and validated here, checked against the
- * queue that delivered it, and handed to the core (dispatch.ts). Failures go through `consumeQueue`:
- * permanent ones dead-lettered at once with their reason, transient ones redelivered with backoff.
+ * record is one message (dispatch, check-queued, completed), parsed and checked against the queue that
+ * delivered it (messages.ts), and handed to the core (dispatch.ts). Failures go through `consumeQueue`:
+ * permanent ones dead-lettered at once with their reason, transient ones redelivered with backoff. A GitHub
+ * rate limit is not a failure here: consumeQueue sets one backoff for every failure and cannot take GitHub's
+ * delay, so the core re-sends the message with `DelaySeconds` = min(900, retryAfterSec) and acknowledges it.
  *
  * Metrics (namespace `Estate/Runners`, service `runner-dispatcher`, dimension `region`): Dispatched,
- * DispatchFailed, Waits, Duplicates, Retried, plus Completed, DispatchedElsewhere, StepFailures,
- * DeadLettered and Redelivered. Log lines carry the message's correlationId, never a body, a token or a
- * JIT config.
+ * DispatchFailed (failures counted toward the region's error rate), TenantFailures (permanent: GitHub
+ * refusing an organisation's App, permissions or runner group), OverridesTooLarge, Waits, RateLimited,
+ * Duplicates, Retried, NotQueued, CompletedBeforeDispatch, RunnerForCompletedJob, Rerouted,
+ * StatusUnknownDispatched, DemandNotRecorded, plus Completed, CompletedForwarded, QueuedCheckReleased,
+ * DispatchedElsewhere, StepFailures, DeadLettered and Redelivered. Log lines carry the message's
+ * correlationId, never a body, a token or a JIT config.
  */
 
-// ---------------------------------------------------------------------------------------- messages
-
-const text = (what: string, max: number) =>
-  z
-    .string()
-    .check(
-      z.regex(new RegExp(`^[\\x21-\\x7e]{1,${max}}$`), `expected ${what}: 1-${max} printable characters`),
-    );
-
-const whole = (what: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z
-    .number()
-    .check(
-      z.int(`expected ${what}, a whole number`),
-      z.gte(min, `expected ${what} of at least ${min}`),
-      z.lte(max, `expected ${what} of at most ${max}`),
-    );
-
-const jobSchema = z.object({
-  action: z.enum(['queued', 'waiting', 'in_progress', 'completed']),
-  jobId: whole('a job id', 1),
-  runId: whole('a run id', 1),
-  runAttempt: whole('a run attempt', 1, 1_000_000),
-  organization: z.string().check(z.regex(LOGIN, 'expected a lower-cased GitHub login')),
-  repository: z
-    .string()
-    .check(
-      z.maxLength(140, 'expected at most 140 characters'),
-      z.regex(REPOSITORY, 'expected a lower-cased owner/name'),
-    ),
-  labels: z
-    .array(
-      z
-        .string()
-        .check(z.minLength(1, 'expected a label'), z.maxLength(100, 'expected at most 100 characters')),
-    )
-    .check(z.maxLength(50, 'expected at most 50 labels')),
-  installationId: z.optional(whole('an installation id', 1)),
-  runnerName: z.optional(z.string().check(z.maxLength(255, 'expected at most 255 characters'))),
-});
-
-const dispatchSchema = z.object({
-  version: z.literal(1, 'expected version 1'),
-  kind: z.literal('dispatch'),
-  job: jobSchema,
-  deliveryId: text('a delivery id', 128),
-  region: z.string().check(z.regex(REGION_NAME, 'expected a region name')),
-  runnerType: text('a runner type', 31),
-  reason: z.enum([
-    'home',
-    'sticky',
-    'drained',
-    'no-region-eligible',
-    'spillover:queue-depth',
-    'spillover:concurrency',
-    'spillover:error-rate',
-  ]),
-  routedAt: whole('epoch milliseconds', 0),
-  correlationId: text('a correlation id', 128),
-  retry: z.union([z.literal(0), z.literal(1)], 'expected 0 or 1'),
-  waitingSince: z.optional(whole('epoch milliseconds', 0)),
-  waits: z.optional(whole('a count of waits', 0, 10_000)),
-});
-
-const messageSchema = z.discriminatedUnion(
-  'kind',
-  [
-    dispatchSchema,
-    z.object({
-      version: z.literal(1, 'expected version 1'),
-      kind: z.literal('check-queued'),
-      dispatch: dispatchSchema,
-    }),
-    z.object({
-      version: z.literal(1, 'expected version 1'),
-      kind: z.literal('completed'),
-      job: jobSchema,
-      deliveryId: text('a delivery id', 128),
-      correlationId: text('a correlation id', 128),
-    }),
-  ],
-  'expected kind dispatch, check-queued or completed',
-);
-
-const malformed = (field: string, rule: string) =>
-  new PermanentError('malformed-message', `${field}: ${rule}`);
-
-/** A runner queue's message body, validated: a PermanentError naming the field and the rule otherwise. */
-export function parseRunnerQueueMessage(body: string): RunnerQueueMessage {
-  let value: unknown;
-  try {
-    value = JSON.parse(body) as unknown;
-  } catch {
-    throw malformed('body', 'expected JSON');
-  }
-  const parsed = messageSchema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw malformed(['body', ...(issue?.path ?? []).map(String)].join('.'), issue?.message ?? 'invalid');
-  }
-  const message = parsed.data as RunnerQueueMessage;
-  const job = message.kind === 'check-queued' ? message.dispatch.job : message.job;
-  const at = message.kind === 'check-queued' ? 'body.dispatch.job' : 'body.job';
-  if (!job.repository.startsWith(`${job.organization}/`))
-    throw malformed(`${at}.repository`, 'expected a repository of the organization');
-  return message;
-}
-
-/** The queue that delivered a record must be one of this region's runner queues, of the message's type. */
-export function checkSource(record: SQSRecord, message: RunnerQueueMessage, settings: SourceSettings): void {
-  const arn = record.eventSourceARN;
-  if (!arn) return;
-  const [, , service, region, , name] = arn.split(':');
-  const type = settings.runnerTypes.find((t) => runnerQueueName(settings.queuePrefix, t) === name);
-  if (service !== 'sqs' || region !== settings.region || type === undefined)
-    throw new PermanentError('source-queue', "eventSourceARN: expected one of the region's runner queues");
-  const dispatch =
-    message.kind === 'dispatch' ? message : message.kind === 'check-queued' ? message.dispatch : undefined;
-  if (dispatch && dispatch.runnerType !== type)
-    throw new PermanentError(
-      'source-queue',
-      'runnerType: expected the runner type of the queue that delivered it',
-    );
-}
-
-export interface SourceSettings {
-  readonly region: string;
-  readonly queuePrefix: string;
-  readonly runnerTypes: readonly string[];
-}
+// Where callers found them before messages.ts held them.
+export { checkSource, parseRunnerQueueMessage, type SourceSettings } from '../messages';
 
 // ---------------------------------------------------------------------------------------- settings
 
@@ -198,6 +78,7 @@ const environment = z.object({
   RUNNERS_CONFIG: z.string().check(z.minLength(2, 'expected the runner configuration as JSON')),
   STATE_TABLE: nonEmpty("the region's state table"),
   WORKFLOWS_TABLE: nonEmpty('the runner-workflows global table'),
+  REGION_STATUS_TABLE: nonEmpty('the region-status global table'),
   RUNNER_QUEUE_PREFIX: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,48}$/, 'expected a queue name prefix')),
   RUNNER_DEAD_LETTER_QUEUE_URL: z.string().check(z.regex(/^https?:\/\/\S+$/, 'expected a queue URL')),
   RUNNER_MAX_RECEIVE_COUNT: z.coerce
@@ -217,10 +98,6 @@ const environment = z.object({
   ),
   RUNNER_CACHE_URL: z.string().check(z.regex(/^https?:\/\/\S+$/, 'expected a URL')),
   CACHE_TOKEN_SECRET_ID: nonEmpty('the cache token secret'),
-  RUNNER_GROUP_ID: z._default(
-    z.coerce.number().check(z.int('expected a whole number'), z.gte(1, 'expected a runner group id')),
-    1,
-  ),
   RUNNER_CONTAINER_NAME: z._default(
     z.string().check(z.regex(/^[A-Za-z0-9_-]{1,255}$/, 'expected a container name')),
     'runner',
@@ -239,6 +116,7 @@ export interface DispatcherSettings {
   readonly config: RunnerConfig;
   readonly stateTable: string;
   readonly workflowsTable: string;
+  readonly regionStatusTable: string;
   readonly queuePrefix: string;
   readonly deadLetterQueueUrl: string;
   readonly maxReceiveCount: number;
@@ -251,7 +129,6 @@ export interface DispatcherSettings {
   readonly githubApiUrl: string;
   readonly cacheUrl: string;
   readonly cacheTokenSecretId: string;
-  readonly runnerGroupId: number;
   readonly containerName: string;
   /** Present when the configuration caps organisations by a quota resource. */
   readonly quota?: {
@@ -340,6 +217,7 @@ export function loadDispatcherSettings(env: NodeJS.ProcessEnv = process.env): Di
     config,
     stateTable: raw.STATE_TABLE,
     workflowsTable: raw.WORKFLOWS_TABLE,
+    regionStatusTable: raw.REGION_STATUS_TABLE,
     queuePrefix: raw.RUNNER_QUEUE_PREFIX,
     deadLetterQueueUrl: raw.RUNNER_DEAD_LETTER_QUEUE_URL,
     maxReceiveCount: raw.RUNNER_MAX_RECEIVE_COUNT,
@@ -352,7 +230,6 @@ export function loadDispatcherSettings(env: NodeJS.ProcessEnv = process.env): Di
     githubApiUrl: raw.GITHUB_API_URL,
     cacheUrl: raw.RUNNER_CACHE_URL,
     cacheTokenSecretId: raw.CACHE_TOKEN_SECRET_ID,
-    runnerGroupId: raw.RUNNER_GROUP_ID,
     containerName: raw.RUNNER_CONTAINER_NAME,
     ...(quota ? { quota } : {}),
   };
@@ -381,9 +258,12 @@ export interface DispatchHandlerOptions {
 /** Production dependencies from the settings: SDK clients created once per container. */
 export function dispatchOptionsFrom(settings: DispatcherSettings): DispatchHandlerOptions {
   const { region, config } = settings;
-  const dynamodb = new DynamoDBClient({ region });
-  const sqs = new SQSClient({ region, useQueueUrlAsEndpoint: false });
+  const dynamodbOf = new RegionalClients((r) => new DynamoDBClient({ region: r }));
+  const sqsOf = new RegionalClients((r) => new SQSClient({ region: r, useQueueUrlAsEndpoint: false }));
+  const dynamodb = dynamodbOf.of(region);
+  const sqs = sqsOf.of(region);
   const secrets = new SecretsManagerClient({ region });
+  const logger = createLogger('runner-dispatcher');
   const now = () => Date.now();
   const cap =
     settings.quota && config.concurrencyResource
@@ -399,6 +279,7 @@ export function dispatchOptionsFrom(settings: DispatcherSettings): DispatchHandl
       : NO_CONCURRENCY_CAP;
   return {
     sqs,
+    logger,
     account: settings.account,
     queuePrefix: settings.queuePrefix,
     deadLetterQueueUrl: settings.deadLetterQueueUrl,
@@ -425,21 +306,59 @@ export function dispatchOptionsFrom(settings: DispatcherSettings): DispatchHandl
         containerName: settings.containerName,
       }),
       counters: new DynamodbDispatchCounters(dynamodb, settings.stateTable, config.errorWindowSec, now),
-      queue: new SqsQueueSender(sqs, region, settings.account, settings.queuePrefix),
+      queue: new SqsQueueSender({
+        sqs: (r) => sqsOf.of(r),
+        region,
+        account: settings.account,
+        prefix: settings.queuePrefix,
+      }),
+      failover: regionFailover(settings, dynamodbOf, sqsOf, now, logger),
       cacheTokens: new SecretsManagerCacheTokenIssuer({
         secretId: settings.cacheTokenSecretId,
         client: secrets,
       }),
       cacheUrl: settings.cacheUrl,
-      runnerGroupId: settings.runnerGroupId,
       now,
       random: Math.random,
     },
   };
 }
 
-const correlationOf = (message: RunnerQueueMessage) =>
-  message.kind === 'check-queued' ? message.dispatch.correlationId : message.correlationId;
+/**
+ * Failover's reads: this region's status (the region-status table's local replica, kept 5 s), and every
+ * region's view built as the router builds it (region-views.ts, its own 5 s cache), read only while this
+ * region takes no new jobs.
+ */
+function regionFailover(
+  settings: DispatcherSettings,
+  dynamodb: RegionalClients<DynamoDBClient>,
+  sqs: RegionalClients<SQSClient>,
+  now: () => number,
+  logger: Logger,
+): RegionStatusFailover {
+  const regions = settings.config.regions.map((r) => r.region);
+  const statuses = new RegionStatusTable({
+    client: dynamodb.of(settings.region),
+    tableName: settings.regionStatusTable,
+    regions,
+    now,
+  });
+  const views = new DynamodbRegionViews({
+    config: settings.config,
+    localRegion: settings.region,
+    accountId: settings.account,
+    queuePrefix: settings.queuePrefix,
+    regionStatusTable: settings.regionStatusTable,
+    stateTable: settings.stateTable,
+    dynamodb: (r) => dynamodb.of(r),
+    sqs: (r) => sqs.of(r),
+    now,
+    statuses,
+    onRegionUnreadable: (region, reason) =>
+      logger.warn('region view unreadable: routed as out', { region, reason }),
+  });
+  return new RegionStatusFailover({ region: settings.region, statuses, views, now });
+}
 
 /** The URL of the queue a batch came from (an event source mapping delivers from one queue). */
 function sourceQueueUrl(event: SQSEvent): string | undefined {
@@ -484,19 +403,33 @@ export function createDispatchHandler(
           checkSource(record, message, source);
           const correlationId = correlationOf(message);
           const observer: DispatchObserver = {
-            dispatchFailed: (error) => {
-              count('DispatchFailed');
+            dispatchFailed: (error, regional) => {
               const failure = classifyFailure(error);
+              // Only what says something about the region is its DispatchFailed (the alarm's metric).
+              count(
+                regional
+                  ? 'DispatchFailed'
+                  : failure.code === 'runner-overrides-too-large'
+                    ? 'OverridesTooLarge'
+                    : 'TenantFailures',
+              );
               log.warn('dispatch failed; lease and claim released', {
                 correlationId,
                 code: failure.code,
                 reason: failure.reason,
                 permanent: failure.permanent,
+                countedForRegion: regional,
               });
             },
             stepFailed: (step: BestEffortStep, error) => {
               count('StepFailures');
               log.warn('best-effort step failed', { correlationId, step, error: describeError(error) });
+            },
+            demandNotRecorded: () => {
+              count('DemandNotRecorded');
+              log.warn("the organisation's demand was not recorded for the quota sync (contention)", {
+                correlationId,
+              });
             },
           };
           const outcome = await handleRunnerMessage(
@@ -537,16 +470,21 @@ function report(
   switch (inner.kind) {
     case 'dispatched':
       count('Dispatched');
-      log.info('runner dispatched', { ...fields, retry: inner.retry });
+      if (inner.statusUnknown) count('StatusUnknownDispatched');
+      log.info('runner dispatched', {
+        ...fields,
+        retry: inner.retry,
+        ...(inner.statusUnknown ? { githubStatus: 'unknown' } : {}),
+      });
       return;
     case 'waiting':
-      count('Waits');
-      log.info('job waits for a runner slot', {
-        ...fields,
-        limit: inner.limit,
-        waits: inner.waits,
-        delaySec: inner.delaySec,
-      });
+      count(inner.limit === 'github-rate-limit' ? 'RateLimited' : 'Waits');
+      log.info(
+        inner.limit === 'github-rate-limit'
+          ? "job waits for GitHub's rate limit"
+          : 'job waits for a runner slot',
+        { ...fields, limit: inner.limit, waits: inner.waits, delaySec: inner.delaySec },
+      );
       return;
     case 'duplicate':
     case 'runner-exists':
@@ -557,11 +495,40 @@ function report(
       count('DispatchedElsewhere');
       log.info('job already dispatched by another region', fields);
       return;
+    case 'not-queued':
+      count('NotQueued');
+      log.info('job no longer queued at GitHub: nothing started', { ...fields, status: inner.status });
+      return;
+    case 'job-over':
+      count('CompletedBeforeDispatch');
+      log.info('job completed before its runner started: nothing started', fields);
+      return;
+    case 'started-for-completed':
+      count('RunnerForCompletedJob');
+      log.warn('job completed while its runner started: the runner finds no job, the reaper removes it', {
+        ...fields,
+        retry: inner.retry,
+      });
+      return;
+    case 'rerouted':
+      count('Rerouted');
+      log.info('job re-routed: this region takes no new jobs', {
+        ...fields,
+        regionStatus: inner.status,
+        to: inner.region,
+        reason: 'drained',
+      });
+      return;
     case 'completed':
       count('Completed');
-      log.info('job completed: lease released, record deleted', fields);
+      if (inner.forwardedTo) count('CompletedForwarded');
+      log.info('job completed: lease released, record deleted', {
+        ...fields,
+        ...(inner.forwardedTo ? { forwardedTo: inner.forwardedTo } : {}),
+      });
       return;
     case 'checked':
+      if (inner.status === 'completed') count('QueuedCheckReleased');
       log.info('queued check: nothing to do', { ...fields, status: inner.status });
       return;
   }

@@ -13,9 +13,10 @@ import { regionSettings, runnerConfigFromJson, RunnerConfigError, type RunnerCon
 import type { RegionViewSource, RouteDecision } from '../model';
 import { DynamodbRegionViews } from '../region-views';
 import {
+  DEFAULT_DEADLINE_MS,
   outcomeResponse,
   routeDelivery,
-  type DeliveryLedger,
+  type ClaimLedger,
   type JobLookup,
   type PlacementStore,
   type QueueSender,
@@ -23,14 +24,19 @@ import {
   type RouterOutcome,
 } from '../router';
 import {
-  DynamodbDeliveryLedger,
+  DynamodbClaimLedger,
   DynamodbJobLookup,
   DynamodbPlacementStore,
   RegionalClients,
   SqsQueueSender,
 } from '../router-adapters';
 import type { Delivery, Refusal, WebhookRequest } from '../webhook';
-import { readAuthenticatedDelivery, WebhookSecretSource, type WebhookSecrets } from '../webhook-secret';
+import {
+  readAuthenticatedDelivery,
+  WebhookSecretSource,
+  type SecretStage,
+  type WebhookSecrets,
+} from '../webhook-secret';
 
 /**
  * `POST /webhook` on the regional HTTP API: a GitHub delivery in, a runner queue message out (webhook.ts
@@ -45,7 +51,41 @@ import { readAuthenticatedDelivery, WebhookSecretSource, type WebhookSecrets } f
  * - `WEBHOOK_SECRET_CACHE_SEC`: how long the secret is cached, default 300;
  * - `IDEMPOTENCY_TABLE`, `WORKFLOWS_TABLE`, `REGION_STATUS_TABLE` (global tables), `STATE_TABLE` (regional);
  * - `RUNNER_QUEUE_PREFIX`, `ACCOUNT_ID`: runner queues are `<prefix>-<runner type>` in that account.
+ *
+ * Every SDK client of the router (DynamoDB and SQS in each region, Secrets Manager) gives up on a call
+ * after 1 s to connect and 2.5 s for the answer, and tries it twice at most (`ROUTER_SDK_OPTIONS`): a hung
+ * call cannot hold a delivery past its deadline (router.ts: 7 s, then its claims are released and it
+ * answers 500) nor the function past its timeout (10 s).
  */
+
+/** The router's SDK clients: bounded calls (see above). `throwOnRequestTimeout`: a timeout is an error. */
+export const ROUTER_SDK_OPTIONS = {
+  maxAttempts: 2,
+  requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_500, throwOnRequestTimeout: true },
+} as const;
+
+export type RouterSdkOptions = {
+  readonly maxAttempts: number;
+  readonly requestHandler: {
+    readonly connectionTimeout: number;
+    readonly requestTimeout: number;
+    readonly throwOnRequestTimeout: boolean;
+  };
+};
+
+/** The router's SDK clients, each made with `sdk` (one DynamoDB and one SQS client per region). */
+export function routerClients(region: string, sdk: RouterSdkOptions = ROUTER_SDK_OPTIONS) {
+  const options = { maxAttempts: sdk.maxAttempts, requestHandler: { ...sdk.requestHandler } };
+  const dynamodb = new RegionalClients((r) => new DynamoDBClient({ region: r, ...options }));
+  const sqs = new RegionalClients(
+    (r) => new SQSClient({ region: r, useQueueUrlAsEndpoint: false, ...options }),
+  );
+  return {
+    dynamodb: (r: string) => dynamodb.of(r),
+    sqs: (r: string) => sqs.of(r),
+    secretsManager: new SecretsManagerClient({ region, ...options }),
+  };
+}
 
 const required = (what: string) => z.string().check(z.minLength(1, `expected ${what}`));
 
@@ -97,6 +137,8 @@ export interface RouterTelemetry extends RouterEvents {
   unreadable(failure: Failure): void;
   /** A region's view could not be read (it routes as `out`); `reason` is bounded and value-free. */
   regionUnreadable(region: string, reason: string): void;
+  /** A webhook secret's staging label could not be read or parsed; the other one served. */
+  secretUnreadable?(stage: SecretStage, failure: Failure): void;
   end(): void;
 }
 
@@ -134,6 +176,19 @@ export function powertoolsTelemetry(logger: Logger, metrics: Metrics): RouterTel
       count('SideFailures', 'step', step);
       logger.warn('best-effort step failed', { step, region, code: failure.code, reason: failure.reason });
     },
+    claimTakenOver: (region) => {
+      // Not `region`: the metrics' default dimension is the router's own region.
+      count('ClaimsTakenOver', 'claimRegion', region);
+      logger.warn('pending claim taken over: its router died holding it', { claimRegion: region });
+    },
+    secretUnreadable: (stage, failure) => {
+      count('WebhookSecretUnreadable', 'stage', stage);
+      logger.warn('webhook secret stage unusable: not verifying with it', {
+        stage,
+        code: failure.code,
+        reason: failure.reason,
+      });
+    },
     outcome: (outcome) => {
       delivery(outcome.kind);
       if (outcome.kind === 'failed')
@@ -160,7 +215,7 @@ export interface RouterHandlerDeps {
   readonly region: string;
   readonly config: RunnerConfig;
   readonly secrets: WebhookSecrets;
-  readonly ledger: DeliveryLedger;
+  readonly ledger: ClaimLedger;
   readonly placements: PlacementStore;
   readonly jobs: JobLookup;
   readonly queues: QueueSender;
@@ -169,6 +224,11 @@ export interface RouterHandlerDeps {
   readonly now: () => number;
   /** Default: Powertools, service `runner-router`, namespace `Estate/Runners`. */
   readonly telemetry?: RouterTelemetry;
+  /** router.ts's limits (defaults there: 7 s, 30 s, 2 s). */
+  readonly deadlineMs?: number;
+  readonly claimLeaseMs?: number;
+  readonly settleBudgetMs?: number;
+  readonly newOwner?: () => string;
 }
 
 export type RouterHandler = (event: WebhookRequest) => Promise<HttpResponse>;
@@ -184,7 +244,10 @@ export function defaultTelemetry(region: string): RouterTelemetry {
 export function createRouterHandler(deps: RouterHandlerDeps): RouterHandler {
   const telemetry = deps.telemetry ?? defaultTelemetry(deps.region);
   const routerDeps = { ...deps, events: telemetry };
+  const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
   return async (event) => {
+    // The deadline counts from the delivery's arrival: reading the webhook secret spends it too.
+    const arrived = performance.now();
     try {
       let delivery: Delivery;
       try {
@@ -202,7 +265,8 @@ export function createRouterHandler(deps: RouterHandlerDeps): RouterHandler {
         telemetry.ignored(delivery.reason);
         return jsonResponse(202, { status: 'ignored', reason: delivery.reason });
       }
-      const outcome = await routeDelivery(delivery, routerDeps);
+      const left = Math.max(0, Math.floor(deadlineMs - (performance.now() - arrived)));
+      const outcome = await routeDelivery(delivery, { ...routerDeps, deadlineMs: left });
       telemetry.outcome(outcome);
       return outcomeResponse(outcome);
     } finally {
@@ -235,24 +299,28 @@ function regionViews(
   });
 }
 
-/** The dependencies on AWS, from the environment. */
-export function awsRouterDeps(settings: RouterSettings = loadRouterSettings()): RouterHandlerDeps {
+/**
+ * The dependencies on AWS, from the environment. `sdk`: the clients' limits (tests shorten them);
+ * `telemetry`: default Powertools.
+ */
+export function awsRouterDeps(
+  settings: RouterSettings = loadRouterSettings(),
+  options: { readonly sdk?: RouterSdkOptions; readonly telemetry?: RouterTelemetry } = {},
+): RouterHandlerDeps {
   const region = settings.AWS_REGION;
   const now = () => Date.now();
-  const dynamodb = new RegionalClients((r) => new DynamoDBClient({ region: r }));
-  const sqs = new RegionalClients((r) => new SQSClient({ region: r, useQueueUrlAsEndpoint: false }));
-  const local = dynamodb.of(region);
-  const telemetry = defaultTelemetry(region);
-  const clients = { dynamodb: (r: string) => dynamodb.of(r), sqs: (r: string) => sqs.of(r) };
+  const clients = routerClients(region, options.sdk);
+  const local = clients.dynamodb(region);
+  const telemetry = options.telemetry ?? defaultTelemetry(region);
   return {
     region,
     config: settings.config,
-    secrets: WebhookSecretSource.fromSecretsManager(
-      new SecretsManagerClient({ region }),
-      settings.WEBHOOK_SECRET_ID,
-      { ttlMs: settings.WEBHOOK_SECRET_CACHE_SEC * 1000, now },
-    ),
-    ledger: new DynamodbDeliveryLedger({
+    secrets: WebhookSecretSource.fromSecretsManager(clients.secretsManager, settings.WEBHOOK_SECRET_ID, {
+      ttlMs: settings.WEBHOOK_SECRET_CACHE_SEC * 1000,
+      now,
+      onUnreadable: (stage, failure) => telemetry.secretUnreadable?.(stage, failure),
+    }),
+    ledger: new DynamodbClaimLedger({
       dynamodb: clients.dynamodb,
       tableName: settings.IDEMPOTENCY_TABLE,
       localRegion: region,
