@@ -73,20 +73,22 @@ export function runnersScenarios(endpoint: string, estateOf: () => LocalEstate):
         deadLetterUrl: stack.outputs.runner_dead_letter_url as string,
       };
     });
-    // The platform secrets' values are set out of band, as an operator does (README); here in each region.
+    // The platform secrets' values are set out of band, as an operator does (README): in the primary region,
+    // whose secrets the global stack replicates (the scenarios run the primary region's functions).
     const names = runnerSecretNames(estate.environment);
+    const primary = estate.environment.regions[0] as AwsRegion;
+    const secrets = new SecretsManagerClient({
+      region: primary,
+      endpoint,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    for (const [secretId, value] of [
+      [names.webhook, webhookSecret],
+      [names.githubApp, github.appSecret()],
+      [names.cacheTokenKey, cacheTokenKey],
+    ] as const)
+      await secrets.send(new PutSecretValueCommand({ SecretId: secretId, SecretString: value }));
     for (const { region } of regions) {
-      const secrets = new SecretsManagerClient({
-        region,
-        endpoint,
-        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      });
-      for (const [secretId, value] of [
-        [names.webhook, webhookSecret],
-        [names.githubApp, github.appSecret()],
-        [names.cacheTokenKey, cacheTokenKey],
-      ] as const)
-        await secrets.send(new PutSecretValueCommand({ SecretId: secretId, SecretString: value }));
       // A fresh health verdict in the region-status table, as the schedule writes it every minute.
       await invokeDeployed(
         endpoint,
