@@ -49,6 +49,11 @@ export interface RunnerClusterProps {
   readonly ec2?: RunnerClusterEc2Props;
 }
 
+/** The runner image's user and its docker group (ghcr.io/actions/actions-runner), and its work folder. */
+export const RUNNER_UID = 1001;
+export const RUNNER_DOCKER_GID = 123;
+export const RUNNER_WORK_FOLDER = '/home/runner/_work';
+
 /** Where AWS publishes the current ECS-optimized Amazon Linux 2023 (x86_64) AMI. */
 export const ECS_AL2023_AMI_PARAMETER =
   '/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id';
@@ -123,10 +128,11 @@ export class RunnerCluster extends Construct {
     });
     const profile = new IamInstanceProfile(scope, 'InstanceProfile', { name: role.name, role: role.name });
 
-    // Tasks must not reach the instance role: containers on Docker's bridges are dropped on their way to
-    // IMDS (AWS's recipe for bridge-mode tasks), hop limit 1 keeps them from it too, and
-    // ECS_AWSVPC_BLOCK_IMDS keeps awsvpc tasks from it. A container on the host's network (what a job with
-    // the Docker socket can start) is the host: only the runner group's trust protects that.
+    // Tasks must not reach the instance role: nothing forwarded (every container's traffic, on whichever
+    // bridge) reaches IMDS (AWS's recipe for bridge-mode tasks, without an interface match so the runner's
+    // own job networks are covered), hop limit 1 keeps containers from it too, and ECS_AWSVPC_BLOCK_IMDS keeps
+    // awsvpc tasks from it. A container on the host's network (what a job with the Docker socket can start)
+    // is the host: only the runner group's trust protects that.
     const userData = [
       '#!/bin/bash',
       "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -134,10 +140,23 @@ export class RunnerCluster extends Construct {
       'ECS_ENABLE_TASK_IAM_ROLE=true',
       'ECS_AWSVPC_BLOCK_IMDS=true',
       'EOF',
+      'set -euo pipefail',
+      'iptables --insert FORWARD 1 --destination 169.254.169.254/32 --jump DROP',
+      // The runner image's user (uid 1001, group docker = 123, as ghcr.io/actions/actions-runner) owns the
+      // work folder the host's daemon shares at the same path, and reaches the socket through gid 123.
+      `install -d -o ${RUNNER_UID} -g ${RUNNER_UID} ${RUNNER_WORK_FOLDER}`,
+      `getent group ${RUNNER_DOCKER_GID} >/dev/null || groupadd --gid ${RUNNER_DOCKER_GID} runner-docker`,
+      'mkdir -p /etc/systemd/system/docker.socket.d',
+      `printf '[Socket]\\nSocketGroup=${RUNNER_DOCKER_GID}\\n' > /etc/systemd/system/docker.socket.d/runner.conf`,
+      // What jobs leave behind (images, stopped containers) must not fill the disk: pruned every hour.
+      "printf '[Service]\\nType=oneshot\\nExecStart=/usr/bin/docker system prune --all --force --filter until=24h\\n' > /etc/systemd/system/runner-prune.service",
+      "printf '[Timer]\\nOnCalendar=hourly\\n[Install]\\nWantedBy=timers.target\\n' > /etc/systemd/system/runner-prune.timer",
+      'systemctl daemon-reload',
+      'systemctl restart docker.socket docker',
+      'systemctl enable --now runner-prune.timer',
       'dnf install -y iptables-services',
-      'iptables --insert FORWARD 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP',
       'iptables-save > /etc/sysconfig/iptables',
-      'systemctl enable --now iptables',
+      'systemctl enable iptables',
       '',
     ].join('\n');
     const template = new LaunchTemplate(scope, 'LaunchTemplate', {

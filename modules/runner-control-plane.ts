@@ -29,7 +29,7 @@ import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
 import { Schedule } from './schedule';
 import type { QuotaService } from './quota-service';
-import type { RunnerCluster } from './runner-cluster';
+import { RUNNER_WORK_FOLDER, type RunnerCluster } from './runner-cluster';
 import type { RunnerNetwork } from './runner-network';
 import type { SecureBucket } from './secure-bucket';
 
@@ -108,10 +108,11 @@ const MAX_CONFIG_BYTES = 2560;
 const DISPATCHER_TIMEOUT_SEC = 60;
 const REAPER_TIMEOUT_SEC = 240;
 /**
- * The runner's work folder: the image installs the runner in /home/runner (as ghcr.io/actions/actions-runner
- * does) and the JIT config keeps GitHub's default `_work` under it.
+ * The runner image's contract: the runner installed in /home/runner (as ghcr.io/actions/actions-runner), run as
+ * its user 1001 (in group 123, `docker`), started with the JIT config the dispatcher puts in its environment.
  */
-const RUNNER_WORK_FOLDER = '/home/runner/_work';
+const RUNNER_HOME = '/home/runner';
+const RUNNER_COMMAND = ['sh', '-c', 'exec ./run.sh --jitconfig "$RUNNER_JITCONFIG"'];
 /** Webhook deliveries per second the route takes, apart from the API's default (a matrix arrives at once). */
 const WEBHOOK_RATE_PER_SEC = 500;
 
@@ -616,6 +617,8 @@ export class RunnerControlPlane extends Construct {
       name: 'runner',
       image: props.image,
       essential: true,
+      workingDirectory: RUNNER_HOME,
+      command: RUNNER_COMMAND,
       environment: [
         { name: 'RUNNER_REGION', value: props.region },
         { name: 'RUNNER_TYPE', value: type.name },

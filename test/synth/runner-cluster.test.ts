@@ -111,11 +111,17 @@ describe('RunnerCluster', () => {
           'ECS_CLUSTER=dev-runners',
           'ECS_ENABLE_TASK_IAM_ROLE=true',
           'ECS_AWSVPC_BLOCK_IMDS=true',
-          // Bridge-mode containers (the docker runner's, and those its jobs start) dropped on the way to IMDS.
-          'iptables --insert FORWARD 1 --in-interface docker+ --destination 169.254.169.254/32 --jump DROP',
+          // Every container's traffic (the runner's, and its jobs' networks) dropped on the way to IMDS.
+          'iptables --insert FORWARD 1 --destination 169.254.169.254/32 --jump DROP',
           'iptables-save > /etc/sysconfig/iptables',
+          // The runner (uid 1001, group 123) owns its work folder and reaches the Docker socket.
+          'install -d -o 1001 -g 1001 /home/runner/_work',
+          "printf '[Socket]\\nSocketGroup=123\\n' > /etc/systemd/system/docker.socket.d/runner.conf",
+          'systemctl enable --now runner-prune.timer',
         ]),
       );
+      // A failed step stops the script after the agent's configuration is written.
+      expect(userData.indexOf('set -euo pipefail')).toBeGreaterThan(userData.indexOf('ECS_CLUSTER='));
       expect(template.metadata_options).toEqual({
         http_endpoint: 'enabled',
         http_tokens: 'required',

@@ -254,7 +254,14 @@ describe('RunnerControlPlane', () => {
       { name: 'docker-socket', host_path: '/var/run/docker.sock' },
       { name: 'work', host_path: '/home/runner/_work' },
     ]);
-    const [container] = JSON.parse(docker.container_definitions as string) as { mountPoints: unknown }[];
+    const [container] = JSON.parse(docker.container_definitions as string) as {
+      mountPoints: unknown;
+      command: unknown;
+      workingDirectory: unknown;
+    }[];
+    // The image's contract: the runner in /home/runner, started with the JIT config from its environment.
+    expect(container?.workingDirectory).toBe('/home/runner');
+    expect(container?.command).toEqual(['sh', '-c', 'exec ./run.sh --jitconfig "$RUNNER_JITCONFIG"']);
     expect(container?.mountPoints).toEqual([
       { sourceVolume: 'docker-socket', containerPath: '/var/run/docker.sock' },
       { sourceVolume: 'work', containerPath: '/home/runner/_work' },
