@@ -38,8 +38,9 @@ export type RegionStatus = 'active' | 'draining' | 'out';
 /** The spillover inputs of one region, as the metrics source reads them. */
 export interface RegionMetrics {
   /**
-   * Sum of `ApproximateNumberOfMessages` and `ApproximateNumberOfMessagesDelayed` over the region's runner
-   * queues (jobs waiting for a slot are re-sent with a delay).
+   * `ApproximateNumberOfMessages` over the region's runner queues (jobs not taken yet), plus the jobs waiting
+   * for a slot (the lease items' wait records: they are re-sent with a delay, and a queue's delayed count
+   * also holds the checks every dispatch schedules).
    */
   readonly queueDepth: number;
   /** Runner leases held in the region (every organisation). */
@@ -101,6 +102,16 @@ export interface DispatchMessage {
   readonly waitingSince?: number;
   /** Times it was re-sent to wait for a runner slot. */
   readonly waits?: number;
+  /**
+   * Times a dispatcher re-routed it to another region (a drained or out region); a job re-routed twice is
+   * dispatched where it is.
+   */
+  readonly reroutes?: number;
+  /**
+   * Epoch ms a dispatcher first found the job `waiting` at GitHub (an environment's approval or wait timer):
+   * it is re-sent until GitHub says `queued`, for at most 30 days from then.
+   */
+  readonly approvalSince?: number;
 }
 
 /** A delayed look at a dispatched job: still queued after the timeout, it is dispatched once more. */

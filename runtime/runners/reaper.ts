@@ -11,9 +11,13 @@ import { runnerNameOf, type Retry } from './dispatch';
  * 2. keeps the runner tasks (started by the dispatcher: `startedBy` `job-<id>` or a `runner-*` tag) and
  *    attributes each by its tags `runner-job-id` and `runner-organization` (and `runner-retry` when a
  *    launcher sets it). A runner task it cannot attribute is counted, never stopped;
- * 3. a task older than `idleTimeoutSec` (from `startedAt`, else `createdAt`) is a candidate. Its runner is
- *    `<region>-<job id>-<retry>` (runnerNameOf) in its organisation; without a retry tag both retries'
- *    names are its candidates;
+ * 3. idleness is judged only of a task whose `lastStatus` is RUNNING, from its `startedAt`: one idle for
+ *    `idleTimeoutSec` is a candidate. A task not RUNNING yet (PROVISIONING, PENDING: the EC2 capacity
+ *    provider may be scaling out, or at `maxInstances`, for a long while) is left alone, its runner waiting
+ *    for capacity to start, unless it was created more than `STUCK_PENDING_MS` ago: then it is stuck
+ *    pending, a candidate too, stopped with the reason `runner task stuck pending` and counted apart
+ *    (`stuckPending`). Its runner is `<region>-<job id>-<retry>` (runnerNameOf) in its organisation;
+ *    without a retry tag both retries' names are its candidates;
  * 4. at most `maxTasksPerRun` candidates are handled per run, starting at a random offset among them
  *    oldest first (so busy tasks cannot starve the others run after run), the rest next time; the run
  *    also stops early when its time is nearly up or GitHub rate-limits it;
@@ -22,8 +26,9 @@ import { runnerNameOf, type Retry } from './dispatch';
  *    is stopped with the reason `idle runner reaped`.
  *
  * Never stopped: a task whose runner is busy; a task sharing a candidate runner name with a task younger
- * than the timeout (without a retry tag, two tasks of one job cannot be told apart: the young one's runner
- * may be waiting for its job, so both wait until both are old); a task the reaper cannot attribute.
+ * than the timeout or pending (without a retry tag, two tasks of one job cannot be told apart: the young
+ * one's runner may be waiting for its job, so both wait until both are old); a task not RUNNING yet and
+ * not stuck; a RUNNING task without `startedAt`; a task the reaper cannot attribute.
  *
  * GitHub's runner list is paged by offset: a runner deleted while it is read can shift another out of
  * the pages. "Absent" is therefore confirmed by a second listing of the organisation before a task is
@@ -38,6 +43,17 @@ export const TAG_RUNNER_TYPE = 'runner-type';
 /** Optional: the dispatch's retry (0 or 1), when the launcher tags it. */
 export const TAG_RETRY = 'runner-retry';
 export const REAP_REASON = 'idle runner reaped';
+export const STUCK_REASON = 'runner task stuck pending';
+
+/**
+ * How long a runner task may stay short of RUNNING before it is judged stuck, from its `createdAt`. A task
+ * waits in PROVISIONING while the EC2 capacity provider scales out (minutes), or for as long as the
+ * cluster is at `maxInstances` and no task ends; that wait is the job's only way to a runner, so it is
+ * never cut short at the idle timeout. Two hours is far past scale-out: a task pending that long is stuck
+ * (an instance that never registers, a placement that cannot be met), and its registration is deleted and
+ * the task stopped.
+ */
+export const STUCK_PENDING_MS = 2 * 60 * 60 * 1000;
 
 /** A task of the cluster, as DescribeTasks tells it. */
 export interface ReaperTask {
@@ -84,8 +100,9 @@ export interface TaskReport {
   readonly taskId: string;
   readonly jobId: number;
   readonly runnerType?: string;
-  readonly outcome: 'reaped' | 'kept-busy' | 'kept-young-twin' | 'error';
-  /** For `reaped`: what the runner was. */
+  /** `stopped-stuck`: a task stuck short of RUNNING, stopped (its registration deleted first). */
+  readonly outcome: 'reaped' | 'stopped-stuck' | 'kept-busy' | 'kept-young-twin' | 'error';
+  /** For `reaped` and `stopped-stuck`: what the runner was. */
   readonly runner?: 'idle' | 'offline' | 'absent';
   /** For `error`: the failure. */
   readonly error?: unknown;
@@ -119,14 +136,19 @@ export interface ReaperReport {
   readonly foreign: number;
   /** Runner tasks without a usable job id and organisation: counted, never stopped. */
   readonly unattributed: number;
-  /** Attributed runner tasks younger than the idle timeout. */
+  /** Attributed RUNNING runner tasks idle for less than the idle timeout (or without `startedAt`). */
   readonly young: number;
-  /** Attributed runner tasks at or past the idle timeout. */
+  /** Attributed runner tasks not RUNNING yet and not stuck: waiting for capacity, left alone. */
+  readonly pending: number;
+  /** Attributed tasks to handle: RUNNING ones at or past the idle timeout, and stuck pending ones. */
   readonly candidates: number;
   readonly handled: number;
   /** Candidates left for the next run (the bound, the time left, a rate limit). */
   readonly deferred: number;
+  /** Idle runners' tasks stopped. */
   readonly reaped: number;
+  /** Tasks stuck short of RUNNING past `STUCK_PENDING_MS`, stopped (not in `reaped`). */
+  readonly stuckPending: number;
   readonly keptBusy: number;
   readonly keptYoungTwin: number;
   readonly registrationsDeleted: number;
@@ -151,8 +173,13 @@ interface Attributed {
   readonly runnerType?: string;
   /** The runner names this task may be registered under. */
   readonly names: readonly string[];
-  /** Epoch ms the idle time counts from; undefined when ECS gave no time (never judged old). */
+  /**
+   * Epoch ms the task's age counts from: `startedAt` of a RUNNING task (its idle time), `createdAt` of one
+   * not RUNNING yet (how long it has been pending); undefined when ECS gave no such time (never judged).
+   */
   readonly since?: number;
+  /** `lastStatus` is RUNNING. */
+  readonly running: boolean;
 }
 
 /** The last part of a task ARN (`.../task/<cluster>/<id>`): loggable, unlike the ARN. */
@@ -178,7 +205,8 @@ export function attribute(task: ReaperTask, region: string): Attributed | undefi
   const retryTag = task.tags.get(TAG_RETRY);
   if (retryTag !== undefined && retryTag !== '0' && retryTag !== '1') return undefined;
   const retries: readonly Retry[] = retryTag === undefined ? [0, 1] : [retryTag === '0' ? 0 : 1];
-  const since = task.startedAt ?? task.createdAt;
+  const running = task.lastStatus === 'RUNNING';
+  const since = running ? task.startedAt : task.createdAt;
   const runnerType = task.tags.get(TAG_RUNNER_TYPE);
   return {
     task,
@@ -188,6 +216,7 @@ export function attribute(task: ReaperTask, region: string): Attributed | undefi
     ...(runnerType !== undefined && /^[a-z][a-z0-9-]{0,30}$/.test(runnerType) ? { runnerType } : {}),
     names: retries.map((retry) => runnerNameOf(region, jobId, retry)),
     ...(since !== undefined && Number.isFinite(since) ? { since } : {}),
+    running,
   };
 }
 
@@ -216,7 +245,9 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
   let foreign = 0;
   let unattributed = 0;
   const young: Attributed[] = [];
+  const pending: Attributed[] = [];
   const old: Attributed[] = [];
+  const stuck = new Set<Attributed>();
   for (const task of described) {
     // Already being stopped (by ECS, an operator or an earlier run): nothing to do.
     if (task.desiredStatus !== undefined && task.desiredStatus !== 'RUNNING') continue;
@@ -225,13 +256,21 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
       continue;
     }
     const attributed = attribute(task, deps.region);
+    const age = attributed?.since === undefined ? undefined : now - attributed.since;
     if (!attributed) unattributed += 1;
-    else if (attributed.since !== undefined && now - attributed.since >= idleMs) old.push(attributed);
+    else if (!attributed.running) {
+      // Waiting for capacity (or stuck): never judged idle, its runner has not started.
+      if (age !== undefined && age >= STUCK_PENDING_MS) {
+        old.push(attributed);
+        stuck.add(attributed);
+      } else pending.push(attributed);
+    } else if (age !== undefined && age >= idleMs) old.push(attributed);
     else young.push(attributed);
   }
 
-  // The runner names young tasks may hold: a candidate sharing one waits (see the module's comment).
-  const youngNames = new Set(young.flatMap((t) => t.names));
+  // The runner names young and pending tasks may hold: a candidate sharing one waits (see the module's
+  // comment).
+  const youngNames = new Set([...young, ...pending].flatMap((t) => t.names));
   old.sort((a, b) => (a.since ?? 0) - (b.since ?? 0) || a.taskId.localeCompare(b.taskId));
   const offset =
     old.length === 0 ? 0 : Math.floor(Math.min(0.999_999, Math.max(0, deps.random?.() ?? 0)) * old.length);
@@ -262,6 +301,7 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
   let handled = 0;
   let throttled = false;
   let reaped = 0;
+  let stuckPending = 0;
   let keptBusy = 0;
   let keptYoungTwin = 0;
   let registrationsDeleted = 0;
@@ -315,11 +355,13 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
         tasks.push({ ...base, outcome: 'kept-busy' });
         continue;
       }
-      await deps.ecs.stop(candidate.task.taskArn, REAP_REASON);
-      reaped += 1;
+      const isStuck = stuck.has(candidate);
+      await deps.ecs.stop(candidate.task.taskArn, isStuck ? STUCK_REASON : REAP_REASON);
+      if (isStuck) stuckPending += 1;
+      else reaped += 1;
       const runner =
         runners.length === 0 ? 'absent' : runners.some((r) => r.status === 'online') ? 'idle' : 'offline';
-      tasks.push({ ...base, outcome: 'reaped', runner });
+      tasks.push({ ...base, outcome: isStuck ? 'stopped-stuck' : 'reaped', runner });
     } catch (error) {
       errors += 1;
       tasks.push({ ...base, outcome: 'error', error });
@@ -333,10 +375,12 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
     foreign,
     unattributed,
     young: young.length,
+    pending: pending.length,
     candidates: old.length,
     handled,
     deferred: old.length - handled,
     reaped,
+    stuckPending,
     keptBusy,
     keptYoungTwin,
     registrationsDeleted,

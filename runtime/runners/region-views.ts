@@ -24,12 +24,16 @@ import { DISPATCH_PARTITION, LEASES_PARTITION, queueUrlOf, runnerQueueName, SPIL
  * emulator lanes can drive it):
  *
  * - status: the region-status global table through the local replica (region-status.ts);
- * - queueDepth: the sum of `ApproximateNumberOfMessages` and `ApproximateNumberOfMessagesDelayed` over the
- *   region's runner queues, one per runner type (a job waiting for a runner slot is re-sent with a delay:
- *   it is still work waiting for the region). A runner queue that does not exist yet (a new runner type
+ * - queueDepth: the jobs waiting for the region: `ApproximateNumberOfMessages` (visible: jobs not taken yet)
+ *   over the region's runner queues, one per runner type, plus the unexpired `waiting` entries of the
+ *   region's lease items (jobs that found their organisation at its cap and were re-sent with a delay).
+ *   `ApproximateNumberOfMessagesDelayed` is not counted: every dispatch sends a `check-queued` message
+ *   delayed 600 s to the same queue (and approval waits are re-sent delayed 900 s), so it grows with the
+ *   dispatch rate, not with the work waiting. A runner queue that does not exist yet (a new runner type
  *   rolled out region by region) counts 0, and `onRegionUnreadable` hears of it (`queue <type>:
  *   QueueDoesNotExist, counted as 0`); the region itself stays readable;
- * - inUse: the unexpired leases in the region's `runner-leases` partition (strongly consistent, every page);
+ * - inUse: the unexpired leases in the region's `runner-leases` partition (strongly consistent, every page;
+ *   the same read gives the waiting jobs above);
  * - capacity: from the configuration;
  * - dispatched / failed: the region's per-minute counters whose window started at most `errorWindowSec`
  *   ago (`sk >= now - errorWindowSec`, compared as strings: epoch seconds have 10 digits from 2001 to 2286,
@@ -382,23 +386,23 @@ export class DynamodbRegionViews implements RegionViewSource {
 
   private async readRegion(region: string, abortSignal: AbortSignal): Promise<RegionRead> {
     const nowSec = Math.floor(this.options.now() / 1000);
-    const [queues, inUse, dispatch, spill] = await Promise.all([
+    const [queues, leases, dispatch, spill] = await Promise.all([
       this.queueDepth(region, abortSignal),
-      this.leasesInUse(region, nowSec, abortSignal),
+      this.leaseCounts(region, nowSec, abortSignal),
       this.dispatchCounts(region, nowSec, abortSignal),
       this.spillState(region, abortSignal),
     ]);
     const capacity = regionSettings(this.options.config, region)?.capacity ?? 0;
     return {
-      metrics: { queueDepth: queues.depth, inUse, capacity, ...dispatch },
+      metrics: { queueDepth: queues.depth + leases.waiting, inUse: leases.inUse, capacity, ...dispatch },
       spill,
       missingQueues: queues.missing,
     };
   }
 
   /**
-   * Messages waiting in the region's runner queues, visible and delayed; a queue that does not exist counts
-   * 0 and is named in `missing`.
+   * Visible messages in the region's runner queues (delayed ones are not work waiting: see the module's
+   * comment); a queue that does not exist counts 0 and is named in `missing`.
    */
   private async queueDepth(
     region: string,
@@ -417,7 +421,7 @@ export class DynamodbRegionViews implements RegionViewSource {
                 this.options.accountId,
                 runnerQueueName(this.options.queuePrefix, type.name),
               ),
-              AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed'],
+              AttributeNames: ['ApproximateNumberOfMessages'],
             }),
             { abortSignal },
           );
@@ -427,9 +431,8 @@ export class DynamodbRegionViews implements RegionViewSource {
           return 0;
         }
         const visible = Number(answer.Attributes?.ApproximateNumberOfMessages);
-        const delayed = Number(answer.Attributes?.ApproximateNumberOfMessagesDelayed);
-        if (!isDepth(visible) || !isDepth(delayed)) throw new QueueDepthUnreadable();
-        return visible + delayed;
+        if (!isDepth(visible)) throw new QueueDepthUnreadable();
+        return visible;
       }),
     );
     return { depth: depths.reduce((sum, depth) => sum + depth, 0), missing };
@@ -464,13 +467,27 @@ export class DynamodbRegionViews implements RegionViewSource {
     return items;
   }
 
-  /** Leases whose expiry (epoch seconds) is still ahead: an expired one holds no runner. */
-  private async leasesInUse(region: string, nowSec: number, abortSignal: AbortSignal): Promise<number> {
+  /**
+   * From the region's lease items (leases.ts): `inUse`, the leases whose expiry (epoch seconds) is still
+   * ahead (an expired one holds no runner); `waiting`, the wait records not lapsed yet (job id -> when the
+   * record lapses, epoch seconds): jobs that wait for a slot. A value that is not a whole number counts as
+   * expired.
+   */
+  private async leaseCounts(
+    region: string,
+    nowSec: number,
+    abortSignal: AbortSignal,
+  ): Promise<{ inUse: number; waiting: number }> {
     const items = await this.query(region, '#pk = :pk', { ':pk': { S: LEASES_PARTITION } }, abortSignal);
+    const unexpired = (entries: Record<string, AttributeValue> | undefined) =>
+      Object.values(entries ?? {}).filter((expiry) => count(expiry) > nowSec).length;
     let inUse = 0;
-    for (const item of items)
-      for (const expiry of Object.values(item.leases?.M ?? {})) if (count(expiry) > nowSec) inUse += 1;
-    return inUse;
+    let waiting = 0;
+    for (const item of items) {
+      inUse += unexpired(item.leases?.M);
+      waiting += unexpired(item.waiting?.M);
+    }
+    return { inUse, waiting };
   }
 
   private async dispatchCounts(
@@ -512,9 +529,7 @@ export class DynamodbRegionViews implements RegionViewSource {
 
 class QueueDepthUnreadable extends Error {
   constructor() {
-    super(
-      'ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed: expected non-negative whole numbers',
-    );
+    super('ApproximateNumberOfMessages: expected a non-negative whole number');
     this.name = 'QueueDepthUnreadable';
   }
 }

@@ -76,9 +76,10 @@ const DONE = 'done';
 
 /**
  * Claims in each region's replica of the idempotency table (`key` = `delivery:<id>` or
- * `job:<id>:<action>:<attempt>`), in two phases (router.ts): a conditional put writes the claim `pending`
- * when there is none, when it expired, or when it is `pending` past its owner's lease (a takeover); on a
- * condition failure the item found (ReturnValuesOnConditionCheckFailure, no read) says `done` or `pending`.
+ * `job:<id>:<action>:<attempt>:<status>`), in two phases (router.ts): a conditional put writes the claim
+ * `pending` when there is none, when it expired, or when it is `pending` past its owner's lease (a
+ * takeover); on a condition failure the item found (ReturnValuesOnConditionCheckFailure, no read) says
+ * `done` or `pending` (none returned: `pending`, so the delivery answers 409 and can be redelivered).
  * Marking done and releasing are conditional on the owner.
  */
 export class DynamodbClaimLedger implements ClaimLedger {
@@ -138,10 +139,12 @@ export class DynamodbClaimLedger implements ClaimLedger {
     } catch (error) {
       if (!isNamed(error, 'ConditionalCheckFailedException')) throw error;
       const found = (error as { Item?: Record<string, AttributeValue> }).Item;
+      // No item returned: nothing says it was handled, so it is taken as in flight (409, redeliverable).
+      if (!found) return 'pending';
       // Pending within its lease; anything else (done, or an item without state, written before the two
-      // phases, or none returned) was handled.
-      const until = numberOf(found?.pendingUntil);
-      return found?.state?.S === PENDING && until !== undefined && until >= now() ? 'pending' : 'done';
+      // phases) was handled.
+      const until = numberOf(found.pendingUntil);
+      return found.state?.S === PENDING && until !== undefined && until >= now() ? 'pending' : 'done';
     }
   }
 

@@ -22,15 +22,18 @@ import { deliveryKey, jobEventKey, runKey } from './tables';
  * are in router-adapters.ts, in-memory ones in test/support/runners-fakes.ts).
  *
  * Answered before a single write: jobs whose labels no runner type matches (GitHub-hosted ones, the bulk
- * of the traffic: 202, not ours); jobs of a user-owned repository (202: GitHub's just-in-time runners are
- * registered per organisation, so no runner of this estate could ever take them); a `queued` whose signed
- * `workflow_job.created_at` is older than the delivery time-to-live (202: a replayed old body, whose claims
- * below may have expired).
+ * of the traffic: 202, not ours); jobs of a user-owned repository (202: this estate registers its
+ * just-in-time runners per organisation, by its own choice). A body's age is not judged: a job behind an
+ * environment's approval keeps its creation time however late it is approved, and a replayed old body is
+ * harmless (the dispatcher asks GitHub whether the job is still queued before it starts a runner).
  *
  * Claims, in two phases. Every delivery claims two keys in the idempotency table: its delivery id
  * (`delivery:<X-GitHub-Delivery>`), and the identity of its signed body (`job:<job id>:<action>:<run
- * attempt>`): the delivery id is not signed, so a captured body resent with a fresh one finds the body's
- * claim (and a job sent through two webhooks, an organisation's and the App's, is acted on once). A claim is
+ * attempt>:<workflow_job.status>`): the delivery id is not signed, so a captured body resent with a fresh
+ * one finds the body's claim (and a job sent through two webhooks, an organisation's and the App's, is
+ * acted on once). The status is part of it because a job behind an environment's approval or wait timer is
+ * sent `queued` with status `waiting` when it is created; a `queued` sent when it is approved (status
+ * `queued`) is another event, not a duplicate of that one. A claim is
  * written `pending`, held by this invocation (`owner`) until `pendingUntil` (now + 30 s, longer than the
  * function's 10 s timeout), and marked `done` only once the message was sent. A delivery that finds a key
  * `done` answers 200 duplicate (and marks its own claims done: it was handled); one that finds it `pending`
@@ -50,10 +53,11 @@ import { deliveryKey, jobEventKey, runKey } from './tables';
  * no item) so that the dispatcher skips the job when its dispatch message comes; if the conditional write
  * finds a record (the dispatcher wrote it meanwhile), the completed message goes to its region as usual.
  *
- * Deadline. A delivery has `deadlineMs` (7 s from its arrival, the webhook secret's read included; the
- * function's timeout is 10 s, every SDK call is bounded by its client's timeouts): none left, it claims
- * nothing and answers 500; past it the router releases what it claimed (within `settleBudgetMs`, 2 s) and
- * answers 500, so a redelivery can succeed. A call still in flight then may complete later: a dispatch
+ * Deadline. A delivery has `deadlineMs` (6 s from its arrival, the webhook secret's read included; every
+ * SDK call is bounded by its client's timeouts): none left, it claims nothing and answers 500; past it the
+ * router releases what it claimed (within `settleBudgetMs`, 1 s) and answers 500, so a redelivery can
+ * succeed. The 7 s in all stay well inside API Gateway's 10 s integration timeout (and the function's),
+ * a cold start included. A call still in flight then may complete later: a dispatch
  * message sent after the deadline is sent again by the redelivery, and the dispatcher's job claim keeps it
  * to one runner. A failure after a claim likewise releases the claims made (best effort) and answers 500;
  * bad input never reaches this file (webhook.ts answers it with a 4xx).
@@ -73,11 +77,11 @@ import { deliveryKey, jobEventKey, runKey } from './tables';
  */
 
 /** How long a delivery may take before its claims are released and it answers 500. */
-export const DEFAULT_DEADLINE_MS = 7_000;
+export const DEFAULT_DEADLINE_MS = 6_000;
 /** A pending claim's lease: longer than the function's timeout (10 s), so only a dead router's expires. */
 export const DEFAULT_CLAIM_LEASE_MS = 30_000;
 /** The most time spent marking claims done or releasing them (and keeping spillover triggers) after it. */
-export const DEFAULT_SETTLE_BUDGET_MS = 2_000;
+export const DEFAULT_SETTLE_BUDGET_MS = 1_000;
 
 /** What claiming a key in a region's replica found. */
 export type ClaimResult =
@@ -91,7 +95,7 @@ export type ClaimResult =
   | 'pending';
 
 export interface ClaimRequest {
-  /** `delivery:<id>` or `job:<job id>:<action>:<run attempt>` (tables.ts). */
+  /** `delivery:<id>` or `job:<job id>:<action>:<run attempt>:<status>` (bodyKey, tables.ts). */
   readonly key: string;
   /** This invocation's token: only it marks the claim done or releases it. */
   readonly owner: string;
@@ -187,8 +191,8 @@ export interface RouterDeps {
 export interface JobDelivery {
   readonly deliveryId: string;
   readonly job: WorkflowJob;
-  /** `workflow_job.created_at`, epoch ms (webhook.ts requires it on `queued`). */
-  readonly createdAt?: number;
+  /** `workflow_job.status` (webhook.ts): part of the signed body's identity (see above). */
+  readonly jobStatus: string;
   /** `repository.owner.type`, lower-cased. */
   readonly ownerType?: string;
 }
@@ -206,7 +210,6 @@ export type RouterOutcome =
   | { readonly kind: 'in-flight'; readonly region: string }
   | { readonly kind: 'not-ours' }
   | { readonly kind: 'user-owned' }
-  | { readonly kind: 'stale' }
   | { readonly kind: 'not-dispatched' }
   /** A `completed` before a dispatch record was written: the tombstone was written. */
   | { readonly kind: 'tombstoned' }
@@ -215,9 +218,11 @@ export type RouterOutcome =
 export type OutcomeKind = RouterOutcome['kind'];
 
 export const USER_OWNED_REASON =
-  'user-owned repositories are not served (runners are registered per organisation)';
-export const STALE_REASON =
-  'workflow_job.created_at: older than the delivery time-to-live (a replayed delivery is not acted on)';
+  'user-owned repositories are not served: this estate registers runners per organisation';
+
+/** The claim key of a signed body's identity: `job:<job id>:<action>:<run attempt>:<status>`. */
+export const bodyKey = (job: WorkflowJob, jobStatus: string): string =>
+  `${jobEventKey(job.jobId, job.action, job.runAttempt)}:${jobStatus}`;
 
 /** The HTTP answer of an outcome: nothing of the input, nothing internal. */
 export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
@@ -246,8 +251,6 @@ export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
       return jsonResponse(202, { status: 'ignored', reason: 'no runner type matches the labels' });
     case 'user-owned':
       return jsonResponse(202, { status: 'ignored', reason: USER_OWNED_REASON });
-    case 'stale':
-      return jsonResponse(202, { status: 'ignored', reason: STALE_REASON });
     case 'not-dispatched':
       return jsonResponse(202, { status: 'ignored', reason: 'the job was not dispatched by this estate' });
     case 'tombstoned':
@@ -540,19 +543,12 @@ async function routeCompleted(
   return { outcome: { kind: 'completed', region: record.region, runnerType: record.runnerType } };
 }
 
-/** Whether a `queued` body is older than its claims live: a replay they may no longer catch. */
-const isStale = (delivery: JobDelivery, deps: RouterDeps): boolean =>
-  delivery.job.action === 'queued' &&
-  delivery.createdAt !== undefined &&
-  deps.now() - delivery.createdAt > deps.config.deliveryTtlSec * 1000;
-
 /** Routes one authenticated `workflow_job` delivery (`queued` or `completed`). Never throws. */
 export async function routeDelivery(delivery: JobDelivery, deps: RouterDeps): Promise<RouterOutcome> {
   const { deliveryId, job } = delivery;
   if (job.action !== 'queued' && job.action !== 'completed') return { kind: 'not-ours' };
   if (!runnerTypeFor(deps.config, job.labels)) return { kind: 'not-ours' };
   if (delivery.ownerType === 'user') return { kind: 'user-owned' };
-  if (isStale(delivery, deps)) return { kind: 'stale' };
   const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
   // Spent before routing began (the handler's secret read): nothing claimed, redeliver later.
   if (deadlineMs <= 0) return { kind: 'failed', failure: classifyFailure(new DeadlineExceeded(deadlineMs)) };
@@ -568,7 +564,7 @@ export async function routeDelivery(delivery: JobDelivery, deps: RouterDeps): Pr
   };
   const claims = new Claims(deps, [
     { ...base, key: deliveryKey(deliveryId) },
-    { ...base, key: jobEventKey(job.jobId, job.action, job.runAttempt) },
+    { ...base, key: bodyKey(job, delivery.jobStatus) },
   ]);
   const deadline = new Deadline(deadlineMs);
   const route = job.action === 'queued' ? routeQueued : routeCompleted;

@@ -5,6 +5,8 @@
  * - idempotency-keys (`key`): `delivery:<X-GitHub-Delivery>`, written by the router that accepted it; and
  *   `job:<workflow_job.id>:<action>:<workflow_job.run_attempt>`, the signed body's identity, written with it
  *   (a captured body resent under a fresh delivery id finds it). Both are claimed in two phases (below).
+ *   The router appends `:<workflow_job.status>` to the job key (router.ts `bodyKey`): a job behind an
+ *   environment's approval is sent `queued` twice, with status `waiting` and then `queued`.
  * - runner-workflows (`workflowId`): `run:<owner/name>:<run id>:<attempt>`, where a run's first job went;
  *   `job:<job id>`, the region and task that took a job.
  * - artifact-cache-index (`cacheKey`): `<owner>/<name>/<sha256 hex>#<region>`, one item per repository,

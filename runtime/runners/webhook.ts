@@ -16,9 +16,12 @@ import { MAX_JOB_LABELS, MAX_LABEL_CHARS, type JobAction, type WorkflowJob } fro
  * 7. a `workflow_job` action other than `queued` and `completed`: 202, nothing to do;
  * 8. a field missing or outside its rule: 400 naming the field and the rule, never the value.
  *
- * Besides the job, a delivery carries two signed facts the router judges (it has the clock and the
- * configuration): `workflow_job.created_at` (required on `queued`: an old body replayed is refused by its
- * age) and `repository.owner.type` (a user-owned repository can get no organisation runner).
+ * Besides the job, a delivery carries signed facts the router uses: `workflow_job.status` (required, one
+ * of JOB_STATUSES: part of the body's identity, since a job behind an environment's approval or wait timer
+ * is sent `queued` with status `waiting` at creation, and a `queued` sent at its approval has status
+ * `queued`), and `repository.owner.type` (a user-owned repository can get no organisation runner).
+ * `workflow_job.created_at` is optional and never judged: a job approved days later keeps its creation
+ * time, and a replayed body is harmless (the dispatcher asks GitHub whether the job is still queued).
  *
  * Pure: no AWS, no clock. Bodies are parsed with `JSON.parse` (iterative in V8: deep nesting does not
  * overflow the stack) and read through own properties only (`__proto__` is an ordinary key here).
@@ -47,7 +50,9 @@ export type Delivery =
       readonly kind: 'job';
       readonly deliveryId: string;
       readonly job: WorkflowJob;
-      /** `workflow_job.created_at`, epoch ms (always set on `queued`). */
+      /** `workflow_job.status` (one of JOB_STATUSES): part of the signed body's identity (router.ts). */
+      readonly jobStatus: JobStatus;
+      /** `workflow_job.created_at`, epoch ms, when the payload has it (informative: never judged). */
       readonly createdAt?: number;
       /** `repository.owner.type`, lower-cased (`organization`, `user`, ...), when the payload names it. */
       readonly ownerType?: string;
@@ -79,6 +84,19 @@ const MAX_RUNNER_NAME_CHARS = 255;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 const OWNER_TYPE = /^[a-z]{1,32}$/;
 const ACTED_ON: ReadonlySet<JobAction> = new Set<JobAction>(['queued', 'completed']);
+
+/** The values of `workflow_job.status` GitHub sends (a job behind an environment approval: `waiting`). */
+export const JOB_STATUSES = [
+  'queued',
+  'waiting',
+  'in_progress',
+  'completed',
+  'pending',
+  'requested',
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+const isJobStatus = (value: unknown): value is JobStatus =>
+  typeof value === 'string' && (JOB_STATUSES as readonly string[]).includes(value);
 
 const refused = (status: 400 | 401 | 413, code: RefusalCode, reason: string): Refusal => ({
   kind: 'refused',
@@ -190,10 +208,18 @@ function runnerNameAt(job: Json): string | undefined {
   return value;
 }
 
-/** `workflow_job.created_at` as epoch ms; undefined when absent (and not `required`). */
-function createdAtOf(job: Json, required: boolean): number | undefined {
+/** `workflow_job.status`, one of JOB_STATUSES (exactly as GitHub spells them). */
+function statusOf(job: Json): JobStatus {
+  const value = own(job, 'status');
+  if (!isJobStatus(value))
+    throw new FieldError('workflow_job.status', `expected one of ${JOB_STATUSES.join(', ')}`);
+  return value;
+}
+
+/** `workflow_job.created_at` as epoch ms; undefined when absent. */
+function createdAtOf(job: Json): number | undefined {
   const value = own(job, 'created_at');
-  if ((value === undefined || value === null) && !required) return undefined;
+  if (value === undefined || value === null) return undefined;
   const rule = 'expected an ISO 8601 date-time such as 2021-09-13T02:21:13Z';
   if (typeof value !== 'string' || !DATE_TIME.test(value))
     throw new FieldError('workflow_job.created_at', rule);
@@ -213,6 +239,7 @@ function ownerTypeOf(owner: Json): string | undefined {
 
 interface JobFacts {
   readonly job: WorkflowJob;
+  readonly jobStatus: JobStatus;
   readonly createdAt: number | undefined;
   readonly ownerType: string | undefined;
 }
@@ -225,6 +252,7 @@ function jobOf(payload: Json, action: JobAction): JobFacts {
   const attempt = own(job, 'run_attempt');
   const runAttempt =
     attempt === undefined || attempt === null ? 1 : idAt(job, 'run_attempt', 'workflow_job.run_attempt');
+  const jobStatus = statusOf(job);
   const labels = labelsAt(job);
   const repository = objectAt(payload, 'repository', 'repository');
   const fullName = nameAt(
@@ -261,7 +289,8 @@ function jobOf(payload: Json, action: JobAction): JobFacts {
       ...(installationId === undefined ? {} : { installationId }),
       ...(runnerName === undefined ? {} : { runnerName }),
     },
-    createdAt: createdAtOf(job, action === 'queued'),
+    jobStatus,
+    createdAt: createdAtOf(job),
     ownerType: ownerTypeOf(owner),
   };
 }
@@ -330,11 +359,12 @@ export async function readDelivery(
   if (!ACTED_ON.has(action as JobAction))
     return { kind: 'ignored', deliveryId, reason: 'action: only queued and completed are acted on' };
   try {
-    const { job, createdAt, ownerType } = jobOf(payload, action as JobAction);
+    const { job, jobStatus, createdAt, ownerType } = jobOf(payload, action as JobAction);
     return {
       kind: 'job',
       deliveryId,
       job,
+      jobStatus,
       ...(createdAt === undefined ? {} : { createdAt }),
       ...(ownerType === undefined ? {} : { ownerType }),
     };

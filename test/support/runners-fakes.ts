@@ -390,8 +390,9 @@ export function handlerDeps(
 }
 
 /**
- * A `workflow_job` payload (GitHub's field names). `createdAt` (ISO 8601) defaults to a minute before
- * WORLD_NOW; the owner is an organisation unless `ownerType` says otherwise.
+ * A `workflow_job` payload (GitHub's field names). `status` defaults to the action (`waiting`: a job behind
+ * an environment's approval); `createdAt` (ISO 8601) defaults to a minute before WORLD_NOW; the owner is an
+ * organisation unless `ownerType` says otherwise.
  */
 export function jobPayload(
   action: string,
@@ -402,6 +403,7 @@ export function jobPayload(
     labels?: readonly string[];
     repository?: string;
     installationId?: number;
+    status?: string;
     createdAt?: string;
     ownerType?: string;
   } = {},
@@ -416,7 +418,7 @@ export function jobPayload(
       run_attempt: options.runAttempt ?? 1,
       labels: options.labels ?? ['self-hosted', 'linux', 'x64'],
       runner_name: null,
-      status: action,
+      status: options.status ?? action,
       created_at: options.createdAt ?? new Date(WORLD_NOW - 60_000).toISOString().replace('.000Z', 'Z'),
     },
     repository: { full_name: repository, owner: { login: owner, type: options.ownerType ?? 'Organization' } },

@@ -12,6 +12,8 @@ import { PermanentError, RetryableError } from '../../runtime/lib/failures';
 import {
   REAP_REASON,
   reapIdleRunners,
+  STUCK_PENDING_MS,
+  STUCK_REASON,
   type ReaperDeps,
   type ReaperEcs,
   type ReaperGitHub,
@@ -44,6 +46,24 @@ interface TaskSpec {
   readonly tags?: Record<string, string>;
   readonly startedBy?: string | null;
   readonly desiredStatus?: string;
+}
+
+/** The task without `startedAt` (ECS sets it only once the task runs). */
+function unstartedOf(t: ReaperTask): ReaperTask {
+  const copy: { -readonly [K in keyof ReaperTask]: ReaperTask[K] } = { ...t };
+  delete copy.startedAt;
+  return copy;
+}
+
+/** A task not RUNNING yet (waiting for EC2 capacity): created `pendingSec` ago, no `startedAt`. */
+function pendingTask(
+  spec: Omit<TaskSpec, 'ageSec'> & { readonly pendingSec: number; readonly lastStatus?: string },
+): ReaperTask {
+  return {
+    ...unstartedOf(task({ ...spec, ageSec: 0 })),
+    lastStatus: spec.lastStatus ?? 'PROVISIONING',
+    createdAt: NOW - spec.pendingSec * 1000,
+  };
 }
 
 function task(spec: TaskSpec): ReaperTask {
@@ -212,25 +232,80 @@ describe('the runner reaper', () => {
     expect(report).toMatchObject({ young: 1, candidates: 0, handled: 0 });
   });
 
-  it('counts the idle time from startedAt, else createdAt, and never judges a task without a time', async () => {
+  it('judges idleness only of RUNNING tasks, from startedAt, and never one without it', async () => {
     const started = task({ id: 's1', job: 45, org: 'acme', ageSec: 60 });
-    const pending = { ...task({ id: 's2', job: 46, org: 'acme', ageSec: 0 }) } as { startedAt?: number };
-    delete pending.startedAt;
-    const undated = { ...task({ id: 's3', job: 47, org: 'acme', ageSec: 0 }) } as {
-      startedAt?: number;
-      createdAt?: number;
-    };
-    delete undated.startedAt;
-    delete undated.createdAt;
-    // Created long ago, started a minute ago: young. Created long ago, never started: old.
-    const ecs = new FakeEcs(
-      { ...started, createdAt: NOW - 3_600_000 },
-      { ...(pending as ReaperTask), createdAt: NOW - 3_600_000 },
-      undated as ReaperTask,
-    );
+    const unstarted = unstartedOf(task({ id: 's3', job: 47, org: 'acme', ageSec: OLD }));
+    // Created long ago, started a minute ago: young. RUNNING without startedAt: never judged.
+    const ecs = new FakeEcs({ ...started, createdAt: NOW - 3_600_000 }, unstarted);
     const report = await reapIdleRunners(deps(ecs, new FakeRunners()));
-    expect(report).toMatchObject({ young: 2, candidates: 1, reaped: 1 });
-    expect(ecs.stoppedIds()).toEqual(['s2']);
+    expect(report).toMatchObject({ young: 2, pending: 0, candidates: 0, reaped: 0 });
+    expect(ecs.stopped).toEqual([]);
+  });
+
+  it('leaves a task waiting for EC2 capacity alone, however far past the idle timeout it was created', async () => {
+    const ecs = new FakeEcs(
+      pendingTask({ id: 'p1', job: 50, org: 'acme', pendingSec: OLD }),
+      pendingTask({ id: 'p2', job: 51, org: 'acme', pendingSec: 3600, lastStatus: 'PENDING' }),
+      pendingTask({ id: 'p3', job: 52, org: 'acme', pendingSec: STUCK_PENDING_MS / 1000 - 1 }),
+    );
+    const github = new FakeRunners();
+    github.add('acme', `${EU}-50-0`, 'offline');
+    github.add('acme', `${EU}-51-0`, 'offline');
+    github.add('acme', `${EU}-52-0`, 'offline');
+    const report = await reapIdleRunners(deps(ecs, github));
+    expect(ecs.stopped).toEqual([]);
+    expect(github.lists).toEqual([]);
+    expect(github.deletes).toEqual([]);
+    expect(report).toMatchObject({ young: 0, pending: 3, candidates: 0, reaped: 0, stuckPending: 0 });
+  });
+
+  it('stops a task stuck short of RUNNING past the bound, its registration deleted first, counted apart', async () => {
+    const ecs = new FakeEcs(
+      pendingTask({ id: 'k1', job: 53, org: 'acme', pendingSec: STUCK_PENDING_MS / 1000 }),
+      task({ id: 'k2', job: 54, org: 'acme', ageSec: OLD }),
+    );
+    const github = new FakeRunners();
+    const stuckRunner = github.add('acme', `${EU}-53-0`, 'offline');
+    const idleRunner = github.add('acme', `${EU}-54-0`, 'online');
+    const report = await reapIdleRunners(deps(ecs, github));
+    expect(STUCK_PENDING_MS).toBe(2 * 3600 * 1000);
+    expect(github.deletes).toEqual(
+      expect.arrayContaining([
+        { organization: 'acme', id: stuckRunner.id },
+        { organization: 'acme', id: idleRunner.id },
+      ]),
+    );
+    expect(ecs.stopped).toEqual(
+      expect.arrayContaining([
+        { taskId: 'k1', reason: STUCK_REASON },
+        { taskId: 'k2', reason: REAP_REASON },
+      ]),
+    );
+    expect(report).toMatchObject({
+      pending: 0,
+      candidates: 2,
+      reaped: 1,
+      stuckPending: 1,
+      registrationsDeleted: 2,
+    });
+    expect(report.tasks).toEqual(
+      expect.arrayContaining([
+        { taskId: 'k1', jobId: 53, runnerType: 'standard', outcome: 'stopped-stuck', runner: 'offline' },
+        { taskId: 'k2', jobId: 54, runnerType: 'standard', outcome: 'reaped', runner: 'idle' },
+      ]),
+    );
+  });
+
+  it('keeps an idle task while a pending task of the same job may hold its runner name', async () => {
+    const ecs = new FakeEcs(
+      task({ id: 't1', job: 55, org: 'acme', ageSec: OLD }),
+      pendingTask({ id: 't2', job: 55, org: 'acme', pendingSec: 60 }),
+    );
+    const github = new FakeRunners();
+    github.add('acme', `${EU}-55-0`, 'offline');
+    const report = await reapIdleRunners(deps(ecs, github));
+    expect(ecs.stopped).toEqual([]);
+    expect(report).toMatchObject({ pending: 1, candidates: 1, keptYoungTwin: 1 });
   });
 
   it('reaps a task whose runner is offline', async () => {

@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, QueueDoesNotExist, type SQSClient } from '@aws-sdk/client-sqs';
 import { isDeepStrictEqual } from 'node:util';
-import { parseRunnerConfig } from '../../runtime/runners/config';
+import { parseRunnerConfig, regionSettings } from '../../runtime/runners/config';
 import type { SpillMetric } from '../../runtime/runners/model';
 import type { RegionStatusReader, RegionStatusRecord } from '../../runtime/runners/region-status';
 import { DynamodbRegionViews, type DynamodbRegionViewsOptions } from '../../runtime/runners/region-views';
@@ -103,8 +103,8 @@ class FakeStateTable {
 }
 
 /**
- * A region's queues: visible and delayed depth by URL; a URL not listed does not exist; `errors` makes a
- * URL's read fail with that error.
+ * A region's queues: visible and delayed depth by URL, each answered only when asked for (as SQS does); a
+ * URL not listed does not exist; `errors` makes a URL's read fail with that error.
  */
 class FakeQueues {
   readonly depths = new Map<string, string>();
@@ -114,10 +114,7 @@ class FakeQueues {
     send: async (command: unknown) => {
       await Promise.resolve();
       if (!(command instanceof GetQueueAttributesCommand)) throw new Error('fake: unexpected command');
-      expect(command.input.AttributeNames).toEqual([
-        'ApproximateNumberOfMessages',
-        'ApproximateNumberOfMessagesDelayed',
-      ]);
+      const asked = new Set(command.input.AttributeNames ?? []);
       const queueUrl = command.input.QueueUrl ?? '';
       const error = this.errors.get(queueUrl);
       if (error) throw error;
@@ -129,8 +126,10 @@ class FakeQueues {
         });
       return {
         Attributes: {
-          ApproximateNumberOfMessages: depth,
-          ApproximateNumberOfMessagesDelayed: this.delayed.get(queueUrl) ?? '0',
+          ...(asked.has('ApproximateNumberOfMessages') ? { ApproximateNumberOfMessages: depth } : {}),
+          ...(asked.has('ApproximateNumberOfMessagesDelayed')
+            ? { ApproximateNumberOfMessagesDelayed: this.delayed.get(queueUrl) ?? '0' }
+            : {}),
         },
       };
     },
@@ -224,10 +223,19 @@ const throttled = () =>
     name: 'ProvisionedThroughputExceededException',
   });
 
-const leases = (org: string, expiries: Record<string, number>): Item => ({
+const expiryMap = (expiries: Record<string, number | string>): AttributeValue => ({
+  M: Object.fromEntries(Object.entries(expiries).map(([job, at]) => [job, { N: String(at) }])),
+});
+/** A lease item (leases.ts): `leases` and `waiting`, key -> expiry in epoch seconds. */
+const leases = (
+  org: string,
+  expiries: Record<string, number | string>,
+  waiting?: Record<string, number | string>,
+): Item => ({
   pk: { S: 'runner-leases' },
   sk: { S: org },
-  leases: { M: Object.fromEntries(Object.entries(expiries).map(([job, at]) => [job, { N: String(at) }])) },
+  leases: expiryMap(expiries),
+  ...(waiting ? { waiting: expiryMap(waiting) } : {}),
   version: { N: '1' },
 });
 const counter = (windowStartSec: number, dispatched: number, failed: number): Item => ({
@@ -308,26 +316,43 @@ describe('DynamodbRegionViews.views', () => {
     expect(JSON.stringify(unreadable)).not.toContain('123456789012');
   });
 
-  it('counts delayed messages (jobs waiting for a slot) in the queue depth', async () => {
-    const { views, queue } = setup();
+  it('counts visible messages and unexpired wait records as the queue depth, never delayed messages', async () => {
+    const { views, queue, table } = setup();
     queue('eu-central-1').depths.set(url('eu-central-1', 'standard'), '2');
-    queue('eu-central-1').delayed.set(url('eu-central-1', 'standard'), '30');
-    queue('eu-central-1').delayed.set(url('eu-central-1', 'docker'), '5');
-    expect((await views.views()).get('eu-central-1')?.metrics.queueDepth).toBe(37);
+    queue('eu-central-1').depths.set(url('eu-central-1', 'docker'), '1');
+    // An idle region at ~10 dispatches a minute: 100 check-queued looks (600 s) and approval waits (900 s)
+    // sit delayed in its queues. They are not jobs waiting for the region.
+    queue('eu-central-1').delayed.set(url('eu-central-1', 'standard'), '100');
+    queue('eu-central-1').delayed.set(url('eu-central-1', 'docker'), '50');
+    table('eu-central-1').put(
+      leases('acme', { '1': NOW_SEC + 60 }, { '7': NOW_SEC + 900, '8': NOW_SEC, '9': NOW_SEC - 5 }),
+    );
+    table('eu-central-1').put(leases('globex', {}, { '10:1': NOW_SEC + 1, '11': '1e400', '12': 'x' }));
+    table('eu-central-1').put(leases('initech', { '13': NOW_SEC + 60 }));
+    const view = (await views.views()).get('eu-central-1');
+    // 3 visible + 2 wait records still standing (7, 10:1); lapsed and damaged ones do not count.
+    expect(view?.metrics).toMatchObject({ queueDepth: 5, inUse: 2 });
   });
 
-  it('refuses a delayed count that is not a whole number, as it does the visible one', async () => {
+  it('stays under the spill threshold while idle whatever its dispatch rate', async () => {
+    const { views, queue } = setup();
+    queue('us-east-1').delayed.set(url('us-east-1', 'standard'), '120');
+    expect((await views.views()).get('us-east-1')?.metrics.queueDepth).toBe(0);
+    expect(regionSettings(config, 'us-east-1')?.spillover.queueDepth).toBeLessThan(120);
+  });
+
+  it('refuses a visible count that is not a whole number', async () => {
     const { views, queue, unreadable } = setup();
-    queue('eu-central-1').delayed.set(url('eu-central-1', 'docker'), '-1');
+    queue('eu-central-1').depths.set(url('eu-central-1', 'docker'), '-1');
     expect((await views.views()).get('eu-central-1')?.status).toBe('out');
     expect(unreadable).toEqual([['eu-central-1', 'QueueDepthUnreadable']]);
   });
 
   it('counts a runner queue that does not exist yet in a region as 0, the region staying readable, and says so', async () => {
-    const { views, queue, unreadable } = setup();
+    const { views, queue, table, unreadable } = setup();
     queue('us-east-1').depths.delete(url('us-east-1', 'docker'));
     queue('us-east-1').depths.set(url('us-east-1', 'standard'), '4');
-    queue('us-east-1').delayed.set(url('us-east-1', 'standard'), '1');
+    table('us-east-1').put(leases('acme', {}, { '5': NOW_SEC + 900 }));
     const all = await views.views();
     expect(all.get('us-east-1')).toMatchObject({
       status: 'active',

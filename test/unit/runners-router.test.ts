@@ -8,9 +8,10 @@ import { createLogger } from '../../runtime/lib/logger';
 import type { WorkflowJob } from '../../runtime/runners/model';
 import {
   DEFAULT_CLAIM_LEASE_MS,
+  DEFAULT_DEADLINE_MS,
+  DEFAULT_SETTLE_BUDGET_MS,
   outcomeResponse,
   routeDelivery,
-  STALE_REASON,
   USER_OWNED_REASON,
   type JobDelivery,
   type RouterDeps,
@@ -81,11 +82,11 @@ function deps(world: RouterWorld, region: string, options: Partial<RouterDeps> =
   return Object.assign(routerDeps, { records: telemetry.records });
 }
 
-/** A delivery as webhook.ts reads it: created a minute ago, by an organisation. */
-const delivery = (deliveryId: string, j: WorkflowJob, world: RouterWorld): JobDelivery => ({
+/** A delivery as webhook.ts reads it: of an organisation, its status its action's (`queued`, `completed`). */
+const delivery = (deliveryId: string, j: WorkflowJob, _world: RouterWorld): JobDelivery => ({
   deliveryId,
   job: j,
-  createdAt: world.now - 60_000,
+  jobStatus: j.action,
   ownerType: 'organization',
 });
 
@@ -98,8 +99,8 @@ const route = (
 ) => routeDelivery(delivery(deliveryId, j, world), deps(world, region, options));
 
 const RUN = runKey('acme/web', 7001, 1);
-const QUEUED_KEY = 'job:9001:queued:1';
-const COMPLETED_KEY = 'job:9001:completed:1';
+const QUEUED_KEY = 'job:9001:queued:1:queued';
+const COMPLETED_KEY = 'job:9001:completed:1:completed';
 const claimKeys = (deliveryId: string, jobKey = QUEUED_KEY) => [`delivery:${deliveryId}`, jobKey].sort();
 
 /** A promise settled by hand: a call that hangs until the test lets it go. */
@@ -501,21 +502,35 @@ describe('routeDelivery: replays of a signed body', () => {
     expect(world.ledger.replica(EU).get(QUEUED_KEY)).toMatchObject({ deliveryId: D1, state: 'done' });
   });
 
-  it('refuses a queued body created longer ago than the delivery time-to-live (202, nothing claimed)', async () => {
+  it('acts on a queued body created long ago (a job approved days later keeps its creation time)', async () => {
     const world = routerWorld();
-    const ttlMs = world.config.deliveryTtlSec * 1000;
-    const old = { ...delivery(D1, job('queued'), world), createdAt: world.now - ttlMs - 1 };
-    const outcome = await routeDelivery(old, deps(world, EU));
-    expect(outcome).toEqual({ kind: 'stale' });
-    expect(outcomeResponse(outcome)).toMatchObject({ statusCode: 202 });
-    expect(JSON.parse(outcomeResponse(outcome).body)).toEqual({ status: 'ignored', reason: STALE_REASON });
-    expect(world.ledger.calls).toHaveLength(0);
-    const edge = { ...old, createdAt: world.now - ttlMs };
-    expect(await routeDelivery(edge, deps(world, EU))).toMatchObject({ kind: 'dispatched' });
-    // a completed is never too old (a job may run for days)
-    world.jobs.records.set(9001, { region: EU, runnerType: 'standard' });
-    const done = { ...old, job: job('completed'), deliveryId: D2 };
-    expect(await routeDelivery(done, deps(world, EU))).toMatchObject({ kind: 'completed' });
+    const handle = createRouterHandler(handlerDeps(world, EU, staticSecrets('s'), recordingTelemetry()));
+    const days = new Date(world.now - 3 * 86_400_000).toISOString();
+    const body = JSON.stringify(jobPayload('queued', { createdAt: days }));
+    const response = await handle(webhookEvent(body, 's', { deliveryId: D1 }));
+    expect(response.statusCode).toBe(202);
+    expect(JSON.parse(response.body)).toMatchObject({ status: 'queued', region: EU });
+    expect(world.queues.sent).toHaveLength(1);
+  });
+
+  it('takes the queued sent at an environment approval (status queued) for another event than the waiting one', async () => {
+    const world = routerWorld();
+    const waiting = { ...delivery(D1, job('queued'), world), jobStatus: 'waiting' };
+    expect(await routeDelivery(waiting, deps(world, EU))).toMatchObject({ kind: 'dispatched' });
+    expect(world.ledger.keys(EU)).toEqual([`delivery:${D1}`, 'job:9001:queued:1:waiting'].sort());
+    // approved: GitHub's queued of the same job, status queued, under a new delivery id
+    expect(await route(world, EU, D2)).toMatchObject({ kind: 'dispatched' });
+    expect(world.queues.sent).toHaveLength(2);
+    // the waiting body resent under a fresh delivery id is still a duplicate
+    const replay = { ...waiting, deliveryId: '99999999-2222-3333-4444-555555555555' };
+    expect(await routeDelivery(replay, deps(world, EU))).toEqual({ kind: 'duplicate', region: EU });
+    expect(world.queues.sent).toHaveLength(2);
+  });
+
+  it("keeps its deadline and settle budget well inside API Gateway's 10 s integration timeout", () => {
+    expect(DEFAULT_DEADLINE_MS).toBe(6_000);
+    expect(DEFAULT_SETTLE_BUDGET_MS).toBe(1_000);
+    expect(DEFAULT_DEADLINE_MS + DEFAULT_SETTLE_BUDGET_MS).toBeLessThanOrEqual(7_000);
   });
 });
 
@@ -571,6 +586,10 @@ describe('routeDelivery: user-owned repositories', () => {
       status: 'ignored',
       reason: USER_OWNED_REASON,
     });
+    // the decision is this estate's (GitHub offers repository-level just-in-time runners too)
+    expect(USER_OWNED_REASON).toBe(
+      'user-owned repositories are not served: this estate registers runners per organisation',
+    );
     expect(world.ledger.calls).toHaveLength(0);
     expect(world.queues.sent).toHaveLength(0);
     // GitHub-hosted jobs of a user stay `not-ours`
@@ -865,7 +884,8 @@ describe('the AWS adapters', () => {
       { state: { S: 'pending' }, pendingUntil: { N: String(NOW) } },
       'pending',
     ],
-    ['no item returned', undefined, 'done'],
+    // nothing says it was handled: in flight (409, redeliverable), never a 200 that is not redelivered
+    ['no item returned', undefined, 'pending'],
   ])('answers what the failed condition found: %s', async (_case, item, expected) => {
     const { client } = fakeClient<DynamoDBClient>(() => conditionFailed(item));
     const ledger = new DynamodbClaimLedger({

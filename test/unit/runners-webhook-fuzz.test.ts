@@ -69,6 +69,7 @@ const KEYS = [
   'installation',
   'runner_name',
   'created_at',
+  'status',
   'type',
   '',
   'é',
@@ -88,6 +89,7 @@ const NUMBERS = [
 const STRINGS = [
   '',
   'queued',
+  'waiting',
   'completed',
   'acme/web',
   'acme',
@@ -114,7 +116,8 @@ function shapedJson(): string {
   return (
     `{"action":${field(JSON.stringify(pick(['queued', 'completed'])))},` +
     `"workflow_job":{"id":${field(String(1 + int(1e6)))},"run_id":${field(String(1 + int(1e6)))},` +
-    `"run_attempt":${field('1')},"labels":${labels},"created_at":${field('"2025-10-09T08:52:20Z"')}},` +
+    `"run_attempt":${field('1')},"status":${field(JSON.stringify(pick(['queued', 'waiting', 'completed'])))},` +
+    `"labels":${labels},"created_at":${field('"2025-10-09T08:52:20Z"')}},` +
     `"repository":{"full_name":${field('"acme/web"')},` +
     `"owner":${field(pick(['{"login":"acme","type":"Organization"}', '{"login":"acme","type":"User"}']))}}` +
     `${chance(0.3) ? `,"__proto__":${randomJson(2)}` : ''}${chance(0.2) ? `,"installation":${randomJson(3)}` : ''}}`

@@ -47,6 +47,7 @@ describe('readDelivery', () => {
     expect(delivery).toEqual({
       kind: 'job',
       deliveryId: DELIVERY,
+      jobStatus: 'queued',
       createdAt: WORLD_NOW - 60_000,
       ownerType: 'organization',
       job: {
@@ -349,10 +350,16 @@ describe('readDelivery', () => {
         'workflow_job.runner_name: expected null or a string',
       ],
       [
-        'a queued job without created_at',
-        (p) => delete p.workflow_job.created_at,
-        'workflow_job.created_at: expected an ISO 8601 date-time',
+        'no status',
+        (p) => delete p.workflow_job.status,
+        'workflow_job.status: expected one of queued, waiting, in_progress, completed, pending, requested',
       ],
+      [
+        'an unknown status',
+        (p) => (p.workflow_job.status = `${MARKER}`),
+        'workflow_job.status: expected one of queued, waiting',
+      ],
+      ['a status as a number', (p) => (p.workflow_job.status = 1), 'workflow_job.status: expected one of'],
       [
         'a created_at that is not a date-time',
         (p) => (p.workflow_job.created_at = `${MARKER}`),
@@ -388,18 +395,30 @@ describe('readDelivery', () => {
       expect(JSON.stringify(delivery)).not.toContain(MARKER);
     });
 
-    it('reads created_at with fractions and offsets, and does without it on a completed job', async () => {
+    it('reads the status: waiting on a queued job behind an environment approval', async () => {
+      const statusOf = (action: string, status: string) =>
+        read(webhookEvent(body(jobPayload(action, { status })), SECRET)).then((d) =>
+          d.kind === 'job' ? d.jobStatus : d,
+        );
+      expect(await statusOf('queued', 'waiting')).toBe('waiting');
+      expect(await statusOf('queued', 'queued')).toBe('queued');
+      expect(await statusOf('completed', 'completed')).toBe('completed');
+    });
+
+    it('reads created_at with fractions and offsets, and does without it (queued or completed)', async () => {
       const at = (createdAt: string) =>
         read(webhookEvent(body(jobPayload('queued', { createdAt })), SECRET)).then((d) =>
           d.kind === 'job' ? d.createdAt : d,
         );
       expect(await at('2021-09-13T02:21:13Z')).toBe(Date.UTC(2021, 8, 13, 2, 21, 13));
       expect(await at('2021-09-13T04:21:13.250+02:00')).toBe(Date.UTC(2021, 8, 13, 2, 21, 13, 250));
-      const completed = jobPayload('completed') as { workflow_job: Record<string, unknown> };
-      delete completed.workflow_job.created_at;
-      const delivery = await read(webhookEvent(body(completed), SECRET));
-      expect(delivery.kind).toBe('job');
-      expect(delivery.kind === 'job' && delivery.createdAt).toBeUndefined();
+      for (const action of ['queued', 'completed']) {
+        const payload = jobPayload(action) as { workflow_job: Record<string, unknown> };
+        delete payload.workflow_job.created_at;
+        const delivery = await read(webhookEvent(body(payload), SECRET));
+        expect(delivery.kind).toBe('job');
+        expect(delivery.kind === 'job' && delivery.createdAt).toBeUndefined();
+      }
     });
 
     it('reads the owner type lower-cased, and none when the payload has none', async () => {
@@ -752,13 +771,24 @@ describe('the router handler, status by status', () => {
       202,
     ],
     [
-      'a queued body older than the delivery time-to-live',
+      'a queued body created years ago (acted on: the dispatcher checks the job at GitHub)',
       webhookEvent(body(jobPayload('queued', { jobId: 3, createdAt: '2021-09-13T02:21:13Z' })), SECRET),
       202,
     ],
     [
       'a queued job without created_at',
-      webhookEvent(body({ ...jobPayload('queued'), workflow_job: { id: 4, run_id: 1, labels: [] } }), SECRET),
+      webhookEvent(
+        body({
+          ...jobPayload('queued'),
+          workflow_job: { id: 4, run_id: 1, labels: ['self-hosted'], status: 'queued' },
+        }),
+        SECRET,
+      ),
+      202,
+    ],
+    [
+      'a queued job with an unknown status',
+      webhookEvent(body(jobPayload('queued', { jobId: 5, status: 'stalled' })), SECRET),
       400,
     ],
   ])('answers %s with its status', async (_case, event, status) => {

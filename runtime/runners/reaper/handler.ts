@@ -33,7 +33,7 @@ import {
  * reaper.ts over the region's cluster. The event carries nothing it uses.
  *
  * Metrics (namespace `Estate/Runners`, service `runner-reaper`, dimension `region`), every run, zeros
- * included: RunnersReaped, ReaperErrors, UnattributedTasks. Log lines carry task ids (not ARNs), job ids
+ * included: RunnersReaped, ReaperErrors, UnattributedTasks, StuckPending. Log lines carry task ids (not ARNs), job ids
  * and outcomes, never an organisation's token or a JIT config. A run that cannot list the cluster's
  * tasks fails (the function's Errors alarm); a task's failure is counted and the run goes on.
  */
@@ -248,6 +248,7 @@ export function createReaperHandler(
       sink.addMetric('RunnersReaped', MetricUnit.Count, report.reaped);
       sink.addMetric('ReaperErrors', MetricUnit.Count, report.errors);
       sink.addMetric('UnattributedTasks', MetricUnit.Count, report.unattributed);
+      sink.addMetric('StuckPending', MetricUnit.Count, report.stuckPending);
       for (const task of report.tasks) {
         const { error, ...fields } = task;
         if (task.outcome === 'error') {
@@ -257,7 +258,15 @@ export function createReaperHandler(
             code: failure.code,
             reason: failure.reason,
           });
-        } else log.info(task.outcome === 'reaped' ? 'idle runner reaped' : 'runner task kept', fields);
+        } else
+          log.info(
+            task.outcome === 'reaped'
+              ? 'idle runner reaped'
+              : task.outcome === 'stopped-stuck'
+                ? 'runner task stuck pending: stopped'
+                : 'runner task kept',
+            fields,
+          );
       }
       const summary = summaryOf(report);
       if (report.unattributed > 0)

@@ -54,8 +54,8 @@ import {
  *
  * Every SDK client of the router (DynamoDB and SQS in each region, Secrets Manager) gives up on a call
  * after 1 s to connect and 2.5 s for the answer, and tries it twice at most (`ROUTER_SDK_OPTIONS`): a hung
- * call cannot hold a delivery past its deadline (router.ts: 7 s, then its claims are released and it
- * answers 500) nor the function past its timeout (10 s).
+ * call cannot hold a delivery past its deadline (router.ts: 6 s, then its claims are released within 1 s
+ * and it answers 500) nor the function past its timeout (10 s).
  */
 
 /** The router's SDK clients: bounded calls (see above). `throwOnRequestTimeout`: a timeout is an error. */
@@ -224,7 +224,7 @@ export interface RouterHandlerDeps {
   readonly now: () => number;
   /** Default: Powertools, service `runner-router`, namespace `Estate/Runners`. */
   readonly telemetry?: RouterTelemetry;
-  /** router.ts's limits (defaults there: 7 s, 30 s, 2 s). */
+  /** router.ts's limits (defaults there: 6 s, 30 s, 1 s). */
   readonly deadlineMs?: number;
   readonly claimLeaseMs?: number;
   readonly settleBudgetMs?: number;
