@@ -1,7 +1,7 @@
 import { PermanentError, RetryableError } from '../lib/failures';
 import { withRetries } from '../lib/retry';
-import { regionSettings, type RunnerConfig, type RunnerType } from './config';
-import { leaseIdOf, leaseIdsOf } from './leases';
+import { DEFAULT_RUNNER_GROUP, regionSettings, type RunnerConfig, type RunnerType } from './config';
+import { LEASE_CONTENTION, leaseIdOf, leaseIdsOf } from './leases';
 import type {
   CompletedMessage,
   DispatchMessage,
@@ -25,7 +25,9 @@ import { routeJob } from './route';
  *    job stays and is dispatched here (it waits, as routing has it). A status or views read that fails
  *    dispatches here (reported): the region-status table being unreadable must not stop dispatch. A
  *    message re-routed before (reason `drained`) goes on after a short delay, so two regions whose cached
- *    views briefly disagree cannot bounce a job between them in a tight loop.
+ *    views briefly disagree cannot bounce a job between them in a tight loop. The message counts its hops
+ *    (`reroutes`): one re-routed twice already is dispatched where it is (`rerouteLimited`, RerouteLimit),
+ *    so no status flapping moves a job a third time.
  * 1. claim the job in the region's state table (`runner-job#<id>` / `claim`, or `claim-retry` for the one
  *    retry), conditional, with a TTL: a copy of the same job (two regions' routers accepted one delivery in
  *    the idempotency table's replication lag; both route it here, routing being deterministic) finds the
@@ -40,6 +42,11 @@ import { routeJob } from './route';
  *      is removed at its idle timeout: GitHub gives a job to one runner only. Not for a retry re-routed
  *      from a draining region (retry 1, reason `drained`): the record names the region of the first runner,
  *      which is kept in the new record (`firstRegion`) so that `completed` reaches its lease too.
+ * 2b. a runner type in a runner group other than `Default`: the job's repository must be one the group
+ *    admits in its organisation (github-app.ts: a group open to every repository is refused as a
+ *    configuration error, permanent). A repository the group does not list gets no lease and no task: the
+ *    claim is released and the message acknowledged (`not-in-runner-group`, NotInRunnerGroup): the
+ *    organisation chose which repositories may use the group; nothing for an operator to redrive.
  * 3. a runner slot: a lease of the organisation under its cap (the quota sync's allocation of its global
  *    limit, at most the region's capacity), then the region's capacity over every organisation. Each runner
  *    holds its own lease (`<job id>` for the first, `<job id>:1` for the retry's), so both runners of a
@@ -53,7 +60,13 @@ import { routeJob } from './route';
  *    this message (an earlier delivery of it started a runner and was not acknowledged: that runner's).
  *    Decided: a status GitHub gives that this code does not know (`unknown`) dispatches, since the job came
  *    from a `queued` delivery; a spare runner costs at most the idle timeout (the reaper removes it), a job
- *    skipped wrongly would wait forever.
+ *    skipped wrongly would wait forever. A job `waiting` at GitHub (an environment's required reviewers or
+ *    wait timer: GitHub's `waiting`, `pending`, `requested`) gets no runner yet (one started now would idle
+ *    out before the approval): its fresh lease and the claim are released and the message re-sent to its
+ *    own queue with the longest delay (900 s), not a failure (`awaiting-approval`, AwaitingApproval), until
+ *    GitHub says `queued` (dispatched) or anything else (nothing starts). The wait is bounded at 30 days
+ *    from the first `waiting` (`approvalSince`; GitHub's longest wait timer and approval window), then the
+ *    message is dead-lettered (`approval-wait-exceeded`).
  * 5. a just-in-time runner config from GitHub (runner `<region>-<job id>-<retry>`, the type's labels, in the
  *    type's runner group, by name), a cache token scoped to the job, and one ephemeral runner task.
  * 6. best effort once the task started (a failure is reported, the dispatch stands: failing it now would
@@ -68,14 +81,16 @@ import { routeJob } from './route';
  * something about the region (transient: 5xx, throttling, timeouts, ECS placing no task, contention) count
  * as its `failed` dispatches (the error rate spillover reads); permanent ones (GitHub refusing an
  * organisation's App, permission or runner group; overrides too large) are the tenant's or the
- * configuration's and are reported apart. GitHub's rate limits (a RetryableError carrying `retryAfterSec`)
+ * configuration's and are reported apart, and so is lease contention (`lease-contention`: one
+ * organisation's burst of jobs on its lease item, not the region's health; redelivered). GitHub's rate limits (a RetryableError carrying `retryAfterSec`)
  * count as neither: they are the App's budget at GitHub, the same from every region; the message waits as
  * for a slot, re-sent with GitHub's delay (at most 900 s, SQS's limit), and is dead-lettered
  * (`github-rate-limited`) once it has waited longer than `leaseTtlSec`.
  *
  * `check-queued`: a first dispatch whose job GitHub still reports `queued` is dispatched once more (retry
  * 1, its own claim and lease; re-routed as above when this region takes no new jobs); `completed` releases
- * the job's leases here (its `completed` delivery may have been lost); anything else ends there.
+ * the job's leases here (its `completed` delivery may have been lost); `waiting` re-sends the look with
+ * the longest delay, bounded at 30 days as a dispatch is; anything else ends there.
  *
  * `completed`: the job's leases here are released and the `job:<id>` record deleted; when the record names
  * a `firstRegion` (the retry ran elsewhere), the message is forwarded to that region's queue so its lease
@@ -170,7 +185,11 @@ export interface ConcurrencyCap {
   ): Promise<boolean>;
 }
 
-export type GitHubJobStatus = 'queued' | 'in_progress' | 'completed' | 'unknown';
+/**
+ * A job's status at GitHub. `waiting`: held by a deployment environment's protection rules (required
+ * reviewers, a wait timer): GitHub's `waiting`, `pending` and `requested`.
+ */
+export type GitHubJobStatus = 'queued' | 'waiting' | 'in_progress' | 'completed' | 'unknown';
 
 export interface JitRequest {
   readonly organization: string;
@@ -185,6 +204,11 @@ export interface GitHubRunners {
   /** The encoded JIT config of a new runner (a secret: never logged). */
   jitConfig(request: JitRequest): Promise<string>;
   jobStatus(repository: string, jobId: number): Promise<GitHubJobStatus>;
+  /**
+   * Whether the runner group (by name, never `Default`) of the organisation admits the repository
+   * (`owner/name`). A group open to every repository throws (permanent: the operator restricts it).
+   */
+  repositoryAllowed(organization: string, runnerGroup: string, repository: string): Promise<boolean>;
 }
 
 /** A runner of this job's name is registered and online already: an earlier delivery started it. */
@@ -256,6 +280,11 @@ export interface DispatchObserver {
   stepFailed(step: BestEffortStep, error: unknown): void;
   /** The organisation's demand could not be recorded for the quota sync (contention). */
   demandNotRecorded(): void;
+  /**
+   * This region takes no new jobs, and the job was re-routed `MAX_REROUTES` times already: it is dispatched
+   * here.
+   */
+  rerouteLimited(status: RegionStatus): void;
 }
 
 export type BestEffortStep =
@@ -321,7 +350,14 @@ export type DispatchOutcome =
   /** A runner started, then the record write found the tombstone: the reaper removes that runner. */
   | { readonly kind: 'started-for-completed'; readonly retry: Retry }
   /** This region takes no new jobs: sent to `region`'s queue. */
-  | { readonly kind: 'rerouted'; readonly region: string; readonly status: RegionStatus };
+  | { readonly kind: 'rerouted'; readonly region: string; readonly status: RegionStatus }
+  /**
+   * GitHub holds the job for an environment's approval or wait timer: nothing started, lease and claim
+   * released, re-sent with `delaySec`; `since` is when it was first seen waiting (epoch ms).
+   */
+  | { readonly kind: 'awaiting-approval'; readonly since: number; readonly delaySec: number }
+  /** The runner type's group does not admit the job's repository: nothing started, no lease taken. */
+  | { readonly kind: 'not-in-runner-group'; readonly runnerGroup: string };
 
 export type MessageOutcome =
   | DispatchOutcome
@@ -341,6 +377,13 @@ export const WAIT_BASE_SEC = 30;
 export const WAIT_CAP_SEC = 900;
 /** The delay of a job re-routed once more (see step 0): past the status and views caches. */
 export const REROUTE_SETTLE_SEC = 10;
+/** Hops a job makes between regions at most (see step 0): one re-routed this often stays. */
+export const MAX_REROUTES = 2;
+/**
+ * How long a job may wait for an environment's approval or wait timer (see step 4): 30 days, GitHub's
+ * longest wait timer and the time a run waits for its reviewers.
+ */
+export const APPROVAL_WAIT_MAX_SEC = 30 * 24 * 3600;
 
 export function waitDelaySec(previousWaits: number, random: () => number): number {
   const ceiling = Math.min(WAIT_CAP_SEC, WAIT_BASE_SEC * 2 ** Math.min(10, Math.max(0, previousWaits)));
@@ -462,6 +505,14 @@ export async function dispatch(
     if (firstRegion !== undefined && !(retry === 1 && message.reason === 'drained'))
       return { kind: 'elsewhere' };
 
+    if (
+      type.runnerGroup !== DEFAULT_RUNNER_GROUP &&
+      !(await deps.github.repositoryAllowed(job.organization, type.runnerGroup, job.repository))
+    ) {
+      await bestEffort(deps, 'release-claim', () => deps.claims.release(job.jobId, retry, context.messageId));
+      return { kind: 'not-in-runner-group', runnerGroup: type.runnerGroup };
+    }
+
     const capacity = regionSettings(deps.config, deps.region)?.capacity ?? 0;
     const organisationCap = await deps.cap.capOf(job.organization);
     const cap = Math.min(capacity, organisationCap ?? capacity);
@@ -481,6 +532,22 @@ export async function dispatch(
     await recordDemand(job.organization, { wanted: held + waiting, held }, deps);
     if (!refused) {
       const status = options.seenQueued ? 'queued' : await deps.github.jobStatus(job.repository, job.jobId);
+      if (status === 'waiting') {
+        // Bounded first: past the bound, the catch below releases the lease and the claim.
+        const since = approvalSinceOf(message, deps);
+        if (grant.fresh) {
+          await deps.leases.release(job.organization, [lease]);
+          leased = false;
+        }
+        // The claim goes before the re-send, as in wait().
+        await deps.claims.release(job.jobId, retry, context.messageId);
+        await deps.queue.send(
+          message.runnerType,
+          { ...withoutWait(message), approvalSince: since },
+          WAIT_CAP_SEC,
+        );
+        return { kind: 'awaiting-approval', since, delaySec: WAIT_CAP_SEC };
+      }
       if (status !== 'queued' && status !== 'unknown') {
         // A lease held before this message (an earlier delivery of it started a runner, then failed to be
         // acknowledged) is that runner's: it stays, with the claim, until its completed or its expiry.
@@ -496,7 +563,9 @@ export async function dispatch(
     const retryAfterSec = retryAfterOf(error);
     if (retryAfterSec !== undefined) return wait(message, context, 'github-rate-limit', deps, retryAfterSec);
     await bestEffort(deps, 'release-claim', () => deps.claims.release(job.jobId, retry, context.messageId));
-    const regional = !(error instanceof PermanentError);
+    // Lease contention is one organisation's burst on its lease item, not the region's health.
+    const contention = error instanceof RetryableError && error.code === LEASE_CONTENTION;
+    const regional = !(error instanceof PermanentError) && !contention;
     if (regional) await bestEffort(deps, 'count-failed', () => deps.counters.record('failed'));
     deps.observer?.dispatchFailed(error, regional);
     throw error;
@@ -529,6 +598,10 @@ async function failover(message: DispatchMessage, deps: DispatchDeps): Promise<D
     return undefined;
   }
   if (status === 'active') return undefined;
+  if ((message.reroutes ?? 0) >= MAX_REROUTES) {
+    deps.observer?.rerouteLimited(status);
+    return undefined;
+  }
   let views: ReadonlyMap<string, RegionView>;
   try {
     views = await deps.failover.views();
@@ -540,7 +613,12 @@ async function failover(message: DispatchMessage, deps: DispatchDeps): Promise<D
   // No other eligible region (routing answers `no-region-eligible` with the job's home): the job stays.
   if (target === undefined || target === deps.region || views.get(target)?.status !== 'active')
     return undefined;
-  const moved: DispatchMessage = { ...withoutWait(message), region: target, reason: 'drained' };
+  const moved: DispatchMessage = {
+    ...withoutWait(message),
+    region: target,
+    reason: 'drained',
+    reroutes: (message.reroutes ?? 0) + 1,
+  };
   await deps.queue.sendToRegion(
     target,
     message.runnerType,
@@ -611,7 +689,7 @@ async function launch(
     await bestEffort(deps, 'send-check-queued', () =>
       deps.queue.send(
         type.name,
-        { version: 1, kind: 'check-queued', dispatch: withoutWait(message) },
+        { version: 1, kind: 'check-queued', dispatch: withoutApproval(withoutWait(message)) },
         Math.min(WAIT_CAP_SEC, deps.config.queuedTimeoutSec),
       ),
     );
@@ -643,6 +721,28 @@ const withoutWait = (message: DispatchMessage): DispatchMessage => {
   delete rest.waitingSince;
   return rest;
 };
+
+/** The approval wait is over once a runner started: a later `waiting` starts a new one. */
+const withoutApproval = (message: DispatchMessage): DispatchMessage => {
+  const rest: { -readonly [K in keyof DispatchMessage]: DispatchMessage[K] } = { ...message };
+  delete rest.approvalSince;
+  return rest;
+};
+
+/**
+ * When the job was first seen waiting for an approval (now for the first time); past
+ * `APPROVAL_WAIT_MAX_SEC` of it, a permanent `approval-wait-exceeded`.
+ */
+function approvalSinceOf(message: DispatchMessage, deps: DispatchDeps): number {
+  const now = deps.now();
+  const since = Math.min(message.approvalSince ?? now, now);
+  if (now - since >= APPROVAL_WAIT_MAX_SEC * 1000)
+    throw new PermanentError(
+      'approval-wait-exceeded',
+      "waited longer than 30 days for a deployment environment's approval or wait timer",
+    );
+  return since;
+}
 
 /** How long a message has waited and how many times, and whether that is past `leaseTtlSec`. */
 function nextWait(
@@ -702,6 +802,17 @@ async function checkQueued(
     // Its `completed` delivery may never come (or came and was lost): the lease goes now.
     await deps.leases.release(first.job.organization, leaseIdsOf(first.job.jobId));
     return { kind: 'checked', status };
+  }
+  if (status === 'waiting') {
+    // Held for an approval: looked at again later, as a dispatch waits (the first runner's lease stays: its
+    // task may still be up, and the lease expires with leaseTtlSec).
+    const since = approvalSinceOf(first, deps);
+    await deps.queue.send(
+      first.runnerType,
+      { ...message, dispatch: { ...first, approvalSince: since } },
+      WAIT_CAP_SEC,
+    );
+    return { kind: 'awaiting-approval', since, delaySec: WAIT_CAP_SEC };
   }
   if (status !== 'queued') return { kind: 'checked', status };
   const outcome = await dispatch({ ...withoutWait(first), retry: 1 }, context, deps, { seenQueued: true });

@@ -18,8 +18,10 @@ import type { LaunchRequest, RunnerLauncher } from './dispatch';
  *   public IP.
  * - `ec2` types: their task definitions use `bridge` networking (the host's Docker daemon must see the
  *   runner's work folder and publish service containers' ports on the host), so RunTask sends no
- *   `networkConfiguration` (ECS refuses one for a bridge task) and places with `distinctInstance`: one
- *   runner per instance at a time, so two jobs never share a Docker daemon.
+ *   `networkConfiguration` (ECS refuses one for a bridge task) and places with `distinctInstance` in
+ *   the task group `ec2-runners` (`distinctInstance` separates the tasks of one group only; every ec2 type
+ *   passes the same one): one runner per instance at a time, whatever its type, so two jobs never share a
+ *   Docker daemon.
  * - Overrides: ECS takes at most 8,192 characters of `overrides` in all (their JSON, formatting included).
  *   A larger one is refused here (`OverridesTooLargeError`, permanent, naming the container environment)
  *   instead of being sent for ECS to answer InvalidParameterException.
@@ -52,6 +54,8 @@ export interface EcsLauncherOptions {
 }
 
 const MAX_STARTED_BY = 36;
+/** The task group of every ec2 runner task: `distinctInstance` keeps one task of it per instance. */
+export const EC2_TASK_GROUP = 'ec2-runners';
 
 /** ECS's limit on a RunTask's `overrides`, in characters of their JSON (formatting included). */
 export const MAX_OVERRIDES_CHARS = 8_192;
@@ -116,9 +120,11 @@ export class EcsRunnerLauncher implements RunnerLauncher {
     const overrides = { containerOverrides: [{ name: containerName, environment }] };
     const size = overridesSize(overrides);
     if (size > MAX_OVERRIDES_CHARS) throw new OverridesTooLargeError(containerName, size);
-    const placement: Pick<RunTaskCommandInput, 'networkConfiguration' | 'placementConstraints'> =
+    const placement: Pick<RunTaskCommandInput, 'group' | 'networkConfiguration' | 'placementConstraints'> =
       type.launch === 'ec2'
-        ? { placementConstraints: [{ type: 'distinctInstance' }] }
+        ? // distinctInstance separates the tasks of one task group: every ec2 type shares one group, so no two
+          // runners (of one type or of two) ever share a host's Docker daemon.
+          { group: EC2_TASK_GROUP, placementConstraints: [{ type: 'distinctInstance' }] }
         : {
             networkConfiguration: {
               awsvpcConfiguration: {

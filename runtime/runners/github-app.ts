@@ -23,7 +23,14 @@ import type { RegisteredRunner, ReaperGitHub, RunnerDeletion } from './reaper';
  *   permanent, naming the group. A name already registered (409) is a runner of an earlier delivery of the
  *   same job: one that never came online is deleted and the config generated again; one online is
  *   reported as `RunnerExistsError`.
- * - `jobStatus`: GET /repos/{owner}/{repo}/actions/jobs/{job_id}.
+ * - `jobStatus`: GET /repos/{owner}/{repo}/actions/jobs/{job_id}; GitHub's `waiting`, `pending` and
+ *   `requested` (a deployment environment's reviewers or wait timer holding the job) are `waiting`.
+ * - `repositoryAllowed`: for a runner group other than `Default`, its `visibility` from
+ *   GET /orgs/{org}/actions/runner-groups/{id} and, for `selected`, its repositories from
+ *   GET /orgs/{org}/actions/runner-groups/{id}/repositories (every page, at most `maxRunnerPages`), cached
+ *   per group for `groupCacheMs` and read again when a repository is missing from a listing older than a
+ *   minute. A group open to every repository (`all`) or to every private one (`private`) is refused
+ *   (`RunnerGroupOpenError`, permanent): the group exists to keep its runners to trusted repositories.
  * - `listRunners`: GET /orgs/{org}/actions/runners, every page (at most `maxRunnerPages` of 100: more is a
  *   transient failure, never a partial list a reaper would take for "absent"), the names starting with the
  *   prefix kept.
@@ -105,6 +112,27 @@ export class GitHubRateLimitError extends RetryableError {
       `${call}: GitHub answered ${status} (rate limited; retry after ${retryAfterSec} s)`,
     );
     this.name = 'GitHubRateLimitError';
+  }
+}
+
+/** What a non-Default runner group admits, as last read. */
+interface GroupAccess {
+  readonly visibility: string;
+  /** `owner/name`, lower-cased; empty unless `selected`. */
+  readonly repositories: ReadonlySet<string>;
+  readonly loadedAt: number;
+}
+
+/** A non-Default runner group open to every repository (or every private one) of the organisation. */
+export class RunnerGroupOpenError extends PermanentError {
+  constructor(group: string, visibility: string) {
+    super(
+      'runner-group-open',
+      `runnerGroup: the organisation's runner group ${JSON.stringify(boundedText(group, 100))} admits ${
+        visibility === 'private' ? 'every private repository' : 'every repository'
+      }; restrict it to selected repositories (the trusted ones) in the organisation's Actions runner groups`,
+    );
+    this.name = 'RunnerGroupOpenError';
   }
 }
 
@@ -264,7 +292,15 @@ export function rateLimitOf(error: unknown, status: number, now: number): number
   return Math.min(MAX_RETRY_AFTER_SEC, Math.max(1, seconds ?? DEFAULT_RETRY_AFTER_SEC));
 }
 
-const JOB_STATUSES: ReadonlySet<string> = new Set(['queued', 'in_progress', 'completed']);
+const JOB_STATUSES: ReadonlyMap<string, GitHubJobStatus> = new Map([
+  ['queued', 'queued'],
+  ['in_progress', 'in_progress'],
+  ['completed', 'completed'],
+  // Held by a deployment environment's protection rules (reviewers, a wait timer) until approved.
+  ['waiting', 'waiting'],
+  ['pending', 'waiting'],
+  ['requested', 'waiting'],
+]);
 const PER_PAGE = 100;
 const MAX_GROUP_PAGES = 10;
 /** A group name missing from a listing at least this old lists the groups again (one created since). */
@@ -282,6 +318,8 @@ export class GitHubAppRunners implements GitHubRunners, ReaperGitHub {
   private app: App | undefined;
   private readonly tokens = new Map<string, Token>();
   private readonly groups = new Map<string, RunnerGroups>();
+  /** `<organisation>\n<group id>` -> what the group admits. */
+  private readonly access = new Map<string, GroupAccess>();
   private readonly request: typeof octokitRequest;
   private readonly now: () => number;
 
@@ -343,7 +381,29 @@ export class GitHubAppRunners implements GitHubRunners, ReaperGitHub {
       }),
     );
     const status = (data as { status?: unknown }).status;
-    return typeof status === 'string' && JOB_STATUSES.has(status) ? (status as GitHubJobStatus) : 'unknown';
+    return (typeof status === 'string' ? JOB_STATUSES.get(status) : undefined) ?? 'unknown';
+  }
+
+  /**
+   * Whether the organisation's runner group of that name admits the repository (`owner/name`); `Default`
+   * admits every one. A group open to every repository is a `RunnerGroupOpenError`.
+   */
+  async repositoryAllowed(organization: string, runnerGroup: string, repository: string): Promise<boolean> {
+    if (runnerGroup === DEFAULT_RUNNER_GROUP) return true;
+    const groupId = await this.runnerGroupId(organization, runnerGroup);
+    const key = `${organization}\n${groupId}`;
+    const wanted = repository.toLowerCase();
+    const now = this.now();
+    let access = this.access.get(key);
+    const age = access ? now - access.loadedAt : Infinity;
+    const fresh = age >= 0 && age < (this.options.groupCacheMs ?? 600_000);
+    // Missing from a listing a minute old or more: a repository added to the group since is found.
+    if (!access || !fresh || (!access.repositories.has(wanted) && age >= GROUP_RELIST_MS)) {
+      access = await this.readGroupAccess(organization, groupId, now);
+      this.access.set(key, access);
+    }
+    if (access.visibility !== 'selected') throw new RunnerGroupOpenError(runnerGroup, access.visibility);
+    return access.repositories.has(wanted);
   }
 
   /**
@@ -468,6 +528,58 @@ export class GitHubAppRunners implements GitHubRunners, ReaperGitHub {
         return { ids, loadedAt: now, truncated: false };
     }
     return { ids, loadedAt: now, truncated: true };
+  }
+
+  private async readGroupAccess(organization: string, groupId: number, now: number): Promise<GroupAccess> {
+    const { data: group } = await this.asInstallation(organization, 'get-runner-group', (token) =>
+      this.request('GET /orgs/{org}/actions/runner-groups/{runner_group_id}', {
+        org: organization,
+        runner_group_id: groupId,
+        headers: { authorization: `token ${token}` },
+        request: { signal: this.signal() },
+      }),
+    );
+    const visibility = ownField(group, 'visibility');
+    if (typeof visibility !== 'string')
+      throw new RetryableError(
+        'github-runner-group-answer',
+        'get-runner-group: expected visibility in the answer',
+      );
+    const repositories = new Set<string>();
+    if (visibility !== 'selected') return { visibility, repositories, loadedAt: now };
+    const call = 'list-runner-group-repositories';
+    const maxPages = this.options.maxRunnerPages ?? 100;
+    for (let page = 1; ; page++) {
+      if (page > maxPages)
+        throw new RetryableError(
+          'github-runner-group-repositories-truncated',
+          `${call}: the group lists more than ${maxPages * PER_PAGE} repositories; not all could be read`,
+        );
+      const { data } = await this.asInstallation(organization, call, (token) =>
+        this.request('GET /orgs/{org}/actions/runner-groups/{runner_group_id}/repositories', {
+          org: organization,
+          runner_group_id: groupId,
+          per_page: PER_PAGE,
+          page,
+          headers: { authorization: `token ${token}` },
+          request: { signal: this.signal() },
+        }),
+      );
+      const listed = ownField(data, 'repositories');
+      if (!Array.isArray(listed))
+        throw new RetryableError(
+          'github-runner-group-answer',
+          `${call}: expected repositories in the answer`,
+        );
+      for (const repo of listed as unknown[]) {
+        const fullName = ownField(repo, 'full_name');
+        if (typeof fullName === 'string') repositories.add(fullName.toLowerCase());
+      }
+      const total = ownField(data, 'total_count');
+      const seen = (page - 1) * PER_PAGE + listed.length;
+      if (listed.length < PER_PAGE || (typeof total === 'number' && seen >= total)) break;
+    }
+    return { visibility, repositories, loadedAt: now };
   }
 
   /** A runner of this name from an earlier delivery: deleted if it never came online, else reported. */

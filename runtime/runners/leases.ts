@@ -2,6 +2,13 @@ import { RetryableError } from '../lib/failures';
 import type { LeaseGrant, Leases, Retry } from './dispatch';
 
 /**
+ * The code of the RetryableError thrown when an organisation's lease item stays contended: one
+ * organisation's burst, never a sign of the region's health (the dispatcher does not count it toward the
+ * region's error rate).
+ */
+export const LEASE_CONTENTION = 'lease-contention';
+
+/**
  * Runner leases per organisation in the region (issue 12, item 3): the `runner-leases` / `<organisation>`
  * item of the region's state table holds `leases` (lease key -> the lease's expiry, epoch seconds) and
  * `version`, and every change is a write conditional on the version read (strongly consistent in the
@@ -159,7 +166,7 @@ export class RunnerLeases implements Leases {
         return result;
       if (attempt >= attempts)
         throw new RetryableError(
-          'lease-contention',
+          LEASE_CONTENTION,
           `the organisation's lease item stayed contended after ${attempt} attempts`,
         );
       const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);

@@ -77,6 +77,8 @@ const dispatchSchema = z.object({
   retry: z.union([z.literal(0), z.literal(1)], 'expected 0 or 1'),
   waitingSince: z.optional(whole('epoch milliseconds', 0)),
   waits: z.optional(whole('a count of waits', 0, 10_000)),
+  reroutes: z.optional(whole('a count of re-routes', 0, 100)),
+  approvalSince: z.optional(whole('epoch milliseconds', 0)),
 });
 
 const messageSchema = z.discriminatedUnion(

@@ -14,7 +14,9 @@ import type { AddressInfo } from 'node:net';
  * - `POST /orgs/{org}/actions/runners/generate-jitconfig` and `GET /repos/{owner}/{repo}/actions/jobs/{id}`
  *   take an installation token this server issued for the organisation (else 401).
  * - So do the runner registrations and groups: `GET /orgs/{org}/actions/runner-groups` (paged; every
- *   organisation has `Default`, id 1, plus the groups of `runnerGroups` or `addRunnerGroup`),
+ *   organisation has `Default`, id 1, plus the groups of `runnerGroups` or `addRunnerGroup`), a group's
+ *   `visibility` and repositories (`GET /orgs/{org}/actions/runner-groups/{id}` and `.../repositories`,
+ *   paged; set by `setGroupAccess`, else `all`),
  *   `GET /orgs/{org}/actions/runners` (paged, or by `name`) and `DELETE /orgs/{org}/actions/runners/{id}`
  *   (422 for a busy runner, 404 for none). A generated JIT config registers its runner, offline and idle;
  *   `runners` lets a test bring one online or make it busy.
@@ -134,6 +136,28 @@ export class FakeGitHub {
     const id = this.nextGroupId++;
     this.runnerGroups.set(key, [...(this.runnerGroups.get(key) ?? []), { id, name }]);
     return id;
+  }
+
+  /**
+   * Who may use a runner group (by its id): GET /orgs/{org}/actions/runner-groups/{id} answers its
+   * `visibility`, .../repositories (paged) its repositories by full name. A group not set here is `all`
+   * (GitHub's default for a new group), `Default` included.
+   */
+  readonly groupAccess = new Map<number, { visibility: string; repositories: string[] }>();
+
+  /** Restricts the group of that name to the repositories given (`owner/name`), or opens it. */
+  setGroupAccess(
+    organization: string,
+    name: string,
+    visibility: 'selected' | 'all' | 'private',
+    repositories: readonly string[] = [],
+  ): void {
+    const id =
+      name === 'Default'
+        ? 1
+        : this.runnerGroups.get(organization.toLowerCase())?.find((g) => g.name === name)?.id;
+    if (id === undefined) throw new Error(`no runner group ${name} in ${organization}`);
+    this.groupAccess.set(id, { visibility, repositories: [...repositories] });
   }
 
   /** Every runner registered in the organisation. */
@@ -304,6 +328,36 @@ export class FakeGitHub {
       return void installationCall(organization, () => {
         const groups = [{ id: 1, name: 'Default' }, ...(this.runnerGroups.get(organization) ?? [])];
         return json(response, 200, { total_count: groups.length, runner_groups: paged(groups, search) });
+      });
+    }
+    match = /^\/orgs\/([^/]+)\/actions\/runner-groups\/(\d+)(\/repositories)?$/.exec(path);
+    if (method === 'GET' && match) {
+      const organization = decodeURIComponent(match[1] as string).toLowerCase();
+      const id = Number(match[2]);
+      const listing = match[3] !== undefined;
+      return void installationCall(organization, () => {
+        const group =
+          id === 1
+            ? { id: 1, name: 'Default' }
+            : (this.runnerGroups.get(organization) ?? []).find((g) => g.id === id);
+        if (!group) return json(response, 404, { message: 'Not Found' });
+        const access = this.groupAccess.get(id) ?? { visibility: 'all', repositories: [] };
+        if (!listing)
+          return json(response, 200, {
+            ...group,
+            visibility: access.visibility,
+            default: id === 1,
+            allows_public_repositories: false,
+          });
+        const repositories = access.repositories.map((fullName, index) => ({
+          id: 1_000 + index,
+          name: fullName.split('/')[1] ?? fullName,
+          full_name: fullName,
+        }));
+        return json(response, 200, {
+          total_count: repositories.length,
+          repositories: paged(repositories, search),
+        });
       });
     }
     match = /^\/orgs\/([^/]+)\/actions\/runners$/.exec(path);

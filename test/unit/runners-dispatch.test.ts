@@ -6,8 +6,10 @@ import { HandlerConfigError } from '../../runtime/lib/config';
 import { PermanentError, RetryableError } from '../../runtime/lib/failures';
 import { parseRunnerConfig } from '../../runtime/runners/config';
 import {
+  APPROVAL_WAIT_MAX_SEC,
   claimSlot,
   handleRunnerMessage,
+  MAX_REROUTES,
   REROUTE_SETTLE_SEC,
   RunnerExistsError,
   WAIT_CAP_SEC,
@@ -178,6 +180,14 @@ class FakeGitHub implements GitHubRunners {
   failure: Error | undefined;
   statusFailure: Error | undefined;
   status: GitHubJobStatus = 'queued';
+  readonly groupRequests: { organization: string; runnerGroup: string; repository: string }[] = [];
+  /** Whether the runner group admits the repository. */
+  allowed = true;
+  async repositoryAllowed(organization: string, runnerGroup: string, repository: string) {
+    this.calls.push('group');
+    this.groupRequests.push({ organization, runnerGroup, repository });
+    return this.allowed;
+  }
   async jitConfig(request: JitRequest) {
     this.calls.push('jit');
     this.jitRequests.push(request);
@@ -282,7 +292,7 @@ function world(region = EU) {
   const failed: unknown[] = [];
   const regional: boolean[] = [];
   const steps: string[] = [];
-  const notes = { demandNotRecorded: 0 };
+  const notes = { demandNotRecorded: 0, rerouteLimited: [] as RegionStatus[] };
   const deps: DispatchDeps = {
     region,
     config: CONFIG,
@@ -304,6 +314,7 @@ function world(region = EU) {
       },
       stepFailed: (step) => steps.push(step),
       demandNotRecorded: () => notes.demandNotRecorded++,
+      rerouteLimited: (status) => notes.rerouteLimited.push(status),
     },
     now: () => clock.t,
     random: () => 0.5,
@@ -771,7 +782,7 @@ describe('dispatch: failover of queued work from a region that takes no new jobs
         {
           region: US,
           runnerType: 'standard',
-          message: { ...dispatchMessage(), region: US, reason: 'drained' },
+          message: { ...dispatchMessage(), region: US, reason: 'drained', reroutes: 1 },
           delaySec: 0,
         },
       ]);
@@ -820,7 +831,7 @@ describe('dispatch: failover of queued work from a region that takes no new jobs
       outcome: { kind: 'rerouted', region: US, status: 'draining' },
     });
     const moved = eu.queue.elsewhere[0]?.message as DispatchMessage;
-    expect(moved).toEqual({ ...dispatchMessage(), region: US, reason: 'drained', retry: 1 });
+    expect(moved).toEqual({ ...dispatchMessage(), region: US, reason: 'drained', retry: 1, reroutes: 1 });
     expect(eu.table.leasesOf('acme')).toEqual(['42']);
 
     // us-east-1: the record names eu-central-1 (the first runner), which is expected for a re-routed retry.
@@ -1035,12 +1046,15 @@ describe('EcsRunnerLauncher', () => {
     // ECS refuses networkConfiguration for a bridge task: none is sent.
     expect(input && 'networkConfiguration' in input).toBe(false);
     expect(input?.placementConstraints).toEqual([{ type: 'distinctInstance' }]);
+    // distinctInstance separates the tasks of one group: every ec2 type shares this one.
+    expect(input?.group).toBe('ec2-runners');
   });
 
   it('keeps Fargate tasks in awsvpc without a public address, with no placement constraint', () => {
     const input = launcher(new RecordingEcs()).input(launch('standard'));
     expect(input.networkConfiguration?.awsvpcConfiguration?.assignPublicIp).toBe('DISABLED');
     expect(input.placementConstraints).toBeUndefined();
+    expect(input.group).toBeUndefined();
   });
 
   it("refuses overrides past ECS's 8,192 characters before calling ECS, naming the container environment", async () => {
@@ -1508,5 +1522,245 @@ describe('loadDispatcherSettings', () => {
         }),
       ),
     ).toThrow(/concurrencyResource/);
+  });
+});
+
+// ------------------------------------------------------------------------------- re-review (issue 12)
+
+describe("dispatch: a job held by an environment's approval or wait timer", () => {
+  const DAY_MS = 24 * 3600 * 1000;
+
+  it('starts nothing, releases the lease and the claim, and re-sends the job with the longest delay, counting no failure', async () => {
+    const w = world();
+    w.github.status = 'waiting';
+    const message = dispatchMessage({ waits: 2, waitingSince: T0 - 60_000 });
+    expect(await w.handle(message, 'msg-a')).toEqual({
+      kind: 'awaiting-approval',
+      since: T0,
+      delaySec: WAIT_CAP_SEC,
+    });
+    expect(w.launcher.started).toEqual([]);
+    expect(w.github.calls).toEqual(['status']);
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.items.size).toBe(0);
+    expect(w.counters.outcomes).toEqual([]);
+    expect(w.failed).toEqual([]);
+    // Its slot waits are over (it had a slot): only the approval wait is carried.
+    expect(w.queue.sent).toEqual([
+      {
+        runnerType: 'standard',
+        message: { ...dispatchMessage(), approvalSince: T0 },
+        delaySec: WAIT_CAP_SEC,
+      },
+    ]);
+  });
+
+  it('keeps the first time it was seen waiting, and dispatches once GitHub says queued (the check carries no approval wait)', async () => {
+    const w = world();
+    w.github.status = 'waiting';
+    await w.handle(dispatchMessage());
+    w.clock.t += 900_000;
+    const again = w.queue.sent[0]?.message as DispatchMessage;
+    expect(await w.handle(again)).toEqual({ kind: 'awaiting-approval', since: T0, delaySec: WAIT_CAP_SEC });
+    w.github.status = 'queued';
+    expect(await w.handle(w.queue.sent[1]?.message as DispatchMessage)).toEqual({
+      kind: 'dispatched',
+      retry: 0,
+    });
+    expect(w.launcher.started).toHaveLength(1);
+    expect(w.queue.sent[2]).toEqual({
+      runnerType: 'standard',
+      message: check(dispatchMessage()),
+      delaySec: 600,
+    });
+  });
+
+  it('stops when GitHub says anything else once approved or rejected', async () => {
+    const w = world();
+    w.github.status = 'completed';
+    expect(await w.handle(dispatchMessage({ approvalSince: T0 - DAY_MS }))).toEqual({
+      kind: 'not-queued',
+      status: 'completed',
+    });
+    expect(w.queue.sent).toEqual([]);
+  });
+
+  it('dead-letters a job that waited 30 days (approval-wait-exceeded), released, not counted for the region', async () => {
+    const w = world();
+    w.github.status = 'waiting';
+    const old = dispatchMessage({ approvalSince: T0 - APPROVAL_WAIT_MAX_SEC * 1000 + 1 });
+    expect(await w.handle(old)).toMatchObject({ kind: 'awaiting-approval' });
+    await expect(w.handle(dispatchMessage({ approvalSince: T0 - 30 * DAY_MS }))).rejects.toMatchObject({
+      code: 'approval-wait-exceeded',
+    });
+    expect(w.table.leasesOf('acme')).toEqual([]);
+    expect(w.claims.items.size).toBe(0);
+    expect(w.counters.outcomes).toEqual([]);
+    expect(w.regional).toEqual([false]);
+    expect(w.queue.sent).toHaveLength(1);
+  });
+
+  it('a check-queued look that finds the job waiting looks again later, bounded the same way', async () => {
+    const w = world();
+    w.github.status = 'waiting';
+    expect(await w.handle(check())).toEqual({
+      kind: 'awaiting-approval',
+      since: T0,
+      delaySec: WAIT_CAP_SEC,
+    });
+    expect(w.launcher.started).toEqual([]);
+    expect(w.queue.sent).toEqual([
+      {
+        runnerType: 'standard',
+        message: check(dispatchMessage({ approvalSince: T0 })),
+        delaySec: WAIT_CAP_SEC,
+      },
+    ]);
+    w.github.status = 'queued';
+    expect(await w.handle(w.queue.sent[0]?.message as QueuedCheckMessage)).toEqual({
+      kind: 'retried',
+      outcome: { kind: 'dispatched', retry: 1 },
+    });
+    w.github.status = 'waiting';
+    await expect(w.handle(check(dispatchMessage({ approvalSince: T0 - 30 * DAY_MS })))).rejects.toMatchObject(
+      { code: 'approval-wait-exceeded' },
+    );
+  });
+
+  it('the handler counts AwaitingApproval, acknowledges, and dead-letters a wait past 30 days with its reason', async () => {
+    const h = handlerWorld();
+    h.w.github.status = 'waiting';
+    expect(await h.run(sqsRecord(dispatchMessage({ job: job(1) }), 'a'))).toEqual({ batchItemFailures: [] });
+    expect(h.sqsSent).toEqual([]);
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ AwaitingApproval: 1 });
+    await h.run(sqsRecord(dispatchMessage({ job: job(2), approvalSince: T0 - 30 * DAY_MS }), 'b'));
+    const codes = h.sqsSent
+      .filter((c) => c.name === 'SendMessageCommand')
+      .map(
+        (c) => (c.input.MessageAttributes as Record<string, { StringValue: string }>).reasonCode?.StringValue,
+      );
+    expect(codes).toEqual(['approval-wait-exceeded']);
+    expect(h.metrics.counts.get('DispatchFailed')).toBeUndefined();
+  });
+
+  it('parses the approval wait and the hops a message carries', () => {
+    const message = dispatchMessage({ approvalSince: T0, reroutes: 2 });
+    expect(parseRunnerQueueMessage(JSON.stringify(message))).toEqual(message);
+  });
+});
+
+describe("dispatch: a repository outside the runner type's group", () => {
+  it('is acknowledged before a lease: no status look, no JIT config, no task, the claim released', async () => {
+    const w = world();
+    w.github.allowed = false;
+    expect(await w.handle(dispatchMessage({ runnerType: 'docker' }))).toEqual({
+      kind: 'not-in-runner-group',
+      runnerGroup: 'docker-trusted',
+    });
+    expect(w.github.calls).toEqual(['group']);
+    expect(w.github.groupRequests).toEqual([
+      { organization: 'acme', runnerGroup: 'docker-trusted', repository: 'acme/app' },
+    ]);
+    expect(w.table.items.size).toBe(0);
+    expect(w.cap.demand).toEqual([]);
+    expect(w.claims.items.size).toBe(0);
+    expect(w.launcher.started).toEqual([]);
+    expect(w.counters.outcomes).toEqual([]);
+  });
+
+  it('is checked only for a group other than Default, and an admitted repository dispatches', async () => {
+    const w = world();
+    await w.handle(dispatchMessage({ job: job(1) }));
+    expect(w.github.calls).toEqual(['status', 'jit']);
+    await w.handle(dispatchMessage({ job: job(2), runnerType: 'docker' }));
+    expect(w.github.calls.slice(2)).toEqual(['group', 'status', 'jit']);
+  });
+
+  it('the handler counts NotInRunnerGroup and logs the repository and the group, dead-lettering nothing', async () => {
+    const h = handlerWorld();
+    h.w.github.allowed = false;
+    expect(await h.run(sqsRecord(dispatchMessage({ runnerType: 'docker' }), 'a'))).toEqual({
+      batchItemFailures: [],
+    });
+    expect(h.sqsSent).toEqual([]);
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ NotInRunnerGroup: 1 });
+    expect(
+      h.lines.some(
+        (l) => l.includes('"repository":"acme/app"') && l.includes('"runnerGroup":"docker-trusted"'),
+      ),
+    ).toBe(true);
+  });
+});
+
+describe('dispatch: re-route hops', () => {
+  it(`counts each hop, and dispatches here a job re-routed ${MAX_REROUTES} times already`, async () => {
+    const w = world();
+    w.failover.set('draining');
+    expect(await w.handle(dispatchMessage({ reason: 'drained', reroutes: 1 }))).toMatchObject({
+      kind: 'rerouted',
+    });
+    expect(w.queue.elsewhere[0]?.message).toMatchObject({ reroutes: 2 });
+    expect(await w.handle(dispatchMessage({ reason: 'drained', reroutes: 2 }))).toEqual({
+      kind: 'dispatched',
+      retry: 0,
+    });
+    expect(w.queue.elsewhere).toHaveLength(1);
+    expect(w.notes.rerouteLimited).toEqual(['draining']);
+  });
+
+  it('the handler counts RerouteLimit', async () => {
+    const h = handlerWorld();
+    h.w.failover.set('out');
+    await h.run(sqsRecord(dispatchMessage({ reason: 'drained', reroutes: 2 }), 'a'));
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ RerouteLimit: 1, Dispatched: 1 });
+  });
+});
+
+describe("dispatch: lease contention is not the region's failure", () => {
+  it('is rethrown (redelivered) and released, never counted toward the error rate', async () => {
+    const w = world();
+    w.table.write = async () => false;
+    await expect(w.handle(dispatchMessage())).rejects.toMatchObject({ code: 'lease-contention' });
+    expect(w.counters.outcomes).toEqual([]);
+    expect(w.regional).toEqual([false]);
+    expect(w.claims.items.size).toBe(0);
+  });
+
+  it('the handler counts LeaseContention, not DispatchFailed or TenantFailures, and redelivers', async () => {
+    const h = handlerWorld();
+    h.w.table.write = async () => false;
+    const response = await h.run(sqsRecord(dispatchMessage(), 'a'));
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'a' }]);
+    expect(Object.fromEntries(h.metrics.counts)).toEqual({ LeaseContention: 1, Redelivered: 1 });
+  });
+});
+
+describe('EcsRunnerLauncher: two ec2 types', () => {
+  it('puts every ec2 type in one task group, so distinctInstance keeps them on different instances', () => {
+    const config = parseRunnerConfig({
+      regions: [{ region: EU, priority: 1, capacity: 4 }],
+      runnerTypes: [
+        { name: 'docker', labels: ['self-hosted', 'docker'], launch: 'ec2', runnerGroup: 'docker-trusted' },
+        { name: 'gpu', labels: ['self-hosted', 'gpu'], launch: 'ec2', runnerGroup: 'gpu-trusted' },
+      ],
+    });
+    const ecs = new EcsRunnerLauncher({
+      ecs: new RecordingEcs().asClient(),
+      cluster: 'runners',
+      taskDefinitions: new Map([
+        ['docker', 'estate-runners-docker'],
+        ['gpu', 'estate-runners-gpu'],
+      ]),
+      runnerTypes: config.runnerTypes,
+      subnets: ['subnet-a'],
+      securityGroup: 'sg-1',
+      ec2CapacityProvider: 'runners-ec2',
+    });
+    const groups = ['docker', 'gpu'].map((type) => ecs.input(launch(type)));
+    expect(groups.map((i) => i.group)).toEqual(['ec2-runners', 'ec2-runners']);
+    expect(groups.map((i) => i.placementConstraints)).toEqual([
+      [{ type: 'distinctInstance' }],
+      [{ type: 'distinctInstance' }],
+    ]);
   });
 });

@@ -9,6 +9,7 @@ import {
   GitHubRateLimitError,
   parseAppSecret,
   RunnerGroupMissingError,
+  RunnerGroupOpenError,
 } from '../../runtime/runners/github-app';
 
 /** Two App keys: the one in force, and the one a rotation brings in. */
@@ -69,6 +70,10 @@ class FakeGitHub {
     ],
   };
   jobStatus = 'queued';
+  /** Per group id: its visibility and, for `selected`, the repositories it admits. */
+  groupAccess: Record<number, { visibility: string; repositories: string[] }> = {
+    7: { visibility: 'selected', repositories: ['acme/app', 'acme/infra'] },
+  };
   override: Override | undefined;
   tokenTtlMs = 3_600_000;
   private issued = 0;
@@ -169,6 +174,28 @@ class FakeGitHub {
     if ((m = path.match(/^\/orgs\/([^/]+)\/actions\/runner-groups$/)) && req.method === 'GET') {
       const groups = this.runnerGroups[m[1] ?? ''] ?? [{ id: 1, name: 'Default' }];
       return send(200, { total_count: groups.length, runner_groups: paged(groups, url) });
+    }
+    if ((m = path.match(/^\/orgs\/([^/]+)\/actions\/runner-groups\/(\d+)$/)) && req.method === 'GET') {
+      const access = this.groupAccess[Number(m[2])];
+      if (!access) return send(404, { message: 'Not Found' });
+      return send(200, {
+        id: Number(m[2]),
+        visibility: access.visibility,
+        allows_public_repositories: false,
+      });
+    }
+    if (
+      (m = path.match(/^\/orgs\/([^/]+)\/actions\/runner-groups\/(\d+)\/repositories$/)) &&
+      req.method === 'GET'
+    ) {
+      const access = this.groupAccess[Number(m[2])];
+      if (!access) return send(404, { message: 'Not Found' });
+      const repositories = access.repositories.map((fullName, i) => ({
+        id: 500 + i,
+        name: fullName.split('/')[1],
+        full_name: fullName,
+      }));
+      return send(200, { total_count: repositories.length, repositories: paged(repositories, url) });
     }
     if ((m = path.match(/^\/repos\/([^/]+)\/([^/]+)\/actions\/jobs\/(\d+)$/)) && req.method === 'GET')
       return send(200, { id: Number(m[3]), status: this.jobStatus });
@@ -277,7 +304,11 @@ describe('GitHubAppRunners', () => {
       ['queued', 'queued'],
       ['in_progress', 'in_progress'],
       ['completed', 'completed'],
-      ['waiting', 'unknown'],
+      // Held by an environment's reviewers or wait timer: no runner until approved.
+      ['waiting', 'waiting'],
+      ['pending', 'waiting'],
+      ['requested', 'waiting'],
+      ['something-new', 'unknown'],
     ] as const) {
       github.jobStatus = status;
       expect(await runners.jobStatus('acme/app', 991)).toBe(expected);
@@ -651,5 +682,71 @@ describe('the App secret', () => {
     );
     expect(unreadable).toBeInstanceOf(RetryableError);
     expect(unreadable.message).not.toContain('arn:aws');
+  });
+});
+
+describe('runner groups: which repositories may use them', () => {
+  const groupCalls = () =>
+    github
+      .calls(/runner-groups\/\d+/)
+      .map((s) => s.path.replace(/^\/orgs\/acme\/actions\/runner-groups/, ''));
+
+  it('admits every repository to Default without asking GitHub', async () => {
+    expect(await client().runners.repositoryAllowed('acme', 'Default', 'acme/app')).toBe(true);
+    expect(github.calls(/runner-groups/)).toHaveLength(0);
+  });
+
+  it('admits a repository a `selected` group lists, by full name, and refuses one it does not', async () => {
+    const { runners } = client();
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/app')).toBe(true);
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'ACME/Infra')).toBe(true);
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/untrusted')).toBe(false);
+    // The group's id once, its access once (cached): a repository missing from a fresh listing asks no more.
+    expect(groupCalls()).toEqual(['/7', '/7/repositories?per_page=100&page=1']);
+  });
+
+  it('reads every page of the repositories, caches them ten minutes, and lists again for a missing one after a minute', async () => {
+    github.groupAccess[7] = {
+      visibility: 'selected',
+      repositories: Array.from({ length: 150 }, (_, i) => `acme/repo-${i}`),
+    };
+    const clock = { t: Date.now() };
+    const { runners } = client({ now: () => clock.t });
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/repo-149')).toBe(true);
+    expect(groupCalls()).toEqual([
+      '/7',
+      '/7/repositories?per_page=100&page=1',
+      '/7/repositories?per_page=100&page=2',
+    ]);
+    github.groupAccess[7]?.repositories.push('acme/new');
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/new')).toBe(false);
+    expect(groupCalls()).toHaveLength(3);
+    clock.t += 61_000;
+    expect(await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/new')).toBe(true);
+    expect(groupCalls()).toHaveLength(6);
+    clock.t += 11 * 60_000;
+    await runners.repositoryAllowed('acme', 'docker-trusted', 'acme/repo-1');
+    expect(groupCalls()).toHaveLength(9);
+  });
+
+  it.each(['all', 'private'])(
+    'refuses a group open to %s repositories, permanently, saying to restrict it',
+    async (visibility) => {
+      github.groupAccess[7] = { visibility, repositories: [] };
+      const error = await failureOf(client().runners.repositoryAllowed('acme', 'docker-trusted', 'acme/app'));
+      expect(error).toBeInstanceOf(RunnerGroupOpenError);
+      expect((error as PermanentError).code).toBe('runner-group-open');
+      expect((error as PermanentError).reason).toMatch(
+        /"docker-trusted".*restrict it to selected repositories/,
+      );
+      expect(github.calls(/repositories/)).toHaveLength(0);
+    },
+  );
+
+  it('maps a failed look like every call', async () => {
+    github.override = (s) => (/runner-groups\/7/.test(s.path) ? { status: 503 } : undefined);
+    const error = await failureOf(client().runners.repositoryAllowed('acme', 'docker-trusted', 'acme/app'));
+    expect(error).toBeInstanceOf(RetryableError);
+    expect(error.message).toContain('get-runner-group');
   });
 });

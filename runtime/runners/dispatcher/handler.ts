@@ -40,7 +40,7 @@ import {
 } from '../dispatch-adapters';
 import { EcsRunnerLauncher } from '../ecs-launcher';
 import { GitHubAppRunners, secretFromSecretsManager } from '../github-app';
-import { RunnerLeases } from '../leases';
+import { LEASE_CONTENTION, RunnerLeases } from '../leases';
 import { checkSource, correlationOf, parseRunnerQueueMessage, type SourceSettings } from '../messages';
 import type { RunnerQueueMessage } from '../model';
 import { RegionStatusTable } from '../region-status';
@@ -60,7 +60,10 @@ import { queueUrlOf } from '../tables';
  * DispatchFailed (failures counted toward the region's error rate), TenantFailures (permanent: GitHub
  * refusing an organisation's App, permissions or runner group), OverridesTooLarge, Waits, RateLimited,
  * Duplicates, Retried, NotQueued, CompletedBeforeDispatch, RunnerForCompletedJob, Rerouted,
- * StatusUnknownDispatched, DemandNotRecorded, plus Completed, CompletedForwarded, QueuedCheckReleased,
+ * StatusUnknownDispatched, DemandNotRecorded, AwaitingApproval (a job held by an environment's approval or
+ * wait timer, re-sent), NotInRunnerGroup (the runner group does not admit the repository: acknowledged),
+ * RerouteLimit (a job re-routed twice, dispatched where it is), LeaseContention (not counted for the
+ * region), plus Completed, CompletedForwarded, QueuedCheckReleased,
  * DispatchedElsewhere, StepFailures, DeadLettered and Redelivered. Log lines carry the message's
  * correlationId, never a body, a token or a JIT config.
  */
@@ -411,7 +414,9 @@ export function createDispatchHandler(
                   ? 'DispatchFailed'
                   : failure.code === 'runner-overrides-too-large'
                     ? 'OverridesTooLarge'
-                    : 'TenantFailures',
+                    : failure.code === LEASE_CONTENTION
+                      ? 'LeaseContention'
+                      : 'TenantFailures',
               );
               log.warn('dispatch failed; lease and claim released', {
                 correlationId,
@@ -424,6 +429,13 @@ export function createDispatchHandler(
             stepFailed: (step: BestEffortStep, error) => {
               count('StepFailures');
               log.warn('best-effort step failed', { correlationId, step, error: describeError(error) });
+            },
+            rerouteLimited: (regionStatus) => {
+              count('RerouteLimit');
+              log.warn('job re-routed twice already: dispatched here though this region takes no new jobs', {
+                correlationId,
+                regionStatus,
+              });
             },
             demandNotRecorded: () => {
               count('DemandNotRecorded');
@@ -517,6 +529,23 @@ function report(
         regionStatus: inner.status,
         to: inner.region,
         reason: 'drained',
+      });
+      return;
+    case 'awaiting-approval':
+      count('AwaitingApproval');
+      log.info("job held by an environment's approval or wait timer: nothing started, looked at again", {
+        ...fields,
+        waitingSince: new Date(inner.since).toISOString(),
+        delaySec: inner.delaySec,
+      });
+      return;
+    case 'not-in-runner-group':
+      count('NotInRunnerGroup');
+      log.warn("the runner type's group does not admit the job's repository: nothing started", {
+        ...fields,
+        repository: job.repository,
+        organization: job.organization,
+        runnerGroup: inner.runnerGroup,
       });
       return;
     case 'completed':
