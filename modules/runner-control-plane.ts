@@ -147,6 +147,8 @@ export class RunnerControlPlane extends Construct {
   readonly cache: BundledFunction;
   /** Removes runners that took no job within the idle timeout (registration and task), every 5 minutes. */
   readonly reaper: BundledFunction;
+  /** Asks GitHub to redeliver the App's failed `workflow_job` deliveries, every 5 minutes. */
+  readonly redelivery: BundledFunction;
   readonly taskDefinitions: ReadonlyMap<string, EcsTaskDefinition>;
   /** The control plane's routes, for the region's HTTP API. */
   readonly routes: readonly HttpRoute[];
@@ -533,6 +535,29 @@ export class RunnerControlPlane extends Construct {
       ruleName: `${name}-reaper`,
       expression: 'rate(5 minutes)',
       target: this.reaper,
+    });
+
+    // GitHub never redelivers a failed delivery by itself: every region asks it to, for the App's webhook.
+    this.redelivery = new BundledFunction(this, 'Redelivery', {
+      ...common,
+      entry: 'runtime/runners/redelivery/handler.ts',
+      functionName: `${name}-redelivery`,
+      timeoutSec: REAPER_TIMEOUT_SEC,
+      reservedConcurrency: 1,
+      asyncRetries: { attempts: 0, maxEventAgeSec: 300 },
+      statements: [
+        access.secret('ReadGitHubAppKey', props.secrets.githubApp),
+        access.keys(['secretsmanager']),
+      ],
+      environment: {
+        GITHUB_APP_SECRET_ID: props.secrets.githubApp,
+        GITHUB_API_URL: props.githubApiUrl ?? 'https://api.github.com',
+      },
+    });
+    new Schedule(this, 'RedeliverFailed', {
+      ruleName: `${name}-redelivery`,
+      expression: 'rate(5 minutes)',
+      target: this.redelivery,
     });
 
     this.routes = [

@@ -342,6 +342,30 @@ export function runnerConfigFromJson(text: string, field = 'RUNNERS_CONFIG'): Ru
   return parseRunnerConfig(input, field);
 }
 
+/**
+ * A function's runner configuration from its `RUNNERS_CONFIG` setting, which must name the region it runs
+ * in: its problems are added to `problems` (named, value-free) and undefined is answered.
+ */
+export function functionRunnerConfig(
+  json: string,
+  region: string,
+  problems: string[],
+): RunnerConfig | undefined {
+  let config: RunnerConfig;
+  try {
+    config = runnerConfigFromJson(json);
+  } catch (error) {
+    if (!(error instanceof RunnerConfigError)) throw error;
+    problems.push(...error.issues);
+    return undefined;
+  }
+  if (!regionSettings(config, region)) {
+    problems.push('AWS_REGION: expected one of the regions of RUNNERS_CONFIG');
+    return undefined;
+  }
+  return config;
+}
+
 /** The runner type a job's labels select: the first whose labels include all of them, else none. */
 export function runnerTypeFor(config: RunnerConfig, labels: readonly string[]): RunnerType | undefined {
   // A job names at least one label (`runs-on` is required); one naming none is not this estate's to take.

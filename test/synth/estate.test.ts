@@ -173,6 +173,7 @@ describe('the estate (main.ts composition)', () => {
       'prod-runners-cache',
       'prod-runners-dispatcher',
       'prod-runners-reaper',
+      'prod-runners-redelivery',
       'prod-runners-router',
       'prod-secrets-replicator',
       'prod-sync-anti-entropy',

@@ -191,6 +191,28 @@ describe('RunnerControlPlane', () => {
     ).toContainEqual(['dev-runners-reaper', 'rate(5 minutes)']);
   });
 
+  it("asks GitHub every 5 minutes to redeliver failed deliveries, reading only the App's key", () => {
+    const redelivery = resources(synthesized, 'aws_lambda_function').find(
+      (f) => f.function_name === 'dev-runners-redelivery',
+    ) as Block;
+    expect(redelivery.reserved_concurrent_executions).toBe(1);
+    expect(
+      resources(synthesized, 'aws_cloudwatch_event_rule').map((r) => [r.name, r.schedule_expression]),
+    ).toContainEqual(['dev-runners-redelivery', 'rate(5 minutes)']);
+    const policy = resources(synthesized, 'aws_iam_role_policy').find((p) =>
+      String(p.role).includes('Runners_Redelivery'),
+    ) as Block;
+    const actions = (JSON.parse(policy.policy as string) as { Statement: Block[] }).Statement.flatMap(
+      (st) => st.Action as string[],
+    );
+    expect(
+      actions.filter(
+        (a) =>
+          !a.startsWith('logs:') && !a.startsWith('xray:') && !a.startsWith('sqs:') && !a.startsWith('kms:'),
+      ),
+    ).toEqual(['secretsmanager:GetSecretValue']);
+  });
+
   it("limits state-table access to the control plane's partitions", () => {
     expect(roleStatement(synthesized, 'ClaimsLeasesAndCounters').Condition).toEqual({
       'ForAllValues:StringLike': {

@@ -759,7 +759,7 @@ describe('loadCacheSettings', () => {
 
   it('refuses a region outside the configuration and a bad runner configuration', () => {
     expect(problemsOf({ ...ENV, AWS_REGION: 'sa-east-1' })).toEqual([
-      'AWS_REGION: expected one of the configured regions',
+      'AWS_REGION: expected one of the regions of RUNNERS_CONFIG',
     ]);
     expect(problemsOf({ ...ENV, RUNNERS_CONFIG: `{${LEAK_MARKER}` })).toEqual([
       'RUNNERS_CONFIG: expected the runner configuration as JSON',

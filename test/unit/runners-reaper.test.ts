@@ -681,7 +681,7 @@ describe('the reaper’s settings', () => {
 
   it('refuses a region the configuration does not have', () => {
     expect(() => loadReaperSettings({ ...env, AWS_REGION: 'ap-southeast-2' })).toThrow(
-      /RUNNERS_CONFIG: expected the regions to include/,
+      /AWS_REGION: expected one of the regions of RUNNERS_CONFIG/,
     );
   });
 });
@@ -729,6 +729,7 @@ describe('the reaper’s handler', () => {
       RunnersReaped: 1,
       ReaperErrors: 1,
       UnattributedTasks: 1,
+      StuckPending: 0,
     });
     expect(metrics.published).toBe(1);
     expect(lines.map((l) => `${l.level} ${l.message}`)).toEqual([
@@ -756,6 +757,7 @@ describe('the reaper’s handler', () => {
       RunnersReaped: 0,
       ReaperErrors: 0,
       UnattributedTasks: 0,
+      StuckPending: 0,
     });
   });
 

@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import * as z from 'zod/mini';
-import { loadConfig } from '../../lib/config';
+import { HandlerConfigError, loadConfig } from '../../lib/config';
 import { PermanentError, RetryableError } from '../../lib/failures';
 import { jsonResponse, type HttpResponse } from '../../lib/http';
 import { createLogger } from '../../lib/logger';
@@ -17,7 +17,7 @@ import {
   type AdminCore,
   type AdminLog,
 } from '../admin';
-import { runnerConfigFromJson, REGION_NAME } from '../config';
+import { REGION_NAME, functionRunnerConfig } from '../config';
 import { RegionStatusTable } from '../region-status';
 import { DynamodbRegionViews } from '../region-views';
 
@@ -121,7 +121,9 @@ export function createAdminHandler(
 /** The dependencies from the function's settings: one client per region, created once per container. */
 export function defaultAdminDependencies(env: NodeJS.ProcessEnv = process.env): AdminHandlerDependencies {
   const config = loadConfig(settings, env);
-  const runners = runnerConfigFromJson(config.RUNNERS_CONFIG);
+  const problems: string[] = [];
+  const runners = functionRunnerConfig(config.RUNNERS_CONFIG, config.AWS_REGION, problems);
+  if (!runners) throw new HandlerConfigError(problems);
   const log = createLogger('runner-admin');
   const dynamodbClients = new Map<string, DynamoDBClient>();
   const sqsClients = new Map<string, SQSClient>();

@@ -32,7 +32,7 @@ import {
   type UploadReport,
 } from '../cache';
 import { CacheTokenKeys, secretsManagerStageReader, type CacheTokenVerifier } from '../cache-token';
-import { REGION_NAME, RunnerConfigError, runnerConfigFromJson, type RunnerConfig } from '../config';
+import { REGION_NAME, type RunnerConfig, functionRunnerConfig } from '../config';
 import { cacheCopyKey, TTL_ATTRIBUTE } from '../tables';
 
 /**
@@ -123,18 +123,11 @@ export function loadCacheSettings(env: NodeJS.ProcessEnv = process.env): CacheSe
     if (!(error instanceof HandlerConfigError)) throw error;
     problems.push(...error.problems);
   }
-  let config: RunnerConfig | undefined;
-  const runners = env.RUNNERS_CONFIG;
-  if (runners)
-    try {
-      config = runnerConfigFromJson(runners);
-    } catch (error) {
-      if (!(error instanceof RunnerConfigError)) throw error;
-      problems.push(...error.issues);
-    }
+  // Read even when other settings are bad: every problem is named at once.
+  const config = env.RUNNERS_CONFIG
+    ? functionRunnerConfig(env.RUNNERS_CONFIG, flat?.AWS_REGION ?? env.AWS_REGION ?? '', problems)
+    : undefined;
   const buckets = config && env.CACHE_BUCKETS ? parseBuckets(env.CACHE_BUCKETS, config, problems) : new Map();
-  if (config && flat && !config.regions.some((r) => r.region === flat.AWS_REGION))
-    problems.push('AWS_REGION: expected one of the configured regions');
   if (problems.length > 0 || !flat || !config) throw new HandlerConfigError(problems);
   return {
     region: flat.AWS_REGION,

@@ -16,13 +16,7 @@ import { DynamodbLimiterStore } from '../../quota/dynamodb-store';
 import { RegionalLimit } from '../../quota/regional-limit';
 import { SecretsManagerCacheTokenIssuer } from '../cache-token';
 import { NO_CONCURRENCY_CAP, QuotaConcurrencyCap } from '../concurrency-cap';
-import {
-  REGION_NAME,
-  regionSettings,
-  RunnerConfigError,
-  runnerConfigFromJson,
-  type RunnerConfig,
-} from '../config';
+import { REGION_NAME, type RunnerConfig, functionRunnerConfig } from '../config';
 import {
   handleRunnerMessage,
   type BestEffortStep,
@@ -172,15 +166,7 @@ function taskDefinitionsOf(
 export function loadDispatcherSettings(env: NodeJS.ProcessEnv = process.env): DispatcherSettings {
   const raw = loadConfig(environment, env);
   const problems: string[] = [];
-  let config: RunnerConfig | undefined;
-  try {
-    config = runnerConfigFromJson(raw.RUNNERS_CONFIG);
-  } catch (error) {
-    if (!(error instanceof RunnerConfigError)) throw error;
-    problems.push(...error.issues);
-  }
-  if (config && !regionSettings(config, raw.AWS_REGION))
-    problems.push('RUNNERS_CONFIG: expected the regions to include the one the function runs in');
+  const config = functionRunnerConfig(raw.RUNNERS_CONFIG, raw.AWS_REGION, problems);
   const taskDefinitions = taskDefinitionsOf(raw.TASK_DEFINITIONS, config, problems);
   if (config?.runnerTypes.some((t) => t.launch === 'ec2') && !raw.EC2_CAPACITY_PROVIDER)
     problems.push('EC2_CAPACITY_PROVIDER: expected one: a runner type launches on ec2');

@@ -12,13 +12,7 @@ import * as z from 'zod/mini';
 import { HandlerConfigError, loadConfig } from '../../lib/config';
 import { classifyFailure, PermanentError, RetryableError } from '../../lib/failures';
 import { createLogger } from '../../lib/logger';
-import {
-  REGION_NAME,
-  regionSettings,
-  RunnerConfigError,
-  runnerConfigFromJson,
-  type RunnerConfig,
-} from '../config';
+import { REGION_NAME, type RunnerConfig, functionRunnerConfig } from '../config';
 import { GitHubAppRunners, secretFromSecretsManager } from '../github-app';
 import {
   reapIdleRunners,
@@ -74,15 +68,7 @@ export interface ReaperSettings {
 export function loadReaperSettings(env: NodeJS.ProcessEnv = process.env): ReaperSettings {
   const raw = loadConfig(environment, env);
   const problems: string[] = [];
-  let config: RunnerConfig | undefined;
-  try {
-    config = runnerConfigFromJson(raw.RUNNERS_CONFIG);
-  } catch (error) {
-    if (!(error instanceof RunnerConfigError)) throw error;
-    problems.push(...error.issues);
-  }
-  if (config && !regionSettings(config, raw.AWS_REGION))
-    problems.push('RUNNERS_CONFIG: expected the regions to include the one the function runs in');
+  const config = functionRunnerConfig(raw.RUNNERS_CONFIG, raw.AWS_REGION, problems);
   if (problems.length > 0 || !config) throw new HandlerConfigError(problems);
   return {
     region: raw.AWS_REGION,

@@ -254,6 +254,13 @@ export interface RedeliveryHandlerOptions {
 /** What a run answers (EventBridge ignores it): the counts. */
 export type RedeliverySummary = Omit<RedeliveryReport, 'gaveUpGuids' | 'failures'>;
 
+function summaryOf(report: RedeliveryReport): RedeliverySummary {
+  const summary: { -readonly [K in keyof RedeliveryReport]?: RedeliveryReport[K] } = { ...report };
+  delete summary.gaveUpGuids;
+  delete summary.failures;
+  return summary as RedeliverySummary;
+}
+
 /** The part of Lambda's context the handler reads. */
 export interface RedeliveryContext {
   getRemainingTimeInMillis(): number;
@@ -311,7 +318,7 @@ export function createRedeliveryHandler(
       for (const note of report.gaveUpGuids)
         log.warn('webhook delivery given up: every attempt failed', { ...note });
       for (const note of report.failures) log.warn('webhook redelivery failed', { ...note });
-      const { gaveUpGuids: _gaveUp, failures: _failures, ...summary } = report;
+      const summary = summaryOf(report);
       if (report.rateLimited) log.warn('redelivery pass stopped: GitHub rate limit', { ...summary });
       log.info('redelivery run', { ...summary });
       return summary;

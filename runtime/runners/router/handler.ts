@@ -9,7 +9,7 @@ import { HandlerConfigError, loadConfig } from '../../lib/config';
 import { classifyFailure, type Failure } from '../../lib/failures';
 import { jsonResponse, type HttpResponse } from '../../lib/http';
 import { createLogger } from '../../lib/logger';
-import { regionSettings, runnerConfigFromJson, RunnerConfigError, type RunnerConfig } from '../config';
+import { type RunnerConfig, functionRunnerConfig } from '../config';
 import type { RegionViewSource, RouteDecision } from '../model';
 import { DynamodbRegionViews } from '../region-views';
 import {
@@ -114,15 +114,9 @@ export type RouterSettings = Omit<z.output<typeof settingsSchema>, 'RUNNERS_CONF
 /** The router's settings; every problem named at once, no value quoted. */
 export function loadRouterSettings(env: NodeJS.ProcessEnv = process.env): RouterSettings {
   const { RUNNERS_CONFIG, ...settings } = loadConfig(settingsSchema, env);
-  let config: RunnerConfig;
-  try {
-    config = runnerConfigFromJson(RUNNERS_CONFIG);
-  } catch (error) {
-    if (error instanceof RunnerConfigError) throw new HandlerConfigError(error.issues);
-    throw error;
-  }
-  if (!regionSettings(config, settings.AWS_REGION))
-    throw new HandlerConfigError(['AWS_REGION: expected one of the regions of RUNNERS_CONFIG']);
+  const problems: string[] = [];
+  const config = functionRunnerConfig(RUNNERS_CONFIG, settings.AWS_REGION, problems);
+  if (!config) throw new HandlerConfigError(problems);
   return { ...settings, config };
 }
 
