@@ -128,11 +128,11 @@ export class RunnerCluster extends Construct {
     });
     const profile = new IamInstanceProfile(scope, 'InstanceProfile', { name: role.name, role: role.name });
 
-    // Tasks must not reach the instance role: nothing forwarded (every container's traffic, on whichever
-    // bridge) reaches IMDS (AWS's recipe for bridge-mode tasks, without an interface match so the runner's
-    // own job networks are covered), hop limit 1 keeps containers from it too, and ECS_AWSVPC_BLOCK_IMDS keeps
-    // awsvpc tasks from it. A container on the host's network (what a job with the Docker socket can start)
-    // is the host: only the runner group's trust protects that.
+    // Tasks must not reach the instance role: Docker's DOCKER-USER chain (which Docker evaluates before its
+    // own forwarding rules, whatever order it inserts them in) drops every container's traffic to IMDS, on
+    // whichever bridge; hop limit 1 keeps containers from it too, and ECS_AWSVPC_BLOCK_IMDS keeps awsvpc
+    // tasks from it. A container on the host's network (what a job with the Docker socket can start) is
+    // the host: only the runner group's trust protects that.
     const userData = [
       '#!/bin/bash',
       "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -141,22 +141,23 @@ export class RunnerCluster extends Construct {
       'ECS_AWSVPC_BLOCK_IMDS=true',
       'EOF',
       'set -euo pipefail',
-      'iptables --insert FORWARD 1 --destination 169.254.169.254/32 --jump DROP',
       // The runner image's user (uid 1001, group docker = 123, as ghcr.io/actions/actions-runner) owns the
-      // work folder the host's daemon shares at the same path, and reaches the socket through gid 123.
+      // work folder the host's daemon shares at the same path, and reaches the socket through gid 123
+      // (set after every start of the daemon, socket-activated or not).
       `install -d -o ${RUNNER_UID} -g ${RUNNER_UID} ${RUNNER_WORK_FOLDER}`,
       `getent group ${RUNNER_DOCKER_GID} >/dev/null || groupadd --gid ${RUNNER_DOCKER_GID} runner-docker`,
-      'mkdir -p /etc/systemd/system/docker.socket.d',
-      `printf '[Socket]\\nSocketGroup=${RUNNER_DOCKER_GID}\\n' > /etc/systemd/system/docker.socket.d/runner.conf`,
-      // What jobs leave behind (images, stopped containers) must not fill the disk: pruned every hour.
-      "printf '[Service]\\nType=oneshot\\nExecStart=/usr/bin/docker system prune --all --force --filter until=24h\\n' > /etc/systemd/system/runner-prune.service",
+      'mkdir -p /etc/systemd/system/docker.service.d',
+      `printf '[Service]\\nExecStartPost=/usr/bin/chgrp ${RUNNER_DOCKER_GID} /var/run/docker.sock\\n' > /etc/systemd/system/docker.service.d/runner.conf`,
+      // What jobs leave behind (stopped containers, networks, dangling images, build cache) must not fill
+      // the disk; tagged images are the ECS agent's to clean up (ECS_IMAGE_CLEANUP), as they may be reused.
+      "printf '[Service]\\nType=oneshot\\nExecStart=/usr/bin/docker system prune --force --filter until=24h\\n' > /etc/systemd/system/runner-prune.service",
       "printf '[Timer]\\nOnCalendar=hourly\\n[Install]\\nWantedBy=timers.target\\n' > /etc/systemd/system/runner-prune.timer",
       'systemctl daemon-reload',
-      'systemctl restart docker.socket docker',
+      'systemctl restart docker',
       'systemctl enable --now runner-prune.timer',
-      'dnf install -y iptables-services',
-      'iptables-save > /etc/sysconfig/iptables',
-      'systemctl enable iptables',
+      'iptables --insert DOCKER-USER 1 --destination 169.254.169.254/32 --jump DROP',
+      // Kept across reboots where the package is reachable; the rule above is in force either way.
+      'if dnf install -y iptables-services; then iptables-save > /etc/sysconfig/iptables && systemctl enable iptables; fi',
       '',
     ].join('\n');
     const template = new LaunchTemplate(scope, 'LaunchTemplate', {

@@ -101,6 +101,8 @@ export interface RunnerControlPlaneProps {
   readonly ignoreRedrivePolicyDrift?: boolean;
   /** Topic (in this region) the alarms notify. */
   readonly alarmTopicArn: string;
+  /** Ask GitHub to redeliver failed deliveries from this region: one region of the environment does. Default: true. */
+  readonly sweepFailedDeliveries?: boolean;
 }
 
 /** What the runner configuration may take of it: the rest is table names, URLs and the quota config. */
@@ -147,8 +149,8 @@ export class RunnerControlPlane extends Construct {
   readonly cache: BundledFunction;
   /** Removes runners that took no job within the idle timeout (registration and task), every 5 minutes. */
   readonly reaper: BundledFunction;
-  /** Asks GitHub to redeliver the App's failed `workflow_job` deliveries, every 5 minutes. */
-  readonly redelivery: BundledFunction;
+  /** Asks GitHub to redeliver the App's failed `workflow_job` deliveries, every 5 minutes (one region). */
+  readonly redelivery?: BundledFunction;
   readonly taskDefinitions: ReadonlyMap<string, EcsTaskDefinition>;
   /** The control plane's routes, for the region's HTTP API. */
   readonly routes: readonly HttpRoute[];
@@ -537,28 +539,31 @@ export class RunnerControlPlane extends Construct {
       target: this.reaper,
     });
 
-    // GitHub never redelivers a failed delivery by itself: every region asks it to, for the App's webhook.
-    this.redelivery = new BundledFunction(this, 'Redelivery', {
-      ...common,
-      entry: 'runtime/runners/redelivery/handler.ts',
-      functionName: `${name}-redelivery`,
-      timeoutSec: REAPER_TIMEOUT_SEC,
-      reservedConcurrency: 1,
-      asyncRetries: { attempts: 0, maxEventAgeSec: 300 },
-      statements: [
-        access.secret('ReadGitHubAppKey', props.secrets.githubApp),
-        access.keys(['secretsmanager']),
-      ],
-      environment: {
-        GITHUB_APP_SECRET_ID: props.secrets.githubApp,
-        GITHUB_API_URL: props.githubApiUrl ?? 'https://api.github.com',
-      },
-    });
-    new Schedule(this, 'RedeliverFailed', {
-      ruleName: `${name}-redelivery`,
-      expression: 'rate(5 minutes)',
-      target: this.redelivery,
-    });
+    // GitHub never redelivers a failed delivery by itself: one region (the primary) asks it to, for the
+    // App's webhook; two regions would each add an attempt per pass.
+    if (props.sweepFailedDeliveries ?? true)
+      this.redelivery = new BundledFunction(this, 'Redelivery', {
+        ...common,
+        entry: 'runtime/runners/redelivery/handler.ts',
+        functionName: `${name}-redelivery`,
+        timeoutSec: REAPER_TIMEOUT_SEC,
+        reservedConcurrency: 1,
+        asyncRetries: { attempts: 0, maxEventAgeSec: 300 },
+        statements: [
+          access.secret('ReadGitHubAppKey', props.secrets.githubApp),
+          access.keys(['secretsmanager']),
+        ],
+        environment: {
+          GITHUB_APP_SECRET_ID: props.secrets.githubApp,
+          GITHUB_API_URL: props.githubApiUrl ?? 'https://api.github.com',
+        },
+      });
+    if (this.redelivery)
+      new Schedule(this, 'RedeliverFailed', {
+        ruleName: `${name}-redelivery`,
+        expression: 'rate(5 minutes)',
+        target: this.redelivery,
+      });
 
     this.routes = [
       { routeKey: 'POST /webhook', handler: this.router, ownThrottleRatePerSec: WEBHOOK_RATE_PER_SEC },

@@ -259,6 +259,7 @@ export class RegionalStack extends TerraformStack {
       image: `${account}.dkr.ecr.${region}.amazonaws.com/${env.runners.image.repository}:${env.runners.image.tag}`,
       cacheUrl: `https://${apiName}`,
       quota: this.quota,
+      sweepFailedDeliveries: region === env.regions[0],
       routerProvisionedConcurrency: env.lambda.provisionedConcurrency,
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,

@@ -14,9 +14,8 @@ import { runnerNameOf, type Retry } from './dispatch';
  * 3. idleness is judged only of a task whose `lastStatus` is RUNNING, from its `startedAt`: one idle for
  *    `idleTimeoutSec` is a candidate. A task not RUNNING yet (PROVISIONING, PENDING: the EC2 capacity
  *    provider may be scaling out, or at `maxInstances`, for a long while) is left alone, its runner waiting
- *    for capacity to start, unless it was created more than `STUCK_PENDING_MS` ago: then it is stuck
- *    pending, a candidate too, stopped with the reason `runner task stuck pending` and counted apart
- *    (`stuckPending`). Its runner is `<region>-<job id>-<retry>` (runnerNameOf) in its organisation;
+ *    for capacity to start; one created more than `STUCK_PENDING_MS` ago is counted (`stuckPending`, for
+ *    an alarm) and still left alone: it is its job's only runner. Its runner is `<region>-<job id>-<retry>` (runnerNameOf) in its organisation;
  *    without a retry tag both retries' names are its candidates;
  * 4. at most `maxTasksPerRun` candidates are handled per run, starting at a random offset among them
  *    oldest first (so busy tasks cannot starve the others run after run), the rest next time; the run
@@ -43,15 +42,14 @@ export const TAG_RUNNER_TYPE = 'runner-type';
 /** Optional: the dispatch's retry (0 or 1), when the launcher tags it. */
 export const TAG_RETRY = 'runner-retry';
 export const REAP_REASON = 'idle runner reaped';
-export const STUCK_REASON = 'runner task stuck pending';
 
 /**
  * How long a runner task may stay short of RUNNING before it is judged stuck, from its `createdAt`. A task
  * waits in PROVISIONING while the EC2 capacity provider scales out (minutes), or for as long as the
  * cluster is at `maxInstances` and no task ends; that wait is the job's only way to a runner, so it is
  * never cut short at the idle timeout. Two hours is far past scale-out: a task pending that long is stuck
- * (an instance that never registers, a placement that cannot be met), and its registration is deleted and
- * the task stopped.
+ * (an instance that never registers, a placement that cannot be met): it is counted for an operator, and
+ * left alone, since stopping it would leave its job with no runner at all.
  */
 export const STUCK_PENDING_MS = 2 * 60 * 60 * 1000;
 
@@ -100,9 +98,8 @@ export interface TaskReport {
   readonly taskId: string;
   readonly jobId: number;
   readonly runnerType?: string;
-  /** `stopped-stuck`: a task stuck short of RUNNING, stopped (its registration deleted first). */
-  readonly outcome: 'reaped' | 'stopped-stuck' | 'kept-busy' | 'kept-young-twin' | 'error';
-  /** For `reaped` and `stopped-stuck`: what the runner was. */
+  readonly outcome: 'reaped' | 'kept-busy' | 'kept-young-twin' | 'error';
+  /** For `reaped`: what the runner was. */
   readonly runner?: 'idle' | 'offline' | 'absent';
   /** For `error`: the failure. */
   readonly error?: unknown;
@@ -140,14 +137,14 @@ export interface ReaperReport {
   readonly young: number;
   /** Attributed runner tasks not RUNNING yet and not stuck: waiting for capacity, left alone. */
   readonly pending: number;
-  /** Attributed tasks to handle: RUNNING ones at or past the idle timeout, and stuck pending ones. */
+  /** Attributed tasks to handle: RUNNING ones at or past the idle timeout. */
   readonly candidates: number;
   readonly handled: number;
   /** Candidates left for the next run (the bound, the time left, a rate limit). */
   readonly deferred: number;
   /** Idle runners' tasks stopped. */
   readonly reaped: number;
-  /** Tasks stuck short of RUNNING past `STUCK_PENDING_MS`, stopped (not in `reaped`). */
+  /** Tasks short of RUNNING past `STUCK_PENDING_MS`: counted and left alone (their job has no other runner). */
   readonly stuckPending: number;
   readonly keptBusy: number;
   readonly keptYoungTwin: number;
@@ -247,7 +244,7 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
   const young: Attributed[] = [];
   const pending: Attributed[] = [];
   const old: Attributed[] = [];
-  const stuck = new Set<Attributed>();
+  let stuckCount = 0;
   for (const task of described) {
     // Already being stopped (by ECS, an operator or an earlier run): nothing to do.
     if (task.desiredStatus !== undefined && task.desiredStatus !== 'RUNNING') continue;
@@ -259,11 +256,10 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
     const age = attributed?.since === undefined ? undefined : now - attributed.since;
     if (!attributed) unattributed += 1;
     else if (!attributed.running) {
-      // Waiting for capacity (or stuck): never judged idle, its runner has not started.
-      if (age !== undefined && age >= STUCK_PENDING_MS) {
-        old.push(attributed);
-        stuck.add(attributed);
-      } else pending.push(attributed);
+      // Waiting for capacity: never judged idle, its runner has not started. One pending for hours is
+      // counted (an alarm's business), never stopped: its job would be left with no runner at all.
+      if (age !== undefined && age >= STUCK_PENDING_MS) stuckCount += 1;
+      pending.push(attributed);
     } else if (age !== undefined && age >= idleMs) old.push(attributed);
     else young.push(attributed);
   }
@@ -301,7 +297,6 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
   let handled = 0;
   let throttled = false;
   let reaped = 0;
-  let stuckPending = 0;
   let keptBusy = 0;
   let keptYoungTwin = 0;
   let registrationsDeleted = 0;
@@ -355,13 +350,11 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
         tasks.push({ ...base, outcome: 'kept-busy' });
         continue;
       }
-      const isStuck = stuck.has(candidate);
-      await deps.ecs.stop(candidate.task.taskArn, isStuck ? STUCK_REASON : REAP_REASON);
-      if (isStuck) stuckPending += 1;
-      else reaped += 1;
+      await deps.ecs.stop(candidate.task.taskArn, REAP_REASON);
+      reaped += 1;
       const runner =
         runners.length === 0 ? 'absent' : runners.some((r) => r.status === 'online') ? 'idle' : 'offline';
-      tasks.push({ ...base, outcome: isStuck ? 'stopped-stuck' : 'reaped', runner });
+      tasks.push({ ...base, outcome: 'reaped', runner });
     } catch (error) {
       errors += 1;
       tasks.push({ ...base, outcome: 'error', error });
@@ -380,7 +373,7 @@ export async function reapIdleRunners(deps: ReaperDeps): Promise<ReaperReport> {
     handled,
     deferred: old.length - handled,
     reaped,
-    stuckPending,
+    stuckPending: stuckCount,
     keptBusy,
     keptYoungTwin,
     registrationsDeleted,

@@ -81,6 +81,8 @@ export interface RedeliveryNote {
 export interface RedeliveryReport {
   /** Attempts listed (every event). */
   readonly listed: number;
+  /** Failed guids whose latest answer was final (a 4xx other than 401 and 409): not redelivered. */
+  final: number;
   /** `workflow_job` guids in the window without a 2xx attempt. */
   readonly failedGuids: number;
   readonly redelivered: number;
@@ -106,6 +108,12 @@ export const REDELIVERY_DEFAULTS = {
 } as const;
 
 const isSuccess = (status: number): boolean => status >= 200 && status < 300;
+/**
+ * Worth another attempt: no answer (0), a server error, 409 (another copy was in flight) or 401 (a
+ * secret being rotated). Other 4xx are the router's final word on that body: redelivering changes nothing.
+ */
+const isRetryable = (status: number): boolean =>
+  status === 0 || status >= 500 || status === 409 || status === 401;
 
 /** A rate limit from GitHub (as runtime/runners/github-app.ts's `GitHubRateLimitError` codes it). */
 export const isRateLimit = (error: unknown): boolean =>
@@ -130,6 +138,7 @@ export async function redeliverFailed(deps: RedeliveryDeps): Promise<RedeliveryR
   const report = {
     listed: 0,
     failedGuids: 0,
+    final: 0,
     redelivered: 0,
     redeliveryFailed: 0,
     gaveUp: 0,
@@ -176,6 +185,10 @@ export async function redeliverFailed(deps: RedeliveryDeps): Promise<RedeliveryR
     // A guid whose latest attempt left the window is no longer this pass's (GitHub keeps 3 days).
     if (entry.succeeded || entry.latest.deliveredAt < sinceMs) continue;
     report.failedGuids += 1;
+    if (!isRetryable(entry.latest.statusCode)) {
+      report.final += 1;
+      continue;
+    }
     if (entry.attempts >= maxAttempts) {
       report.gaveUp += 1;
       report.gaveUpGuids.push(noteOf(entry));

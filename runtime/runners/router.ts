@@ -210,12 +210,18 @@ export type RouterOutcome =
   | { readonly kind: 'in-flight'; readonly region: string }
   | { readonly kind: 'not-ours' }
   | { readonly kind: 'user-owned' }
+  | { readonly kind: 'awaiting-approval' }
   | { readonly kind: 'not-dispatched' }
   /** A `completed` before a dispatch record was written: the tombstone was written. */
   | { readonly kind: 'tombstoned' }
   | { readonly kind: 'failed'; readonly failure: Failure };
 
 export type OutcomeKind = RouterOutcome['kind'];
+
+/** Job statuses of a job held by an environment's reviewers or wait timer. */
+const AWAITING_APPROVAL = new Set(['waiting', 'pending', 'requested']);
+export const AWAITING_APPROVAL_REASON =
+  'waiting for approval: dispatched when GitHub queues it (a new queued delivery)';
 
 export const USER_OWNED_REASON =
   'user-owned repositories are not served: this estate registers runners per organisation';
@@ -251,6 +257,8 @@ export function outcomeResponse(outcome: RouterOutcome): HttpResponse {
       return jsonResponse(202, { status: 'ignored', reason: 'no runner type matches the labels' });
     case 'user-owned':
       return jsonResponse(202, { status: 'ignored', reason: USER_OWNED_REASON });
+    case 'awaiting-approval':
+      return jsonResponse(202, { status: 'ignored', reason: AWAITING_APPROVAL_REASON });
     case 'not-dispatched':
       return jsonResponse(202, { status: 'ignored', reason: 'the job was not dispatched by this estate' });
     case 'tombstoned':
@@ -549,6 +557,10 @@ export async function routeDelivery(delivery: JobDelivery, deps: RouterDeps): Pr
   if (job.action !== 'queued' && job.action !== 'completed') return { kind: 'not-ours' };
   if (!runnerTypeFor(deps.config, job.labels)) return { kind: 'not-ours' };
   if (delivery.ownerType === 'user') return { kind: 'user-owned' };
+  // A job behind an approval or wait timer: GitHub sends `queued` again, with status `queued`, once it
+  // may run; a runner started now would only idle until the reaper removed it.
+  if (job.action === 'queued' && AWAITING_APPROVAL.has(delivery.jobStatus))
+    return { kind: 'awaiting-approval' };
   const deadlineMs = deps.deadlineMs ?? DEFAULT_DEADLINE_MS;
   // Spent before routing began (the handler's secret read): nothing claimed, redeliver later.
   if (deadlineMs <= 0) return { kind: 'failed', failure: classifyFailure(new DeadlineExceeded(deadlineMs)) };

@@ -149,6 +149,13 @@ describe('the estate (main.ts composition)', () => {
     expect(JSON.stringify(statements)).not.toContain('DescribeTable');
   });
 
+  it('sweeps failed webhook deliveries from the primary region only', () => {
+    const names = (stack: string) =>
+      resources(stackJson(stack), 'aws_lambda_function').map((f) => f.function_name);
+    expect(names('prod-eu-central-1')).toContain('prod-runners-redelivery');
+    expect(names('prod-us-east-1')).not.toContain('prod-runners-redelivery');
+  });
+
   it('wires the sync service: the inbox consumer with partial batch responses, anti-entropy on schedule', () => {
     const json = stackJson('prod-eu-central-1');
     const mapping = resources(json, 'aws_lambda_event_source_mapping').find((m) =>
@@ -173,6 +180,7 @@ describe('the estate (main.ts composition)', () => {
       'prod-runners-cache',
       'prod-runners-dispatcher',
       'prod-runners-reaper',
+      // The primary region (eu-central-1) asks GitHub to redeliver failed deliveries for the environment.
       'prod-runners-redelivery',
       'prod-runners-router',
       'prod-secrets-replicator',

@@ -111,17 +111,21 @@ describe('RunnerCluster', () => {
           'ECS_CLUSTER=dev-runners',
           'ECS_ENABLE_TASK_IAM_ROLE=true',
           'ECS_AWSVPC_BLOCK_IMDS=true',
-          // Every container's traffic (the runner's, and its jobs' networks) dropped on the way to IMDS.
-          'iptables --insert FORWARD 1 --destination 169.254.169.254/32 --jump DROP',
-          'iptables-save > /etc/sysconfig/iptables',
+          // Every container's traffic (the runner's, and its jobs' networks) dropped on the way to IMDS, in the
+          // chain Docker evaluates first, once Docker is up.
+          'systemctl restart docker',
+          'iptables --insert DOCKER-USER 1 --destination 169.254.169.254/32 --jump DROP',
           // The runner (uid 1001, group 123) owns its work folder and reaches the Docker socket.
           'install -d -o 1001 -g 1001 /home/runner/_work',
-          "printf '[Socket]\\nSocketGroup=123\\n' > /etc/systemd/system/docker.socket.d/runner.conf",
+          "printf '[Service]\\nExecStartPost=/usr/bin/chgrp 123 /var/run/docker.sock\\n' > /etc/systemd/system/docker.service.d/runner.conf",
           'systemctl enable --now runner-prune.timer',
         ]),
       );
-      // A failed step stops the script after the agent's configuration is written.
+      // A failed step stops the script after the agent's configuration is written; the rule goes in after
+      // Docker (re)starts, so its chain exists.
       expect(userData.indexOf('set -euo pipefail')).toBeGreaterThan(userData.indexOf('ECS_CLUSTER='));
+      expect(userData.indexOf('DOCKER-USER')).toBeGreaterThan(userData.indexOf('systemctl restart docker'));
+      expect(userData).not.toContain('prune --all');
       expect(template.metadata_options).toEqual({
         http_endpoint: 'enabled',
         http_tokens: 'required',

@@ -67,6 +67,15 @@ describe('redeliverFailed', () => {
     expect(report).toMatchObject({ failedGuids: 2, redelivered: 2, redeliveryFailed: 0, gaveUp: 0 });
   });
 
+  it("redelivers what another attempt may change (no answer, 5xx, 409, 401), not the router's final 4xx", async () => {
+    const retried = [0, 502, 409, 401].map((status) => attempt(`g-${status}`, 300, status));
+    const final = [400, 413, 404].map((status) => attempt(`g-${status}`, 300, status));
+    const github = port([...retried, ...final]);
+    const report = await redeliverFailed({ github, now: () => NOW });
+    expect([...github.redelivered].sort()).toEqual(retried.map((a) => a.id).sort());
+    expect(report).toMatchObject({ failedGuids: 7, final: 3, redelivered: 4 });
+  });
+
   it('leaves alone a guid whose latest attempt is under 60 s old', async () => {
     const github = port([attempt('g', 600, 500), attempt('g', 59, 500)]);
     const report = await redeliverFailed({ github, now: () => NOW });

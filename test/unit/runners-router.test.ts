@@ -513,19 +513,19 @@ describe('routeDelivery: replays of a signed body', () => {
     expect(world.queues.sent).toHaveLength(1);
   });
 
-  it('takes the queued sent at an environment approval (status queued) for another event than the waiting one', async () => {
-    const world = routerWorld();
-    const waiting = { ...delivery(D1, job('queued'), world), jobStatus: 'waiting' };
-    expect(await routeDelivery(waiting, deps(world, EU))).toMatchObject({ kind: 'dispatched' });
-    expect(world.ledger.keys(EU)).toEqual([`delivery:${D1}`, 'job:9001:queued:1:waiting'].sort());
-    // approved: GitHub's queued of the same job, status queued, under a new delivery id
-    expect(await route(world, EU, D2)).toMatchObject({ kind: 'dispatched' });
-    expect(world.queues.sent).toHaveLength(2);
-    // the waiting body resent under a fresh delivery id is still a duplicate
-    const replay = { ...waiting, deliveryId: '99999999-2222-3333-4444-555555555555' };
-    expect(await routeDelivery(replay, deps(world, EU))).toEqual({ kind: 'duplicate', region: EU });
-    expect(world.queues.sent).toHaveLength(2);
-  });
+  it.each(['waiting', 'pending', 'requested'])(
+    'claims nothing and sends nothing for a job %s for approval, then dispatches the queued sent when it is approved',
+    async (status) => {
+      const world = routerWorld();
+      const held = { ...delivery(D1, job('queued'), world), jobStatus: status };
+      expect(await routeDelivery(held, deps(world, EU))).toEqual({ kind: 'awaiting-approval' });
+      expect(world.ledger.keys(EU)).toEqual([]);
+      expect(world.queues.sent).toHaveLength(0);
+      // approved: GitHub's queued of the same job, status queued, under a new delivery id
+      expect(await route(world, EU, D2)).toMatchObject({ kind: 'dispatched' });
+      expect(world.queues.sent).toHaveLength(1);
+    },
+  );
 
   it("keeps its deadline and settle budget well inside API Gateway's 10 s integration timeout", () => {
     expect(DEFAULT_DEADLINE_MS).toBe(6_000);

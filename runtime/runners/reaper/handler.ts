@@ -244,15 +244,7 @@ export function createReaperHandler(
             code: failure.code,
             reason: failure.reason,
           });
-        } else
-          log.info(
-            task.outcome === 'reaped'
-              ? 'idle runner reaped'
-              : task.outcome === 'stopped-stuck'
-                ? 'runner task stuck pending: stopped'
-                : 'runner task kept',
-            fields,
-          );
+        } else log.info(task.outcome === 'reaped' ? 'idle runner reaped' : 'runner task kept', fields);
       }
       const summary = summaryOf(report);
       if (report.unattributed > 0)
