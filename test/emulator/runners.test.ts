@@ -139,6 +139,8 @@ function deliveryBody(action: 'queued' | 'completed', spec: JobSpec, region = A)
   // and its job a fresh one (an old body is refused as a replay).
   body.repository.owner.type = 'Organization';
   body.workflow_job.created_at = new Date().toISOString();
+  // The example's queued job waits for an environment's approval: this one may run at once.
+  body.workflow_job.status = action;
   if (body.organization) body.organization.login = spec.organization;
   body.installation = {
     ...body.installation,
