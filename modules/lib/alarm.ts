@@ -13,8 +13,8 @@ export interface NotifyingAlarmProps extends Partial<CloudwatchMetricAlarmConfig
 }
 
 /**
- * An alarm that notifies its topic both ways, with the estate's defaults: any occurrence (Sum >= 1) in one
- * 5-minute period, missing data not breaching. Each field of `props` overrides its default.
+ * An alarm that notifies its topic both ways, with the estate's defaults (one occurrence, Sum >= 1, in one
+ * 5-minute period; missing data not breaching). Each field of `props` overrides its default.
  */
 export function notifyingAlarm(
   scope: Construct,
