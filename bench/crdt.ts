@@ -4,10 +4,15 @@
 //  - the encoded size of one change (add and remove) to a 100,000-element OR-Set, and of its full state;
 //  - the state size after 1,000,000 add/remove cycles over 1,000 live elements, against 1,000 fresh elements;
 //  - decoding that full state with every invariant checked, against JSON.parse of the same text;
+//  - an add (delta and merge) to a set whose context holds 50,000 pending dots of one replica (one lost
+//    dot, then 50,000 later ones), against the same add with none pending;
 //  - G-Counter merge throughput.
 // Usage: npm run bench:crdt
 import {
+  cloudSize,
   emptyORSet,
+  union,
+  type CausalContext,
   orsetDots,
   orsetFromEntries,
   orsetSize,
@@ -42,7 +47,7 @@ function build(replica: string, elements: number, offset = 0): ORSet {
   ]);
   return orsetFromEntries(entries, {
     vv: new Map([[replica, elements]]),
-    cloud: new Set(),
+    cloud: new Map(),
     horizons: new Map(),
   });
 }
@@ -143,6 +148,31 @@ function applyToOneEntry(element: string, delta: ORSet): void {
   else if (present) entries.splice(at, 1);
   context = merged.context;
 }
+
+// A peer's deltas 2..50,001 arrived, its first was lost: the context holds 50,000 dots beyond a gap (one
+// range). An add at this replica, made and merged, costs the same as with nothing pending.
+const PENDING = 50_000;
+let peer: ORSet = emptyORSet();
+let pending: CausalContext = live.context;
+for (let k = 1; k <= PENDING + 1; k++) {
+  const delta = orsetAdd(peer, 'us-east-1', `peer-${k}`);
+  peer = { entries: [], context: union(peer.context, delta.context) };
+  if (k > 1) pending = union(pending, delta.context);
+}
+if (cloudSize(pending) !== PENDING || pending.cloud.get('us-east-1')?.length !== 1)
+  throw new Error('the pending dots should be one range of 50,000');
+const withoutPending = build('eu-central-1', LIVE);
+const withPending: ORSet = { entries: withoutPending.entries, context: pending };
+const addTo = (set: ORSet) => orsetMerge(set, orsetAdd(set, 'eu-central-1', 'element-new'));
+const ADDS = 2_000;
+const none = time(() => addTo(withoutPending), ADDS);
+const held = time(() => addTo(withPending), ADDS);
+console.log(
+  `add to a ${LIVE.toLocaleString()}-element set, nothing pending     ${(none.ms * 1000).toFixed(1).padStart(8)} µs`,
+);
+console.log(
+  `same add, ${PENDING.toLocaleString()} dots pending (1 lost)     ${(held.ms * 1000).toFixed(1).padStart(8)} µs   ratio ${(held.ms / none.ms).toFixed(2)}x`,
+);
 
 const counters: GCounter[] = Array.from({ length: 1000 }, (_, i) => ({
   counts: new Map([

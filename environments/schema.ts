@@ -181,8 +181,35 @@ const sync = z
     maxClockSkewSec: intIn(1, 3600, 'clock skew in seconds').default(300),
     /** Minutes between anti-entropy passes. */
     antiEntropyIntervalMin: intIn(1, 1440, 'anti-entropy interval in minutes').default(5),
+    /** Inbox invocations at once (the event-source mapping's maximum concurrency): bounds a burst of peers' messages. */
+    inboxMaxConcurrency: intIn(2, 1000, 'inbox maximum concurrency').default(5),
+    /** Documents the inbox merges in parallel per batch. */
+    mergeConcurrency: intIn(1, 10, 'documents merged in parallel').default(4),
+    /** Timeout of the inbox function: a batch may merge a large document's full state in several transactions. */
+    inboxTimeoutSec: intIn(10, 900, 'inbox timeout in seconds').default(60),
+    /** Memory of the inbox function (a full state of the largest document is decoded whole). */
+    inboxMemoryMiB: intIn(128, 10240, 'inbox memory size in MiB').default(512),
+    /** Timeout of the anti-entropy function (its own: a pass lists and announces far more than a request). */
+    antiEntropyTimeoutSec: intIn(10, 900, 'anti-entropy timeout in seconds').default(120),
+    /** Memory of the anti-entropy function. */
+    antiEntropyMemoryMiB: intIn(128, 10240, 'anti-entropy memory size in MiB').default(256),
+    /** Documents per pass of anti-entropy's incremental sweep: every document is compared at least every ceil(documents / page) passes. */
+    sweepPageSize: intIn(10, 10_000, 'sweep page size in documents').default(1000),
+    /** How long a document must be quiet before its digest is compared with a peer's. */
+    settleSec: intIn(10, 3600, 'settle time in seconds').default(60),
   })
-  .default({ maxClockSkewSec: 300, antiEntropyIntervalMin: 5 });
+  .default({
+    maxClockSkewSec: 300,
+    antiEntropyIntervalMin: 5,
+    inboxMaxConcurrency: 5,
+    mergeConcurrency: 4,
+    inboxTimeoutSec: 60,
+    inboxMemoryMiB: 512,
+    antiEntropyTimeoutSec: 120,
+    antiEntropyMemoryMiB: 256,
+    sweepPageSize: 1000,
+    settleSec: 60,
+  });
 
 const units = (what: string) =>
   z

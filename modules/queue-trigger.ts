@@ -55,28 +55,33 @@ export interface QueueTriggerProps {
  */
 export class QueueTrigger extends Construct {
   readonly mapping: LambdaEventSourceMapping;
+  /** Seconds the mapping gathers a batch: a record may wait this long after it was received, before its run. */
+  readonly batchingWindowSec: number;
+  /** Invocations the mapping runs at once; undefined: Lambda's (or a disabled mapping, which sets none). */
+  readonly maximumConcurrency?: number;
 
   constructor(scope: Construct, id: string, props: QueueTriggerProps) {
     super(scope, id);
     const batchSize = requireIntInRange('QueueTrigger', 'batchSize', props.batchSize ?? 10, 1, 10);
-    const window = requireIntInRange(
+    const window = (this.batchingWindowSec = requireIntInRange(
       'QueueTrigger',
       'batchingWindowSec',
       props.batchingWindowSec ?? 1,
       0,
       300,
-    );
+    ));
     const maximumConcurrency =
       props.maximumConcurrency === undefined
         ? undefined
         : requireIntInRange('QueueTrigger', 'maximumConcurrency', props.maximumConcurrency, 2, 1000);
+    if (props.enabled !== false) this.maximumConcurrency = maximumConcurrency;
     this.mapping = new LambdaEventSourceMapping(this, 'Mapping', {
       eventSourceArn: props.queue.arn,
       functionName: props.consumer.alias.arn,
       batchSize,
       maximumBatchingWindowInSeconds: window,
       functionResponseTypes: ['ReportBatchItemFailures'],
-      ...(maximumConcurrency && props.enabled !== false ? { scalingConfig: { maximumConcurrency } } : {}),
+      ...(this.maximumConcurrency !== undefined ? { scalingConfig: { maximumConcurrency } } : {}),
       // The mapping polls as the function's role: create it once the role may read the queue.
       dependsOn: [props.consumer.policy],
       ...(props.enabled === false ? { enabled: false, lifecycle: { ignoreChanges: ['function_name'] } } : {}),

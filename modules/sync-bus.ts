@@ -7,7 +7,11 @@ import type { KmsKey } from './kms-key';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 
 export interface SyncBusProps {
-  /** Name shared by every region's bus, e.g. `dev-sync`: topic `<name>`, inbox `<name>-inbox`. */
+  /**
+   * Name shared by every region's bus, e.g. `dev-sync` (1-61 letters, digits, `-`, `_`, so every queue name
+   * fits SQS's 80 characters): topic `<name>`, inbox `<name>-inbox`, its dead-letter queue
+   * `<name>-inbox-dead-letters`, the subscriptions' redrive queue `<name>-undelivered`.
+   */
   readonly name: string;
   /** This region. */
   readonly region: string;
@@ -15,11 +19,17 @@ export interface SyncBusProps {
   readonly peerRegions: readonly string[];
   /** Account of every region's bus. */
   readonly accountId: string;
-  /** Key for the topic and both queues; must let sns.amazonaws.com use it (KmsKey `serviceUsers`). */
+  /**
+   * Key for the topic and the queues; must let sns.amazonaws.com use it (KmsKey `serviceUsers`): SNS encrypts
+   * what it delivers to the inboxes and what it moves to the redrive queue with it.
+   */
   readonly kmsKey: KmsKey;
   /** Deliveries of a message before it moves to the inbox's dead-letter queue. Default: 5. */
   readonly maxReceiveCount?: number;
-  /** Inbox visibility timeout, at least the consumer's timeout. Default: 60. */
+  /**
+   * Inbox visibility timeout, seconds (0-43,200): 6 x the consumer's timeout + its batching window
+   * (`SyncService.inboxVisibilityTimeoutSec`), which SyncService checks. Default: 61 (a 10 s consumer, 1 s window).
+   */
   readonly visibilityTimeoutSec?: number;
   /**
    * Ignore drift of the inbox's redrive policy. Only for the emulator, which echoes the policy with spaces
@@ -31,17 +41,35 @@ export interface SyncBusProps {
 const arn = (service: 'sns' | 'sqs', region: string, accountId: string, resource: string) =>
   `arn:aws:${service}:${region}:${accountId}:${resource}`;
 
+/** Days the dead-letter and redrive queues keep a message: SQS's most. */
+const DEAD_LETTER_RETENTION_SEC = 14 * 24 * 3600;
+
+/**
+ * What a subscription to `peer`'s inbox delivers: messages addressed to `peer` (attribute `to`) and messages
+ * addressed to no one (no `to`: deltas, full states, digests). Every message the sync publishes carries
+ * `origin` and `kind`, so `exists: false` has attributes to match against (SNS never matches it on none).
+ */
+export function peerFilterPolicy(peer: string): Record<string, unknown> {
+  return { $or: [{ to: [peer] }, { to: [{ exists: false }] }] };
+}
+
 /**
  * One region's end of the cross-region sync bus: an SNS topic it publishes to, and an SQS inbox that every
  * other region's topic delivers to (raw delivery). This stack subscribes the peers' inboxes to its own
  * topic, by their deterministic ARNs, so each region deploys alone and N regions give N x (N-1)
- * subscriptions. The inbox admits exactly the peers' topics, redrives to a dead-letter queue, and
- * everything is encrypted with the region's key.
+ * subscriptions; each subscription lets through only what is addressed to its peer or to no one, and moves
+ * what SNS could not deliver after its retries to this region's redrive queue (`<name>-undelivered`; SNS
+ * wants it in the topic's region and account). The inbox admits exactly the peers' topics, redrives to a
+ * dead-letter queue, and everything is encrypted with the region's key.
  */
 export class SyncBus extends Construct {
+  /** The name shared by every region's bus: the topic's, and the prefix of the queues'. */
+  readonly name: string;
   readonly topic: SnsTopic;
   readonly inbox: SqsQueue;
   readonly deadLetterQueue: SqsQueue;
+  /** Where SNS moves a message it could not deliver to a peer's inbox (the subscriptions' redrive policy). */
+  readonly undeliveredQueue: SqsQueue;
   readonly subscriptions: readonly SnsTopicSubscription[];
   /** ARNs of the peer topics this inbox admits. */
   readonly admittedTopicArns: readonly string[];
@@ -59,6 +87,11 @@ export class SyncBus extends Construct {
     return `${name}-inbox`;
   }
 
+  /** Name of the subscriptions' redrive queue: what this region's topic could not deliver to a peer. */
+  static undeliveredQueueName(name: string): string {
+    return `${name}-undelivered`;
+  }
+
   static topicArn(region: string, accountId: string, name: string): string {
     return arn('sns', region, accountId, name);
   }
@@ -69,7 +102,13 @@ export class SyncBus extends Construct {
 
   constructor(scope: Construct, id: string, props: SyncBusProps) {
     super(scope, id);
-    requireMatch('SyncBus', 'name', props.name, /^[a-zA-Z0-9_-]{1,70}$/, '1-70 letters, digits, - or _');
+    this.name = requireMatch(
+      'SyncBus',
+      'name',
+      props.name,
+      /^[a-zA-Z0-9_-]{1,61}$/,
+      '1-61 letters, digits, - or _',
+    );
     if (props.peerRegions.length === 0)
       fail('SyncBus', 'peerRegions', props.peerRegions, 'at least one other region');
     if (
@@ -88,7 +127,7 @@ export class SyncBus extends Construct {
     const visibilityTimeoutSec = (this.visibilityTimeoutSec = requireIntInRange(
       'SyncBus',
       'visibilityTimeoutSec',
-      props.visibilityTimeoutSec ?? 60,
+      props.visibilityTimeoutSec ?? 61,
       0,
       43200,
     ));
@@ -98,7 +137,7 @@ export class SyncBus extends Construct {
     this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
       name: SyncBus.deadLetterQueueName(props.name),
       kmsMasterKeyId: key,
-      messageRetentionSeconds: 14 * 24 * 3600,
+      messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
     });
     this.inbox = new SqsQueue(this, 'Inbox', {
       name: SyncBus.inboxName(props.name),
@@ -132,6 +171,29 @@ export class SyncBus extends Construct {
       }),
     });
 
+    this.undeliveredQueue = new SqsQueue(this, 'Undelivered', {
+      name: SyncBus.undeliveredQueueName(props.name),
+      kmsMasterKeyId: key,
+      messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
+    });
+    const undeliveredPolicy = new SqsQueuePolicy(this, 'UndeliveredPolicy', {
+      queueUrl: this.undeliveredQueue.url,
+      policy: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'OwnTopicRedrives',
+            Effect: 'Allow',
+            Principal: { Service: 'sns.amazonaws.com' },
+            Action: 'sqs:SendMessage',
+            Resource: this.undeliveredQueue.arn,
+            Condition: { ArnEquals: { 'aws:SourceArn': this.topic.arn } },
+          },
+        ],
+      }),
+    });
+
+    const redrivePolicy = JSON.stringify({ deadLetterTargetArn: this.undeliveredQueue.arn });
     this.subscriptions = props.peerRegions.map(
       (peer) =>
         new SnsTopicSubscription(this, `To-${peer}`, {
@@ -139,6 +201,11 @@ export class SyncBus extends Construct {
           protocol: 'sqs',
           endpoint: SyncBus.inboxArn(peer, props.accountId, props.name),
           rawMessageDelivery: true,
+          filterPolicy: JSON.stringify(peerFilterPolicy(peer)),
+          filterPolicyScope: 'MessageAttributes',
+          redrivePolicy,
+          // SNS may move a message there as soon as the subscription exists: let it send first.
+          dependsOn: [undeliveredPolicy],
         }),
     );
   }

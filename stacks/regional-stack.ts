@@ -44,6 +44,8 @@ export interface RegionalStackProps {
 const HEALTH_ROUTE_RATE_PER_SEC = 100;
 /** Days the artifact cache keeps an object. */
 const ARTIFACT_CACHE_DAYS = 30;
+/** Seconds the sync inbox's event-source mapping gathers a batch. */
+const SYNC_INBOX_BATCHING_WINDOW_SEC = 1;
 
 /**
  * `<env>-<region>`: everything regional. Every region deploys the same stack: its key, state table and
@@ -92,6 +94,7 @@ export class RegionalStack extends TerraformStack {
       kmsKey: key,
       deletionProtection: env.dynamodb.deletionProtection,
       preventDestroy: env.features.preventDestroy,
+      globalSecondaryIndexes: [SyncService.DOCUMENTS_INDEX],
     });
     const regionStatusTable = resourceName(env, 'region-status');
 
@@ -137,13 +140,21 @@ export class RegionalStack extends TerraformStack {
       target: this.health,
     });
 
+    // The inbox consumer's timeout and batching window: the bus's visibility timeout is derived from them.
+    const syncInbox = {
+      timeoutSec: env.sync.inboxTimeoutSec,
+      batchingWindowSec: SYNC_INBOX_BATCHING_WINDOW_SEC,
+    };
     this.bus = new SyncBus(this, 'SyncBus', {
       name: resourceName(env, 'sync'),
       region,
       peerRegions: env.regions.filter((r) => r !== region),
       accountId: account,
       kmsKey: key,
-      visibilityTimeoutSec: 6 * env.lambda.timeoutSec,
+      visibilityTimeoutSec: SyncService.inboxVisibilityTimeoutSec(
+        syncInbox.timeoutSec,
+        syncInbox.batchingWindowSec,
+      ),
       ignoreRedrivePolicyDrift: !env.features.redrivePolicyDrift,
     });
 
@@ -154,10 +165,20 @@ export class RegionalStack extends TerraformStack {
       bus: this.bus,
       stateTable: this.stateTable,
       kmsKey: key,
+      // Full states too large for a message travel through the quota service's snapshot buckets, under sync/.
+      stateBucketOf: (r) => bucketName(env, 'snapshots', r as AwsRegion),
       maxClockSkewSec: env.sync.maxClockSkewSec,
       antiEntropyIntervalMin: env.sync.antiEntropyIntervalMin,
-      memoryMiB: env.lambda.memoryMiB,
-      timeoutSec: env.lambda.timeoutSec,
+      memoryMiB: env.sync.inboxMemoryMiB,
+      timeoutSec: syncInbox.timeoutSec,
+      inboxBatchingWindowSec: syncInbox.batchingWindowSec,
+      inboxMaxConcurrency: env.sync.inboxMaxConcurrency,
+      mergeConcurrency: env.sync.mergeConcurrency,
+      antiEntropyTimeoutSec: env.sync.antiEntropyTimeoutSec,
+      antiEntropyMemoryMiB: env.sync.antiEntropyMemoryMiB,
+      sweepPageSize: env.sync.sweepPageSize,
+      settleSec: env.sync.settleSec,
+      environmentName: env.name,
       logRetentionDays: env.lambda.logRetentionDays,
       encryptEnvironment: env.lambda.environmentCmk,
       inboxTriggerEnabled: env.features.eventSourceMappings,

@@ -24,13 +24,26 @@ export type ORSetEntry = readonly [element: string, dots: readonly Dot[]];
 export interface ORSet {
   readonly entries: readonly ORSetEntry[];
   readonly context: CausalContext;
+  /**
+   * The elements this state speaks for (sorted, distinct), when it speaks only for some: a delta's (its
+   * context holds only dots of these elements), so a store keeping one item per element knows which items
+   * it touches. Undefined in a full state, which speaks for every element.
+   */
+  readonly scope?: readonly string[];
 }
 
 export const emptyORSet = (): ORSet => ({ entries: [], context: EMPTY_CONTEXT });
 
-/** Builds a set from entries in any order (sorted here), e.g. when decoding. */
-export function orsetFromEntries(entries: Iterable<ORSetEntry>, context: CausalContext): ORSet {
-  return { entries: [...entries].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)), context };
+const byString = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+
+/** Builds a set from entries in whatever order (sorted here), e.g. when decoding; `scope` as `ORSet.scope`. */
+export function orsetFromEntries(
+  entries: Iterable<ORSetEntry>,
+  context: CausalContext,
+  scope?: readonly string[],
+): ORSet {
+  const sorted = [...entries].sort(([x], [y]) => byString(x, y));
+  return scope === undefined ? { entries: sorted, context } : { entries: sorted, context, scope };
 }
 
 function indexOf(set: ORSet, element: string): number {
@@ -61,12 +74,16 @@ export const orsetSize = (set: ORSet): number => set.entries.length;
 /** The delta of adding `element` at `replica`: a fresh dot for it, superseding the dots it had. */
 export function orsetAdd(set: ORSet, replica: string, element: string): ORSet {
   const dot = nextDot(set.context, replica);
-  return { entries: [[element, [dot]]], context: contextOf([dot, ...orsetDots(set, element)]) };
+  return {
+    entries: [[element, [dot]]],
+    context: contextOf([dot, ...orsetDots(set, element)]),
+    scope: [element],
+  };
 }
 
 /** The delta of removing `element`: the dots it was observed with, and no entry. */
 export function orsetRemove(set: ORSet, element: string): ORSet {
-  return { entries: [], context: contextOf(orsetDots(set, element)) };
+  return { entries: [], context: contextOf(orsetDots(set, element)), scope: [element] };
 }
 
 /**
@@ -76,7 +93,7 @@ export function orsetRemove(set: ORSet, element: string): ORSet {
  */
 export function orsetFold(set: ORSet, group: string, beforeMs: number): ORSet {
   const context = foldContext(set.context, group, beforeMs);
-  return context === set.context ? set : { entries: set.entries, context };
+  return context === set.context ? set : { ...set, context };
 }
 
 /**
@@ -110,7 +127,33 @@ export function orsetMerge(a: ORSet, b: ORSet): ORSet {
       j++;
     }
   }
-  return { entries: merged, context: union(a.context, b.context) };
+  const context = union(a.context, b.context);
+  if (a.scope === undefined || b.scope === undefined) return { entries: merged, context };
+  return { entries: merged, context, scope: unionOfSorted(a.scope, b.scope) };
+}
+
+/** The sorted union of two sorted lists of distinct elements (the same array when one holds the other). */
+function unionOfSorted(a: readonly string[], b: readonly string[]): readonly string[] {
+  if (a === b) return a;
+  const joined: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x < y)) {
+      joined.push(x as string);
+      i++;
+    } else if (x === undefined || y < x) {
+      joined.push(y);
+      j++;
+    } else {
+      joined.push(x);
+      i++;
+      j++;
+    }
+  }
+  return joined.length === a.length ? a : joined.length === b.length ? b : joined;
 }
 
 /** The dots the other side has not seen (the same array when that is all of them: merges stay cheap). */

@@ -1,4 +1,4 @@
-import { contains, dotFromKey, type CausalContext } from './causal-context';
+import { cloudRanges, contains, containsRange, type CausalContext } from './causal-context';
 import type { Crdt } from './crdt';
 import { variantOf, type CrdtDocument } from './document';
 import type { GCounter } from './gcounter';
@@ -23,10 +23,9 @@ function contextLost(incoming: CausalContext, stored: CausalContext | undefined,
     stored !== undefined && contains(stored, [replica, counter]);
   if ((incoming.horizons.get(group) ?? -1) > (stored?.horizons.get(group) ?? -1)) return true;
   for (const [replica, n] of incoming.vv) if (ofGroup(replica, group) && !seen(replica, n)) return true;
-  for (const key of incoming.cloud) {
-    const [replica, n] = dotFromKey(key);
-    if (ofGroup(replica, group) && !seen(replica, n)) return true;
-  }
+  for (const [replica, from, to] of cloudRanges(incoming))
+    if (ofGroup(replica, group) && (stored === undefined || !containsRange(stored, replica, from, to)))
+      return true;
   return false;
 }
 

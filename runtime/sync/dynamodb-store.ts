@@ -1,20 +1,29 @@
+import { createHash } from 'node:crypto';
 import {
-  ConditionalCheckFailedException,
+  BatchGetItemCommand,
   DescribeTableCommand,
-  GetItemCommand,
-  PutItemCommand,
+  QueryCommand,
   ScanCommand,
+  TransactWriteItemsCommand,
   type AttributeValue,
   type DynamoDBClient,
+  type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { CrdtDecodeError, decodeDocument, GROUP, hlcFromWire, isCount, MAX_WALL_MS } from '../crdt';
 import { PermanentError } from '../lib/failures';
+import type { Commit } from './commit-plan';
+import { documentFromParts, parsePartKey, VARIANT_TAGS, variantPartKey, type DocumentScope } from './parts';
 import type { DocumentStore, StoredDocument } from './replica';
 
 const PREFIX = 'doc#';
+const HEAD = 'h';
+/** The previous release's one item per document. */
+const LEGACY = 'crdt';
 /** How long a process trusts the table's creation time it read. */
 const CREATION_RECHECK_MS = 5 * 60 * 1000;
-const SORT_KEY = 'crdt';
+/** Partitions of the `sync-documents` index (its hash key), so no index partition runs hot. */
+export const DOCUMENT_SHARDS = 16;
+const BATCH_GET_KEYS = 100;
 
 /** A stored item that does not decode: no message can merge into it until an operator repairs it. */
 export class StoredDocumentError extends PermanentError {
@@ -23,6 +32,22 @@ export class StoredDocumentError extends PermanentError {
     this.name = 'StoredDocumentError';
   }
 }
+
+const hashId = (text: string): string => createHash('sha256').update(text).digest('base64url').slice(0, 22);
+
+/** The sort key of a part: hashes keep it within DynamoDB's 1,024 bytes whatever the field and element. */
+function sortKeyOf(partKey: string): string {
+  const { kind, field, rest } = parsePartKey(partKey);
+  return kind === 'v' ? `v#${hashId(field)}#${rest}` : `e#${hashId(field)}#${hashId(rest)}`;
+}
+
+/** The index partition a document's head is listed under. */
+export const shardOf = (document: string): string =>
+  `s${createHash('sha256').update(document).digest().readUInt32BE(0) % DOCUMENT_SHARDS}`;
+
+export const documentKey = (document: string) => ({ pk: { S: `${PREFIX}${document}` } });
+export const documentOfKey = (pk: string): string | undefined =>
+  pk.startsWith(PREFIX) ? pk.slice(PREFIX.length) : undefined;
 
 /** `heard` as stored: `{"<peer region>": wallMs}`. */
 function heardFromItem(text: string | undefined): ReadonlyMap<string, number> | undefined {
@@ -39,22 +64,39 @@ function heardFromItem(text: string | undefined): ReadonlyMap<string, number> | 
   return heard;
 }
 
-function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
+const optionalCount = (value: string | undefined, field: string): number | undefined => {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!isCount(n, Number.MAX_SAFE_INTEGER))
+    throw new CrdtDecodeError(field, 'expected a non-negative integer');
+  return n;
+};
+
+/** The head's bookkeeping (everything but the state). */
+function headFromItem(item: Record<string, AttributeValue>) {
+  const version = Number(item.version?.N ?? 0);
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new CrdtDecodeError('version', 'expected a positive integer');
+  const regressedAt = optionalCount(item.regressedAt?.N, 'regressedAt');
+  if (regressedAt !== undefined && regressedAt > MAX_WALL_MS)
+    throw new CrdtDecodeError('regressedAt', 'expected milliseconds');
+  const digest = item.digest?.S;
+  if (digest !== undefined && !/^[0-9a-f]{16}$/.test(digest))
+    throw new CrdtDecodeError('digest', 'expected 16 hex digits');
+  return {
+    version,
+    clock: item.clock?.S ? hlcFromWire(JSON.parse(item.clock.S) as unknown, 'clock') : undefined,
+    heard: heardFromItem(item.heard?.S),
+    regressedAt,
+    bytes: optionalCount(item.bytes?.N, 'bytes'),
+    digest,
+    changedAt: optionalCount(item.changedAt?.N, 'changedAt'),
+  };
+}
+
+function decoding<T>(read: () => T): T {
   try {
-    const clock = item.clock?.S ? hlcFromWire(JSON.parse(item.clock.S) as unknown, 'clock') : undefined;
-    const version = Number(item.version?.N ?? 0);
-    if (!Number.isSafeInteger(version) || version < 1)
-      throw new CrdtDecodeError('version', 'expected a positive integer');
-    const regressedAt = item.regressedAt?.N === undefined ? undefined : Number(item.regressedAt.N);
-    if (regressedAt !== undefined && !isCount(regressedAt, MAX_WALL_MS))
-      throw new CrdtDecodeError('regressedAt', 'expected milliseconds');
-    return {
-      state: decodeDocument(item.state?.S),
-      version,
-      clock,
-      heard: heardFromItem(item.heard?.S),
-      regressedAt,
-    };
+    return read();
   } catch (error) {
     if (error instanceof CrdtDecodeError) throw new StoredDocumentError(`${error.path}: ${error.reason}`);
     if (error instanceof SyntaxError) throw new StoredDocumentError('clock or heard: not valid JSON');
@@ -62,11 +104,27 @@ function storedFromItem(item: Record<string, AttributeValue>): StoredDocument {
   }
 }
 
+const isConflict = (error: unknown): boolean => {
+  const name = (error as Error).name;
+  if (name === 'ConditionalCheckFailedException' || name === 'TransactionConflictException') return true;
+  if (name !== 'TransactionCanceledException') return false;
+  const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? [];
+  // Without reasons (some emulators), a cancelled transaction of ours is a lost race: read again.
+  return (
+    reasons.length === 0 ||
+    reasons.some(
+      (reason) => reason.Code === 'ConditionalCheckFailed' || reason.Code === 'TransactionConflict',
+    )
+  );
+};
+
 /**
- * Documents in the region's state table, one item each (`pk` = `doc#<document>`, `sk` = `crdt`) with the
- * encoded state, a version, the region's clock, when each peer's full state last merged and when the
- * state was last found to have gone back. Saves are conditional on the
- * version read, so concurrent writers in the region never overwrite each other.
+ * Documents in the region's state table, one item per part (`pk` = `doc#<document>`): a head (`sk` = `h`:
+ * version, clock, the peers heard, when the state went back, size, digest, when it changed, and the
+ * `sync-documents` index keys) and one item per field variant (`v#<field hash>#<type>`) and per set
+ * element (`e#<field hash>#<element hash>`), each holding its key and its text. A change is one
+ * transaction: the head, conditional on the version read, and the parts it changes. The previous release's
+ * one item per document (`sk` = `crdt`) is read until a change merges it into the parts and deletes it.
  */
 export class DynamodbDocumentStore implements DocumentStore {
   private created: { readonly at: number; readonly checkedMs: number } | undefined;
@@ -75,6 +133,7 @@ export class DynamodbDocumentStore implements DocumentStore {
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
     private readonly now: () => number = Date.now,
+    private readonly indexName = 'sync-documents',
   ) {}
 
   /**
@@ -95,63 +154,164 @@ export class DynamodbDocumentStore implements DocumentStore {
     return at;
   }
 
-  async load(document: string): Promise<StoredDocument | undefined> {
-    const found = await this.client.send(
-      new GetItemCommand({ TableName: this.tableName, Key: this.key(document), ConsistentRead: true }),
-    );
-    return found.Item ? storedFromItem(found.Item) : undefined;
+  async load(document: string, scope?: DocumentScope): Promise<StoredDocument | undefined> {
+    const items = scope ? await this.scoped(document, scope) : await this.query(document);
+    let head: Record<string, AttributeValue> | undefined;
+    let legacy: Record<string, AttributeValue> | undefined;
+    const parts: Array<[string, string]> = [];
+    for (const item of items) {
+      const sk = item.sk?.S;
+      if (sk === HEAD) head = item;
+      else if (sk === LEGACY) legacy = item;
+      else if (item.part?.S !== undefined && item.t?.S !== undefined) parts.push([item.part.S, item.t.S]);
+    }
+    if (!head && !legacy) return undefined;
+    return decoding(() => {
+      const stored: StoredDocument = head
+        ? { ...headFromItem(head), state: documentFromParts(parts) }
+        : { version: 0, state: new Map() };
+      if (!legacy) return stored;
+      const old = headFromItem(legacy);
+      return {
+        ...stored,
+        legacy: {
+          state: decodeDocument(legacy.state?.S),
+          clock: old.clock,
+          heard: old.heard,
+          regressedAt: old.regressedAt,
+        },
+      };
+    });
   }
 
-  async save(document: string, next: StoredDocument, expected: number, encoded: string): Promise<boolean> {
-    try {
-      await this.client.send(
-        new PutItemCommand({
+  async save(
+    document: string,
+    commit: Commit,
+    options?: { readonly dropLegacy?: boolean },
+  ): Promise<boolean> {
+    const { head, expected } = commit;
+    const key = documentKey(document);
+    const items: TransactWriteItem[] = [
+      {
+        Put: {
           TableName: this.tableName,
           Item: {
-            ...this.key(document),
-            state: { S: encoded },
-            version: { N: String(next.version) },
-            ...(next.clock
-              ? { clock: { S: JSON.stringify([next.clock.wallMs, next.clock.logical, next.clock.replica]) } }
+            ...key,
+            sk: { S: HEAD },
+            version: { N: String(head.version) },
+            bytes: { N: String(head.bytes) },
+            digest: { S: head.digest },
+            changedAt: { N: String(head.changedAt ?? 0) },
+            syncShard: { S: shardOf(document) },
+            ...(head.clock
+              ? { clock: { S: JSON.stringify([head.clock.wallMs, head.clock.logical, head.clock.replica]) } }
               : {}),
-            ...(next.heard?.size ? { heard: { S: JSON.stringify(Object.fromEntries(next.heard)) } } : {}),
-            ...(next.regressedAt === undefined ? {} : { regressedAt: { N: String(next.regressedAt) } }),
+            ...(head.heard?.size ? { heard: { S: JSON.stringify(Object.fromEntries(head.heard)) } } : {}),
+            ...(head.regressedAt === undefined ? {} : { regressedAt: { N: String(head.regressedAt) } }),
           },
           ConditionExpression: expected === 0 ? 'attribute_not_exists(pk)' : 'version = :expected',
           ...(expected === 0 ? {} : { ExpressionAttributeValues: { ':expected': { N: String(expected) } } }),
-        }),
-      );
+        },
+      },
+      ...[...commit.puts].map(([part, text]) => ({
+        Put: {
+          TableName: this.tableName,
+          Item: { ...key, sk: { S: sortKeyOf(part) }, part: { S: part }, t: { S: text } },
+        },
+      })),
+      ...commit.deletes.map((part) => ({
+        Delete: { TableName: this.tableName, Key: { ...key, sk: { S: sortKeyOf(part) } } },
+      })),
+      ...(options?.dropLegacy
+        ? [{ Delete: { TableName: this.tableName, Key: { ...key, sk: { S: LEGACY } } } }]
+        : []),
+    ];
+    try {
+      await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
       return true;
     } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === 'ConditionalCheckFailedException'
-      )
-        return false;
+      if (isConflict(error)) return false;
       throw error;
     }
   }
 
+  /** Every document with a head, from the index (tests and tools). */
   async documents(): Promise<string[]> {
     const documents: string[] = [];
     let start: Record<string, AttributeValue> | undefined;
     do {
       const page = await this.client.send(
-        new ScanCommand({
-          TableName: this.tableName,
-          ProjectionExpression: 'pk',
-          FilterExpression: 'begins_with(pk, :prefix) AND sk = :sk',
-          ExpressionAttributeValues: { ':prefix': { S: PREFIX }, ':sk': { S: SORT_KEY } },
-          ExclusiveStartKey: start,
-        }),
+        new ScanCommand({ TableName: this.tableName, IndexName: this.indexName, ExclusiveStartKey: start }),
       );
-      for (const item of page.Items ?? []) if (item.pk?.S) documents.push(item.pk.S.slice(PREFIX.length));
+      for (const item of page.Items ?? []) {
+        const document = documentOfKey(item.pk?.S ?? '');
+        if (document !== undefined) documents.push(document);
+      }
       start = page.LastEvaluatedKey;
     } while (start);
     return documents.sort();
   }
 
-  private key(document: string) {
-    return { pk: { S: `${PREFIX}${document}` }, sk: { S: SORT_KEY } };
+  /** Every item of a document (consistent). */
+  private async query(document: string, prefix?: string): Promise<Array<Record<string, AttributeValue>>> {
+    const items: Array<Record<string, AttributeValue>> = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          ConsistentRead: true,
+          KeyConditionExpression: prefix ? 'pk = :pk AND begins_with(sk, :prefix)' : 'pk = :pk',
+          ExpressionAttributeValues: {
+            ':pk': documentKey(document).pk,
+            ...(prefix ? { ':prefix': { S: prefix } } : {}),
+          },
+          ExclusiveStartKey: start,
+        }),
+      );
+      items.push(...(page.Items ?? []));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+
+  /** The head and the parts a scope names: one batch read, plus a query per field whose every element is read. */
+  private async scoped(
+    document: string,
+    scope: DocumentScope,
+  ): Promise<Array<Record<string, AttributeValue>>> {
+    // The previous release's item, until a change merged it (a migration in several steps keeps it to the last).
+    const sortKeys = new Set<string>([HEAD, LEGACY]);
+    const queries: Array<Promise<Array<Record<string, AttributeValue>>>> = [];
+    for (const [field, elements] of scope) {
+      for (const tag of VARIANT_TAGS) sortKeys.add(sortKeyOf(variantPartKey(field, tag)));
+      if (elements === 'all') queries.push(this.query(document, `e#${hashId(field)}#`));
+      else for (const element of elements) sortKeys.add(`e#${hashId(field)}#${hashId(element)}`);
+    }
+    const keys = [...sortKeys].map((sk) => ({ ...documentKey(document), sk: { S: sk } }));
+    const batches: Array<Promise<Array<Record<string, AttributeValue>>>> = [];
+    for (let i = 0; i < keys.length; i += BATCH_GET_KEYS)
+      batches.push(this.batchGet(keys.slice(i, i + BATCH_GET_KEYS)));
+    return (await Promise.all([...batches, ...queries])).flat();
+  }
+
+  private async batchGet(
+    keys: Array<Record<string, AttributeValue>>,
+  ): Promise<Array<Record<string, AttributeValue>>> {
+    const items: Array<Record<string, AttributeValue>> = [];
+    let pending = keys;
+    for (let round = 0; pending.length > 0; round++) {
+      if (round > 0)
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** round) * Math.random()));
+      if (round > 8) throw new Error('BatchGetItem kept leaving keys unprocessed');
+      const answer = await this.client.send(
+        new BatchGetItemCommand({
+          RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+        }),
+      );
+      items.push(...(answer.Responses?.[this.tableName] ?? []));
+      pending = (answer.UnprocessedKeys?.[this.tableName]?.Keys as typeof keys | undefined) ?? [];
+    }
+    return items;
   }
 }

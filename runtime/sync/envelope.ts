@@ -5,6 +5,7 @@ import {
   documentWire,
   GROUP,
   hlcFromWire,
+  OLDEST_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   UnsupportedVersionError,
   type CrdtDocument,
@@ -45,15 +46,32 @@ export function encodeEnvelope(envelope: Envelope): string {
   });
 }
 
+/** Throws `RetryableError` for a newer protocol version (a later release reads it), else `EnvelopeError`. */
+export function checkMessageVersion(version: unknown): void {
+  try {
+    checkVersion(version, 'v');
+  } catch (error) {
+    if (error instanceof UnsupportedVersionError && error.newer)
+      throw new RetryableError(
+        'newer-protocol',
+        `v (version): newer than ${PROTOCOL_VERSION}; upgrade this region`,
+      );
+    throw new EnvelopeError(
+      `v (version): unsupported; expected ${OLDEST_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}`,
+    );
+  }
+}
+
 const ENVELOPE_KEYS = new Set(['v', 'o', 'd', 'k', 'h', 'b']);
 
 /**
  * Decodes a message, checking only its form (who may send it is `checkTrust`'s). Throws `EnvelopeError`
  * for what can never merge, `RetryableError` for a newer protocol version (a later release reads it).
+ * `maxBytes`: a message's limit; a full state fetched by reference may be larger.
  */
-export function decodeEnvelope(text: string): Envelope {
-  if (Buffer.byteLength(text, 'utf8') > MAX_MESSAGE_BYTES)
-    throw new EnvelopeError(`message: larger than ${MAX_MESSAGE_BYTES} bytes`);
+export function decodeEnvelope(text: string, maxBytes = MAX_MESSAGE_BYTES): Envelope {
+  if (Buffer.byteLength(text, 'utf8') > maxBytes)
+    throw new EnvelopeError(`message: larger than ${maxBytes} bytes`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -63,16 +81,7 @@ export function decodeEnvelope(text: string): Envelope {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new EnvelopeError('message: expected a JSON object');
   const message = raw as Record<string, unknown>;
-  try {
-    checkVersion(message.v, 'v');
-  } catch (error) {
-    if (error instanceof UnsupportedVersionError && error.newer)
-      throw new RetryableError(
-        'newer-protocol',
-        `v (version): newer than ${PROTOCOL_VERSION}; upgrade this region`,
-      );
-    throw new EnvelopeError(`v (version): unsupported; expected ${PROTOCOL_VERSION}`);
-  }
+  checkMessageVersion(message.v);
   const unexpected = Object.keys(message).find((key) => !ENVELOPE_KEYS.has(key));
   if (unexpected !== undefined)
     throw new EnvelopeError('message: unexpected property; expected v, o, d, k, h, b');
@@ -88,7 +97,7 @@ export function decodeEnvelope(text: string): Envelope {
     throw new EnvelopeError('k (kind): expected "s" (full state) or no kind (a delta)');
   try {
     const hlc = hlcFromWire(message.h, 'h');
-    const body = documentFromWire(message.b, 'b');
+    const body = documentFromWire(message.b, 'b', message.v as number);
     return { origin: message.o, document: message.d, kind: message.k === 's' ? 'state' : 'delta', hlc, body };
   } catch (error) {
     if (error instanceof CrdtDecodeError) throw new EnvelopeError(`${error.path}: ${error.reason}`);

@@ -1,3 +1,4 @@
+import type { DocumentScope } from './parts';
 import { epochReplicaId, isFolded, laterHlc, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
 
 /** How long one epoch issues changes before the process starts a new one (a day). */
@@ -44,10 +45,17 @@ function footprintOf(state: CrdtDocument, replica: string): Footprint {
   return footprint;
 }
 
-/** Whether `state` lacks something `remembered` says a replica issued. */
-const lacks = (state: CrdtDocument, replica: string, remembered: Footprint): boolean => {
+const fieldOfKey = (key: string): string => key.slice(0, key.indexOf('\u0000'));
+
+/** Whether `state` (the fields `scope` read) lacks something `remembered` says a replica issued there. */
+const lacks = (
+  state: CrdtDocument,
+  scope: DocumentScope,
+  replica: string,
+  remembered: Footprint,
+): boolean => {
   const now = footprintOf(state, replica);
-  return [...remembered].some(([key, value]) => (now.get(key) ?? 0) < value);
+  return [...remembered].some(([key, value]) => scope.has(fieldOfKey(key)) && (now.get(key) ?? 0) < value);
 };
 
 /**
@@ -94,23 +102,33 @@ export class ReplicaIdentity {
   replicaFor(
     document: string,
     stored: { readonly state: CrdtDocument; readonly version: number },
+    scope: DocumentScope,
     nowMs: number,
     confirming = false,
   ): { readonly replica: string; readonly wentBack: boolean } | undefined {
     const remembered = this.footprints.get(document);
     const wentBack =
       remembered !== undefined &&
-      [...remembered.byReplica].some(([replica, footprint]) => lacks(stored.state, replica, footprint));
+      [...remembered.byReplica].some(([replica, footprint]) =>
+        lacks(stored.state, scope, replica, footprint),
+      );
     if (wentBack && remembered && stored.version < remembered.version && !confirming) return undefined;
     if (wentBack || nowMs - this.startedMs >= MAX_EPOCH_AGE_MS || nowMs < this.startedMs) this.rotate(nowMs);
     return { replica: this.id, wentBack };
   }
 
-  /** After a change under the current epoch was stored: what this process's epochs have now issued there. */
-  issued(document: string, state: CrdtDocument, version: number, stamp: Hlc): void {
+  /**
+   * After a change under the current epoch was stored: what this process's epochs have now issued there
+   * (`state` holds the fields `scope` read; what the epoch issued on other fields is kept).
+   */
+  issued(document: string, state: CrdtDocument, scope: DocumentScope, version: number, stamp: Hlc): void {
     this.lastStamp = laterHlc(this.lastStamp, stamp);
     const byReplica = new Map(this.footprints.get(document)?.byReplica);
-    byReplica.set(this.id, footprintOf(state, this.id));
+    const footprint = new Map(
+      [...(byReplica.get(this.id) ?? [])].filter(([key]) => !scope.has(fieldOfKey(key))),
+    );
+    for (const [key, value] of footprintOf(state, this.id)) footprint.set(key, value);
+    byReplica.set(this.id, footprint);
     this.footprints.delete(document);
     this.footprints.set(document, { byReplica, version });
     if (this.footprints.size > REMEMBERED_DOCUMENTS) {

@@ -1,4 +1,4 @@
-import { isValidKey, utf8Bytes } from '../crdt';
+import { isValidKey } from '../crdt';
 import { PermanentError } from '../lib/failures';
 import { boundedText } from '../lib/redact';
 
@@ -9,10 +9,18 @@ export const MAX_MESSAGE_BYTES = 262_144;
 const MESSAGE_RESERVE_BYTES = 4_096;
 
 /**
- * Largest encoded document (256 KiB - 4 KiB): its full state always fits one sync message, and one
- * DynamoDB item (400 KB) with room for the key and attributes. Sync at scale raises it.
+ * Largest message body a document's state may take inline (256 KiB - 4 KiB): a larger full state travels
+ * by reference (an object in the region's bucket).
  */
-export const MAX_DOCUMENT_BYTES = MAX_MESSAGE_BYTES - MESSAGE_RESERVE_BYTES;
+export const MAX_INLINE_STATE_BYTES = MAX_MESSAGE_BYTES - MESSAGE_RESERVE_BYTES;
+
+/**
+ * Largest document, counted as its stored parts (`partBytes` each): 16 MiB (a 100,000-element set takes
+ * about 11 MiB). A document is stored as one item per field variant and per set element, so its size is not
+ * bound by an item; it is bound by a full state (a repair) being loaded, merged and sent whole within one
+ * invocation of the sync functions.
+ */
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
 
 /**
  * Largest document a local change may leave (3/4 of `MAX_DOCUMENT_BYTES`): what the regions wrote
@@ -43,8 +51,9 @@ export class DocumentTooLargeError extends PermanentError {
     readonly document: string,
     readonly bytes: number,
     readonly limit: number = MAX_DOCUMENT_BYTES,
+    what = 'the document',
   ) {
-    super('document-too-large', `the document would be ${bytes} bytes encoded; the limit is ${limit} bytes`);
+    super('document-too-large', `${what} would be ${bytes} bytes stored; the limit is ${limit} bytes`);
     this.name = 'DocumentTooLargeError';
     this.message = `document ${JSON.stringify(boundedText(document, 128))}: ${this.reason}`;
   }
@@ -52,10 +61,4 @@ export class DocumentTooLargeError extends PermanentError {
 
 export function checkDocumentKey(document: unknown): asserts document is string {
   if (!isValidKey(document, MAX_DOCUMENT_KEY_BYTES)) throw new DocumentKeyError();
-}
-
-/** Throws `DocumentTooLargeError` unless the encoded document fits `limit`. */
-export function checkDocumentSize(document: string, encoded: string, limit = MAX_DOCUMENT_BYTES): void {
-  const bytes = utf8Bytes(encoded);
-  if (bytes > limit) throw new DocumentTooLargeError(document, bytes, limit);
 }

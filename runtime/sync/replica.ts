@@ -1,16 +1,15 @@
+import { applyOperation, checkOperation, type Operation } from './operations';
 import {
-  EMPTY_DOCUMENT_BYTES,
   emptyDocument,
-  encodeDocument,
-  encodedFieldBytes,
   fieldLimitProblem,
   foldDocument,
+  laterHlc,
+  mergeDocument,
   mergeField,
   observe,
   ReplicaRetiredError,
   showsLossOf,
   tick,
-  utf8Bytes,
   variantOf,
   withCounterFold,
   type CrdtDocument,
@@ -18,14 +17,23 @@ import {
   type Hlc,
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
+import { planChange, type Commit, type DocumentHead, type PlannedChange } from './commit-plan';
 import type { Envelope } from './envelope';
 import { foldHorizon, type FoldGround } from './folding';
 import { ReplicaIdentity } from './identity';
-import { checkDocumentKey, checkDocumentSize, MAX_DOCUMENT_BYTES, MAX_LOCAL_DOCUMENT_BYTES } from './limits';
-import { applyOperation, checkOperation, type Operation } from './operations';
+import {
+  checkDocumentKey,
+  DocumentTooLargeError,
+  MAX_DOCUMENT_BYTES,
+  MAX_LOCAL_DOCUMENT_BYTES,
+} from './limits';
+import { digestText, MAX_PART_BYTES, partBytes, partsOf, scopeOf, type DocumentScope } from './parts';
 import { checkTrust, type TrustPolicy } from './trust';
 
-/** A document as a region stores it: its state, a version for conditional writes, the region's clock. */
+/**
+ * A document as a region stores it: its state (the view a load asked for, or all of it), a version for
+ * conditional writes, the region's clock, and its head's bookkeeping.
+ */
 export interface StoredDocument {
   readonly state: CrdtDocument;
   readonly version: number;
@@ -34,16 +42,25 @@ export interface StoredDocument {
   readonly heard?: ReadonlyMap<string, number>;
   /** When this region last found `state` had gone back (a restore, a recreated item). */
   readonly regressedAt?: number;
+  /** Size of the whole document's parts (see `partBytes`); 0 when new. */
+  readonly bytes?: number;
+  /** Digest of the whole document (`digestText`). */
+  readonly digest?: string;
+  /** When the state last changed in this region. */
+  readonly changedAt?: number;
+  /** The document as the previous release stored it (one item), still to be merged into its parts. */
+  readonly legacy?: Omit<StoredDocument, 'legacy' | 'version'>;
 }
 
 /**
- * The region's table. `save` writes only if the stored version is still `expected` (0: absent); `encoded`
- * is `encodeDocument(next.state)`, already computed.
+ * The region's table. `load` reads the parts `scope` names (every part without one); `save` applies one
+ * commit if the stored version is still `commit.expected` (0: absent), else returns false.
  */
 export interface DocumentStore {
-  load(document: string): Promise<StoredDocument | undefined>;
-  save(document: string, next: StoredDocument, expected: number, encoded: string): Promise<boolean>;
-  documents(): Promise<string[]>;
+  load(document: string, scope?: DocumentScope): Promise<StoredDocument | undefined>;
+  save(document: string, commit: Commit, options?: { readonly dropLegacy?: boolean }): Promise<boolean>;
+  /** Every document's key (tests and tools; the anti-entropy pass lists documents through the index). */
+  documents?(): Promise<string[]>;
   /** When the table was created (a table restored from a backup is a new one); undefined if unknown. */
   tableCreatedAt?(): Promise<number | undefined>;
 }
@@ -57,24 +74,31 @@ export interface Publisher {
 export interface SyncMetrics {
   merged(count: number): void;
   conflictRetried(count: number): void;
-  lagMs(ms: number): void;
+  /** Gave up on a document after `maxAttempts` conflicting writes. */
+  contention(count: number): void;
+  /** A delta's replication lag: its write at `peer` to its merge here. */
+  lagMs(ms: number, peer: string): void;
   publishFailed(count: number): void;
   /** A field first seen here with variants of different types (regions created it concurrently). */
   typeClash(document: string, field: string, types: readonly string[]): void;
   /** Fields of a message that kept their local state because merging them would break a limit. */
   fieldsRefused(document: string, count: number, rule: string): void;
-  /** An anti-entropy pass could not publish one document; the pass went on. */
+  /** An anti-entropy step could not be done for this many documents; the pass went on. */
   antiEntropyFailed(count: number): void;
+  /** Documents whose digest differs from a peer's once both were quiet (see the anti-entropy). */
+  diverged(count: number, peer: string): void;
 }
 
 export const NO_METRICS: SyncMetrics = {
   merged: () => undefined,
   conflictRetried: () => undefined,
+  contention: () => undefined,
   lagMs: () => undefined,
   publishFailed: () => undefined,
   typeClash: () => undefined,
   fieldsRefused: () => undefined,
   antiEntropyFailed: () => undefined,
+  diverged: () => undefined,
 };
 
 export interface SyncReplicaDeps {
@@ -84,16 +108,24 @@ export interface SyncReplicaDeps {
   readonly store: DocumentStore;
   readonly publisher: Publisher;
   readonly now: () => number;
-  /** Randomness for new epochs' ids and where anti-entropy starts. Default: Math.random. */
+  /** Randomness for new epochs' ids and the retries' jitter. Default: Math.random. */
   readonly random?: () => number;
+  /** Waits between conflicting writes. Default: a timer. */
+  readonly sleep?: (ms: number) => Promise<void>;
   readonly metrics?: SyncMetrics;
-  /** Conditional-write attempts before giving up (each loses to another writer). Default: 50. */
+  /** Conditional-write attempts before giving up (each loses to another writer). Default: 10. */
   readonly maxAttempts?: number;
   /** How far a peer's stamps may be ahead of this region's clock. Default: 5 minutes. */
   readonly maxClockSkewMs?: number;
 }
 
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+/** Retries after a lost conditional write wait a random time up to 10 ms doubling, at most 1 s (full jitter). */
+const RETRY_BASE_MS = 10;
+const RETRY_CAP_MS = 1000;
+export const retryDelayMs = (attempt: number, random: () => number): number =>
+  random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
 
 /** Another writer kept winning the conditional write; the caller may retry later. */
 export class ContentionError extends Error {
@@ -114,8 +146,8 @@ interface Change {
   readonly regressed?: boolean;
   /** The largest the document may be after the change. Default: MAX_DOCUMENT_BYTES. */
   readonly maxBytes?: number;
-  /** The change again, keeping the document within its size limit (by leaving fields out), if it can. */
-  readonly fit?: () => Change;
+  /** The change again, keeping the document within its limits (by leaving fields out), if it can. */
+  readonly fit?: (budget: number) => Change;
 }
 
 /** Fields of a remote document merged into a stored one, and those refused for a limit. */
@@ -125,16 +157,28 @@ interface FieldMerge {
   readonly refused: readonly string[];
 }
 
+/** The stored size of a field's parts (of a view: the parts it holds), and its largest part. */
+function fieldSize(key: string, field: Field | undefined): { bytes: number; largest: number } {
+  let bytes = 0;
+  let largest = 0;
+  if (!field) return { bytes, largest };
+  for (const [part, text] of partsOf(new Map([[key, field]]))) {
+    bytes += partBytes(part, text);
+    largest = Math.max(largest, partBytes(part, text));
+  }
+  return { bytes, largest };
+}
+
 /**
  * Merges `body` into `state` field by field. A field whose merge breaks a limit (a counter total past
- * 2^53 - 1; with `fit`, the document past its size limit, fields taken in key order) keeps its local
- * state; the others merge regardless. Sizes are counted per field, so fitting costs one encoding of each.
+ * 2^53 - 1; with a byte `budget`, a part past `MAX_PART_BYTES` or the document past the budget, fields
+ * taken in key order) keeps its local state; the others merge regardless.
  */
-function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): FieldMerge {
+function mergeFields(state: CrdtDocument, body: CrdtDocument, budget?: number): FieldMerge {
   const merged = new Map(state);
   const refused: string[] = [];
   const clashes: Array<[string, Field]> = [];
-  let bytes = fit ? documentBytes(state) : 0;
+  let room = budget ?? 0;
   for (const [key, field] of [...body].sort(([x], [y]) => (x < y ? -1 : 1))) {
     const before = merged.get(key);
     const next = mergeField(before, field);
@@ -143,13 +187,18 @@ function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): Fiel
       refused.push(problem);
       continue;
     }
-    if (fit) {
-      const grown = encodedFieldBytes(key, next) - (before ? encodedFieldBytes(key, before) : 0);
-      if (bytes + grown > MAX_DOCUMENT_BYTES) {
-        refused.push(`the document would pass ${MAX_DOCUMENT_BYTES} bytes`);
+    if (budget !== undefined) {
+      const after = fieldSize(key, next);
+      const grown = after.bytes - fieldSize(key, before).bytes;
+      if (after.largest > MAX_PART_BYTES) {
+        refused.push(`a part of the document would pass ${MAX_PART_BYTES} bytes`);
         continue;
       }
-      bytes += grown;
+      if (grown > room) {
+        refused.push(`the document would pass its size limit`);
+        continue;
+      }
+      room -= grown;
     }
     merged.set(key, next);
     if (next.length > 1 && next.length > (before?.length ?? 0)) clashes.push([key, next]);
@@ -157,50 +206,68 @@ function mergeFields(state: CrdtDocument, body: CrdtDocument, fit = false): Fiel
   return { state: merged, clashes, refused };
 }
 
-const documentBytes = (document: CrdtDocument): number =>
-  [...document].reduce((sum, [key, field]) => sum + encodedFieldBytes(key, field), EMPTY_DOCUMENT_BYTES - 1);
+/** What `receiveAll` did with each envelope: merged, or the error that refused it. */
+export type ReceiveOutcome = 'merged' | Error;
+
+/** The scope a local operation reads: its field, and of a set only the element it changes. */
+const scopeOfOperation = (operation: Operation): DocumentScope =>
+  new Map([
+    [operation.field, operation.kind === 'add' || operation.kind === 'remove' ? [operation.element] : []],
+  ]);
+
+const EMPTY: StoredDocument = { state: emptyDocument(), version: 0 };
 
 /**
- * One region's side of cross-region sync. Every change to the region's state is a conditional write
- * (read, merge, write if nobody wrote since), so any number of writers in a region lose nothing. Local
- * changes are issued under this process's replica (`ReplicaIdentity`: the region plus an epoch) and
- * publish their delta; remote envelopes are checked against the trust policy and merge in field by field;
- * anti-entropy publishes full state so a region that lost messages converges.
+ * One region's side of cross-region sync. Every change is a conditional write of the parts it touches
+ * (read, merge, write if nobody wrote since), so any number of writers in a region lose nothing and a
+ * change costs what it changes, not what the document holds. Local changes are issued under this
+ * process's replica (`ReplicaIdentity`: the region plus an epoch) and publish their delta; remote envelopes
+ * are checked against the trust policy and merge in field by field, a batch's envelopes of one document in
+ * one write; anti-entropy compares digests and repairs what differs with full states.
  */
 export class SyncReplica {
   private readonly metrics: SyncMetrics;
   private readonly maxAttempts: number;
   private readonly policy: TrustPolicy;
   private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
   readonly identity: ReplicaIdentity;
 
   constructor(private readonly deps: SyncReplicaDeps) {
     this.metrics = deps.metrics ?? NO_METRICS;
-    this.maxAttempts = deps.maxAttempts ?? 50;
+    this.maxAttempts = deps.maxAttempts ?? 10;
     this.policy = {
       region: deps.region,
       peers: deps.peers,
       maxClockSkewMs: deps.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS,
     };
     this.random = deps.random ?? Math.random;
+    this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.identity = new ReplicaIdentity(deps.region, this.random, deps.now());
+  }
+
+  get region(): string {
+    return this.deps.region;
   }
 
   /**
    * Applies an operation locally, durably, then publishes its delta. Once the write succeeded the change is
    * done: a failed publish is counted, not thrown (a caller retrying would apply it twice), and the next
-   * anti-entropy pass carries it to the other regions. Returns the document's new state.
+   * anti-entropy pass finds the document changed and repairs the peers. Returns the state of the parts the
+   * operation touched (the field; of a set, the element).
    */
   async update(document: string, operation: Operation): Promise<CrdtDocument> {
     checkDocumentKey(document);
     checkOperation(operation);
+    const scope = scopeOfOperation(operation);
     let published: Envelope | undefined;
     let confirming = false;
     const state = await this.conditionally(
       document,
+      scope,
       (stored) => {
         const nowMs = this.deps.now();
-        const issuer = this.identity.replicaFor(document, stored, nowMs, confirming);
+        const issuer = this.identity.replicaFor(document, stored, scope, nowMs, confirming);
         if (issuer === undefined) {
           confirming = true;
           throw new ReadAgain();
@@ -226,7 +293,7 @@ export class SyncReplica {
           maxBytes: MAX_LOCAL_DOCUMENT_BYTES,
         };
       },
-      (saved, version) => this.identity.issued(document, saved, version, (published as Envelope).hlc),
+      (saved, version) => this.identity.issued(document, saved, scope, version, (published as Envelope).hlc),
     ).catch((error: unknown) => {
       // A save that failed without an answer may have been stored: this epoch cannot tell what it issued.
       if (!(error instanceof PermanentError)) this.identity.rotate(this.deps.now());
@@ -242,65 +309,107 @@ export class SyncReplica {
     return state;
   }
 
-  /**
-   * Merges a remote envelope, field by field, once it passed the trust checks. A field whose merge would
-   * break a limit keeps its local state and is reported; a type clash merges (see `Field`) and is reported.
-   * A full state also records when this region last heard the whole document from that peer.
-   */
+  /** Merges one remote envelope (see `receiveAll`); throws what refused it. */
   async receive(envelope: Envelope): Promise<'merged'> {
-    checkTrust(envelope, this.policy, this.deps.now());
-    let merge: FieldMerge | undefined;
-    await this.conditionally(envelope.document, (stored) => {
-      const clock = observe(stored.clock, envelope.hlc, this.identity.replica, this.deps.now());
-      const regressed = showsLossOf(this.deps.region, stored.state, envelope.body);
-      const merging = (fit: boolean): Change => {
-        merge = mergeFields(stored.state, envelope.body, fit);
-        // Only a full state merged whole tells what the peer held: a refused field kept this region's copy.
-        const whole = envelope.kind === 'state' && merge.refused.length === 0;
-        const heard = whole
-          ? new Map(stored.heard).set(
-              envelope.origin,
-              Math.max(stored.heard?.get(envelope.origin) ?? 0, envelope.hlc.wallMs),
-            )
-          : stored.heard;
-        return { state: merge.state, clock, heard, regressed, fit: fit ? undefined : () => merging(true) };
-      };
-      return merging(false);
-    });
-    const { clashes, refused } = merge as FieldMerge;
-    this.metrics.merged(1);
-    if (envelope.kind === 'delta') this.metrics.lagMs(Math.max(0, this.deps.now() - envelope.hlc.wallMs));
-    for (const [key, field] of clashes)
-      this.metrics.typeClash(
-        envelope.document,
-        key,
-        field.map((variant) => variant.crdt.type),
-      );
-    if (refused.length > 0)
-      this.metrics.fieldsRefused(envelope.document, refused.length, refused[0] as string);
+    const [outcome] = await this.receiveAll([envelope]);
+    if (outcome instanceof Error) throw outcome;
     return 'merged';
   }
 
   /**
-   * Anti-entropy: publishes the full state of every document, stamped with this region's clock now (the
-   * state is what it holds now). Starts at a random document, so a failing one cannot starve the ones
-   * after it, and goes on past a document it cannot publish, counting it.
+   * Merges remote envelopes of ONE document in one conditional write (one load, one save), each once it
+   * passed the trust checks; returns each envelope's outcome in order. A field whose merge would break a
+   * limit keeps its local state and is reported; a type clash merges (see `Field`) and is reported. A full
+   * state also records when this region last heard the whole document from that peer. A merge that changes
+   * nothing writes nothing. Throws (for every envelope) what failed the write: contention, the store.
    */
-  async publishFullState(): Promise<number> {
-    const documents = await this.deps.store.documents();
-    const start = Math.floor(this.random() * documents.length);
-    let published = 0;
-    for (const document of [...documents.slice(start), ...documents.slice(0, start)]) {
+  async receiveAll(envelopes: readonly Envelope[]): Promise<ReceiveOutcome[]> {
+    const outcomes: ReceiveOutcome[] = envelopes.map(() => 'merged');
+    const accepted: Envelope[] = [];
+    envelopes.forEach((envelope, i) => {
       try {
-        const stored = await this.deps.store.load(document);
-        if (!stored) continue;
-        await this.deps.publisher.publish({
-          origin: this.deps.region,
-          document,
-          kind: 'state',
-          hlc: tick(this.identity.clockFrom(stored.clock), this.identity.replica, this.deps.now()),
-          body: stored.state,
-        });
+        checkTrust(envelope, this.policy, this.deps.now());
+        if (accepted.length > 0 && envelope.document !== accepted[0]?.document)
+          throw new RangeError('receiveAll: every envelope must be of one document');
+        accepted.push(envelope);
+      } catch (error) {
+        if (error instanceof RangeError) throw error;
+        outcomes[i] = error as Error;
+      }
+    });
+    const first = accepted[0];
+    if (!first) return outcomes;
+    let merges: FieldMerge[] = [];
+    await this.conditionally(first.document, scopeOf(accepted.map((e) => e.body)), (stored) => {
+      const merging = (budget?: number): Change => {
+        merges = [];
+        let state = stored.state;
+        let clock = stored.clock;
+        let heard = stored.heard;
+        let regressed = false;
+        let room = budget;
+        for (const envelope of accepted) {
+          clock = observe(clock, envelope.hlc, this.identity.replica, this.deps.now());
+          regressed ||= showsLossOf(this.deps.region, state, envelope.body);
+          const before = state;
+          const merge = mergeFields(state, envelope.body, room);
+          if (room !== undefined) room -= stateGrowth(before, merge.state);
+          merges.push(merge);
+          state = merge.state;
+          // Only a full state merged whole tells what the peer held: a refused field kept this region's copy.
+          if (envelope.kind === 'state' && merge.refused.length === 0)
+            heard = new Map(heard).set(
+              envelope.origin,
+              Math.max(heard?.get(envelope.origin) ?? 0, envelope.hlc.wallMs),
+            );
+        }
+        return { state, clock, heard, regressed, fit: budget === undefined ? merging : undefined };
+      };
+      return merging();
+    });
+    this.metrics.merged(accepted.length);
+    const nowMs = this.deps.now();
+    for (const envelope of accepted)
+      if (envelope.kind === 'delta')
+        this.metrics.lagMs(Math.max(0, nowMs - envelope.hlc.wallMs), envelope.origin);
+    for (const { clashes, refused } of merges) {
+      for (const [key, field] of clashes)
+        this.metrics.typeClash(
+          first.document,
+          key,
+          field.map((variant) => variant.crdt.type),
+        );
+      if (refused.length > 0)
+        this.metrics.fieldsRefused(first.document, refused.length, refused[0] as string);
+    }
+    return outcomes;
+  }
+
+  /** The full state of a document, stamped with this region's clock now (the state is what it holds now). */
+  async fullState(document: string): Promise<Envelope | undefined> {
+    const stored = await this.loadWhole(document);
+    if (!stored || stored.state.size === 0) return undefined;
+    return {
+      origin: this.deps.region,
+      document,
+      kind: 'state',
+      hlc: tick(this.identity.clockFrom(stored.clock), this.identity.replica, this.deps.now()),
+      body: stored.state,
+    };
+  }
+
+  /**
+   * Publishes the full state of each document (by default every document the store lists: tests and
+   * tools; the anti-entropy pass repairs by digest), going on past one it cannot publish, counting it.
+   */
+  async publishFullState(documents?: readonly string[]): Promise<number> {
+    const keys = documents ?? (await this.deps.store.documents?.()) ?? [];
+    let published = 0;
+    for (const document of keys) {
+      try {
+        const envelope = await this.fullState(document);
+        if (!envelope) continue;
+        await this.deps.publisher.publish(envelope);
         published++;
       } catch {
         this.metrics.antiEntropyFailed(1);
@@ -311,7 +420,13 @@ export class SyncReplica {
 
   async read(document: string): Promise<CrdtDocument> {
     checkDocumentKey(document);
-    return (await this.deps.store.load(document))?.state ?? emptyDocument();
+    return (await this.loadWhole(document))?.state ?? emptyDocument();
+  }
+
+  /** A whole document, with what the previous release stored merged in. */
+  private async loadWhole(document: string): Promise<StoredDocument | undefined> {
+    const stored = await this.deps.store.load(document);
+    return stored?.legacy ? withLegacy(stored) : stored;
   }
 
   /** The delta's counters with this region's folds from the stored state, so peers drop folded counts. */
@@ -329,27 +444,25 @@ export class SyncReplica {
     );
   }
 
-  /**
-   * Folds this region's ended epochs when `foldHorizon` allows it, unless folding would take the document
-   * past its size limit (a set's first horizon adds a few bytes): then it waits.
-   */
+  /** Folds this region's ended epochs in the parts read, when `foldHorizon` allows it. */
   private foldOwnEpochs(state: CrdtDocument, ground: Omit<FoldGround, 'peers' | 'maxClockSkewMs' | 'nowMs'>) {
     const horizon = foldHorizon({ ...ground, ...this.policy, nowMs: this.deps.now() });
-    if (horizon === undefined) return { state, encoded: encodeDocument(state) };
-    const folded = foldDocument(state, this.deps.region, horizon);
-    const encoded = encodeDocument(folded);
-    if (folded === state || utf8Bytes(encoded) <= MAX_DOCUMENT_BYTES) return { state: folded, encoded };
-    return { state, encoded: encodeDocument(state) };
+    return horizon === undefined ? state : foldDocument(state, this.deps.region, horizon);
   }
 
   private async conditionally(
     document: string,
+    scope: DocumentScope,
     change: (stored: StoredDocument) => Change,
     onSaved?: (state: CrdtDocument, version: number) => void,
   ): Promise<CrdtDocument> {
     let rotatedForRetirement = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const stored = (await this.deps.store.load(document)) ?? { state: emptyDocument(), version: 0 };
+      let base = (await this.deps.store.load(document, scope)) ?? EMPTY;
+      // The previous release's whole item: merged into every part once, then dropped.
+      const migrating = base.legacy !== undefined;
+      if (migrating) base = (await this.deps.store.load(document)) ?? EMPTY;
+      const stored = migrating ? withLegacy(base) : base;
       let next: Change;
       try {
         next = change(stored);
@@ -370,31 +483,88 @@ export class SyncReplica {
         continue;
       }
       const tableCreatedAt = await this.deps.store.tableCreatedAt?.();
-      const ground = (c: Change) => ({
-        heard: c.heard ?? stored.heard,
-        regressedAt: c.regressed ? this.deps.now() : stored.regressedAt,
-        tableCreatedAt,
-      });
-      let { state, encoded } = this.foldOwnEpochs(next.state, ground(next));
-      if (utf8Bytes(encoded) > MAX_DOCUMENT_BYTES && next.fit) {
-        next = next.fit();
-        ({ state, encoded } = this.foldOwnEpochs(next.state, ground(next)));
-      }
-      checkDocumentSize(document, encoded, next.maxBytes);
-      const { heard, regressedAt } = ground(next);
-      const saved: StoredDocument = {
-        state,
-        version: stored.version + 1,
-        clock: next.clock,
-        heard,
-        regressedAt,
+      const plan = (c: Change) => {
+        const heard = c.heard ?? stored.heard;
+        const regressedAt = c.regressed ? this.deps.now() : stored.regressedAt;
+        const meta = { clock: c.clock, heard, regressedAt, changedAt: this.deps.now() };
+        const folded = this.foldOwnEpochs(c.state, { heard, regressedAt, tableCreatedAt });
+        const planned = planChange(base.state, headOf(base), folded, meta);
+        // Folding a set's first horizon adds a few bytes: near the limit it waits.
+        if (folded !== c.state && !withinLimits(planned, c.maxBytes))
+          return { state: c.state, planned: planChange(base.state, headOf(base), c.state, meta) };
+        return { state: folded, planned };
       };
-      if (await this.deps.store.save(document, saved, stored.version, encoded)) {
-        onSaved?.(state, saved.version);
+      let { state, planned } = plan(next);
+      if (!withinLimits(planned, next.maxBytes) && next.fit) {
+        next = next.fit(Math.max(0, (next.maxBytes ?? MAX_DOCUMENT_BYTES) - (base.bytes ?? 0)));
+        ({ state, planned } = plan(next));
+      }
+      checkLimits(document, planned, next.maxBytes);
+      if (planned.commits.length === 0 && !migrating) return state;
+      let saved = true;
+      for (const [i, commit] of planned.commits.entries()) {
+        const last = i === planned.commits.length - 1;
+        if (!(await this.deps.store.save(document, commit, { dropLegacy: migrating && last }))) {
+          saved = false;
+          break;
+        }
+      }
+      if (saved) {
+        onSaved?.(state, planned.commits.at(-1)?.head.version ?? base.version);
         return state;
       }
       this.metrics.conflictRetried(1);
+      if (attempt < this.maxAttempts) await this.sleep(retryDelayMs(attempt, this.random));
     }
+    this.metrics.contention(1);
     throw new ContentionError(this.maxAttempts);
   }
+}
+
+const headOf = (stored: StoredDocument): DocumentHead | undefined =>
+  stored.version === 0 && stored.digest === undefined
+    ? undefined
+    : {
+        version: stored.version,
+        clock: stored.clock,
+        heard: stored.heard,
+        regressedAt: stored.regressedAt,
+        bytes: stored.bytes ?? 0,
+        digest: stored.digest ?? digestText(0n),
+        changedAt: stored.changedAt,
+      };
+
+/** A stored document with the previous release's item merged in: its state, clock, peers heard, regress. */
+function withLegacy(stored: StoredDocument): StoredDocument {
+  const legacy = stored.legacy;
+  if (!legacy) return stored;
+  const heard = new Map(legacy.heard);
+  for (const [peer, at] of stored.heard ?? []) heard.set(peer, Math.max(at, heard.get(peer) ?? 0));
+  const regressedAt = Math.max(stored.regressedAt ?? 0, legacy.regressedAt ?? 0);
+  return {
+    ...stored,
+    state: mergeDocument(stored.state, legacy.state),
+    clock: laterHlc(stored.clock, legacy.clock),
+    heard: heard.size > 0 ? heard : undefined,
+    regressedAt: regressedAt > 0 ? regressedAt : undefined,
+    legacy: undefined,
+  };
+}
+
+/** How much a merge grew the parts it changed. */
+function stateGrowth(before: CrdtDocument, after: CrdtDocument): number {
+  let grown = 0;
+  for (const [key, field] of after)
+    if (before.get(key) !== field)
+      grown += fieldSize(key, field).bytes - fieldSize(key, before.get(key)).bytes;
+  return grown;
+}
+
+const withinLimits = (planned: PlannedChange, maxBytes = MAX_DOCUMENT_BYTES): boolean =>
+  planned.bytes <= maxBytes && planned.largestPart <= MAX_PART_BYTES;
+
+function checkLimits(document: string, planned: PlannedChange, maxBytes = MAX_DOCUMENT_BYTES): void {
+  if (planned.largestPart > MAX_PART_BYTES)
+    throw new DocumentTooLargeError(document, planned.largestPart, MAX_PART_BYTES, 'a part of the document');
+  if (planned.bytes > maxBytes) throw new DocumentTooLargeError(document, planned.bytes, maxBytes);
 }

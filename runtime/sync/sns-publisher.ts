@@ -1,29 +1,63 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { PermanentError } from '../lib/failures';
+import { encodeControl, type ControlMessage } from './control-messages';
 import { encodeEnvelope, type Envelope } from './envelope';
-import { MAX_MESSAGE_BYTES } from './limits';
+import { MAX_INLINE_STATE_BYTES, MAX_MESSAGE_BYTES } from './limits';
 import type { Publisher } from './replica';
+import type { StateObjects } from './state-objects';
 
-/** Publishes envelopes to the region's sync topic; every other region's inbox is subscribed to it. */
-export class SnsPublisher implements Publisher {
+type Attributes = Record<string, { DataType: 'String'; StringValue: string }>;
+
+/** SNS counts a message's body and each attribute's name, type and value. */
+const messageBytes = (message: string, attributes: Attributes) =>
+  Buffer.byteLength(message, 'utf8') +
+  Object.entries(attributes).reduce(
+    (sum, [name, value]) => sum + name.length + value.DataType.length + Buffer.byteLength(value.StringValue),
+    0,
+  );
+
+/** Publishes anti-entropy's messages (digests, pulls, references to full states). */
+export interface ControlPublisher {
+  publishControl(message: ControlMessage): Promise<void>;
+}
+
+/**
+ * Publishes to the region's sync topic; every other region's inbox is subscribed to it (a pull, addressed
+ * with the `to` attribute, reaches only its region). A full state too large for a message is put in the
+ * region's bucket and travels as a reference; a delta never does (a change's delta fits by its limits).
+ */
+export class SnsPublisher implements Publisher, ControlPublisher {
   constructor(
     private readonly client: SNSClient,
     private readonly topicArn: string,
+    private readonly objects?: StateObjects,
   ) {}
 
   async publish(envelope: Envelope): Promise<void> {
     const message = encodeEnvelope(envelope);
-    const attributes = {
-      origin: { DataType: 'String', StringValue: envelope.origin },
-      kind: { DataType: 'String', StringValue: envelope.kind },
-    };
-    const bytes =
-      Buffer.byteLength(message, 'utf8') +
-      Object.entries(attributes).reduce(
-        (sum, [name, value]) =>
-          sum + name.length + value.DataType.length + Buffer.byteLength(value.StringValue),
-        0,
-      );
+    if (
+      envelope.kind === 'state' &&
+      Buffer.byteLength(message, 'utf8') > MAX_INLINE_STATE_BYTES &&
+      this.objects
+    ) {
+      const stored = await this.objects.put(message);
+      const { origin, hlc, document } = envelope;
+      await this.publishControl({ kind: 'reference', origin, hlc, document, ...stored });
+      return;
+    }
+    await this.send(message, { origin: attribute(envelope.origin), kind: attribute(envelope.kind) });
+  }
+
+  async publishControl(message: ControlMessage): Promise<void> {
+    await this.send(encodeControl(message), {
+      origin: attribute(message.origin),
+      kind: attribute(message.kind),
+      ...(message.kind === 'pull' ? { to: attribute(message.to) } : {}),
+    });
+  }
+
+  private async send(message: string, attributes: Attributes): Promise<void> {
+    const bytes = messageBytes(message, attributes);
     if (bytes > MAX_MESSAGE_BYTES)
       throw new PermanentError(
         'message-too-large',
@@ -34,3 +68,5 @@ export class SnsPublisher implements Publisher {
     );
   }
 }
+
+const attribute = (value: string) => ({ DataType: 'String' as const, StringValue: value });

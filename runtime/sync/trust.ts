@@ -1,4 +1,4 @@
-import { compareHlc, dotFromKey, lineageOf, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
+import { cloudSize, compareHlc, lineageOf, type CrdtDocument, type GCounter, type Hlc } from '../crdt';
 import { PermanentError, RetryableError } from '../lib/failures';
 import type { Envelope } from './envelope';
 import { epochEndsWithinMs } from './folding';
@@ -59,7 +59,7 @@ function* replicasOf(body: CrdtDocument): Generator<{ replica: string; issued: b
         for (const [, dots] of crdt.state.entries)
           for (const [replica] of dots) yield { replica, issued: true };
         for (const replica of crdt.state.context.vv.keys()) yield { replica, issued: false };
-        for (const key of crdt.state.context.cloud) yield { replica: dotFromKey(key)[0], issued: false };
+        for (const replica of crdt.state.context.cloud.keys()) yield { replica, issued: false };
       }
     }
   }
@@ -76,7 +76,7 @@ function deltaContextTooLarge(body: CrdtDocument): boolean {
   for (const field of body.values()) {
     for (const { crdt } of field) {
       if (crdt.type !== 'orset') continue;
-      let dots = crdt.state.context.cloud.size;
+      let dots = cloudSize(crdt.state.context);
       for (const counter of crdt.state.context.vv.values()) dots += counter;
       if (dots > MAX_DELTA_CONTEXT_DOTS) return true;
     }
@@ -85,6 +85,25 @@ function deltaContextTooLarge(body: CrdtDocument): boolean {
 }
 
 const untrusted = (code: string, reason: string) => new UntrustedEnvelopeError(code, reason);
+
+/**
+ * The checks every message gets, whatever it carries: its origin is a configured peer (not this region),
+ * its clock is that origin's and not more than the allowed skew ahead of `nowMs` (a clock far ahead would
+ * pin every later stamp there; it may heal as time passes, so it is retried).
+ */
+export function checkSender(origin: string, hlc: Hlc, policy: TrustPolicy, nowMs: number): void {
+  if (origin === policy.region)
+    throw untrusted('own-origin', 'o (origin): names this region; its own messages never come back');
+  if (!policy.peers.includes(origin))
+    throw untrusted('unknown-origin', 'o (origin): not a configured peer region of this one');
+  if (lineageOf(hlc.replica)?.group !== origin)
+    throw untrusted('clock-not-origin', "h (clock): its replica is not one of the origin region's");
+  if (hlc.wallMs > nowMs + policy.maxClockSkewMs)
+    throw new RetryableError(
+      'clock-ahead',
+      `h (clock): more than ${policy.maxClockSkewMs} ms ahead of this region's clock`,
+    );
+}
 
 /**
  * Checks an envelope against the policy before it may merge: its origin is a configured peer (not this
@@ -97,17 +116,7 @@ const untrusted = (code: string, reason: string) => new UntrustedEnvelopeError(c
  * a full state can claim to have seen every dot of an epoch).
  */
 export function checkTrust(envelope: Envelope, policy: TrustPolicy, nowMs: number): void {
-  if (envelope.origin === policy.region)
-    throw untrusted('own-origin', 'o (origin): names this region; its own messages never come back');
-  if (!policy.peers.includes(envelope.origin))
-    throw untrusted('unknown-origin', 'o (origin): not a configured peer region of this one');
-  if (lineageOf(envelope.hlc.replica)?.group !== envelope.origin)
-    throw untrusted('clock-not-origin', "h (clock): its replica is not one of the origin region's");
-  if (envelope.hlc.wallMs > nowMs + policy.maxClockSkewMs)
-    throw new RetryableError(
-      'clock-ahead',
-      `h (clock): more than ${policy.maxClockSkewMs} ms ahead of this region's clock`,
-    );
+  checkSender(envelope.origin, envelope.hlc, policy, nowMs);
   for (const stamp of stampsOf(envelope.body))
     if (compareHlc(stamp, envelope.hlc) > 0)
       throw untrusted('stamp-after-clock', 'b (body): a stamp is later than the message clock h');

@@ -106,7 +106,7 @@ export async function deliver(
   endpoint: string,
   region: SyncRegion,
   messages: readonly Message[],
-  options: { duplicate?: boolean } = {},
+  options: PumpOptions = {},
 ): Promise<number> {
   const sqs = new SQSClient({ region: region.region, endpoint, credentials });
   let failures = 0;
@@ -118,6 +118,7 @@ export async function deliver(
       region.stackDir,
       region.inboxFunction,
       toEvent(batch, region.region, options.duplicate),
+      options.overrides,
     );
     const failed = new Set(
       (response as SQSBatchResponse).batchItemFailures.map((f) => f.itemIdentifier.replace(/-again$/, '')),
@@ -149,12 +150,15 @@ export async function deliver(
   return failures;
 }
 
+export interface PumpOptions {
+  /** Hand every message to the consumer twice. */
+  readonly duplicate?: boolean;
+  /** Settings over the deployed consumer's (e.g. a shorter `SYNC_SETTLE_MS`). */
+  readonly overrides?: Readonly<Record<string, string>>;
+}
+
 /** Drains a region's inbox through the deployed consumer until it is empty. */
-export async function pump(
-  endpoint: string,
-  region: SyncRegion,
-  options: { duplicate?: boolean } = {},
-): Promise<void> {
+export async function pump(endpoint: string, region: SyncRegion, options: PumpOptions = {}): Promise<void> {
   for (let round = 0; round < 50; round++) {
     const messages = await receiveAll(endpoint, region);
     if (messages.length === 0) return;

@@ -192,6 +192,7 @@ export const RULES: readonly Rule[] = [
   rule('sqs-redrive', 'dead-letter queue on every work queue', (stack, flag) => {
     const targets = JSON.stringify([
       ...entries(stack, 'aws_sqs_queue').map(([, q]) => q.redrive_policy),
+      ...entries(stack, 'aws_sns_topic_subscription').map(([, s]) => s.redrive_policy),
       ...entries(stack, 'aws_lambda_function_event_invoke_config').map(([, c]) => c.destination_config),
       ...entries(stack, 'aws_lambda_function').map(([, f]) => f.dead_letter_config),
     ]);

@@ -73,13 +73,34 @@ export const lww: fc.Arbitrary<LwwRegister> = fc
 export type SetOp =
   | { kind: 'add' | 'remove'; at: number; element: string }
   | { kind: 'sync'; from: number; to: number }
+  | { kind: 'deliver'; from: number; to: number; pick: number }
   | { kind: 'fold'; at: number };
 /** Three replicas of the set: two epochs of one group and a prototype-named replica. */
 export const SET_REPLICAS = [REPLICAS[0], REPLICAS[1], 'constructor'] as readonly string[];
 
+/**
+ * Adds and removes, deliveries of one delta of another replica picked at random (deltas skipped that way
+ * leave gaps, so contexts carry clouds of ranges) and, less often, full-state syncs.
+ */
 export const setOp: fc.Arbitrary<SetOp> = fc.oneof(
-  fc.record({ kind: fc.constantFrom('add' as const, 'remove' as const), at: fc.nat({ max: 2 }), element }),
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constantFrom('add' as const, 'remove' as const),
+      at: fc.nat({ max: 2 }),
+      element,
+    }),
+  },
   fc.record({ kind: fc.constant('sync' as const), from: fc.nat({ max: 2 }), to: fc.nat({ max: 2 }) }),
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('deliver' as const),
+      from: fc.nat({ max: 2 }),
+      to: fc.nat({ max: 2 }),
+      pick: fc.nat(),
+    }),
+  },
 );
 
 /** Runs operations over the three replicas; returns their states and every delta each produced. */
@@ -89,6 +110,12 @@ export function runSet(ops: readonly SetOp[]): { states: ORSet[]; deltas: ORSet[
   for (const op of ops) {
     if (op.kind === 'sync') {
       states[op.to] = orsetMerge(states[op.to] as ORSet, states[op.from] as ORSet);
+      continue;
+    }
+    if (op.kind === 'deliver') {
+      const sent = deltas[op.from] as ORSet[];
+      const delta = sent[op.pick % Math.max(1, sent.length)];
+      if (delta) states[op.to] = orsetMerge(states[op.to] as ORSet, delta);
       continue;
     }
     if (op.kind === 'fold') continue;
@@ -104,12 +131,38 @@ export function runSet(ops: readonly SetOp[]): { states: ORSet[]; deltas: ORSet[
 }
 
 /** A set from a run, possibly folded by its group (any valid state: the laws hold for all of them). */
-export const orset: fc.Arbitrary<ORSet> = fc
-  .tuple(fc.array(setOp, { maxLength: 25 }), fc.nat({ max: 2 }), fc.option(horizon, { nil: undefined }))
+export const orsetState: fc.Arbitrary<ORSet> = fc
+  .tuple(
+    fc.array(setOp, { maxLength: 40, size: 'medium' }),
+    fc.nat({ max: 2 }),
+    fc.option(horizon, { nil: undefined }),
+  )
   .map(([ops, pick, before]) => {
     const state = runSet(ops).states[pick] as ORSet;
     return before === undefined ? state : orsetFold(state, GROUPS[0], before);
   });
+
+/** Some deltas of a run merged (each skipped one leaves a gap): a state with a scope, and often a cloud. */
+export const orsetDelta: fc.Arbitrary<ORSet> = fc
+  .tuple(
+    fc.array(setOp, { minLength: 1, maxLength: 40, size: 'medium' }),
+    fc.array(fc.boolean(), { maxLength: 40 }),
+  )
+  .map(([ops, taken]) => {
+    const sent = runSet(ops).deltas.flat();
+    const chosen = sent.filter((_, i) => taken[i] ?? i % 2 === 0);
+    return chosen.slice(1).reduce(orsetMerge, chosen[0] ?? orsetRemove(emptyORSet(), 'a'));
+  });
+
+/** The state of a replica that received only some deltas of a run: a full state whose cloud has gaps. */
+export const orsetWithGaps: fc.Arbitrary<ORSet> = orsetDelta.map((delta) => orsetMerge(emptyORSet(), delta));
+
+/** A state of a run, a state that missed deltas, or a merge of deltas (with a scope). */
+export const orset: fc.Arbitrary<ORSet> = fc.oneof(
+  { weight: 2, arbitrary: orsetState },
+  orsetWithGaps,
+  orsetDelta,
+);
 
 export const crdtOf = (type: CrdtType): fc.Arbitrary<Crdt> => {
   switch (type) {

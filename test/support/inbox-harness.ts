@@ -2,7 +2,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import type { SyncContext, SyncSettings } from '../../runtime/sync/lambda-context';
-import type { SyncReplica } from '../../runtime/sync';
+import type { Envelope, SyncReplica } from '../../runtime/sync';
 
 export interface DeadLettered {
   readonly body?: string;
@@ -21,8 +21,14 @@ export const sqsEvent = (bodies: readonly string[], deliveries = 1): SQSEvent =>
     })),
   }) as unknown as SQSEvent;
 
-/** A sync context around `replica` whose SQS client records what is dead-lettered (or fails, if asked). */
-export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { sqsDown?: boolean } = {}) {
+/**
+ * A sync context around `replica` whose SQS client records what is dead-lettered (or fails, if asked). A
+ * replica that only has `receive` (a fake) merges a batch's envelopes of a document one by one.
+ */
+export function inboxContext(
+  replica: Pick<SyncReplica, 'receive'> & Partial<Pick<SyncReplica, 'receiveAll'>>,
+  options: { sqsDown?: boolean } = {},
+) {
   process.env.POWERTOOLS_METRICS_DISABLED = 'true';
   const deadLettered: DeadLettered[] = [];
   const backoffs: number[] = [];
@@ -51,10 +57,22 @@ export function inboxContext(replica: Pick<SyncReplica, 'receive'>, options: { s
     SYNC_INBOX_URL: 'http://inbox',
     SYNC_DEAD_LETTER_QUEUE_URL: 'http://dlq',
     SYNC_MAX_RECEIVE_COUNT: 5,
+    SYNC_MERGE_CONCURRENCY: 4,
   } as SyncSettings;
+  const receiveAll =
+    replica.receiveAll?.bind(replica) ??
+    ((envelopes: readonly Envelope[]) =>
+      Promise.all(
+        envelopes.map((e) =>
+          replica.receive(e).then(
+            (): 'merged' => 'merged',
+            (error: Error) => error,
+          ),
+        ),
+      ));
   const ctx = {
     config,
-    replica: replica as SyncReplica,
+    replica: { receive: replica.receive.bind(replica), receiveAll } as unknown as SyncReplica,
     sqs,
     metrics: new Metrics({ namespace: 'test', serviceName: 'test' }),
   } as SyncContext;

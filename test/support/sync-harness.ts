@@ -1,11 +1,24 @@
 import {
+  digestOf,
+  digestText,
+  documentFromParts,
+  partBytes,
+  partsOf,
+  viewOf,
   SyncReplica,
+  type Checkpoint,
+  type CheckpointStore,
+  type Commit,
+  type DocumentIndex,
+  type DocumentScope,
+  type IndexedDocument,
   type DocumentStore,
   type Envelope,
   type StoredDocument,
   type SyncMetrics,
   type SyncReplicaDeps,
 } from '../../runtime/sync';
+import type { CrdtDocument, Field, Hlc } from '../../runtime/crdt';
 import { seededRandom } from './seeded-random';
 
 /**
@@ -16,6 +29,7 @@ export interface MemoryStore extends DocumentStore {
   readonly items: Map<string, StoredDocument>;
   createdAt: number | undefined;
   restore(snapshot: ReadonlyMap<string, StoredDocument>, nowMs: number): void;
+  documents(): Promise<string[]>;
 }
 
 export function memoryStore(): MemoryStore {
@@ -29,10 +43,22 @@ export function memoryStore(): MemoryStore {
       store.createdAt = nowMs;
     },
     tableCreatedAt: async () => store.createdAt,
-    load: async (document: string) => items.get(document),
-    save: async (document: string, next: StoredDocument, expected: number) => {
-      if ((items.get(document)?.version ?? 0) !== expected) return false;
-      items.set(document, next);
+    load: async (document: string, scope?: DocumentScope) => {
+      const item = items.get(document);
+      if (!item) return undefined;
+      const parts = partsOf(item.state);
+      const bytes = [...parts].reduce((sum, [key, text]) => sum + partBytes(key, text), 0);
+      return { ...item, state: viewOf(item.state, scope), bytes, digest: digestText(digestOf(parts)) };
+    },
+    // Applies a commit's parts to the whole document, as the table applies them to its items.
+    save: async (document: string, commit: Commit) => {
+      const item = items.get(document);
+      if ((item?.version ?? 0) !== commit.expected) return false;
+      const parts = partsOf(item?.state ?? new Map());
+      for (const key of commit.deletes) parts.delete(key);
+      for (const [key, text] of commit.puts) parts.set(key, text);
+      const { version, clock, heard, regressedAt, changedAt } = commit.head;
+      items.set(document, { state: documentFromParts(parts), version, clock, heard, regressedAt, changedAt });
       return true;
     },
     documents: async () => [...items.keys()].sort(),
@@ -45,20 +71,24 @@ export function recordingMetrics() {
   const calls = {
     merged: 0,
     retried: 0,
-    lag: [] as number[],
+    lag: [] as Array<[number, string]>,
     publishFailed: 0,
     clashes: [] as string[][],
     refused: [] as Array<[string, number, string]>,
     antiEntropyFailed: 0,
+    contention: 0,
+    diverged: [] as Array<[number, string]>,
   };
   const metrics: SyncMetrics = {
     merged: (n) => void (calls.merged += n),
     conflictRetried: (n) => void (calls.retried += n),
-    lagMs: (ms) => void calls.lag.push(ms),
+    lagMs: (ms, peer) => void calls.lag.push([ms, peer]),
     publishFailed: (n) => void (calls.publishFailed += n),
     typeClash: (document, field, types) => void calls.clashes.push([document, field, ...types]),
     fieldsRefused: (document, count, rule) => void calls.refused.push([document, count, rule]),
     antiEntropyFailed: (n) => void (calls.antiEntropyFailed += n),
+    contention: (n) => void (calls.contention += n),
+    diverged: (n, peer) => void calls.diverged.push([n, peer]),
   };
   return { metrics, calls };
 }
@@ -94,6 +124,7 @@ export function testRegion(
       now: options.now ?? (() => 1_700_000_000_000),
       random,
       metrics,
+      sleep: async () => undefined,
       ...options,
     });
   const region: TestRegion = {
@@ -105,4 +136,64 @@ export function testRegion(
     restart: () => (region.replica = make()),
   };
   return region;
+}
+
+/** What `state` takes stored: its parts' sizes (the size the document limits count). */
+export const storedBytes = (state: CrdtDocument): number =>
+  [...partsOf(state)].reduce((sum, [key, text]) => sum + partBytes(key, text), 0);
+
+/**
+ * `state` with register fields `pad0`, `pad1`, ... stamped `stamp`, so it takes exactly `target` bytes
+ * stored (documents larger than a part are made of many).
+ */
+export function paddedTo(state: CrdtDocument, target: number, stamp: Hlc): CrdtDocument {
+  const pad = (length: number): Field => [
+    { created: stamp, crdt: { type: 'lww', state: { value: 'p'.repeat(length), stamp } } },
+  ];
+  const padded = new Map(state);
+  let bytes = storedBytes(state);
+  for (let i = 0; ; i++) {
+    const key = `pad${i}`;
+    const room = target - bytes - storedBytes(new Map([[key, pad(0)]]));
+    if (room < 0) throw new RangeError('paddedTo: the state is already larger than the target');
+    const field = pad(Math.min(room, 200_000));
+    padded.set(key, field);
+    bytes += storedBytes(new Map([[key, field]]));
+    if (room <= 200_000) return padded;
+  }
+}
+
+/** The `sync-documents` index of a memory store: documents in key order, the sweep's cursor a document key. */
+export function memoryIndex(store: MemoryStore): DocumentIndex {
+  const entry = (document: string): IndexedDocument => {
+    const item = store.items.get(document) as StoredDocument;
+    return { document, digest: digestText(digestOf(partsOf(item.state))), changedAt: item.changedAt ?? 0 };
+  };
+  const sorted = () => [...store.items.keys()].sort();
+  return {
+    changedBetween: async (fromMs, toMs) =>
+      sorted()
+        .map(entry)
+        .filter((e) => e.changedAt > fromMs && e.changedAt <= toMs),
+    page: async (cursor, limit) => {
+      const after = sorted().filter((d) => cursor === undefined || d > cursor);
+      const documents = after.slice(0, limit).map(entry);
+      return { documents, cursor: after.length > limit ? documents.at(-1)?.document : undefined };
+    },
+    heads: async (documents) =>
+      new Map(documents.filter((d) => store.items.has(d)).map((d) => [d, entry(d)] as const)),
+  };
+}
+
+/** A checkpoint in memory, written conditionally like the table's. */
+export function memoryCheckpoints(): CheckpointStore & { current?: Checkpoint } {
+  const checkpoints: CheckpointStore & { current?: Checkpoint } = {
+    load: async () => checkpoints.current,
+    save: async (next, expected) => {
+      if ((checkpoints.current?.version ?? 0) !== expected) return false;
+      checkpoints.current = next;
+      return true;
+    },
+  };
+  return checkpoints;
 }

@@ -4,11 +4,13 @@ import {
   encodeEnvelope,
   NO_METRICS,
   SyncReplica,
+  type Commit,
+  type DocumentScope,
   type DocumentStore,
-  type StoredDocument,
 } from '../../runtime/sync';
 import type { Operation } from '../../runtime/sync/operations';
 import { seededRandom } from './seeded-random';
+import { memoryStore } from './sync-harness';
 
 export { seededRandom };
 
@@ -17,7 +19,7 @@ class Scheduler {
   private readonly pending: Array<() => void> = [];
   constructor(private readonly random: () => number) {}
 
-  defer<T>(work: () => T): Promise<T> {
+  defer<T>(work: () => T | Promise<T>): Promise<T> {
     return new Promise((resolve) => this.pending.push(() => resolve(work())));
   }
 
@@ -32,26 +34,26 @@ class Scheduler {
 
 /** A region's table: every load and save is a separate step, so writers interleave as they would in DynamoDB. */
 class SimulatedStore implements DocumentStore {
-  private readonly items = new Map<string, StoredDocument>();
+  private readonly table = memoryStore();
   constructor(
     private readonly scheduler: Scheduler,
     private readonly conditional: boolean,
   ) {}
 
-  load(document: string) {
-    return this.scheduler.defer(() => this.items.get(document));
+  load(document: string, scope?: DocumentScope) {
+    return this.scheduler.defer(() => this.table.load(document, scope));
   }
 
-  save(document: string, next: StoredDocument, expected: number) {
+  save(document: string, commit: Commit) {
     return this.scheduler.defer(() => {
-      if (this.conditional && (this.items.get(document)?.version ?? 0) !== expected) return false;
-      this.items.set(document, next);
-      return true;
+      // The defect: a write that ignores the version read applies over whatever is stored now.
+      const expected = this.conditional ? commit.expected : (this.table.items.get(document)?.version ?? 0);
+      return this.table.save(document, { ...commit, expected });
     });
   }
 
   documents() {
-    return this.scheduler.defer(() => [...this.items.keys()].sort());
+    return this.scheduler.defer(() => this.table.documents());
   }
 }
 
@@ -148,6 +150,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       now: () => (clock += Math.floor(random() * (maxTick + 1))),
       random,
       maxAttempts: 100_000,
+      sleep: async () => undefined,
       metrics: { ...NO_METRICS, publishFailed: (n) => void (stats.publishFailures += n) },
       publisher: {
         publish: async (envelope) => {

@@ -194,6 +194,68 @@ describe('the estate (main.ts composition)', () => {
     expect(resources(json, 'aws_lambda_provisioned_concurrency_config')).toHaveLength(2);
   });
 
+  it('sizes the sync service from the environment: visibility from the consumer, capped inbox, own anti-entropy', () => {
+    const env = envOf('prod-eu-central-1');
+    const json = stackJson('prod-eu-central-1');
+    const queues = resources(json, 'aws_sqs_queue');
+    // 6 x the inbox's timeout + the mapping's 1 s batching window.
+    expect(queues.find((q) => q.name === 'prod-sync-inbox')?.visibility_timeout_seconds).toBe(
+      6 * env.sync.inboxTimeoutSec + 1,
+    );
+    const mapping = resources(json, 'aws_lambda_event_source_mapping').find((m) =>
+      String(m.function_name).includes('Sync_Inbox'),
+    );
+    expect(mapping).toMatchObject({
+      scaling_config: { maximum_concurrency: env.sync.inboxMaxConcurrency },
+      maximum_batching_window_in_seconds: 1,
+    });
+    const functions = resources(json, 'aws_lambda_function');
+    const antiEntropy = functions.find((f) => f.function_name === 'prod-sync-anti-entropy');
+    expect(antiEntropy).toMatchObject({ timeout: 120, memory_size: env.sync.antiEntropyMemoryMiB });
+    const variables = (antiEntropy?.environment as { variables: Record<string, string> }).variables;
+    expect(variables).toMatchObject({
+      SYNC_DOCUMENTS_INDEX: 'sync-documents',
+      SYNC_SWEEP_PAGE_SIZE: '1000',
+      SYNC_SETTLE_MS: '60000',
+      SYNC_MERGE_CONCURRENCY: '4',
+      SYNC_BUCKETS: `eu-central-1=prod-snapshots-${env.accountId}-eu-central-1,us-east-1=prod-snapshots-${env.accountId}-us-east-1`,
+    });
+    // The same buckets the quota service names, so a state object lands where the quota's bucket is.
+    const quota = functions.find((f) => f.function_name === 'prod-quota-sync');
+    const quotaBuckets = (quota?.environment as { variables: Record<string, string> }).variables
+      .QUOTA_SNAPSHOT_BUCKETS;
+    expect(String(quotaBuckets).split(',').sort().join(',')).toBe(variables.SYNC_BUCKETS);
+  });
+
+  it("indexes the documents of the region's state table, sparse on syncShard and changedAt", () => {
+    const table = resources(stackJson('prod-eu-central-1'), 'aws_dynamodb_table').find((t) =>
+      String(t.name).endsWith('-region-state'),
+    );
+    expect(table?.global_secondary_index).toEqual([
+      {
+        name: 'sync-documents',
+        hash_key: 'syncShard',
+        range_key: 'changedAt',
+        projection_type: 'INCLUDE',
+        non_key_attributes: ['digest', 'version'],
+      },
+    ]);
+    expect(table?.attribute).toEqual([
+      { name: 'pk', type: 'S' },
+      { name: 'sk', type: 'S' },
+      { name: 'syncShard', type: 'S' },
+      { name: 'changedAt', type: 'N' },
+    ]);
+  });
+
+  it('leaves the emulator its disabled inbox mapping without a concurrency cap', () => {
+    const mapping = resources(stackJson('local-eu-central-1'), 'aws_lambda_event_source_mapping').find((m) =>
+      String(m.function_name).includes('Sync_Inbox'),
+    );
+    expect(mapping?.enabled).toBe(false);
+    expect(mapping).not.toHaveProperty('scaling_config');
+  });
+
   describe('DNS that resolves', () => {
     const records = (name: string) => resources(stackJson(name), 'aws_route53_record');
 
@@ -293,6 +355,28 @@ describe('the estate (main.ts composition)', () => {
         regions.filter((to) => to !== from).map((to) => `${from}->${to}`),
       );
       expect(subscriptions.sort()).toEqual(expected.sort());
+    });
+
+    it("gives each region's subscriptions a redrive queue of its own, and every region's bucket to the sync", () => {
+      for (const [i, stack] of regional.entries()) {
+        const names = resources(stack, 'aws_sqs_queue').map((q) => q.name);
+        expect(names).toContain('prod-sync-undelivered');
+        for (const subscription of resources(stack, 'aws_sns_topic_subscription')) {
+          expect(JSON.parse(subscription.redrive_policy as string).deadLetterTargetArn).toMatch(
+            /^\$\{aws_sqs_queue\.SyncBus_Undelivered_/,
+          );
+        }
+        const inbox = resources(stack, 'aws_lambda_function').find(
+          (f) => f.function_name === 'prod-sync-inbox',
+        );
+        const buckets = (inbox?.environment as { variables: Record<string, string> }).variables.SYNC_BUCKETS;
+        expect(
+          String(buckets)
+            .split(',')
+            .map((pair) => pair.split('=')[0]),
+        ).toEqual([...regions].sort());
+        expect(buckets).toContain(`${regions[i]}=prod-snapshots-`);
+      }
     });
 
     it('gives every region a latency record and a health check', () => {

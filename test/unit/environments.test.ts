@@ -389,14 +389,30 @@ describe('environments', () => {
   });
 
   it('defaults the sync settings, and each one alone', () => {
-    expect(validateEnvironment('dev', dev).sync).toEqual({ maxClockSkewSec: 300, antiEntropyIntervalMin: 5 });
-    expect(validateEnvironment('dev', withDev({ sync: { maxClockSkewSec: 60 } })).sync).toEqual({
-      maxClockSkewSec: 60,
+    const defaults = {
+      maxClockSkewSec: 300,
       antiEntropyIntervalMin: 5,
+      inboxMaxConcurrency: 5,
+      mergeConcurrency: 4,
+      inboxTimeoutSec: 60,
+      inboxMemoryMiB: 512,
+      antiEntropyTimeoutSec: 120,
+      antiEntropyMemoryMiB: 256,
+      sweepPageSize: 1000,
+      settleSec: 60,
+    };
+    expect(validateEnvironment('dev', dev).sync).toEqual(defaults);
+    expect(validateEnvironment('dev', withDev({ sync: { maxClockSkewSec: 60 } })).sync).toEqual({
+      ...defaults,
+      maxClockSkewSec: 60,
     });
     expect(validateEnvironment('dev', withDev({ sync: { antiEntropyIntervalMin: 1440 } })).sync).toEqual({
-      maxClockSkewSec: 300,
+      ...defaults,
       antiEntropyIntervalMin: 1440,
+    });
+    expect(validateEnvironment('dev', withDev({ sync: { sweepPageSize: 20 } })).sync).toEqual({
+      ...defaults,
+      sweepPageSize: 20,
     });
   });
 

@@ -31,9 +31,9 @@ describe('decodeEnvelope refuses malformed messages with a reason that quotes no
     ['an empty message', '', 'message: not valid JSON'],
     ['a JSON array', '[]', 'message: expected a JSON object'],
     ['JSON null', 'null', 'message: expected a JSON object'],
-    ['no version', without('v'), 'v (version): unsupported; expected 2'],
-    ['version 1', patched({ v: 1 }), 'v (version): unsupported; expected 2'],
-    ['a version given as text', patched({ v: '2' }), 'v (version): unsupported; expected 2'],
+    ['no version', without('v'), 'v (version): unsupported; expected 2 to 3'],
+    ['version 1', patched({ v: 1 }), 'v (version): unsupported; expected 2 to 3'],
+    ['a version given as text', patched({ v: '2' }), 'v (version): unsupported; expected 2 to 3'],
     ['an unexpected property', patched({ x: 1 }), 'message: unexpected property; expected v, o, d, k, h, b'],
     ['no origin', without('o'), 'o (origin): expected a region name'],
     ['an origin with a space', patched({ o: 'eu central' }), 'o (origin): expected a region name'],
@@ -83,7 +83,7 @@ describe('decodeEnvelope refuses malformed messages with a reason that quotes no
   });
 
   it('keeps a message of a newer version for retry: a later release reads it', () => {
-    expect(() => decodeEnvelope(patched({ v: 3 }))).toThrow(RetryableError);
+    expect(() => decodeEnvelope(patched({ v: 4 }))).toThrow(RetryableError);
   });
 });
 

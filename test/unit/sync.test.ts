@@ -4,7 +4,7 @@ import {
   DocumentTooLargeError,
   decodeEnvelope,
   encodeEnvelope,
-  MAX_DOCUMENT_BYTES,
+  MAX_PART_BYTES,
   MAX_LOCAL_DOCUMENT_BYTES,
   OperationError,
   SyncReplica,
@@ -368,20 +368,38 @@ describe('trust boundaries', () => {
 });
 
 describe('limits', () => {
-  it('refuses a local change that would make the document too large, naming the document and the size', async () => {
+  it('refuses a local change that would make one part too large, naming the document and the size', async () => {
     const eu = testRegion('eu-central-1');
     await eu.replica.update('big', { kind: 'set', field: 'small', value: 'ok' });
     const error = await eu.replica
-      .update('big', { kind: 'set', field: 'huge', value: 'x'.repeat(MAX_DOCUMENT_BYTES) })
+      .update('big', { kind: 'set', field: 'huge', value: 'x'.repeat(MAX_PART_BYTES) })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DocumentTooLargeError);
     expect((error as DocumentTooLargeError).document).toBe('big');
-    expect((error as DocumentTooLargeError).bytes).toBeGreaterThan(MAX_LOCAL_DOCUMENT_BYTES);
+    expect((error as DocumentTooLargeError).bytes).toBeGreaterThan(MAX_PART_BYTES);
     expect((error as Error).message).toMatch(
-      /^document "big": the document would be \d+ bytes encoded; the limit is 193536 bytes$/,
+      /^document "big": a part of the document would be \d+ bytes stored; the limit is 258048 bytes$/,
     );
     expect(await read(eu, 'big', 'huge')).toBeUndefined();
     expect(eu.published).toHaveLength(1);
+  });
+
+  it('stores a document larger than one item, and refuses a local change past the local limit', async () => {
+    const eu = testRegion('eu-central-1');
+    const value = 'x'.repeat(200_000);
+    const fields = Math.floor(MAX_LOCAL_DOCUMENT_BYTES / 200_200);
+    for (let i = 0; i < fields; i++) await eu.replica.update('big', { kind: 'set', field: `f${i}`, value });
+    expect((await eu.replica.read('big')).size).toBe(fields);
+    const error = await eu.replica
+      .update('big', { kind: 'set', field: 'one-more', value })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DocumentTooLargeError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^document "big": the document would be \\d+ bytes stored; the limit is ${MAX_LOCAL_DOCUMENT_BYTES} bytes$`,
+      ),
+    );
+    expect(await read(eu, 'big', 'one-more')).toBeUndefined();
   });
 
   it('counts a document key in UTF-8 bytes, not characters', async () => {

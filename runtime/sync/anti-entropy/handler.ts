@@ -1,20 +1,21 @@
 import { createLogger } from '../../lib/logger';
 import { sanitizedFailure } from '../../lib/redact';
+import type { PassReport } from '../anti-entropy';
 import { createSyncContext, type SyncContext } from '../lambda-context';
 
 const logger = createLogger('sync-anti-entropy');
 let context: SyncContext | undefined;
 
 /**
- * On schedule: publishes the full state of every document of the region, so a region that lost messages
- * (purged queue, dead-lettered message, long partition) converges.
+ * On schedule: announces the digests of the documents that changed since the last pass and of one page of
+ * the incremental sweep, so a region that lost messages is found and repaired (see `AntiEntropy`).
  */
-export async function handler(): Promise<{ documents: number }> {
+export async function handler(): Promise<PassReport> {
   context ??= createSyncContext(logger);
   try {
-    const documents = await context.replica.publishFullState();
-    logger.info('anti-entropy published', { documents });
-    return { documents };
+    const report = await context.antiEntropy.pass();
+    logger.info('anti-entropy pass', { ...report });
+    return report;
   } catch (error) {
     throw sanitizedFailure(logger, 'anti-entropy failed', error);
   } finally {

@@ -1,0 +1,204 @@
+import { tick } from '../crdt';
+import { encodeControl, type DigestEntry, type DigestMessage, type PullMessage } from './control-messages';
+import { MAX_MESSAGE_BYTES } from './limits';
+import type { Publisher, SyncMetrics, SyncReplica } from './replica';
+import type { ControlPublisher } from './sns-publisher';
+import { checkSender, type TrustPolicy } from './trust';
+
+/** A document as the `sync-documents` index lists it: its head's digest and when it last changed. */
+export interface IndexedDocument {
+  readonly document: string;
+  readonly digest: string;
+  readonly changedAt: number;
+}
+
+/** The region's list of documents, read without reading their parts. */
+export interface DocumentIndex {
+  /** Documents that changed in (fromMs, toMs]. */
+  changedBetween(fromMs: number, toMs: number): Promise<IndexedDocument[]>;
+  /** Up to `limit` documents after `cursor` in the sweep's order; no cursor back when the sweep is done. */
+  page(cursor: string | undefined, limit: number): Promise<{ documents: IndexedDocument[]; cursor?: string }>;
+  /** The heads of these documents, as this region holds them. */
+  heads(documents: readonly string[]): Promise<Map<string, IndexedDocument>>;
+}
+
+/** Where the anti-entropy resumes: changes up to `changedThrough` were announced; the sweep is at `cursor`. */
+export interface Checkpoint {
+  readonly version: number;
+  readonly changedThrough: number;
+  readonly cursor?: string;
+  /** Sweeps completed (every document listed once). */
+  readonly sweeps: number;
+}
+
+export interface CheckpointStore {
+  load(): Promise<Checkpoint | undefined>;
+  /** Writes `next` if the stored version is still `expected` (0: none); false when another pass won. */
+  save(next: Checkpoint, expected: number): Promise<boolean>;
+}
+
+export interface AntiEntropyDeps {
+  readonly replica: SyncReplica;
+  readonly peers: readonly string[];
+  readonly maxClockSkewMs: number;
+  readonly index: DocumentIndex;
+  readonly checkpoints: CheckpointStore;
+  readonly publisher: Publisher & ControlPublisher;
+  readonly now: () => number;
+  /** How long a document must be quiet in both regions before digests are compared. */
+  readonly settleMs: number;
+  /** Documents of the incremental sweep per pass. */
+  readonly pageSize: number;
+  readonly metrics: SyncMetrics;
+  /** Documents one region asks one peer for, per digest message. Default: 100. */
+  readonly maxPulls?: number;
+}
+
+/** What one pass did. */
+export interface PassReport {
+  readonly changed: number;
+  readonly swept: number;
+  readonly messages: number;
+  readonly bytes: number;
+  readonly failed: number;
+  /** The sweep finished (every document listed) in this pass. */
+  readonly sweepDone: boolean;
+}
+
+/** Documents asked for in one pull message. */
+const PULL_DOCUMENTS = 5;
+/** How far back a region's first pass announces changes. */
+const FIRST_PASS_LOOKBACK_MS = 15 * 60 * 1000;
+/** A digest message's budget: room left for the attributes. */
+const DIGEST_MESSAGE_BYTES = MAX_MESSAGE_BYTES - 4096;
+
+/**
+ * Anti-entropy in proportion to change. Each pass announces the digests of the documents that changed
+ * since the last pass (up to `settleMs` ago) and of one page of an incremental sweep through every
+ * document, resuming from a checkpoint; a peer compares each digest with its own once both sides were
+ * quiet for `settleMs`, counts the documents that differ, and asks for their full states (a pull), which
+ * merge like a message; a state too large for a message travels by reference. A document is compared by
+ * the first pass at least `settleMs` after its change, and by the sweep at least once every
+ * ceil(documents / pageSize) passes.
+ */
+export class AntiEntropy {
+  private readonly policy: TrustPolicy;
+
+  constructor(private readonly deps: AntiEntropyDeps) {
+    this.policy = { region: deps.replica.region, peers: deps.peers, maxClockSkewMs: deps.maxClockSkewMs };
+  }
+
+  async pass(): Promise<PassReport> {
+    const { index, checkpoints, now, settleMs, pageSize } = this.deps;
+    const nowMs = now();
+    const checkpoint = (await checkpoints.load()) ?? {
+      version: 0,
+      changedThrough: nowMs - FIRST_PASS_LOOKBACK_MS,
+      sweeps: 0,
+    };
+    const through = Math.max(checkpoint.changedThrough, nowMs - settleMs);
+    const changed =
+      through > checkpoint.changedThrough
+        ? await index.changedBetween(checkpoint.changedThrough, through)
+        : [];
+    const page = await index.page(checkpoint.cursor, pageSize);
+    const entries = new Map<string, IndexedDocument>();
+    for (const entry of [...changed, ...page.documents]) entries.set(entry.document, entry);
+    const report = await this.announce([...entries.values()]);
+    await checkpoints.save(
+      {
+        version: checkpoint.version + 1,
+        changedThrough: through,
+        cursor: page.cursor,
+        sweeps: checkpoint.sweeps + (page.cursor === undefined ? 1 : 0),
+      },
+      checkpoint.version,
+    );
+    return {
+      ...report,
+      changed: changed.length,
+      swept: page.documents.length,
+      sweepDone: page.cursor === undefined,
+    };
+  }
+
+  /** A peer's digests: compares those quiet on both sides, counts and pulls the ones that differ. */
+  async compare(message: DigestMessage): Promise<{ compared: number; diverged: number }> {
+    const nowMs = this.deps.now();
+    checkSender(message.origin, message.hlc, this.policy, nowMs);
+    const quietBefore = nowMs - this.deps.settleMs;
+    const settled = message.entries.filter((entry) => entry.changedAt <= quietBefore);
+    const own = await this.deps.index.heads(settled.map((entry) => entry.document));
+    const diverged: string[] = [];
+    let compared = 0;
+    for (const entry of settled) {
+      const mine = own.get(entry.document);
+      if (mine && mine.changedAt > quietBefore) continue;
+      compared++;
+      if (mine?.digest !== entry.digest) diverged.push(entry.document);
+    }
+    this.deps.metrics.diverged(diverged.length, message.origin);
+    // Each pull message is one inbox record at the origin: a few documents' full states, each its own retry.
+    const asked = diverged.slice(0, this.deps.maxPulls ?? 100);
+    for (let i = 0; i < asked.length; i += PULL_DOCUMENTS)
+      await this.deps.publisher.publishControl({
+        kind: 'pull',
+        origin: this.policy.region,
+        hlc: this.clock(),
+        to: message.origin,
+        documents: asked.slice(i, i + PULL_DOCUMENTS),
+      });
+    return { compared, diverged: diverged.length };
+  }
+
+  /** A peer's pull: publishes the full state of each document it asks this region for. */
+  async answer(pull: PullMessage): Promise<number> {
+    checkSender(pull.origin, pull.hlc, this.policy, this.deps.now());
+    if (pull.to !== this.policy.region) return 0;
+    return this.deps.replica.publishFullState(pull.documents);
+  }
+
+  /** Publishes digests in messages within SNS's limit; a message that fails counts its documents. */
+  private async announce(entries: readonly IndexedDocument[]) {
+    let messages = 0;
+    let bytes = 0;
+    let failed = 0;
+    let batch: DigestEntry[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const message: DigestMessage = {
+        kind: 'digests',
+        origin: this.policy.region,
+        hlc: this.clock(),
+        entries: batch,
+      };
+      const size = Buffer.byteLength(encodeControl(message), 'utf8');
+      try {
+        await this.deps.publisher.publishControl(message);
+        messages++;
+        bytes += size;
+      } catch {
+        failed += batch.length;
+        this.deps.metrics.antiEntropyFailed(batch.length);
+      }
+      batch = [];
+    };
+    let size = 200;
+    for (const entry of entries) {
+      const entryBytes =
+        Buffer.byteLength(JSON.stringify([entry.document, entry.digest, entry.changedAt]), 'utf8') + 1;
+      if (size + entryBytes > DIGEST_MESSAGE_BYTES) {
+        await flush();
+        size = 200;
+      }
+      batch.push(entry);
+      size += entryBytes;
+    }
+    await flush();
+    return { messages, bytes, failed };
+  }
+
+  private clock() {
+    return tick(undefined, this.deps.replica.identity.replica, this.deps.now());
+  }
+}

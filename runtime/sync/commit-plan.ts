@@ -1,0 +1,241 @@
+import {
+  contextOf,
+  union,
+  variantWire,
+  type CausalContext,
+  type CrdtDocument,
+  type Dot,
+  type Hlc,
+  type Variant,
+} from '../crdt';
+import {
+  digestText,
+  elementPartKey,
+  parsePartKey,
+  partBytes,
+  partsOf,
+  stepDigest,
+  variantPartKey,
+} from './parts';
+
+/** What a document's head item holds: everything but its parts. */
+export interface DocumentHead {
+  readonly version: number;
+  readonly clock?: Hlc;
+  /** Per peer region, the clock of the latest full state from it merged into the document whole. */
+  readonly heard?: ReadonlyMap<string, number>;
+  /** When this region last found the document's state had gone back (a restore, a recreated item). */
+  readonly regressedAt?: number;
+  /** Size of every part, `partBytes` each. */
+  readonly bytes: number;
+  /** Sum of the parts' hashes (`digestText`), equal wherever the state is equal. */
+  readonly digest: string;
+  /** When the state last changed here (ms). */
+  readonly changedAt?: number;
+}
+
+/** One conditional write: the head (version `expected` + 1) and the parts it puts and deletes. */
+export interface Commit {
+  readonly expected: number;
+  readonly head: DocumentHead;
+  readonly puts: ReadonlyMap<string, string>;
+  readonly deletes: readonly string[];
+  /** The part texts the commit replaces (absent: new), for stores that keep per-part bookkeeping. */
+  readonly before: ReadonlyMap<string, string>;
+}
+
+/** DynamoDB's transactions: 100 items (one is the head) and 4 MB. */
+export const MAX_COMMIT_PARTS = 99;
+export const MAX_COMMIT_BYTES = 3_500_000;
+
+/** What one commit may hold: parts, and bytes (texts counted at 3 bytes a character, the most UTF-8 takes). */
+export interface CommitLimits {
+  readonly parts: number;
+  readonly bytes: number;
+}
+
+export interface PlannedChange {
+  readonly commits: readonly Commit[];
+  /** The document's size after the change. */
+  readonly bytes: number;
+  /** Parts the change writes, with their sizes (for the part limit). */
+  readonly largestPart: number;
+}
+
+interface Meta {
+  readonly clock?: Hlc;
+  readonly heard?: ReadonlyMap<string, number>;
+  readonly regressedAt?: number;
+  readonly changedAt: number;
+}
+
+const EMPTY_DIGEST = digestText(0n);
+
+const setOf = (view: CrdtDocument, field: string) =>
+  view.get(field)?.find((variant) => variant.crdt.type === 'orset') as
+    (Variant & { crdt: { type: 'orset' } }) | undefined;
+
+/**
+ * The commits that take a stored view (`base`, at `head`) to `next`: one when the change fits a
+ * transaction, else a sequence whose every step leaves a valid state. Set elements go first, their set's
+ * context growing by exactly the dots written so far (a context may never claim dots its elements are yet
+ * to receive: that would read as their removal); then the variant parts, the sets' final contexts among
+ * them. No commit when nothing changes.
+ */
+export function planChange(
+  base: CrdtDocument,
+  head: DocumentHead | undefined,
+  next: CrdtDocument,
+  meta: Meta,
+  limits: CommitLimits = { parts: MAX_COMMIT_PARTS, bytes: MAX_COMMIT_BYTES },
+): PlannedChange {
+  const before = partsOf(base);
+  const after = partsOf(next);
+  const changed: string[] = [];
+  for (const [key, text] of after) if (before.get(key) !== text) changed.push(key);
+  for (const key of before.keys()) if (!after.has(key)) changed.push(key);
+  const start = head ?? { version: 0, bytes: 0, digest: EMPTY_DIGEST };
+  let bytes = start.bytes;
+  let largestPart = 0;
+  for (const key of changed) {
+    const old = before.get(key);
+    const now = after.get(key);
+    if (old !== undefined) bytes -= partBytes(key, old);
+    if (now !== undefined) {
+      bytes += partBytes(key, now);
+      largestPart = Math.max(largestPart, partBytes(key, now));
+    }
+  }
+  const metaChanged =
+    meta.regressedAt !== head?.regressedAt ||
+    !sameHeard(meta.heard, head?.heard) ||
+    (head === undefined && changed.length > 0);
+  if (changed.length === 0 && !metaChanged) return { commits: [], bytes, largestPart };
+
+  const steps = stepsOf(changed, before, after, base, next, limits);
+  const commits: Commit[] = [];
+  let digest = BigInt(`0x${start.digest}`);
+  let size = start.bytes;
+  const current = new Map(before);
+  steps.forEach((step, i) => {
+    const puts = new Map<string, string>();
+    const deletes: string[] = [];
+    const replaced = new Map<string, string>();
+    for (const [key, text] of step) {
+      const old = current.get(key);
+      if (old === text) continue;
+      if (old !== undefined) {
+        replaced.set(key, old);
+        digest = stepDigest(digest, key, old, -1);
+        size -= partBytes(key, old);
+      }
+      if (text === undefined) {
+        deletes.push(key);
+        current.delete(key);
+      } else {
+        puts.set(key, text);
+        current.set(key, text);
+        digest = stepDigest(digest, key, text, 1);
+        size += partBytes(key, text);
+      }
+    }
+    commits.push({
+      expected: start.version + i,
+      head: {
+        version: start.version + i + 1,
+        clock: meta.clock,
+        heard: meta.heard,
+        regressedAt: meta.regressedAt,
+        bytes: size,
+        digest: digestText(digest),
+        changedAt: changed.length > 0 ? meta.changedAt : head?.changedAt,
+      },
+      puts,
+      deletes,
+      before: replaced,
+    });
+  });
+  return { commits, bytes, largestPart };
+}
+
+function sameHeard(a: ReadonlyMap<string, number> | undefined, b: ReadonlyMap<string, number> | undefined) {
+  if ((a?.size ?? 0) !== (b?.size ?? 0)) return false;
+  for (const [peer, at] of a ?? []) if (b?.get(peer) !== at) return false;
+  return true;
+}
+
+type Step = Map<string, string | undefined>;
+
+/** The changed parts, split into steps that each fit a transaction and each leave a valid state. */
+function stepsOf(
+  changed: readonly string[],
+  before: ReadonlyMap<string, string>,
+  after: ReadonlyMap<string, string>,
+  base: CrdtDocument,
+  next: CrdtDocument,
+  limits: CommitLimits,
+): Step[] {
+  const textBytes = (key: string) => (after.get(key)?.length ?? 0) * 3 + key.length;
+  const fits = (keys: number, bytes: number) => keys <= limits.parts && bytes <= limits.bytes;
+  const total = changed.reduce((sum, key) => sum + textBytes(key), 0);
+  if (fits(changed.length, total)) return [new Map(changed.map((key) => [key, after.get(key)]))];
+
+  const steps: Step[] = [];
+  const elements = changed.filter((key) => key[0] === 'e');
+  const variants = changed.filter((key) => key[0] !== 'e');
+  // Per set, the dots its elements' parts hold so far: the context its intermediate header claims.
+  const written = new Map<string, Dot[]>();
+  const dotsOf = new Map<string, readonly Dot[]>();
+  for (const [field] of next)
+    for (const [element, dots] of setOf(next, field)?.crdt.state.entries ?? [])
+      dotsOf.set(elementPartKey(field, element), dots);
+  let step: Step = new Map();
+  let stepBytes = 0;
+  const flush = () => {
+    if (step.size > 0) steps.push(step);
+    step = new Map();
+    stepBytes = 0;
+  };
+  for (const key of elements) {
+    const { field } = parsePartKey(key);
+    const headerKey = variantPartKey(field, 'or');
+    const extra = (step.has(headerKey) ? 0 : 1) + 1;
+    if (!fits(step.size + extra, stepBytes + textBytes(key) + textBytes(headerKey))) flush();
+    step.set(key, after.get(key));
+    stepBytes += textBytes(key);
+    const dots = written.get(field) ?? [];
+    dots.push(...(dotsOf.get(key) ?? []));
+    written.set(field, dots);
+    const header = intermediateHeader(base, next, field, dots);
+    if (header !== undefined && header !== before.get(headerKey)) {
+      if (!step.has(headerKey)) stepBytes += textBytes(headerKey);
+      step.set(headerKey, header);
+    }
+  }
+  flush();
+  for (const key of variants) {
+    if (!fits(step.size + 1, stepBytes + textBytes(key))) flush();
+    step.set(key, after.get(key));
+    stepBytes += textBytes(key);
+  }
+  flush();
+  return steps;
+}
+
+/** A set's header while its elements are written: the base context plus the dots written so far. */
+function intermediateHeader(
+  base: CrdtDocument,
+  next: CrdtDocument,
+  field: string,
+  dots: readonly Dot[],
+): string | undefined {
+  const target = setOf(next, field);
+  if (!target) return undefined;
+  const context: CausalContext = union(
+    setOf(base, field)?.crdt.state.context ?? contextOf([]),
+    contextOf(dots),
+  );
+  return JSON.stringify(
+    variantWire({ created: target.created, crdt: { type: 'orset', state: { entries: [], context } } }),
+  );
+}
