@@ -161,7 +161,7 @@ export function syncScenarios(endpoint: string, syncRegions: () => SyncRegion[])
     expect((await documentIn(endpoint, region, 'own')).count).toBe(3);
     expect((await deadLettered(sqs, region)).map((m) => [m.body, m.code, m.reason]).sort()).toEqual(
       [
-        ['{"v":1}', 'invalid-envelope', 'v (version): unsupported; expected 2'],
+        ['{"v":1}', 'invalid-envelope', 'v (version): unsupported; expected 2 to 3'],
         [own?.Body, 'own-origin', 'o (origin): names this region; its own messages never come back'],
       ].sort(),
     );

@@ -160,14 +160,19 @@ describe('conflicting writes', () => {
 });
 
 /** Two regions, each with an anti-entropy over its memory store, on one clock; messages delivered by hand. */
-function antiEntropyWorld(pageSize = 3) {
+function antiEntropyWorld(pageSize = 3, options: { failControl?: (call: number) => boolean } = {}) {
   const clock = { now: T0 };
   const sent: Array<{ from: string; message: ControlMessage | Envelope }> = [];
+  let controlCalls = 0;
   const make = (name: string, peer: string) => {
     const region = testRegion(name, { now: () => clock.now, peers: [peer] });
     const publisher = {
       publish: async (envelope: Envelope) => void sent.push({ from: name, message: envelope }),
-      publishControl: async (message: ControlMessage) => void sent.push({ from: name, message }),
+      publishControl: async (message: ControlMessage) => {
+        if (options.failControl?.(++controlCalls))
+          throw Object.assign(new Error('throttled'), { name: 'Throttling' });
+        sent.push({ from: name, message });
+      },
     };
     region.replica = new SyncReplica({
       region: name,
@@ -175,7 +180,7 @@ function antiEntropyWorld(pageSize = 3) {
       store: region.store,
       publisher,
       now: () => clock.now,
-      metrics: region.calls === undefined ? undefined : recordingMetricsOf(region),
+      metrics: recordingMetricsOf(region),
       sleep: async () => undefined,
     });
     const checkpoints = memoryCheckpoints();
@@ -301,7 +306,7 @@ describe('anti-entropy in proportion to change', () => {
   });
 
   it('goes on past a digest message it cannot publish, counts its documents, and still moves its checkpoint', async () => {
-    const world = antiEntropyWorld(2_000);
+    const world = antiEntropyWorld(2_000, { failControl: (call) => call === 1 });
     for (let i = 0; i < 1_200; i++)
       await world.eu.region.store.save(`document-${'x'.repeat(200)}-${i}`, {
         expected: 0,
@@ -311,12 +316,6 @@ describe('anti-entropy in proportion to change', () => {
         before: new Map(),
       });
     world.clock.now += 24 * 3600_000;
-    const publishControl = world.eu.antiEntropy['deps'].publisher.publishControl;
-    let calls = 0;
-    world.eu.antiEntropy['deps'].publisher.publishControl = async (message: ControlMessage) => {
-      if (++calls === 1) throw Object.assign(new Error('throttled'), { name: 'Throttling' });
-      return publishControl(message);
-    };
     const report = await world.eu.antiEntropy.pass();
     expect(report.messages).toBeGreaterThanOrEqual(1);
     expect(report.failed).toBeGreaterThan(0);
