@@ -186,7 +186,7 @@ const sync = z
     /** Documents the inbox merges in parallel per batch. */
     mergeConcurrency: intIn(1, 10, 'documents merged in parallel').default(4),
     /** Timeout of the inbox function: a batch may merge a large document's full state in several transactions. */
-    inboxTimeoutSec: intIn(10, 900, 'inbox timeout in seconds').default(60),
+    inboxTimeoutSec: intIn(10, 900, 'inbox timeout in seconds').default(120),
     /** Memory of the inbox function (a full state of the largest document is decoded whole). */
     inboxMemoryMiB: intIn(128, 10240, 'inbox memory size in MiB').default(512),
     /** Timeout of the anti-entropy function (its own: a pass lists and announces far more than a request). */
@@ -203,7 +203,7 @@ const sync = z
     antiEntropyIntervalMin: 5,
     inboxMaxConcurrency: 5,
     mergeConcurrency: 4,
-    inboxTimeoutSec: 60,
+    inboxTimeoutSec: 120,
     inboxMemoryMiB: 512,
     antiEntropyTimeoutSec: 120,
     antiEntropyMemoryMiB: 256,

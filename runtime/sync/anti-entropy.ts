@@ -67,6 +67,8 @@ export interface PassReport {
 
 /** Documents asked for in one pull message. */
 const PULL_DOCUMENTS = 5;
+/** The most of the change history one pass announces. */
+const MAX_CATCH_UP_MS = 60 * 60 * 1000;
 /** How far back a region's first pass announces changes. */
 const FIRST_PASS_LOOKBACK_MS = 15 * 60 * 1000;
 /** A digest message's budget: room left for the attributes. */
@@ -96,7 +98,11 @@ export class AntiEntropy {
       changedThrough: nowMs - FIRST_PASS_LOOKBACK_MS,
       sweeps: 0,
     };
-    const through = Math.max(checkpoint.changedThrough, nowMs - settleMs);
+    // After missed passes, a pass catches up a bounded span at a time, so it always fits its timeout.
+    const through = Math.max(
+      checkpoint.changedThrough,
+      Math.min(nowMs - settleMs, checkpoint.changedThrough + MAX_CATCH_UP_MS),
+    );
     const changed =
       through > checkpoint.changedThrough
         ? await index.changedBetween(checkpoint.changedThrough, through)
@@ -127,7 +133,9 @@ export class AntiEntropy {
     const nowMs = this.deps.now();
     checkSender(message.origin, message.hlc, this.policy, nowMs);
     const quietBefore = nowMs - this.deps.settleMs;
-    const settled = message.entries.filter((entry) => entry.changedAt <= quietBefore);
+    const settled = [...new Map(message.entries.map((entry) => [entry.document, entry])).values()].filter(
+      (entry) => entry.changedAt <= quietBefore,
+    );
     const own = await this.deps.index.heads(settled.map((entry) => entry.document));
     const diverged: string[] = [];
     let compared = 0;
@@ -155,7 +163,7 @@ export class AntiEntropy {
   async answer(pull: PullMessage): Promise<number> {
     checkSender(pull.origin, pull.hlc, this.policy, this.deps.now());
     if (pull.to !== this.policy.region) return 0;
-    return this.deps.replica.publishFullState(pull.documents);
+    return this.deps.replica.publishFullState([...new Set(pull.documents)], pull.origin);
   }
 
   /** Publishes digests in messages within SNS's limit; a message that fails counts its documents. */

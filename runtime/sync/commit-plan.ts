@@ -67,6 +67,8 @@ interface Meta {
   readonly heard?: ReadonlyMap<string, number>;
   readonly regressedAt?: number;
   readonly changedAt: number;
+  /** Commit the head even when nothing changed (a migration deletes the previous release's item with it). */
+  readonly force?: boolean;
 }
 
 const EMPTY_DIGEST = digestText(0n);
@@ -107,6 +109,7 @@ export function planChange(
     }
   }
   const metaChanged =
+    meta.force === true ||
     meta.regressedAt !== head?.regressedAt ||
     !sameHeard(meta.heard, head?.heard) ||
     (head === undefined && changed.length > 0);

@@ -82,9 +82,12 @@ export class DynamodbDocumentIndex implements DocumentIndex {
 
   async heads(documents: readonly string[]): Promise<Map<string, IndexedDocument>> {
     const heads = new Map<string, IndexedDocument>();
-    for (let i = 0; i < documents.length; i += 100) {
-      let keys: Item[] = documents.slice(i, i + 100).map((d) => ({ ...documentKey(d), sk: { S: 'h' } }));
+    // BatchGetItem refuses a request that names a key twice (ValidationException): a message may.
+    const unique = [...new Set(documents)];
+    for (let i = 0; i < unique.length; i += 100) {
+      let keys: Item[] = unique.slice(i, i + 100).map((d) => ({ ...documentKey(d), sk: { S: 'h' } }));
       for (let round = 0; keys.length > 0 && round < 8; round++) {
+        if (round > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * 2 ** round));
         const answer = await this.client.send(
           new BatchGetItemCommand({
             RequestItems: {

@@ -4,13 +4,15 @@ import {
   DescribeTableCommand,
   QueryCommand,
   ScanCommand,
+  TransactGetItemsCommand,
   TransactWriteItemsCommand,
+  GetItemCommand,
   type AttributeValue,
   type DynamoDBClient,
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { CrdtDecodeError, decodeDocument, GROUP, hlcFromWire, isCount, MAX_WALL_MS } from '../crdt';
-import { PermanentError } from '../lib/failures';
+import { PermanentError, RetryableError } from '../lib/failures';
 import type { Commit } from './commit-plan';
 import { documentFromParts, parsePartKey, VARIANT_TAGS, variantPartKey, type DocumentScope } from './parts';
 import type { DocumentStore, StoredDocument } from './replica';
@@ -22,8 +24,14 @@ const LEGACY = 'crdt';
 /** How long a process trusts the table's creation time it read. */
 const CREATION_RECHECK_MS = 5 * 60 * 1000;
 /** Partitions of the `sync-documents` index (its hash key), so no index partition runs hot. */
-export const DOCUMENT_SHARDS = 16;
+export const DOCUMENT_SHARDS = 64;
+/** Reads of a document before giving up on one that changes under every read. */
+const STABLE_READ_ATTEMPTS = 5;
+
+type Item = Record<string, AttributeValue>;
 const BATCH_GET_KEYS = 100;
+/** DynamoDB's most actions in one TransactWriteItems (more is a ValidationException). */
+const MAX_TRANSACTION_ACTIONS = 100;
 
 /** A stored item that does not decode: no message can merge into it until an operator repairs it. */
 export class StoredDocumentError extends PermanentError {
@@ -104,18 +112,22 @@ function decoding<T>(read: () => T): T {
   }
 }
 
+/** Cancellation reasons of a lost race (read again, after a backoff): another writer, or throttling. */
+const RACE_CODES = new Set(['ConditionalCheckFailed', 'TransactionConflict', 'ThrottlingError']);
+
 const isConflict = (error: unknown): boolean => {
   const name = (error as Error).name;
-  if (name === 'ConditionalCheckFailedException' || name === 'TransactionConflictException') return true;
+  if (
+    name === 'ConditionalCheckFailedException' ||
+    name === 'TransactionConflictException' ||
+    // The SDK's retry of a commit still running: its outcome is unknown, so read again.
+    name === 'TransactionInProgressException'
+  )
+    return true;
   if (name !== 'TransactionCanceledException') return false;
   const reasons = (error as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? [];
   // Without reasons (some emulators), a cancelled transaction of ours is a lost race: read again.
-  return (
-    reasons.length === 0 ||
-    reasons.some(
-      (reason) => reason.Code === 'ConditionalCheckFailed' || reason.Code === 'TransactionConflict',
-    )
-  );
+  return reasons.length === 0 || reasons.some((reason) => RACE_CODES.has(reason.Code ?? ''));
 };
 
 /**
@@ -154,8 +166,21 @@ export class DynamodbDocumentStore implements DocumentStore {
     return at;
   }
 
+  /**
+   * A consistent read of the parts `scope` names (all without one): one `TransactGetItems` (a snapshot)
+   * when it names at most 100 items, else the head read before and after the parts (a multi-item read is
+   * only read-committed: a change committed in between would mix two versions), again until they agree.
+   */
   async load(document: string, scope?: DocumentScope): Promise<StoredDocument | undefined> {
-    const items = scope ? await this.scoped(document, scope) : await this.query(document);
+    for (let round = 1; round <= STABLE_READ_ATTEMPTS; round++) {
+      const items = await this.snapshot(document, scope);
+      if (items) return this.stored(items);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * 2 ** round));
+    }
+    throw new RetryableError('document-busy', 'the document changed during every read of it; retried later');
+  }
+
+  private stored(items: ReadonlyArray<Record<string, AttributeValue>>): StoredDocument | undefined {
     let head: Record<string, AttributeValue> | undefined;
     let legacy: Record<string, AttributeValue> | undefined;
     const parts: Array<[string, string]> = [];
@@ -222,10 +247,11 @@ export class DynamodbDocumentStore implements DocumentStore {
       ...commit.deletes.map((part) => ({
         Delete: { TableName: this.tableName, Key: { ...key, sk: { S: sortKeyOf(part) } } },
       })),
-      ...(options?.dropLegacy
-        ? [{ Delete: { TableName: this.tableName, Key: { ...key, sk: { S: LEGACY } } } }]
-        : []),
     ];
+    // A commit that fills a transaction (the head and 99 parts) leaves the previous release's item to the
+    // next change, which reads it, merges it again (a no-op: the parts hold it) and deletes it.
+    if (options?.dropLegacy && items.length < MAX_TRANSACTION_ACTIONS)
+      items.push({ Delete: { TableName: this.tableName, Key: { ...key, sk: { S: LEGACY } } } });
     try {
       await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
       return true;
@@ -276,23 +302,56 @@ export class DynamodbDocumentStore implements DocumentStore {
   }
 
   /** The head and the parts a scope names: one batch read, plus a query per field whose every element is read. */
-  private async scoped(
-    document: string,
-    scope: DocumentScope,
-  ): Promise<Array<Record<string, AttributeValue>>> {
+  /** The items of one version of the document, or undefined when a change came between the reads. */
+  private async snapshot(document: string, scope: DocumentScope | undefined): Promise<Item[] | undefined> {
     // The previous release's item, until a change merged it (a migration in several steps keeps it to the last).
     const sortKeys = new Set<string>([HEAD, LEGACY]);
-    const queries: Array<Promise<Array<Record<string, AttributeValue>>>> = [];
-    for (const [field, elements] of scope) {
+    const prefixes: string[] = [];
+    for (const [field, elements] of scope ?? []) {
       for (const tag of VARIANT_TAGS) sortKeys.add(sortKeyOf(variantPartKey(field, tag)));
-      if (elements === 'all') queries.push(this.query(document, `e#${hashId(field)}#`));
+      if (elements === 'all') prefixes.push(`e#${hashId(field)}#`);
       else for (const element of elements) sortKeys.add(`e#${hashId(field)}#${hashId(element)}`);
     }
     const keys = [...sortKeys].map((sk) => ({ ...documentKey(document), sk: { S: sk } }));
-    const batches: Array<Promise<Array<Record<string, AttributeValue>>>> = [];
-    for (let i = 0; i < keys.length; i += BATCH_GET_KEYS)
-      batches.push(this.batchGet(keys.slice(i, i + BATCH_GET_KEYS)));
-    return (await Promise.all([...batches, ...queries])).flat();
+    if (scope && prefixes.length === 0 && keys.length <= MAX_TRANSACTION_ACTIONS)
+      return this.transactGet(keys);
+    const before = await this.head(document);
+    const batches: Array<Promise<Item[]>> = [];
+    if (scope) {
+      for (let i = 0; i < keys.length; i += BATCH_GET_KEYS)
+        batches.push(this.batchGet(keys.slice(i, i + BATCH_GET_KEYS)));
+      for (const prefix of prefixes) batches.push(this.query(document, prefix));
+    } else batches.push(this.query(document));
+    const items = (await Promise.all(batches)).flat();
+    const after = await this.head(document);
+    return before?.version?.N === after?.version?.N ? items : undefined;
+  }
+
+  private async head(document: string): Promise<Item | undefined> {
+    const found = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { ...documentKey(document), sk: { S: HEAD } },
+        ConsistentRead: true,
+        ProjectionExpression: 'version',
+      }),
+    );
+    return found.Item;
+  }
+
+  private async transactGet(keys: Item[]): Promise<Item[] | undefined> {
+    try {
+      const answer = await this.client.send(
+        new TransactGetItemsCommand({
+          TransactItems: keys.map((Key) => ({ Get: { TableName: this.tableName, Key } })),
+        }),
+      );
+      return (answer.Responses ?? []).flatMap((response) => (response.Item ? [response.Item] : []));
+    } catch (error) {
+      // A write transaction on the same items was in flight: read again.
+      if ((error as Error).name === 'TransactionCanceledException') return undefined;
+      throw error;
+    }
   }
 
   private async batchGet(

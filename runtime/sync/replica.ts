@@ -17,7 +17,14 @@ import {
   type Hlc,
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
-import { planChange, type Commit, type DocumentHead, type PlannedChange } from './commit-plan';
+import {
+  MAX_COMMIT_BYTES,
+  MAX_COMMIT_PARTS,
+  planChange,
+  type Commit,
+  type DocumentHead,
+  type PlannedChange,
+} from './commit-plan';
 import type { Envelope } from './envelope';
 import { foldHorizon, type FoldGround } from './folding';
 import { ReplicaIdentity } from './identity';
@@ -67,7 +74,8 @@ export interface DocumentStore {
 
 /** The region's topic on the sync bus. */
 export interface Publisher {
-  publish(envelope: Envelope): Promise<void>;
+  /** Publishes to every peer, or to `to` only (a full state a peer asked for). */
+  publish(envelope: Envelope, to?: string): Promise<void>;
 }
 
 /** What the service counts (Powertools metrics in the handlers). */
@@ -400,16 +408,17 @@ export class SyncReplica {
 
   /**
    * Publishes the full state of each document (by default every document the store lists: tests and
-   * tools; the anti-entropy pass repairs by digest), going on past one it cannot publish, counting it.
+   * tools; the anti-entropy pass repairs by digest) to every peer or to `to`, going on past one it cannot
+   * publish, counting it.
    */
-  async publishFullState(documents?: readonly string[]): Promise<number> {
+  async publishFullState(documents?: readonly string[], to?: string): Promise<number> {
     const keys = documents ?? (await this.deps.store.documents?.()) ?? [];
     let published = 0;
     for (const document of keys) {
       try {
         const envelope = await this.fullState(document);
         if (!envelope) continue;
-        await this.deps.publisher.publish(envelope);
+        await this.deps.publisher.publish(envelope, to);
         published++;
       } catch {
         this.metrics.antiEntropyFailed(1);
@@ -483,15 +492,17 @@ export class SyncReplica {
         continue;
       }
       const tableCreatedAt = await this.deps.store.tableCreatedAt?.();
+      // A migration's last commit also deletes the previous release's item: room for it, and always a commit.
+      const limits = migrating ? { parts: MAX_COMMIT_PARTS - 1, bytes: MAX_COMMIT_BYTES } : undefined;
       const plan = (c: Change) => {
         const heard = c.heard ?? stored.heard;
         const regressedAt = c.regressed ? this.deps.now() : stored.regressedAt;
-        const meta = { clock: c.clock, heard, regressedAt, changedAt: this.deps.now() };
+        const meta = { clock: c.clock, heard, regressedAt, changedAt: this.deps.now(), force: migrating };
         const folded = this.foldOwnEpochs(c.state, { heard, regressedAt, tableCreatedAt });
-        const planned = planChange(base.state, headOf(base), folded, meta);
+        const planned = planChange(base.state, headOf(base), folded, meta, limits);
         // Folding a set's first horizon adds a few bytes: near the limit it waits.
         if (folded !== c.state && !withinLimits(planned, c.maxBytes))
-          return { state: c.state, planned: planChange(base.state, headOf(base), c.state, meta) };
+          return { state: c.state, planned: planChange(base.state, headOf(base), c.state, meta, limits) };
         return { state: folded, planned };
       };
       let { state, planned } = plan(next);
@@ -500,7 +511,7 @@ export class SyncReplica {
         ({ state, planned } = plan(next));
       }
       checkLimits(document, planned, next.maxBytes);
-      if (planned.commits.length === 0 && !migrating) return state;
+      if (planned.commits.length === 0) return state;
       let saved = true;
       for (const [i, commit] of planned.commits.entries()) {
         const last = i === planned.commits.length - 1;

@@ -18,7 +18,7 @@ const messageBytes = (message: string, attributes: Attributes) =>
 
 /** Publishes anti-entropy's messages (digests, pulls, references to full states). */
 export interface ControlPublisher {
-  publishControl(message: ControlMessage): Promise<void>;
+  publishControl(message: ControlMessage, to?: string): Promise<void>;
 }
 
 /**
@@ -70,3 +70,6 @@ export class SnsPublisher implements Publisher, ControlPublisher {
 }
 
 const attribute = (value: string) => ({ DataType: 'String' as const, StringValue: value });
+
+/** The `to` attribute the subscriptions' filter policies deliver by: one region, or (absent) every peer. */
+const addressed = (to: string | undefined): Attributes => (to === undefined ? {} : { to: attribute(to) });

@@ -561,7 +561,7 @@ describe('the sync block of an environment', () => {
       antiEntropyIntervalMin: 5,
       inboxMaxConcurrency: 5,
       mergeConcurrency: 4,
-      inboxTimeoutSec: 60,
+      inboxTimeoutSec: 120,
       inboxMemoryMiB: 512,
       antiEntropyTimeoutSec: 120,
       antiEntropyMemoryMiB: 256,

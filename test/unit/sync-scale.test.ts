@@ -162,12 +162,13 @@ describe('conflicting writes', () => {
 /** Two regions, each with an anti-entropy over its memory store, on one clock; messages delivered by hand. */
 function antiEntropyWorld(pageSize = 3, options: { failControl?: (call: number) => boolean } = {}) {
   const clock = { now: T0 };
-  const sent: Array<{ from: string; message: ControlMessage | Envelope }> = [];
+  const sent: Array<{ from: string; message: ControlMessage | Envelope; to?: string }> = [];
   let controlCalls = 0;
   const make = (name: string, peer: string) => {
     const region = testRegion(name, { now: () => clock.now, peers: [peer] });
     const publisher = {
-      publish: async (envelope: Envelope) => void sent.push({ from: name, message: envelope }),
+      publish: async (envelope: Envelope, to?: string) =>
+        void sent.push({ from: name, message: envelope, to }),
       publishControl: async (message: ControlMessage) => {
         if (options.failControl?.(++controlCalls))
           throw Object.assign(new Error('throttled'), { name: 'Throttling' });
@@ -303,6 +304,35 @@ describe('anti-entropy in proportion to change', () => {
     const pull: PullMessage = { kind: 'pull', origin: EU, hlc, to: 'ap-south-1', documents: ['doc'] };
     await expect(world.us.antiEntropy.answer(pull)).resolves.toBe(0);
     await expect(world.us.antiEntropy.answer({ ...pull, to: US })).resolves.toBe(1);
+    // the full state goes to the region that asked, not to every peer
+    expect(world.sent.at(-1)).toMatchObject({
+      from: US,
+      to: EU,
+      message: { kind: 'state', document: 'doc' },
+    });
+  });
+
+  it('catches up an hour of changes per pass after missed passes, so a pass stays within its timeout', async () => {
+    const world = antiEntropyWorld(1);
+    await world.eu.region.replica.update('early', { kind: 'increment', field: 'n', by: 1 });
+    world.clock.now += 61_000;
+    await world.eu.antiEntropy.pass();
+    world.clock.now += 30 * 60_000;
+    await world.eu.region.replica.update('later', { kind: 'increment', field: 'n', by: 1 });
+    world.clock.now += 5 * 3600_000; // passes missed for hours
+    await world.eu.region.replica.update('latest', { kind: 'increment', field: 'n', by: 1 });
+    world.clock.now += 61_000;
+    const changed: number[] = [];
+    for (let pass = 0; world.eu.checkpoints.current?.changedThrough !== world.clock.now - 60_000; pass++) {
+      expect(pass).toBeLessThan(10);
+      const through = world.eu.checkpoints.current?.changedThrough as number;
+      changed.push((await world.eu.antiEntropy.pass()).changed);
+      expect((world.eu.checkpoints.current?.changedThrough as number) - through).toBeLessThanOrEqual(
+        3600_000,
+      );
+    }
+    expect(changed.length).toBe(6); // 5 h 31 min of history, an hour a pass
+    expect(changed.reduce((a, b) => a + b)).toBe(2); // 'later' and 'latest', each announced once
   });
 
   it('goes on past a digest message it cannot publish, counts its documents, and still moves its checkpoint', async () => {
