@@ -33,7 +33,7 @@ export class SnsPublisher implements Publisher, ControlPublisher {
     private readonly objects?: StateObjects,
   ) {}
 
-  async publish(envelope: Envelope): Promise<void> {
+  async publish(envelope: Envelope, to?: string): Promise<void> {
     const message = encodeEnvelope(envelope);
     if (
       envelope.kind === 'state' &&
@@ -42,17 +42,22 @@ export class SnsPublisher implements Publisher, ControlPublisher {
     ) {
       const stored = await this.objects.put(message);
       const { origin, hlc, document } = envelope;
-      await this.publishControl({ kind: 'reference', origin, hlc, document, ...stored });
+      await this.publishControl({ kind: 'reference', origin, hlc, document, ...stored }, to);
       return;
     }
-    await this.send(message, { origin: attribute(envelope.origin), kind: attribute(envelope.kind) });
+    await this.send(message, {
+      origin: attribute(envelope.origin),
+      kind: attribute(envelope.kind),
+      ...addressed(to),
+    });
   }
 
-  async publishControl(message: ControlMessage): Promise<void> {
+  /** Publishes a control message: a pull to the region it asks, others to `to` if given, else every peer. */
+  async publishControl(message: ControlMessage, to?: string): Promise<void> {
     await this.send(encodeControl(message), {
       origin: attribute(message.origin),
       kind: attribute(message.kind),
-      ...(message.kind === 'pull' ? { to: attribute(message.to) } : {}),
+      ...addressed(message.kind === 'pull' ? message.to : to),
     });
   }
 
