@@ -5,12 +5,14 @@ import {
   encodeControl,
   encodeEnvelope,
   retryDelayMs,
+  SnsPublisher,
   SyncReplica,
   type ControlMessage,
   type DigestMessage,
   type Envelope,
   type PullMessage,
 } from '../../runtime/sync';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { processInbox } from '../../runtime/sync/inbox/handler';
 import { inboxContext, sqsEvent } from '../support/inbox-harness';
 import {
@@ -394,6 +396,26 @@ describe('control messages on the wire', () => {
     ],
   ])('refuses %s naming the field and the rule', (text, reason) => {
     expect(() => decodeMessage(text)).toThrow(expect.objectContaining({ reason }));
+  });
+
+  it('are addressed with a `to` attribute when meant for one region (a pull, the full state answering it)', async () => {
+    const attributes: Array<Record<string, { StringValue?: string }>> = [];
+    const sns = {
+      send: async (command: { input: { MessageAttributes: Record<string, { StringValue?: string }> } }) =>
+        void attributes.push(command.input.MessageAttributes),
+    } as unknown as SNSClient;
+    const publisher = new SnsPublisher(sns, 'arn:aws:sns:eu-central-1:123456789012:t');
+    const eu = testRegion(EU);
+    await eu.replica.update('doc', { kind: 'increment', field: 'n', by: 1 });
+    const state = (await eu.replica.fullState('doc')) as Envelope;
+    await publisher.publish(eu.published[0] as Envelope);
+    await publisher.publish(state, US);
+    await publisher.publishControl({ kind: 'pull', origin: EU, hlc, to: US, documents: ['doc'] });
+    expect(attributes.map((a) => [a.kind?.StringValue, a.to?.StringValue])).toEqual([
+      ['delta', undefined],
+      ['state', US],
+      ['pull', US],
+    ]);
   });
 
   it('reads back what it writes', () => {
