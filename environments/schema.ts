@@ -198,18 +198,8 @@ const sync = z
     /** How long a document must be quiet before its digest is compared with a peer's. */
     settleSec: intIn(10, 3600, 'settle time in seconds').default(60),
   })
-  .default({
-    maxClockSkewSec: 300,
-    antiEntropyIntervalMin: 5,
-    inboxMaxConcurrency: 5,
-    mergeConcurrency: 4,
-    inboxTimeoutSec: 120,
-    inboxMemoryMiB: 512,
-    antiEntropyTimeoutSec: 120,
-    antiEntropyMemoryMiB: 256,
-    sweepPageSize: 1000,
-    settleSec: 60,
-  });
+  // Every field has its default: an absent block takes them all.
+  .prefault({});
 
 const units = (what: string) =>
   z
