@@ -186,34 +186,48 @@ function stepsOf(
   const steps: Step[] = [];
   const elements = changed.filter((key) => key[0] === 'e');
   const variants = changed.filter((key) => key[0] !== 'e');
-  // Per set, the dots its elements' parts hold so far: the context its intermediate header claims.
-  const written = new Map<string, Dot[]>();
   const dotsOf = new Map<string, readonly Dot[]>();
   for (const [field] of next)
     for (const [element, dots] of setOf(next, field)?.crdt.state.entries ?? [])
       dotsOf.set(elementPartKey(field, element), dots);
+  // Per set, the context its header claims so far: the base's plus the dots of the elements written.
+  const claimed = new Map<string, CausalContext>();
   let step: Step = new Map();
   let stepBytes = 0;
+  /** Per set in this step, the dots its elements bring. */
+  let brought = new Map<string, Dot[]>();
   const flush = () => {
+    for (const [field, dots] of brought) {
+      const target = setOf(next, field);
+      if (!target) continue;
+      const context = union(
+        claimed.get(field) ?? setOf(base, field)?.crdt.state.context ?? contextOf([]),
+        contextOf(dots),
+      );
+      claimed.set(field, context);
+      const header = JSON.stringify(
+        variantWire({ created: target.created, crdt: { type: 'orset', state: { entries: [], context } } }),
+      );
+      const headerKey = variantPartKey(field, 'or');
+      if (header !== before.get(headerKey)) step.set(headerKey, header);
+    }
     if (step.size > 0) steps.push(step);
     step = new Map();
     stepBytes = 0;
+    brought = new Map();
   };
   for (const key of elements) {
     const { field } = parsePartKey(key);
     const headerKey = variantPartKey(field, 'or');
-    const extra = (step.has(headerKey) ? 0 : 1) + 1;
-    if (!fits(step.size + extra, stepBytes + textBytes(key) + textBytes(headerKey))) flush();
+    // Room for this element and, once per set in the step, its header (counted at its final size).
+    const header = brought.has(field) ? 0 : textBytes(headerKey);
+    if (!fits(step.size + brought.size + (brought.has(field) ? 1 : 2), stepBytes + textBytes(key) + header))
+      flush();
     step.set(key, after.get(key));
-    stepBytes += textBytes(key);
-    const dots = written.get(field) ?? [];
+    stepBytes += textBytes(key) + (brought.has(field) ? 0 : textBytes(headerKey));
+    const dots = brought.get(field) ?? [];
     dots.push(...(dotsOf.get(key) ?? []));
-    written.set(field, dots);
-    const header = intermediateHeader(base, next, field, dots);
-    if (header !== undefined && header !== before.get(headerKey)) {
-      if (!step.has(headerKey)) stepBytes += textBytes(headerKey);
-      step.set(headerKey, header);
-    }
+    brought.set(field, dots);
   }
   flush();
   for (const key of variants) {
@@ -223,22 +237,4 @@ function stepsOf(
   }
   flush();
   return steps;
-}
-
-/** A set's header while its elements are written: the base context plus the dots written so far. */
-function intermediateHeader(
-  base: CrdtDocument,
-  next: CrdtDocument,
-  field: string,
-  dots: readonly Dot[],
-): string | undefined {
-  const target = setOf(next, field);
-  if (!target) return undefined;
-  const context: CausalContext = union(
-    setOf(base, field)?.crdt.state.context ?? contextOf([]),
-    contextOf(dots),
-  );
-  return JSON.stringify(
-    variantWire({ created: target.created, crdt: { type: 'orset', state: { entries: [], context } } }),
-  );
 }
