@@ -10,6 +10,8 @@ export interface IndexedDocument {
   readonly document: string;
   readonly digest: string;
   readonly changedAt: number;
+  /** Per peer, when its whole state was last known to be held here (`heads` only). */
+  readonly heard?: ReadonlyMap<string, number>;
 }
 
 /** The region's list of documents, read without reading their parts. */
@@ -65,6 +67,8 @@ export interface PassReport {
   readonly sweepDone: boolean;
 }
 
+/** How stale a peer's whole-state record may get before an equal digest writes it again. */
+const HEARD_REFRESH_MS = 24 * 60 * 60 * 1000;
 /** Documents asked for in one pull message. */
 const PULL_DOCUMENTS = 5;
 /** The most of the change history one pass announces. */
@@ -138,14 +142,26 @@ export class AntiEntropy {
     );
     const own = await this.deps.index.heads(settled.map((entry) => entry.document));
     const diverged: string[] = [];
+    const held: IndexedDocument[] = [];
     let compared = 0;
+    // An equal digest shows this region holds the peer's whole state as of its pass (settled before it).
+    const wholeAt = message.hlc.wallMs - this.deps.settleMs;
     for (const entry of settled) {
       const mine = own.get(entry.document);
       if (mine && mine.changedAt > quietBefore) continue;
       compared++;
       if (mine?.digest !== entry.digest) diverged.push(entry.document);
+      else if ((mine.heard?.get(message.origin) ?? 0) < wholeAt - HEARD_REFRESH_MS) held.push(mine);
     }
     this.deps.metrics.diverged(diverged.length, message.origin);
+    // What folding a region's old epochs rests on (see folding.ts), recorded once a day per document.
+    for (const mine of held) {
+      try {
+        await this.deps.replica.heardWhole(mine.document, message.origin, wholeAt, mine.digest);
+      } catch {
+        this.deps.metrics.antiEntropyFailed(1);
+      }
+    }
     // Each pull message is one inbox record at the origin: a few documents' full states, each its own retry.
     const asked = diverged.slice(0, this.deps.maxPulls ?? 100);
     for (let i = 0; i < asked.length; i += PULL_DOCUMENTS)

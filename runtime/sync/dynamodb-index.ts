@@ -9,7 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import pLimit from 'p-limit';
 import type { Checkpoint, CheckpointStore, DocumentIndex, IndexedDocument } from './anti-entropy';
-import { DOCUMENT_SHARDS, documentKey, documentOfKey } from './dynamodb-store';
+import { DOCUMENT_SHARDS, documentKey, documentOfKey, heardFromItem } from './dynamodb-store';
 
 type Item = Record<string, AttributeValue>;
 
@@ -18,7 +18,13 @@ const indexed = (item: Item): IndexedDocument | undefined => {
   const digest = item.digest?.S;
   const changedAt = Number(item.changedAt?.N);
   if (document === undefined || digest === undefined || !Number.isSafeInteger(changedAt)) return undefined;
-  return { document, digest, changedAt };
+  let heard: ReadonlyMap<string, number> | undefined;
+  try {
+    heard = heardFromItem(item.heard?.S);
+  } catch {
+    heard = undefined; // unreadable: as if never heard (a whole-state record is written again)
+  }
+  return { document, digest, changedAt, ...(heard ? { heard } : {}) };
 };
 
 /** A sweep cursor: the index's last evaluated key, as the checkpoint keeps it. */
@@ -91,7 +97,7 @@ export class DynamodbDocumentIndex implements DocumentIndex {
         const answer = await this.client.send(
           new BatchGetItemCommand({
             RequestItems: {
-              [this.tableName]: { Keys: keys, ProjectionExpression: 'pk, digest, changedAt' },
+              [this.tableName]: { Keys: keys, ProjectionExpression: 'pk, digest, changedAt, heard' },
             },
           }),
         );

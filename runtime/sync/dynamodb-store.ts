@@ -58,7 +58,7 @@ export const documentOfKey = (pk: string): string | undefined =>
   pk.startsWith(PREFIX) ? pk.slice(PREFIX.length) : undefined;
 
 /** `heard` as stored: `{"<peer region>": wallMs}`. */
-function heardFromItem(text: string | undefined): ReadonlyMap<string, number> | undefined {
+export function heardFromItem(text: string | undefined): ReadonlyMap<string, number> | undefined {
   if (text === undefined) return undefined;
   const value = JSON.parse(text) as unknown;
   if (typeof value !== 'object' || value === null || Array.isArray(value))

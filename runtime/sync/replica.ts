@@ -393,6 +393,21 @@ export class SyncReplica {
     return outcomes;
   }
 
+  /**
+   * Records that this region holds `peer`'s whole state of `document` as of `atMs` (a digest of the peer's
+   * equal to this region's `digest`), as merging its full state would: what folding rests on. Nothing is
+   * written when the document changed since (its digest is no longer `digest`).
+   */
+  async heardWhole(document: string, peer: string, atMs: number, digest: string): Promise<void> {
+    await this.conditionally(document, new Map(), (stored) => {
+      const heard =
+        stored.digest === digest && atMs > (stored.heard?.get(peer) ?? 0)
+          ? new Map(stored.heard).set(peer, atMs)
+          : stored.heard;
+      return { state: stored.state, clock: stored.clock, heard };
+    });
+  }
+
   /** The full state of a document, stamped with this region's clock now (the state is what it holds now). */
   async fullState(document: string): Promise<Envelope | undefined> {
     const stored = await this.loadWhole(document);

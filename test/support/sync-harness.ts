@@ -167,7 +167,12 @@ export function paddedTo(state: CrdtDocument, target: number, stamp: Hlc): CrdtD
 export function memoryIndex(store: MemoryStore): DocumentIndex {
   const entry = (document: string): IndexedDocument => {
     const item = store.items.get(document) as StoredDocument;
-    return { document, digest: digestText(digestOf(partsOf(item.state))), changedAt: item.changedAt ?? 0 };
+    return {
+      document,
+      digest: digestText(digestOf(partsOf(item.state))),
+      changedAt: item.changedAt ?? 0,
+      ...(item.heard ? { heard: item.heard } : {}),
+    };
   };
   const sorted = () => [...store.items.keys()].sort();
   return {

@@ -283,6 +283,27 @@ describe('anti-entropy in proportion to change', () => {
     expect(world.calls(world.us.region)?.diverged.at(-1)).toEqual([0, EU]);
   });
 
+  it('records a peer’s whole state as held when digests are equal (what folding rests on), once a day', async () => {
+    const world = antiEntropyWorld();
+    await world.eu.region.replica.update('doc', { kind: 'add', field: 's', element: 'a' });
+    await world.deliver();
+    expect(world.us.region.store.items.get('doc')?.heard).toBeUndefined();
+    world.clock.now += 61_000;
+    await world.eu.antiEntropy.pass();
+    await world.deliver();
+    const heard = world.us.region.store.items.get('doc')?.heard?.get(EU) as number;
+    expect(heard).toBe(world.clock.now - 60_000);
+    const version = world.us.region.store.items.get('doc')?.version;
+    world.clock.now += 3600_000; // the sweep comes round again within the day: nothing written
+    await world.eu.antiEntropy.pass();
+    await world.deliver();
+    expect(world.us.region.store.items.get('doc')?.version).toBe(version);
+    world.clock.now += 25 * 3600_000;
+    await world.eu.antiEntropy.pass();
+    await world.deliver();
+    expect(world.us.region.store.items.get('doc')?.heard?.get(EU)).toBe(world.clock.now - 60_000);
+  });
+
   it('compares nothing still changing on either side, and answers only pulls addressed to its region', async () => {
     const world = antiEntropyWorld();
     await world.us.region.replica.update('doc', { kind: 'increment', field: 'n', by: 1 });
