@@ -129,9 +129,9 @@ export interface SyncReplicaDeps {
 
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
-/** Retries after a lost conditional write wait a random time up to 10 ms doubling, at most 1 s (full jitter). */
-const RETRY_BASE_MS = 10;
-const RETRY_CAP_MS = 1000;
+/** Retries after a lost conditional write wait a random time up to 40 ms doubling, at most 5 s (full jitter). */
+const RETRY_BASE_MS = 40;
+const RETRY_CAP_MS = 5000;
 export const retryDelayMs = (attempt: number, random: () => number): number =>
   random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
 
