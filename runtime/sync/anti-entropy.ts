@@ -1,5 +1,11 @@
 import { tick } from '../crdt';
-import { encodeControl, type DigestEntry, type DigestMessage, type PullMessage } from './control-messages';
+import {
+  encodeControl,
+  MAX_PULL_DOCUMENTS,
+  type DigestEntry,
+  type DigestMessage,
+  type PullMessage,
+} from './control-messages';
 import { MAX_MESSAGE_BYTES } from './limits';
 import type { Publisher, SyncMetrics, SyncReplica } from './replica';
 import type { ControlPublisher } from './sns-publisher';
@@ -69,8 +75,6 @@ export interface PassReport {
 
 /** How stale a peer's whole-state record may get before an equal digest writes it again. */
 const HEARD_REFRESH_MS = 24 * 60 * 60 * 1000;
-/** Documents asked for in one pull message. */
-const PULL_DOCUMENTS = 5;
 /** The most of the change history one pass announces. */
 const MAX_CATCH_UP_MS = 60 * 60 * 1000;
 /** How far back a region's first pass announces changes. */
@@ -164,13 +168,13 @@ export class AntiEntropy {
     }
     // Each pull message is one inbox record at the origin: a few documents' full states, each its own retry.
     const asked = diverged.slice(0, this.deps.maxPulls ?? 100);
-    for (let i = 0; i < asked.length; i += PULL_DOCUMENTS)
+    for (let i = 0; i < asked.length; i += MAX_PULL_DOCUMENTS)
       await this.deps.publisher.publishControl({
         kind: 'pull',
         origin: this.policy.region,
         hlc: this.clock(),
         to: message.origin,
-        documents: asked.slice(i, i + PULL_DOCUMENTS),
+        documents: asked.slice(i, i + MAX_PULL_DOCUMENTS),
       });
     return { compared, diverged: diverged.length };
   }

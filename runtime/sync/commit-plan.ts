@@ -1,22 +1,5 @@
-import {
-  contextOf,
-  union,
-  variantWire,
-  type CausalContext,
-  type CrdtDocument,
-  type Dot,
-  type Hlc,
-  type Variant,
-} from '../crdt';
-import {
-  digestText,
-  elementPartKey,
-  parsePartKey,
-  partBytes,
-  partsOf,
-  stepDigest,
-  variantPartKey,
-} from './parts';
+import { emptyORSet, variantWire, type CrdtDocument, type Hlc } from '../crdt';
+import { digestText, parsePartKey, partBytes, partsOf, stepDigest, variantPartKey } from './parts';
 
 /** What a document's head item holds: everything but its parts. */
 export interface DocumentHead {
@@ -73,16 +56,12 @@ interface Meta {
 
 const EMPTY_DIGEST = digestText(0n);
 
-const setOf = (view: CrdtDocument, field: string) =>
-  view.get(field)?.find((variant) => variant.crdt.type === 'orset') as
-    (Variant & { crdt: { type: 'orset' } }) | undefined;
-
 /**
  * The commits that take a stored view (`base`, at `head`) to `next`: one when the change fits a
- * transaction, else a sequence whose every step leaves a valid state. Set elements go first, their set's
- * context growing by exactly the dots written so far (a context may never claim dots its elements are yet
- * to receive: that would read as their removal); then the variant parts, the sets' final contexts among
- * them. No commit when nothing changes.
+ * transaction, else a sequence whose every step leaves a valid state. Set elements go first (a set's
+ * stored context may not claim dots its elements are yet to receive: that would read as their removal;
+ * dots an element holds count as seen), then the variant parts, the sets' final contexts among them. Only
+ * the last step records what folding rests on (`heard`, `regressedAt`). No commit when nothing changes.
  */
 export function planChange(
   base: CrdtDocument,
@@ -90,8 +69,10 @@ export function planChange(
   next: CrdtDocument,
   meta: Meta,
   limits: CommitLimits = { parts: MAX_COMMIT_PARTS, bytes: MAX_COMMIT_BYTES },
+  /** The texts of `base`'s parts as stored (a set's stored context may list fewer dots than `base` holds). */
+  stored?: ReadonlyMap<string, string>,
 ): PlannedChange {
-  const before = partsOf(base);
+  const before = stored ?? partsOf(base);
   const after = partsOf(next);
   const changed: string[] = [];
   for (const [key, text] of after) if (before.get(key) !== text) changed.push(key);
@@ -115,7 +96,7 @@ export function planChange(
     (head === undefined && changed.length > 0);
   if (changed.length === 0 && !metaChanged) return { commits: [], bytes, largestPart };
 
-  const steps = stepsOf(changed, before, after, base, next, limits);
+  const steps = stepsOf(changed, after, limits, newSetHeaders(before, next));
   const commits: Commit[] = [];
   let digest = BigInt(`0x${start.digest}`);
   let size = start.bytes;
@@ -147,8 +128,9 @@ export function planChange(
       head: {
         version: start.version + i + 1,
         clock: meta.clock,
-        heard: meta.heard,
-        regressedAt: meta.regressedAt,
+        // Until the last step the merge is not whole: what folding rests on stays as it was.
+        heard: i === steps.length - 1 ? meta.heard : head?.heard,
+        regressedAt: i === steps.length - 1 ? meta.regressedAt : head?.regressedAt,
         bytes: size,
         digest: digestText(digest),
         changedAt: changed.length > 0 ? meta.changedAt : head?.changedAt,
@@ -169,71 +151,57 @@ function sameHeard(a: ReadonlyMap<string, number> | undefined, b: ReadonlyMap<st
 
 type Step = Map<string, string | undefined>;
 
+/** For each set `next` has and the stored parts lack, its header with an empty context. */
+function newSetHeaders(before: ReadonlyMap<string, string>, next: CrdtDocument): Map<string, string> {
+  const headers = new Map<string, string>();
+  for (const [field, variants] of next)
+    for (const variant of variants)
+      if (variant.crdt.type === 'orset' && !before.has(variantPartKey(field, 'or')))
+        headers.set(
+          variantPartKey(field, 'or'),
+          JSON.stringify(
+            variantWire({ created: variant.created, crdt: { type: 'orset', state: emptyORSet() } }),
+          ),
+        );
+  return headers;
+}
+
 /** The changed parts, split into steps that each fit a transaction and each leave a valid state. */
 function stepsOf(
   changed: readonly string[],
-  before: ReadonlyMap<string, string>,
   after: ReadonlyMap<string, string>,
-  base: CrdtDocument,
-  next: CrdtDocument,
   limits: CommitLimits,
+  /** Per set the change creates, a header to write with its first elements (its context comes last). */
+  created: ReadonlyMap<string, string>,
 ): Step[] {
   const textBytes = (key: string) => (after.get(key)?.length ?? 0) * 3 + key.length;
   const fits = (keys: number, bytes: number) => keys <= limits.parts && bytes <= limits.bytes;
   const total = changed.reduce((sum, key) => sum + textBytes(key), 0);
   if (fits(changed.length, total)) return [new Map(changed.map((key) => [key, after.get(key)]))];
 
+  // Elements first, then the variant parts (the sets' contexts among them). A step's elements may hold
+  // dots their set's stored context is yet to list: a reader counts held dots as seen (documentFromParts),
+  // so every step is a valid state without rewriting the context each time.
   const steps: Step[] = [];
-  const elements = changed.filter((key) => key[0] === 'e');
-  const variants = changed.filter((key) => key[0] !== 'e');
-  const dotsOf = new Map<string, readonly Dot[]>();
-  for (const [field] of next)
-    for (const [element, dots] of setOf(next, field)?.crdt.state.entries ?? [])
-      dotsOf.set(elementPartKey(field, element), dots);
-  // Per set, the context its header claims so far: the base's plus the dots of the elements written.
-  const claimed = new Map<string, CausalContext>();
   let step: Step = new Map();
   let stepBytes = 0;
-  /** Per set in this step, the dots its elements bring. */
-  let brought = new Map<string, Dot[]>();
   const flush = () => {
-    for (const [field, dots] of brought) {
-      const target = setOf(next, field);
-      if (!target) continue;
-      const context = union(
-        claimed.get(field) ?? setOf(base, field)?.crdt.state.context ?? contextOf([]),
-        contextOf(dots),
-      );
-      claimed.set(field, context);
-      const header = JSON.stringify(
-        variantWire({ created: target.created, crdt: { type: 'orset', state: { entries: [], context } } }),
-      );
-      const headerKey = variantPartKey(field, 'or');
-      if (header !== before.get(headerKey)) step.set(headerKey, header);
-    }
     if (step.size > 0) steps.push(step);
     step = new Map();
     stepBytes = 0;
-    brought = new Map();
   };
-  for (const key of elements) {
-    const { field } = parsePartKey(key);
-    const headerKey = variantPartKey(field, 'or');
-    // Room for this element and, once per set in the step, its header (counted at its final size).
-    const header = brought.has(field) ? 0 : textBytes(headerKey);
-    if (!fits(step.size + brought.size + (brought.has(field) ? 1 : 2), stepBytes + textBytes(key) + header))
-      flush();
+  const headed = new Set<string>();
+  for (const key of [...changed.filter((k) => k[0] === 'e'), ...changed.filter((k) => k[0] !== 'e')]) {
+    const headerKey = key[0] === 'e' ? variantPartKey(parsePartKey(key).field, 'or') : undefined;
+    const header = headerKey === undefined || headed.has(headerKey) ? undefined : created.get(headerKey);
+    const extra = header === undefined ? 0 : header.length * 3 + (headerKey as string).length;
+    if (!fits(step.size + (header === undefined ? 1 : 2), stepBytes + textBytes(key) + extra)) flush();
+    if (header !== undefined) {
+      step.set(headerKey as string, header);
+      headed.add(headerKey as string);
+    }
     step.set(key, after.get(key));
-    stepBytes += textBytes(key) + (brought.has(field) ? 0 : textBytes(headerKey));
-    const dots = brought.get(field) ?? [];
-    dots.push(...(dotsOf.get(key) ?? []));
-    brought.set(field, dots);
-  }
-  flush();
-  for (const key of variants) {
-    if (!fits(step.size + 1, stepBytes + textBytes(key))) flush();
-    step.set(key, after.get(key));
-    stepBytes += textBytes(key);
+    stepBytes += textBytes(key) + extra;
   }
   flush();
   return steps;

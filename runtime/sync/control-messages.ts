@@ -77,6 +77,9 @@ export function encodeControl(message: ControlMessage): string {
   }
 }
 
+/** Documents one pull asks for: each answer is a full state (up to the largest document). */
+export const MAX_PULL_DOCUMENTS = 5;
+
 /** Message kinds this module decodes (`k`); deltas and full states are envelope.ts's. */
 export const CONTROL_KINDS: ReadonlySet<unknown> = new Set(['g', 'p', 'r']);
 
@@ -151,6 +154,8 @@ export function controlFromWire(message: Record<string, unknown>, text: string):
       only(message, ['v', 'o', 'k', 'h', 'to', 'g']);
       if (typeof message.to !== 'string' || !GROUP.test(message.to))
         throw new EnvelopeError('to: expected a region name (1-50 of A-Z a-z 0-9 _ . : -)');
+      if (!Array.isArray(message.g) || message.g.length > MAX_PULL_DOCUMENTS)
+        throw new EnvelopeError(`g (documents): a pull names 1-${MAX_PULL_DOCUMENTS} documents`);
       const documents = list(message.g, 'g (documents)').map((d, i) => documentAt(d, `g[${i}] (document)`));
       return { kind: 'pull', origin, hlc, to: message.to, documents };
     }

@@ -189,11 +189,13 @@ export class DynamodbDocumentStore implements DocumentStore {
       if (sk === HEAD) head = item;
       else if (sk === LEGACY) legacy = item;
       else if (item.part?.S !== undefined && item.t?.S !== undefined) parts.push([item.part.S, item.t.S]);
+      else if (item.sk?.S?.startsWith('v#') || item.sk?.S?.startsWith('e#'))
+        throw new StoredDocumentError('part: an item without its key or text');
     }
     if (!head && !legacy) return undefined;
     return decoding(() => {
       const stored: StoredDocument = head
-        ? { ...headFromItem(head), state: documentFromParts(parts) }
+        ? { ...headFromItem(head), state: documentFromParts(parts), parts: new Map(parts) }
         : { version: 0, state: new Map() };
       if (!legacy) return stored;
       const old = headFromItem(legacy);

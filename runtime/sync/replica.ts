@@ -55,6 +55,8 @@ export interface StoredDocument {
   readonly digest?: string;
   /** When the state last changed in this region. */
   readonly changedAt?: number;
+  /** The texts of the parts read, as stored (a store that keeps parts gives them; see `planChange`). */
+  readonly parts?: ReadonlyMap<string, string>;
   /** The document as the previous release stored it (one item), still to be merged into its parts. */
   readonly legacy?: Omit<StoredDocument, 'legacy' | 'version'>;
 }
@@ -479,12 +481,26 @@ export class SyncReplica {
     scope: DocumentScope,
     change: (stored: StoredDocument) => Change,
     onSaved?: (state: CrdtDocument, version: number) => void,
+    migration = false,
   ): Promise<CrdtDocument> {
     let rotatedForRetirement = false;
+    let migrations = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       let base = (await this.deps.store.load(document, scope)) ?? EMPTY;
-      // The previous release's whole item: merged into every part once, then dropped.
+      // The previous release's whole item: merged into every part first, on its own (a merge may take
+      // several steps, and only a merge is safe to repeat after a partial commit), then dropped.
       const migrating = base.legacy !== undefined;
+      if (migrating && !migration && migrations++ < 3) {
+        await this.conditionally(
+          document,
+          scope,
+          (s) => ({ state: s.state, clock: s.clock, heard: s.heard }),
+          undefined,
+          true,
+        );
+        attempt--;
+        continue;
+      }
       if (migrating) base = (await this.deps.store.load(document)) ?? EMPTY;
       const stored = migrating ? withLegacy(base) : base;
       let next: Change;
@@ -514,10 +530,13 @@ export class SyncReplica {
         const regressedAt = c.regressed ? this.deps.now() : stored.regressedAt;
         const meta = { clock: c.clock, heard, regressedAt, changedAt: this.deps.now(), force: migrating };
         const folded = this.foldOwnEpochs(c.state, { heard, regressedAt, tableCreatedAt });
-        const planned = planChange(base.state, headOf(base), folded, meta, limits);
+        const planned = planChange(base.state, headOf(base), folded, meta, limits, base.parts);
         // Folding a set's first horizon adds a few bytes: near the limit it waits.
         if (folded !== c.state && !withinLimits(planned, c.maxBytes))
-          return { state: c.state, planned: planChange(base.state, headOf(base), c.state, meta, limits) };
+          return {
+            state: c.state,
+            planned: planChange(base.state, headOf(base), c.state, meta, limits, base.parts),
+          };
         return { state: folded, planned };
       };
       let { state, planned } = plan(next);

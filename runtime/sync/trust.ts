@@ -123,14 +123,27 @@ export function checkTrust(envelope: Envelope, policy: TrustPolicy, nowMs: numbe
   const latestEpoch = nowMs + policy.maxClockSkewMs;
   for (const { replica, issued } of replicasOf(envelope.body)) {
     const lineage = lineageOf(replica);
-    if (!lineage || lineage.epochMs > latestEpoch)
+    if (
+      !lineage ||
+      lineage.epochMs > latestEpoch ||
+      (lineage.group !== policy.region && !policy.peers.includes(lineage.group))
+    )
       throw untrusted(
         'unknown-replica',
-        'b (body): a replica id is not <region>@<epoch> of an epoch begun by now',
+        'b (body): a replica id is not <region>@<epoch> of a region of this estate and an epoch begun by now',
       );
     if (envelope.kind === 'delta' && issued && lineage.group !== envelope.origin)
       throw untrusted('foreign-change', "b (body): a delta may carry only its origin's changes");
   }
+  for (const field of envelope.body.values())
+    for (const { crdt } of field) {
+      if (crdt.type !== 'orset' || crdt.state.scope === undefined) continue;
+      // A delta speaks for the one element it changed; a full state for all of them.
+      if (envelope.kind === 'state')
+        throw untrusted('scoped-state', 'b (body): a full state may not name a scope (s)');
+      if (crdt.state.scope.length !== 1)
+        throw untrusted('delta-scope', 'b (body): a set delta names exactly one element in its scope (s)');
+    }
   if (envelope.kind === 'delta' && deltaContextTooLarge(envelope.body))
     throw untrusted('delta-context', 'b (body): a delta names more than one operation’s dots of a replica');
   const newestHonestFold = nowMs + 2 * policy.maxClockSkewMs - epochEndsWithinMs(policy.maxClockSkewMs);
