@@ -238,7 +238,8 @@ const EMPTY: StoredDocument = { state: emptyDocument(), version: 0 };
 export class SyncReplica {
   private readonly metrics: SyncMetrics;
   private readonly maxAttempts: number;
-  private readonly policy: TrustPolicy;
+  /** Who may send this region messages (every message's sender is checked against it). */
+  readonly policy: TrustPolicy;
   private readonly random: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   readonly identity: ReplicaIdentity;

@@ -13,6 +13,7 @@ import {
   type PullMessage,
 } from '../../runtime/sync';
 import type { SNSClient } from '@aws-sdk/client-sns';
+import type { CrdtDocument, ORSet, Variant } from '../../runtime/crdt';
 import { processInbox } from '../../runtime/sync/inbox/handler';
 import { inboxContext, sqsEvent } from '../support/inbox-harness';
 import {
@@ -389,6 +390,32 @@ describe('anti-entropy in proportion to change', () => {
     await expect(world.us.antiEntropy.answer({ ...pull, origin: EU })).rejects.toMatchObject({
       code: 'clock-not-origin',
     });
+  });
+});
+
+describe('what a set delta may claim', () => {
+  it('refuses a scoped full state, a delta scoped to several elements, and a replica of no region of the estate', async () => {
+    const eu = testRegion(EU);
+    const us = testRegion(US);
+    await eu.replica.update('doc', { kind: 'add', field: 's', element: 'x' });
+    const delta = eu.published[0] as Envelope;
+    const variant = delta.body.get('s')?.[0] as Variant & { crdt: { type: 'orset' } };
+    const withSet = (state: ORSet): CrdtDocument =>
+      new Map([['s', [{ ...variant, crdt: { type: 'orset', state } }]]]);
+    const code = (envelope: Envelope) => us.replica.receive(envelope).catch((e: { code?: string }) => e.code);
+    expect(await code({ ...delta, kind: 'state' })).toBe('scoped-state');
+    expect(await code({ ...delta, body: withSet({ ...variant.crdt.state, scope: ['x', 'y'] }) })).toBe(
+      'delta-scope',
+    );
+    const stranger = 'ap-south-1@00000000a0000';
+    const context = {
+      ...variant.crdt.state.context,
+      vv: new Map([...variant.crdt.state.context.vv, [stranger, 1]]),
+    };
+    expect(await code({ ...delta, body: withSet({ ...variant.crdt.state, context }) })).toBe(
+      'unknown-replica',
+    );
+    expect(await code(delta)).toBe('merged');
   });
 });
 

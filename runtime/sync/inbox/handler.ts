@@ -6,6 +6,7 @@ import { consumeQueue } from '../../lib/queue-consumer';
 import { decodeEnvelope, EnvelopeError, type Envelope } from '../envelope';
 import { createSyncContext, type SyncContext } from '../lambda-context';
 import { MAX_REFERENCED_STATE_BYTES } from '../state-objects';
+import { checkSender } from '../trust';
 import { decodeMessage, type SyncMessage } from '../messages';
 
 const logger = createLogger('sync-inbox');
@@ -56,6 +57,8 @@ function plan(ctx: SyncContext, records: readonly SQSRecord[]): Map<string, Work
     if (message.kind === 'reference')
       work.set(messageId, () =>
         limit(async () => {
+          // Who sent it is checked before anything is fetched.
+          checkSender(message.origin, message.hlc, ctx.replica.policy, Date.now());
           const envelope = decodeEnvelope(await ctx.objects.get(message), MAX_REFERENCED_STATE_BYTES);
           if (
             envelope.origin !== message.origin ||
