@@ -459,10 +459,10 @@ async function concurrentWriters(): Promise<void> {
   const withBackoff = await run('backoff, full jitter (default), 10 attempts', { sleep: undefined });
   await run('baseline: no backoff, 10 attempts', { maxAttempts: 10 });
   const noBackoff = await run('baseline: no backoff, 60 attempts', { maxAttempts: 60 });
-  // What-ifs: the same full-jitter backoff with every wait scaled (its base 40 ms -> 100, 200 ms; cap too).
+  // What-ifs: the same full-jitter backoff with every wait scaled (its base 250 ms -> 625, 1250 ms; cap too).
   const scaled = (k: number) => (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms * k));
-  await run('what-if: waits x2.5 (base 100 ms), 10 attempts', { sleep: scaled(2.5) });
-  await run('what-if: waits x5 (base 200 ms), 10 attempts', { sleep: scaled(5) });
+  await run('what-if: waits x2.5 (base 625 ms), 10 attempts', { sleep: scaled(2.5) });
+  await run('what-if: waits x5 (base 1250 ms), 10 attempts', { sleep: scaled(5) });
   console.log(
     `         goal: <= 3 loads per committed write with the backoff: ${withBackoff <= 3 ? 'met' : 'NOT met'} (${withBackoff.toFixed(2)}; without backoff ${noBackoff.toFixed(2)}: ${(noBackoff / withBackoff).toFixed(1)}x as many)`,
   );

@@ -131,9 +131,9 @@ export interface SyncReplicaDeps {
 
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
-/** Retries after a lost conditional write wait a random time up to 40 ms doubling, at most 5 s (full jitter). */
-const RETRY_BASE_MS = 40;
-const RETRY_CAP_MS = 5000;
+/** Retries after a lost conditional write wait a random time up to 250 ms doubling, at most 8 s (full jitter). */
+const RETRY_BASE_MS = 250;
+const RETRY_CAP_MS = 8000;
 export const retryDelayMs = (attempt: number, random: () => number): number =>
   random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
 

@@ -132,12 +132,12 @@ describe('conflicting writes', () => {
       ContentionError,
     );
     expect(waits).toHaveLength(7);
-    waits.forEach((ms, i) => expect(ms).toBeCloseTo(0.999 * Math.min(5000, 40 * 2 ** i), 6));
+    waits.forEach((ms, i) => expect(ms).toBeCloseTo(0.999 * Math.min(8000, 250 * 2 ** i), 6));
     expect(us.calls.contention).toBe(1);
     expect(us.calls.retried).toBe(8);
     for (let attempt = 1; attempt < 20; attempt++) {
       expect(retryDelayMs(attempt, () => 0)).toBe(0);
-      expect(retryDelayMs(attempt, () => 1)).toBeLessThanOrEqual(5000);
+      expect(retryDelayMs(attempt, () => 1)).toBeLessThanOrEqual(8000);
     }
   });
 
