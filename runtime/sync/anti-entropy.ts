@@ -86,10 +86,10 @@ const DIGEST_MESSAGE_BYTES = MAX_MESSAGE_BYTES - 4096;
  * Anti-entropy in proportion to change. Each pass announces the digests of the documents that changed
  * since the last pass (up to `settleMs` ago) and of one page of an incremental sweep through every
  * document, resuming from a checkpoint; a peer compares each digest with its own once both sides were
- * quiet for `settleMs`, counts the documents that differ, and asks for their full states (a pull), which
- * merge like a message; a state too large for a message travels by reference. A document is compared by
- * the first pass at least `settleMs` after its change, and by the sweep at least once every
- * ceil(documents / pageSize) passes.
+ * quiet for `settleMs` (a sweep's entry even while they change), counts the quiet documents that differ,
+ * and asks for the full states of all that differ (a pull), which merge like a message; a state too large
+ * for a message travels by reference. A document is compared by the first pass at least `settleMs` after
+ * its change, and by the sweep at least once every ceil(documents / pageSize) passes.
  */
 export class AntiEntropy {
   private readonly policy: TrustPolicy;
@@ -116,8 +116,11 @@ export class AntiEntropy {
         ? await index.changedBetween(checkpoint.changedThrough, through)
         : [];
     const page = await index.page(checkpoint.cursor, pageSize);
-    const entries = new Map<string, IndexedDocument>();
-    for (const entry of [...changed, ...page.documents]) entries.set(entry.document, entry);
+    const entries = new Map<string, DigestEntry>();
+    for (const { document, digest, changedAt } of page.documents)
+      entries.set(document, { document, digest, changedAt, swept: true });
+    for (const { document, digest, changedAt } of changed)
+      entries.set(document, { document, digest, changedAt });
     const report = await this.announce([...entries.values()]);
     await checkpoints.save(
       {
@@ -141,8 +144,10 @@ export class AntiEntropy {
     const nowMs = this.deps.now();
     checkSender(message.origin, message.hlc, this.policy, nowMs);
     const quietBefore = nowMs - this.deps.settleMs;
+    // A sweep's entry is compared even while the document changes: a hot one is repaired once a sweep
+    // (maybe needlessly: its deltas may be on their way); only quiet ones count as divergence.
     const settled = [...new Map(message.entries.map((entry) => [entry.document, entry])).values()].filter(
-      (entry) => entry.changedAt <= quietBefore,
+      (entry) => entry.swept || entry.changedAt <= quietBefore,
     );
     const own = await this.deps.index.heads(settled.map((entry) => entry.document));
     const diverged: string[] = [];
@@ -150,11 +155,13 @@ export class AntiEntropy {
     let compared = 0;
     // An equal digest shows this region holds the peer's whole state as of its pass (settled before it).
     const wholeAt = message.hlc.wallMs - this.deps.settleMs;
+    const unsettled: string[] = [];
     for (const entry of settled) {
       const mine = own.get(entry.document);
-      if (mine && mine.changedAt > quietBefore) continue;
+      const quiet = entry.changedAt <= quietBefore && !(mine && mine.changedAt > quietBefore);
+      if (!quiet && !entry.swept) continue;
       compared++;
-      if (mine?.digest !== entry.digest) diverged.push(entry.document);
+      if (mine?.digest !== entry.digest) (quiet ? diverged : unsettled).push(entry.document);
       else if ((mine.heard?.get(message.origin) ?? 0) < wholeAt - HEARD_REFRESH_MS) held.push(mine);
     }
     this.deps.metrics.diverged(diverged.length, message.origin);
@@ -167,7 +174,7 @@ export class AntiEntropy {
       }
     }
     // Each pull message is one inbox record at the origin: a few documents' full states, each its own retry.
-    const asked = diverged.slice(0, this.deps.maxPulls ?? 100);
+    const asked = [...diverged, ...unsettled].slice(0, this.deps.maxPulls ?? 100);
     for (let i = 0; i < asked.length; i += MAX_PULL_DOCUMENTS)
       await this.deps.publisher.publishControl({
         kind: 'pull',
@@ -187,7 +194,7 @@ export class AntiEntropy {
   }
 
   /** Publishes digests in messages within SNS's limit; a message that fails counts its documents. */
-  private async announce(entries: readonly IndexedDocument[]) {
+  private async announce(entries: readonly DigestEntry[]) {
     let messages = 0;
     let bytes = 0;
     let failed = 0;
@@ -214,7 +221,7 @@ export class AntiEntropy {
     let size = 200;
     for (const entry of entries) {
       const entryBytes =
-        Buffer.byteLength(JSON.stringify([entry.document, entry.digest, entry.changedAt]), 'utf8') + 1;
+        Buffer.byteLength(JSON.stringify([entry.document, entry.digest, entry.changedAt, 1]), 'utf8') + 1;
       if (size + entryBytes > DIGEST_MESSAGE_BYTES) {
         await flush();
         size = 200;

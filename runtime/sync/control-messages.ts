@@ -4,7 +4,7 @@ import { checkDocumentKey, DocumentKeyError, MAX_MESSAGE_BYTES } from './limits'
 
 /*
  * The anti-entropy's messages, beside deltas and full states (envelope.ts):
- *   digests    {"v":3,"o":<origin>,"k":"g","h":<clock>,"g":[[<document>,<digest>,<changedAt>],...]}
+ *   digests    {"v":3,"o":<origin>,"k":"g","h":<clock>,"g":[[<document>,<digest>,<changedAt>(,1: swept)],...]}
  *   pull       {"v":3,"o":<origin>,"k":"p","h":<clock>,"to":<region>,"g":[<document>,...]}
  *   reference  {"v":3,"o":<origin>,"k":"r","h":<clock>,"d":<document>,"r":{"b":<bucket>,"k":<key>,"n":<bytes>,"s":<sha256 hex>}}
  * A reference points at a full state too large for a message: an object under `sync/` in the origin's
@@ -15,6 +15,8 @@ export interface DigestEntry {
   readonly document: string;
   readonly digest: string;
   readonly changedAt: number;
+  /** From the sweep: compared even while the document changes (a hot document is repaired once a sweep). */
+  readonly swept?: boolean;
 }
 
 export interface DigestMessage {
@@ -56,7 +58,7 @@ export function encodeControl(message: ControlMessage): string {
         ...common,
         k: 'g',
         h: hlcWire(message.hlc),
-        g: message.entries.map((e) => [e.document, e.digest, e.changedAt]),
+        g: message.entries.map((e) => [e.document, e.digest, e.changedAt, ...(e.swept ? [1] : [])]),
       });
     case 'pull':
       return JSON.stringify({
@@ -135,17 +137,20 @@ export function controlFromWire(message: Record<string, unknown>, text: string):
       const entries = list(message.g, 'g (digests)').map((entry, i) => {
         if (
           !Array.isArray(entry) ||
-          entry.length !== 3 ||
+          (entry.length !== 3 && !(entry.length === 4 && entry[3] === 1)) ||
           typeof entry[1] !== 'string' ||
           !/^[0-9a-f]{16}$/.test(entry[1]) ||
           !Number.isSafeInteger(entry[2]) ||
           (entry[2] as number) < 0
         )
-          throw new EnvelopeError(`g[${i}]: expected [document, digest (16 hex digits), changedAt ms]`);
+          throw new EnvelopeError(
+            `g[${i}]: expected [document, digest (16 hex digits), changedAt ms] and 1 for an entry of the sweep`,
+          );
         return {
           document: documentAt(entry[0], `g[${i}][0] (document)`),
           digest: entry[1],
           changedAt: entry[2] as number,
+          ...(entry.length === 4 ? { swept: true } : {}),
         };
       });
       return { kind: 'digests', origin, hlc, entries };

@@ -284,6 +284,28 @@ describe('anti-entropy in proportion to change', () => {
     expect(world.calls(world.us.region)?.diverged.at(-1)).toEqual([0, EU]);
   });
 
+  it('repairs a document that never stops changing: the sweep compares it anyway, once a sweep', async () => {
+    const world = antiEntropyWorld(10);
+    await world.eu.region.replica.update('hot', { kind: 'add', field: 's', element: 'a' });
+    await world.deliver();
+    await world.eu.region.replica.update('hot', { kind: 'add', field: 's', element: 'b' });
+    world.sent.length = 0; // the delta adding b is lost
+    for (let pass = 0; pass < 3; pass++) {
+      // a counter of the same document ticks in both regions every 50 s: it is never quiet for a minute
+      for (let tick = 0; tick < 6; tick++) {
+        world.clock.now += 50_000;
+        await world.eu.region.replica.update('hot', { kind: 'increment', field: 'n', by: 1 });
+        await world.us.region.replica.update('hot', { kind: 'increment', field: 'n', by: 1 });
+        await world.deliver();
+      }
+      await world.eu.antiEntropy.pass();
+      await world.deliver();
+    }
+    const set = (await world.us.region.replica.read('hot')).get('s')?.[0]?.crdt;
+    expect(set?.type === 'orset' && set.state.entries.map(([e]) => e)).toEqual(['a', 'b']);
+    expect(world.calls(world.us.region)?.diverged.every(([n]) => n === 0)).toBe(true); // never quiet: not counted
+  });
+
   it('records a peer’s whole state as held when digests are equal (what folding rests on), once a day', async () => {
     const world = antiEntropyWorld();
     await world.eu.region.replica.update('doc', { kind: 'add', field: 's', element: 'a' });
@@ -428,7 +450,7 @@ describe('control messages on the wire', () => {
     ],
     [
       '{"v":3,"o":"eu-central-1","k":"g","h":[1,0,"eu-central-1@00000000a0000"],"g":[["d","xyz",1]]}',
-      'g[0]: expected [document, digest (16 hex digits), changedAt ms]',
+      'g[0]: expected [document, digest (16 hex digits), changedAt ms] and 1 for an entry of the sweep',
     ],
     [
       '{"v":3,"o":"eu-central-1","k":"p","h":[1,0,"eu-central-1@00000000a0000"],"to":"a b","g":["d"]}',
