@@ -201,7 +201,9 @@ export class SyncService extends Construct {
       {
         sid: 'MergeIntoState',
         // Commits are TransactWriteItems, which IAM authorises as the Put, Update, Delete and ConditionCheck
-        // of each item. DescribeTable: the table's creation time tells a restored table (runtime/sync/folding.ts).
+        // of each item; UpdateItem and PutItem also take a writer that lost a race into the document's line
+        // (runtime/sync/dynamodb-store.ts). DescribeTable: the table's creation time tells a restored table
+        // (runtime/sync/folding.ts).
         actions: [
           'dynamodb:GetItem',
           'dynamodb:BatchGetItem',

@@ -7,6 +7,8 @@ import {
   TransactGetItemsCommand,
   TransactWriteItemsCommand,
   GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
   type AttributeValue,
   type DynamoDBClient,
   type TransactWriteItem,
@@ -25,6 +27,12 @@ const LEGACY = 'crdt';
 const CREATION_RECHECK_MS = 5 * 60 * 1000;
 /** Partitions of the `sync-documents` index (its hash key), so no index partition runs hot. */
 export const DOCUMENT_SHARDS = 64;
+/** A document's line of writers that lost a race (see `queue`). */
+const LINE = 'q';
+/** A line without a new writer for this long has drained: the next writer to lose starts a new one. */
+export const LINE_IDLE_MS = 5_000;
+/** How long a line's item outlives its last writer before the table's TTL deletes it. */
+const LINE_TTL_SEC = 3_600;
 /** Reads of a document before giving up on one that changes under every read. */
 const STABLE_READ_ATTEMPTS = 5;
 
@@ -261,6 +269,71 @@ export class DynamodbDocumentStore implements DocumentStore {
       if (isConflict(error)) return false;
       throw error;
     }
+  }
+
+  /**
+   * Joins the document's line (`sk` = `q`: tickets handed out, the version the line began at, the last
+   * ticket's time): the place is the ticket less the commits since the line began, which served the
+   * writers before. A line idle for `LINE_IDLE_MS` starts over at 1. Costs one small write per lost race.
+   */
+  async queue(document: string, seenVersion: number): Promise<number> {
+    const key = { ...documentKey(document), sk: { S: LINE } };
+    const nowMs = this.now();
+    const names = {
+      '#tickets': 'tickets',
+      '#start': 'startVersion',
+      '#last': 'lastAt',
+      '#expires': 'expiresAt',
+    };
+    const newLine = {
+      tickets: { N: '1' },
+      startVersion: { N: String(seenVersion + 1) },
+      lastAt: { N: String(nowMs) },
+      expiresAt: { N: String(Math.ceil(nowMs / 1000) + LINE_TTL_SEC) },
+    };
+    const idleSince = { N: String(nowMs - LINE_IDLE_MS) };
+    for (let round = 1; round <= 2; round++) {
+      try {
+        const { Attributes } = await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: key,
+            UpdateExpression:
+              'ADD #tickets :one SET #start = if_not_exists(#start, :start), #last = :last, #expires = :expires',
+            ConditionExpression: 'attribute_not_exists(#last) OR #last >= :idleSince',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: {
+              ':one': newLine.tickets,
+              ':start': newLine.startVersion,
+              ':last': newLine.lastAt,
+              ':expires': newLine.expiresAt,
+              ':idleSince': idleSince,
+            },
+            ReturnValues: 'ALL_NEW',
+          }),
+        );
+        const served = Math.max(0, seenVersion + 1 - Number(Attributes?.startVersion?.N ?? seenVersion + 1));
+        return Math.max(1, Number(Attributes?.tickets?.N ?? 1) - served);
+      } catch (error) {
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: { ...key, ...newLine },
+            ConditionExpression: '#last < :idleSince',
+            ExpressionAttributeNames: { '#last': 'lastAt' },
+            ExpressionAttributeValues: { ':idleSince': idleSince },
+          }),
+        );
+        return 1;
+      } catch (error) {
+        // Another writer started the new line first: join it.
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
+    }
+    return 1;
   }
 
   /** Every document with a head, from the index (tests and tools). */

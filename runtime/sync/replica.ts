@@ -72,6 +72,12 @@ export interface DocumentStore {
   documents?(): Promise<string[]>;
   /** When the table was created (a table restored from a backup is a new one); undefined if unknown. */
   tableCreatedAt?(): Promise<number | undefined>;
+  /**
+   * A writer that lost a race on `document` (having read `seenVersion`) joins the document's line: its
+   * place among the writers still waiting, 1 being next. Writers then take turns instead of all reading
+   * again at once. Stores without a line leave retries to full jitter.
+   */
+  queue?(document: string, seenVersion: number): Promise<number>;
 }
 
 /** The region's topic on the sync bus. */
@@ -136,6 +142,20 @@ const RETRY_BASE_MS = 250;
 const RETRY_CAP_MS = 8000;
 export const retryDelayMs = (attempt: number, random: () => number): number =>
   random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+
+/** Lost races after which a writer stops taking turns and backs off exponentially. */
+const LINE_ATTEMPTS = 3;
+/** One turn in a document's line: an attempt's length (read, plan, write) within these bounds, in ms. */
+const TURN_MIN_MS = 5;
+const TURN_MAX_MS = 1000;
+/**
+ * A writer at `place` in a document's line waits out the turns before its own, a turn being as long as
+ * its lost attempt took, then comes at a random moment of its own turn. At most 8 s.
+ */
+export const turnDelayMs = (place: number, attemptMs: number, random: () => number): number => {
+  const turn = Math.min(TURN_MAX_MS, Math.max(TURN_MIN_MS, attemptMs));
+  return Math.min(RETRY_CAP_MS, (Math.max(1, place) - 1 + random()) * turn);
+};
 
 /** Another writer kept winning the conditional write; the caller may retry later. */
 export class ContentionError extends Error {
@@ -487,6 +507,7 @@ export class SyncReplica {
     let rotatedForRetirement = false;
     let migrations = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+      const attemptStarted = this.deps.now();
       let base = (await this.deps.store.load(document, scope)) ?? EMPTY;
       // The previous release's whole item: merged into every part first, on its own (a merge may take
       // several steps, and only a merge is safe to repeat after a partial commit), then dropped.
@@ -560,10 +581,31 @@ export class SyncReplica {
         return state;
       }
       this.metrics.conflictRetried(1);
-      if (attempt < this.maxAttempts) await this.sleep(retryDelayMs(attempt, this.random));
+      if (attempt < this.maxAttempts)
+        await this.sleep(
+          await this.backoffMs(document, base.version, attempt, this.deps.now() - attemptStarted),
+        );
     }
     this.metrics.contention(1);
     throw new ContentionError(this.maxAttempts);
+  }
+
+  /**
+   * The wait after a lost race: a turn in the document's line for the first few, then (or without a
+   * line) full jitter, which also spaces out retries that a line cannot order (throttled writes commit
+   * nothing, so the line never moves).
+   */
+  private async backoffMs(document: string, seenVersion: number, attempt: number, attemptMs: number) {
+    let place: number | undefined;
+    if (attempt <= LINE_ATTEMPTS)
+      try {
+        place = await this.deps.store.queue?.(document, seenVersion);
+      } catch {
+        place = undefined; // the line is an optimisation: without it the retry still comes, jittered
+      }
+    return place === undefined
+      ? retryDelayMs(attempt, this.random)
+      : turnDelayMs(place, attemptMs, this.random);
   }
 }
 

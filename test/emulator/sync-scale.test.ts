@@ -16,6 +16,7 @@ import {
   decodeMessage,
   DynamodbDocumentStore,
   elementPartKey,
+  LINE_IDLE_MS,
   encodeEnvelope,
   planChange,
   variantPartKey,
@@ -487,5 +488,33 @@ describe('sync at scale on the emulator', () => {
     expect(result.diverged).toBeGreaterThan(0);
     const pull = us.published.find((m) => m.kind === 'pull');
     expect(pull?.kind === 'pull' && pull.documents).toContain('twice');
+  });
+
+  it('keeps a line of writers that lost a race: tickets less the commits since it began, a new line after 5 s idle', async () => {
+    const clock = testClock(START);
+    const [eu] = await world(clock);
+    await eu.replica.update('hot', { kind: 'increment', field: 'n', by: 1 }); // version 1
+    // Three writers read version 1 and lost to the writer of version 2.
+    expect([
+      await eu.store.queue('hot', 1),
+      await eu.store.queue('hot', 1),
+      await eu.store.queue('hot', 1),
+    ]).toEqual([1, 2, 3]);
+    // Versions 3 and 4 served the first two in line: a writer that read version 3 (and lost to version 4)
+    // comes after the third.
+    clock.advance(LINE_IDLE_MS - 1);
+    expect(await eu.store.queue('hot', 3)).toBe(2);
+    clock.advance(LINE_IDLE_MS + 1);
+    expect(await eu.store.queue('hot', 9)).toBe(1);
+    expect(await eu.store.queue('hot', 9)).toBe(2);
+
+    const line = await eu.dynamodb.send(
+      new GetItemCommand({ TableName: eu.tableName, Key: { pk: { S: 'doc#hot' }, sk: { S: 'q' } } }),
+    );
+    expect(line.Item?.tickets?.N).toBe('2');
+    expect(Number(line.Item?.expiresAt?.N)).toBe(Math.ceil(clock.now() / 1000) + 3600); // the table's TTL
+    expect(line.Item?.syncShard).toBeUndefined(); // never listed by the index
+    expect((await eu.replica.read('hot')).get('n')).toBeDefined(); // nor read as a part
+    expect(await eu.store.documents()).toEqual(['hot']);
   });
 });

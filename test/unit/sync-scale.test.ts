@@ -2,10 +2,13 @@ import {
   AntiEntropy,
   ContentionError,
   decodeMessage,
+  DynamodbDocumentStore,
   encodeControl,
   encodeEnvelope,
+  NO_METRICS,
   retryDelayMs,
   SnsPublisher,
+  turnDelayMs,
   SyncReplica,
   type ControlMessage,
   type DigestMessage,
@@ -15,6 +18,8 @@ import {
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { CrdtDocument, ORSet, Variant } from '../../runtime/crdt';
 import { processInbox } from '../../runtime/sync/inbox/handler';
+import { MemoryDynamodb } from '../support/memory-dynamodb';
+import { seededRandom } from '../support/seeded-random';
 import { inboxContext, sqsEvent } from '../support/inbox-harness';
 import {
   memoryCheckpoints,
@@ -141,6 +146,51 @@ describe('conflicting writes', () => {
     }
   });
 
+  it('take turns in the document’s line for the first three lost races, then back off with full jitter', async () => {
+    let clock = T0;
+    const waits: number[] = [];
+    const seen: number[] = [];
+    const us = testRegion(US, {
+      now: () => clock,
+      sleep: async (ms: number) => void waits.push(ms),
+      maxAttempts: 6,
+      random: () => 0.5,
+    });
+    await us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 }); // version 1
+    us.store.save = async () => ((clock += 40), false); // every attempt takes 40 ms and loses
+    us.store.queue = async (_document, version) => (seen.push(version), 7);
+    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
+      ContentionError,
+    );
+    expect(seen).toEqual([1, 1, 1]); // joined with the version it read
+    // Six turns of 40 ms before its own, then the middle of its own; then 0.5 of full jitter's 1 s and 2 s.
+    expect(waits).toEqual([260, 260, 260, 1000, 2000]);
+  });
+
+  it('bound a turn’s wait: one attempt’s length within 5 ms and 1 s, at most 8 s in all; no line, full jitter', async () => {
+    expect(turnDelayMs(1, 20, () => 0)).toBe(0);
+    expect(turnDelayMs(1, 20, () => 0.999)).toBeCloseTo(19.98, 6);
+    expect(turnDelayMs(0, 20, () => 0.5)).toBe(10); // a place before the first is the first
+    expect(turnDelayMs(3, 0, () => 0)).toBe(10); // turns of at least 5 ms
+    expect(turnDelayMs(3, 60_000, () => 0)).toBe(2000); // of at most 1 s
+    expect(turnDelayMs(100, 1000, () => 0)).toBe(8000);
+
+    const waits: number[] = [];
+    const us = testRegion(US, {
+      sleep: async (ms: number) => void waits.push(ms),
+      maxAttempts: 3,
+      random: () => 0.5,
+    });
+    us.store.save = async () => false;
+    us.store.queue = async () => {
+      throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    };
+    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
+      ContentionError,
+    );
+    expect(waits).toEqual([125, 250]); // the line failed: the retries still came, with full jitter
+  });
+
   it('lose nothing when 20 writers of one region change one document at once', async () => {
     const us = testRegion(US);
     const writers = Array.from(
@@ -159,6 +209,37 @@ describe('conflicting writes', () => {
     await Promise.all(writers.map((w, i) => w.update('doc', { kind: 'add', field: 's', element: `e${i}` })));
     const set = (await us.replica.read('doc')).get('s')?.[0]?.crdt;
     expect(set?.type === 'orset' && set.state.entries.length).toBe(20);
+  });
+});
+
+describe('a line of writers on the part store', () => {
+  it('commits every one of 30 writers of one document that take turns, each retry coming after a ticket', async () => {
+    const db = new MemoryDynamodb({
+      latencyMs: (command) => (command === 'TransactWriteItemsCommand' ? 6 : 2),
+    });
+    const store = new DynamodbDocumentStore(db.client(), 'state');
+    let retried = 0;
+    const writers = Array.from(
+      { length: 30 },
+      (_, i) =>
+        new SyncReplica({
+          region: US,
+          peers: [EU],
+          store,
+          publisher: { publish: async () => undefined },
+          now: Date.now,
+          random: seededRandom(i + 1),
+          metrics: { ...NO_METRICS, conflictRetried: (n) => void (retried += n) },
+        }),
+    );
+    await Promise.all(writers.map((w, i) => w.update('doc', { kind: 'add', field: 's', element: `e${i}` })));
+    const [set] = (await writers[0]!.read('doc')).get('s') ?? [];
+    expect(set?.crdt.type === 'orset' && set.crdt.state.entries.length).toBe(30);
+    expect(retried).toBeGreaterThan(0);
+    // The first three lost races of a writer take a ticket; later ones back off without.
+    const tickets = db.count('UpdateItemCommand') + db.count('PutItemCommand');
+    expect(tickets).toBeGreaterThan(0);
+    expect(tickets).toBeLessThanOrEqual(retried);
   });
 });
 
