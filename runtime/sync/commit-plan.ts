@@ -23,8 +23,6 @@ export interface Commit {
   readonly head: DocumentHead;
   readonly puts: ReadonlyMap<string, string>;
   readonly deletes: readonly string[];
-  /** The part texts the commit replaces (absent: new), for stores that keep per-part bookkeeping. */
-  readonly before: ReadonlyMap<string, string>;
 }
 
 /** DynamoDB's transactions: 100 items (one is the head) and 4 MB. */
@@ -104,12 +102,10 @@ export function planChange(
   steps.forEach((step, i) => {
     const puts = new Map<string, string>();
     const deletes: string[] = [];
-    const replaced = new Map<string, string>();
     for (const [key, text] of step) {
       const old = current.get(key);
       if (old === text) continue;
       if (old !== undefined) {
-        replaced.set(key, old);
         digest = stepDigest(digest, key, old, -1);
         size -= partBytes(key, old);
       }
@@ -137,7 +133,6 @@ export function planChange(
       },
       puts,
       deletes,
-      before: replaced,
     });
   });
   return { commits, bytes, largestPart };

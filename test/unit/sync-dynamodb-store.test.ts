@@ -38,7 +38,6 @@ const commit: Commit = {
   head: { version: 4, bytes: 10, digest: '0000000000000001', changedAt: 5 },
   puts: new Map([['v\u0000n\u0000pn', '{}']]),
   deletes: [],
-  before: new Map(),
 };
 
 describe('DynamodbDocumentStore reads', () => {

@@ -470,7 +470,6 @@ describe('anti-entropy in proportion to change', () => {
         head: { version: 1, bytes: 0, digest: '0000000000000000', changedAt: T0 },
         puts: new Map(),
         deletes: [],
-        before: new Map(),
       });
     world.clock.now += 24 * 3600_000;
     const report = await world.eu.antiEntropy.pass();
