@@ -7,7 +7,6 @@ import {
   TransactGetItemsCommand,
   TransactWriteItemsCommand,
   GetItemCommand,
-  PutItemCommand,
   UpdateItemCommand,
   type AttributeValue,
   type DynamoDBClient,
@@ -29,8 +28,10 @@ const CREATION_RECHECK_MS = 5 * 60 * 1000;
 export const DOCUMENT_SHARDS = 64;
 /** A document's line of writers that lost a race (see `queue`). */
 const LINE = 'q';
-/** A line without a new writer for this long has drained: the next writer to lose starts a new one. */
-export const LINE_IDLE_MS = 5_000;
+/** A line nobody joined for this long is over: longer than a writer waits for its turn (replica.ts). */
+export const LINE_IDLE_MS = 30_000;
+const LINE_JOIN = 'SET #end = #end + :one';
+const LINE_START = 'SET #end = :first';
 /** How long a line's item outlives its last writer before the table's TTL deletes it. */
 const LINE_TTL_SEC = 3_600;
 /** Reads of a document before giving up on one that changes under every read. */
@@ -138,6 +139,17 @@ const isConflict = (error: unknown): boolean => {
   return reasons.length === 0 || reasons.some((reason) => RACE_CODES.has(reason.Code ?? ''));
 };
 
+/** A cancelled transaction that no other writer's commit cancelled: only throttled. */
+const lostToThrottling = (error: unknown): boolean => {
+  const codes = ((error as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? []).map(
+    (reason) => reason.Code,
+  );
+  return (
+    codes.includes('ThrottlingError') &&
+    !codes.some((code) => code === 'ConditionalCheckFailed' || code === 'TransactionConflict')
+  );
+};
+
 /**
  * Documents in the region's state table, one item per part (`pk` = `doc#<document>`): a head (`sk` = `h`:
  * version, clock, the peers heard, when the state went back, size, digest, when it changed, and the
@@ -145,9 +157,12 @@ const isConflict = (error: unknown): boolean => {
  * element (`e#<field hash>#<element hash>`), each holding its key and its text. A change is one
  * transaction: the head, conditional on the version read, and the parts it changes. The previous release's
  * one item per document (`sk` = `crdt`) is read until a change merges it into the parts and deletes it.
+ * Beside them, the document's line of writers that lost a race (`sk` = `q`, see `queue`), which is no part.
  */
 export class DynamodbDocumentStore implements DocumentStore {
   private created: { readonly at: number; readonly checkedMs: number } | undefined;
+  /** Documents whose last write lost to throttling rather than to another writer (see `queue`). */
+  private readonly throttled = new Set<string>();
 
   constructor(
     private readonly client: DynamoDBClient,
@@ -196,6 +211,7 @@ export class DynamodbDocumentStore implements DocumentStore {
       const sk = item.sk?.S;
       if (sk === HEAD) head = item;
       else if (sk === LEGACY) legacy = item;
+      else if (sk === LINE) continue;
       else if (item.part?.S !== undefined && item.t?.S !== undefined) parts.push([item.part.S, item.t.S]);
       else if (item.sk?.S?.startsWith('v#') || item.sk?.S?.startsWith('e#'))
         throw new StoredDocumentError('part: an item without its key or text');
@@ -266,74 +282,62 @@ export class DynamodbDocumentStore implements DocumentStore {
       await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
       return true;
     } catch (error) {
-      if (isConflict(error)) return false;
-      throw error;
+      if (!isConflict(error)) throw error;
+      if (lostToThrottling(error)) this.throttled.add(document);
+      else this.throttled.delete(document);
+      return false;
     }
   }
 
   /**
-   * Joins the document's line (`sk` = `q`: tickets handed out, the version the line began at, the last
-   * ticket's time): the place is the ticket less the commits since the line began, which served the
-   * writers before. A line idle for `LINE_IDLE_MS` starts over at 1. Costs one small write per lost race.
+   * Joins the document's line (`sk` = `q`): `end`, the version its last writer is to commit. A writer that
+   * read `seenVersion` lost to a commit of `seenVersion + 1` at least; while `end` is past that, writers are
+   * still ahead of it and its turn is `end + 1`. Otherwise (the line was served, or nobody joined it for
+   * `LINE_IDLE_MS`: writers gave up, the table went back) it starts a new line, first in it. Returns the
+   * version of its turn; undefined when its write lost to throttling (a line would only add writes to the
+   * throttled partition) or when it could neither join nor start a line.
    */
-  async queue(document: string, seenVersion: number): Promise<number> {
-    const key = { ...documentKey(document), sk: { S: LINE } };
+  async queue(document: string, seenVersion: number): Promise<number | undefined> {
+    if (this.throttled.delete(document)) return undefined;
     const nowMs = this.now();
-    const names = {
-      '#tickets': 'tickets',
-      '#start': 'startVersion',
-      '#last': 'lastAt',
-      '#expires': 'expiresAt',
-    };
-    const newLine = {
-      tickets: { N: '1' },
-      startVersion: { N: String(seenVersion + 1) },
-      lastAt: { N: String(nowMs) },
-      expiresAt: { N: String(Math.ceil(nowMs / 1000) + LINE_TTL_SEC) },
-    };
-    const idleSince = { N: String(nowMs - LINE_IDLE_MS) };
+    const line = (update: string, condition: string, values: Item) =>
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: { ...documentKey(document), sk: { S: LINE } },
+        UpdateExpression: `${update}, #last = :now, #expires = :expires`,
+        ConditionExpression: condition,
+        ExpressionAttributeNames: { '#end': 'end', '#last': 'lastAt', '#expires': 'expiresAt' },
+        ExpressionAttributeValues: {
+          ...values,
+          ':lost': { N: String(seenVersion + 1) },
+          ':idleSince': { N: String(nowMs - LINE_IDLE_MS) },
+          ':now': { N: String(nowMs) },
+          ':expires': { N: String(Math.ceil(nowMs / 1000) + LINE_TTL_SEC) },
+        },
+        ReturnValues: 'UPDATED_NEW',
+      });
     for (let round = 1; round <= 2; round++) {
       try {
-        const { Attributes } = await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: key,
-            UpdateExpression:
-              'ADD #tickets :one SET #start = if_not_exists(#start, :start), #last = :last, #expires = :expires',
-            ConditionExpression: 'attribute_not_exists(#last) OR #last >= :idleSince',
-            ExpressionAttributeNames: names,
-            ExpressionAttributeValues: {
-              ':one': newLine.tickets,
-              ':start': newLine.startVersion,
-              ':last': newLine.lastAt,
-              ':expires': newLine.expiresAt,
-              ':idleSince': idleSince,
-            },
-            ReturnValues: 'ALL_NEW',
-          }),
+        const joined = await this.client.send(
+          line(LINE_JOIN, '#end > :lost AND #last >= :idleSince', { ':one': { N: '1' } }),
         );
-        const served = Math.max(0, seenVersion + 1 - Number(Attributes?.startVersion?.N ?? seenVersion + 1));
-        return Math.max(1, Number(Attributes?.tickets?.N ?? 1) - served);
+        return Number(joined.Attributes?.end?.N);
       } catch (error) {
         if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
       }
       try {
-        await this.client.send(
-          new PutItemCommand({
-            TableName: this.tableName,
-            Item: { ...key, ...newLine },
-            ConditionExpression: '#last < :idleSince',
-            ExpressionAttributeNames: { '#last': 'lastAt' },
-            ExpressionAttributeValues: { ':idleSince': idleSince },
+        const started = await this.client.send(
+          line(LINE_START, 'attribute_not_exists(#end) OR #end <= :lost OR #last < :idleSince', {
+            ':first': { N: String(seenVersion + 2) },
           }),
         );
-        return 1;
+        return Number(started.Attributes?.end?.N);
       } catch (error) {
         // Another writer started the new line first: join it.
         if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
       }
     }
-    return 1;
+    return undefined;
   }
 
   /** Every document with a head, from the index (tests and tools). */

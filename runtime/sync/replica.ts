@@ -17,6 +17,7 @@ import {
   type Hlc,
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
+import { isTransientAwsError } from '../lib/retry';
 import {
   MAX_COMMIT_BYTES,
   MAX_COMMIT_PARTS,
@@ -73,11 +74,11 @@ export interface DocumentStore {
   /** When the table was created (a table restored from a backup is a new one); undefined if unknown. */
   tableCreatedAt?(): Promise<number | undefined>;
   /**
-   * A writer that lost a race on `document` (having read `seenVersion`) joins the document's line: its
-   * place among the writers still waiting, 1 being next. Writers then take turns instead of all reading
-   * again at once. Stores without a line leave retries to full jitter.
+   * A writer that lost a race on `document` (having read `seenVersion`) joins the document's line: the
+   * version it is to commit in turn, after the writers ahead of it. Writers then take turns instead of all
+   * reading again at once. Undefined, or stores without a line, leave the retry to full jitter.
    */
-  queue?(document: string, seenVersion: number): Promise<number>;
+  queue?(document: string, seenVersion: number): Promise<number | undefined>;
 }
 
 /** The region's topic on the sync bus. */
@@ -145,16 +146,24 @@ export const retryDelayMs = (attempt: number, random: () => number): number =>
 
 /** Lost races after which a writer stops taking turns and backs off exponentially. */
 const LINE_ATTEMPTS = 3;
+/**
+ * The place from which a writer takes turns. Closer to the front (a few writers, as an inbox's concurrency
+ * makes) full jitter spaces them better: writers that won at once are in no line and keep no turns.
+ */
+const LINE_MIN_PLACE = 4;
 /** One turn in a document's line: an attempt's length (read, plan, write) within these bounds, in ms. */
 const TURN_MIN_MS = 5;
 const TURN_MAX_MS = 1000;
+/** The longest wait for a turn: the line's item outlives it (LINE_IDLE_MS), and a Lambda's timeout too. */
+const TURN_WAIT_CAP_MS = 2000;
 /**
- * A writer at `place` in a document's line waits out the turns before its own, a turn being as long as
- * its lost attempt took, then comes at a random moment of its own turn. At most 8 s.
+ * A writer `place` in a document's line (1: next) waits out the turns before its own, a turn being as
+ * long as its lost attempt took, then comes at a random moment of its own turn. The turns before it count
+ * up to 2 s less one turn, so writers further back still spread over a turn.
  */
 export const turnDelayMs = (place: number, attemptMs: number, random: () => number): number => {
   const turn = Math.min(TURN_MAX_MS, Math.max(TURN_MIN_MS, attemptMs));
-  return Math.min(RETRY_CAP_MS, (Math.max(1, place) - 1 + random()) * turn);
+  return Math.min(TURN_WAIT_CAP_MS - turn, (Math.max(1, place) - 1) * turn) + random() * turn;
 };
 
 /** Another writer kept winning the conditional write; the caller may retry later. */
@@ -506,6 +515,8 @@ export class SyncReplica {
   ): Promise<CrdtDocument> {
     let rotatedForRetirement = false;
     let migrations = 0;
+    /** The version this update is to commit in the document's line, once it joined. */
+    let turn: number | undefined;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const attemptStarted = this.deps.now();
       let base = (await this.deps.store.load(document, scope)) ?? EMPTY;
@@ -581,31 +592,36 @@ export class SyncReplica {
         return state;
       }
       this.metrics.conflictRetried(1);
-      if (attempt < this.maxAttempts)
-        await this.sleep(
-          await this.backoffMs(document, base.version, attempt, this.deps.now() - attemptStarted),
-        );
+      if (attempt === this.maxAttempts) break;
+      const attemptMs = this.deps.now() - attemptStarted;
+      turn = attempt <= LINE_ATTEMPTS ? await this.turnInLine(document, base.version, turn) : undefined;
+      const place = turn === undefined ? 0 : turn - (base.version + 1);
+      await this.sleep(
+        place >= LINE_MIN_PLACE
+          ? turnDelayMs(place, attemptMs, this.random)
+          : retryDelayMs(attempt, this.random),
+      );
     }
     this.metrics.contention(1);
     throw new ContentionError(this.maxAttempts);
   }
 
   /**
-   * The wait after a lost race: a turn in the document's line for the first few, then (or without a
-   * line) full jitter, which also spaces out retries that a line cannot order (throttled writes commit
-   * nothing, so the line never moves).
+   * This update's turn in the document's line after a lost race: the turn it holds while the commits
+   * before it are still to come (one ticket per update), else a new one. Undefined without a line: when the
+   * store keeps none, was throttled, or could not be reached; an error that is not transient (denied,
+   * invalid) is thrown, not hidden.
    */
-  private async backoffMs(document: string, seenVersion: number, attempt: number, attemptMs: number) {
-    let place: number | undefined;
-    if (attempt <= LINE_ATTEMPTS)
-      try {
-        place = await this.deps.store.queue?.(document, seenVersion);
-      } catch {
-        place = undefined; // the line is an optimisation: without it the retry still comes, jittered
-      }
-    return place === undefined
-      ? retryDelayMs(attempt, this.random)
-      : turnDelayMs(place, attemptMs, this.random);
+  private async turnInLine(document: string, seenVersion: number, held: number | undefined) {
+    if (held !== undefined && held > seenVersion + 1) return held;
+    let turn: number | undefined;
+    try {
+      turn = await this.deps.store.queue?.(document, seenVersion);
+    } catch (error) {
+      if (!isTransientAwsError(error)) throw error;
+      return undefined;
+    }
+    return turn !== undefined && Number.isSafeInteger(turn) && turn > seenVersion + 1 ? turn : undefined;
   }
 }
 

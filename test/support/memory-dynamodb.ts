@@ -2,7 +2,6 @@ import {
   BatchGetItemCommand,
   DescribeTableCommand,
   GetItemCommand,
-  PutItemCommand,
   QueryCommand,
   TransactGetItemsCommand,
   TransactWriteItemsCommand,
@@ -28,12 +27,6 @@ function holds(condition: string | undefined, values: Item | undefined, current:
   if (condition === undefined) return true;
   if (condition === 'attribute_not_exists(pk)') return current === undefined;
   if (condition === 'version = :expected') return current?.version?.N === values?.[':expected']?.N;
-  // A document's line of writers (`DynamodbDocumentStore.queue`): fresh, or idle.
-  const lastAt = current?.lastAt?.N === undefined ? undefined : Number(current.lastAt.N);
-  const idleSince = Number(values?.[':idleSince']?.N);
-  if (condition === 'attribute_not_exists(#last) OR #last >= :idleSince')
-    return lastAt === undefined || lastAt >= idleSince;
-  if (condition === '#last < :idleSince') return lastAt !== undefined && lastAt < idleSince;
   throw new Error(`MemoryDynamodb: condition not supported: ${condition}`);
 }
 
@@ -41,8 +34,8 @@ function holds(condition: string | undefined, values: Item | undefined, current:
  * A DynamoDB table in memory, as far as `DynamodbDocumentStore` uses one: BatchGetItem, GetItem,
  * TransactGetItems, Query on the key (whole partition or a sort-key prefix; one page), DescribeTable and
  * TransactWriteItems with the store's two conditions, all or nothing, cancelled with per-action reasons as
- * DynamoDB does, and DynamoDB's 100 actions a transaction (`enforceLimits`); the line of writers' UpdateItem
- * and PutItem (`queue`). Counts requests per command
+ * DynamoDB does, and DynamoDB's 100 actions a transaction (`enforceLimits`); the line of writers' two
+ * UpdateItems (`queue`). Counts requests per command
  * and keeps every transaction's input. Writes apply at once (no transaction is ever in flight, so a
  * transactional read never conflicts with one).
  */
@@ -109,35 +102,49 @@ export class MemoryDynamodb {
       return { Items: found };
     }
     if (command instanceof TransactWriteItemsCommand) return this.transact(command.input);
-    if (command instanceof PutItemCommand) {
-      const { Item, ConditionExpression, ExpressionAttributeValues } = command.input;
-      const key = keyOf(Item as Item);
-      if (!holds(ConditionExpression, ExpressionAttributeValues, this.items.get(key)))
-        throw conditionFailed();
-      this.items.set(key, Item as Item);
-      return {};
-    }
     if (command instanceof UpdateItemCommand) return this.joinLine(command);
     throw new Error(`MemoryDynamodb: ${(command as object).constructor.name} is not supported`);
   }
 
-  /** The one UpdateItem the store sends: a ticket from a document's line of writers. */
+  /**
+   * The UpdateItems the store sends: joining a document's line of writers, or starting one. Attribute
+   * names are resolved through `ExpressionAttributeNames`; updated attributes are returned only when
+   * `ReturnValues` asks for them (`UPDATED_NEW`).
+   */
   private joinLine(command: UpdateItemCommand) {
-    const { Key, UpdateExpression, ConditionExpression, ExpressionAttributeValues: values } = command.input;
-    if (UpdateExpression !== LINE_UPDATE)
-      throw new Error(`MemoryDynamodb: update not supported: ${UpdateExpression}`);
+    const { Key, UpdateExpression, ConditionExpression, ReturnValues } = command.input;
+    const names = command.input.ExpressionAttributeNames ?? {};
+    const values = command.input.ExpressionAttributeValues ?? {};
     const key = keyOf(Key as Item);
     const current = this.items.get(key);
-    if (!holds(ConditionExpression, values, current)) throw conditionFailed();
-    const next: Item = {
-      ...(current ?? (Key as Item)),
-      tickets: { N: String(Number(current?.tickets?.N ?? 0) + Number(values?.[':one']?.N)) },
-      startVersion: current?.startVersion ?? (values?.[':start'] as AttributeValue),
-      lastAt: values?.[':last'] as AttributeValue,
-      expiresAt: values?.[':expires'] as AttributeValue,
+    const number = (alias: string) => {
+      const value = current?.[names[alias] ?? alias]?.N;
+      return value === undefined ? undefined : Number(value);
     };
-    this.items.set(key, next);
-    return { Attributes: next };
+    const value = (name: string) => Number(values[name]?.N);
+    const end = number('#end');
+    const last = number('#last');
+    const holds =
+      ConditionExpression === '#end > :lost AND #last >= :idleSince'
+        ? end !== undefined && end > value(':lost') && last !== undefined && last >= value(':idleSince')
+        : ConditionExpression === 'attribute_not_exists(#end) OR #end <= :lost OR #last < :idleSince'
+          ? end === undefined || end <= value(':lost') || (last !== undefined && last < value(':idleSince'))
+          : unsupported(`condition ${ConditionExpression}`);
+    if (!holds) throw conditionFailed();
+    const suffix = ', #last = :now, #expires = :expires';
+    const next =
+      UpdateExpression === `SET #end = #end + :one${suffix}`
+        ? (end ?? NaN) + value(':one')
+        : UpdateExpression === `SET #end = :first${suffix}`
+          ? value(':first')
+          : unsupported(`update ${UpdateExpression}`);
+    const updated: Item = {
+      [names['#end'] ?? '#end']: { N: String(next) },
+      [names['#last'] ?? '#last']: values[':now'] as AttributeValue,
+      [names['#expires'] ?? '#expires']: values[':expires'] as AttributeValue,
+    };
+    this.items.set(key, { ...(current ?? (Key as Item)), ...updated });
+    return ReturnValues === 'UPDATED_NEW' ? { Attributes: updated } : {};
   }
 
   private transact(input: TransactWriteItemsCommandInput) {
@@ -166,8 +173,9 @@ export class MemoryDynamodb {
   }
 }
 
-const LINE_UPDATE =
-  'ADD #tickets :one SET #start = if_not_exists(#start, :start), #last = :last, #expires = :expires';
+const unsupported = (what: string): never => {
+  throw new Error(`MemoryDynamodb: ${what} is not supported`);
+};
 
 const conditionFailed = () =>
   Object.assign(new Error('The conditional request failed'), { name: 'ConditionalCheckFailedException' });
