@@ -201,7 +201,7 @@ export class SyncService extends Construct {
       {
         sid: 'MergeIntoState',
         // Commits are TransactWriteItems, which IAM authorises as the Put, Update, Delete and ConditionCheck
-        // of each item; UpdateItem and PutItem also take a writer that lost a race into the document's line
+        // of each item; a writer that lost a race joins the document's line with an UpdateItem
         // (runtime/sync/dynamodb-store.ts). DescribeTable: the table's creation time tells a restored table
         // (runtime/sync/folding.ts).
         actions: [

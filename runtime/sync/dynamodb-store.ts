@@ -280,6 +280,7 @@ export class DynamodbDocumentStore implements DocumentStore {
       items.push({ Delete: { TableName: this.tableName, Key: { ...key, sk: { S: LEGACY } } } });
     try {
       await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+      this.throttled.delete(document);
       return true;
     } catch (error) {
       if (!isConflict(error)) throw error;

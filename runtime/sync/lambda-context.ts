@@ -131,6 +131,7 @@ function syncMetrics(metrics: Metrics, logger: Logger): SyncMetrics {
       });
     },
     antiEntropyFailed: (count) => metrics.addMetric('AntiEntropyFailures', MetricUnit.Count, count),
+    lineFailed: (count) => metrics.addMetric('LineFailures', MetricUnit.Count, count),
   };
 }
 

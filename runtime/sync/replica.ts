@@ -17,7 +17,6 @@ import {
   type Hlc,
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
-import { isTransientAwsError } from '../lib/retry';
 import {
   MAX_COMMIT_BYTES,
   MAX_COMMIT_PARTS,
@@ -102,6 +101,8 @@ export interface SyncMetrics {
   fieldsRefused(document: string, count: number, rule: string): void;
   /** An anti-entropy step could not be done for this many documents; the pass went on. */
   antiEntropyFailed(count: number): void;
+  /** Lost races that could take no turn in the document's line (its request failed): they backed off with full jitter. */
+  lineFailed(count: number): void;
   /** Documents whose digest differs from a peer's once both were quiet (see the anti-entropy). */
   diverged(count: number, peer: string): void;
 }
@@ -115,6 +116,7 @@ export const NO_METRICS: SyncMetrics = {
   typeClash: () => undefined,
   fieldsRefused: () => undefined,
   antiEntropyFailed: () => undefined,
+  lineFailed: () => undefined,
   diverged: () => undefined,
 };
 
@@ -158,12 +160,13 @@ const TURN_MAX_MS = 1000;
 const TURN_WAIT_CAP_MS = 2000;
 /**
  * A writer `place` in a document's line (1: next) waits out the turns before its own, a turn being as
- * long as its lost attempt took, then comes at a random moment of its own turn. The turns before it count
- * up to 2 s less one turn, so writers further back still spread over a turn.
+ * long as its lost attempt took, then comes at a random moment of its own turn. Writers whose turn comes
+ * after 2 s come at a random moment of its second half, not all at its end.
  */
 export const turnDelayMs = (place: number, attemptMs: number, random: () => number): number => {
-  const turn = Math.min(TURN_MAX_MS, Math.max(TURN_MIN_MS, attemptMs));
-  return Math.min(TURN_WAIT_CAP_MS - turn, (Math.max(1, place) - 1) * turn) + random() * turn;
+  const turn = Math.min(TURN_MAX_MS, Math.max(TURN_MIN_MS, Number.isFinite(attemptMs) ? attemptMs : 0));
+  const ahead = (Math.max(1, Number.isFinite(place) ? place : 1) - 1) * turn;
+  return ahead + turn <= TURN_WAIT_CAP_MS ? ahead + random() * turn : (TURN_WAIT_CAP_MS * (1 + random())) / 2;
 };
 
 /** Another writer kept winning the conditional write; the caller may retry later. */
@@ -608,17 +611,17 @@ export class SyncReplica {
 
   /**
    * This update's turn in the document's line after a lost race: the turn it holds while the commits
-   * before it are still to come (one ticket per update), else a new one. Undefined without a line: when the
-   * store keeps none, was throttled, or could not be reached; an error that is not transient (denied,
-   * invalid) is thrown, not hidden.
+   * before it are still to come, else a new one. Undefined without a line: when the store keeps none, was
+   * throttled, or its request failed (counted: the line is an optimisation, full jitter still spaces the
+   * retries).
    */
   private async turnInLine(document: string, seenVersion: number, held: number | undefined) {
     if (held !== undefined && held > seenVersion + 1) return held;
     let turn: number | undefined;
     try {
       turn = await this.deps.store.queue?.(document, seenVersion);
-    } catch (error) {
-      if (!isTransientAwsError(error)) throw error;
+    } catch {
+      this.metrics.lineFailed(1);
       return undefined;
     }
     return turn !== undefined && Number.isSafeInteger(turn) && turn > seenVersion + 1 ? turn : undefined;

@@ -76,6 +76,7 @@ export function recordingMetrics() {
     clashes: [] as string[][],
     refused: [] as Array<[string, number, string]>,
     antiEntropyFailed: 0,
+    lineFailed: 0,
     contention: 0,
     diverged: [] as Array<[number, string]>,
   };
@@ -87,6 +88,7 @@ export function recordingMetrics() {
     typeClash: (document, field, types) => void calls.clashes.push([document, field, ...types]),
     fieldsRefused: (document, count, rule) => void calls.refused.push([document, count, rule]),
     antiEntropyFailed: (n) => void (calls.antiEntropyFailed += n),
+    lineFailed: (n) => void (calls.lineFailed += n),
     contention: (n) => void (calls.contention += n),
     diverged: (n, peer) => void calls.diverged.push([n, peer]),
   };

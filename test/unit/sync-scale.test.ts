@@ -168,6 +168,26 @@ describe('conflicting writes', () => {
     expect(waits).toEqual([260, 260, 260, 1000, 2000]);
   });
 
+  it.each([
+    [3, 125], // third in line: full jitter (250 ms at the first retry)
+    [4, 140], // fourth: three turns of 40 ms, then the middle of its own
+  ])('wait at place %i in line %i ms', async (place, wait) => {
+    let clock = T0;
+    const waits: number[] = [];
+    const us = testRegion(US, {
+      now: () => clock,
+      sleep: async (ms: number) => void waits.push(ms),
+      maxAttempts: 2,
+      random: () => 0.5,
+    });
+    us.store.save = async () => ((clock += 40), false);
+    us.store.queue = async (_document, read) => read + 1 + place;
+    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
+      ContentionError,
+    );
+    expect(waits).toEqual([wait]);
+  });
+
   it('take a new ticket once passed; leave a short line (a few writers) to full jitter', async () => {
     let version = 1;
     const waits: number[] = [];
@@ -192,15 +212,19 @@ describe('conflicting writes', () => {
     expect(waits).toEqual([125, 250, 500]); // second in line: full jitter
   });
 
-  it('bound a turn’s wait to 2 s, spread over a turn at the back too; a line that fails transiently leaves full jitter', async () => {
+  it('bound a turn’s wait to 2 s, spread at the back too; a line that fails transiently leaves full jitter', async () => {
     expect(turnDelayMs(1, 20, () => 0)).toBe(0);
     expect(turnDelayMs(1, 20, () => 0.999)).toBeCloseTo(19.98, 6);
     expect(turnDelayMs(0, 20, () => 0.5)).toBe(10); // a place before the first is the first
     expect(turnDelayMs(3, 0, () => 0)).toBe(10); // turns of at least 5 ms
     expect(turnDelayMs(3, 60_000, () => 0)).toBe(1000); // of at most 1 s, 2 s in all
     expect(turnDelayMs(100, 20, () => 0)).toBe(1980);
-    expect(turnDelayMs(100, 20, () => 1)).toBe(2000); // still spread over the last turn
-    expect(turnDelayMs(Number.NaN, 20, () => 0)).toBeNaN(); // never asked: the replica checks the turn
+    expect(turnDelayMs(100, 20, () => 1)).toBe(2000);
+    // Turns that come after 2 s: spread over its second half, not all at its end.
+    expect(turnDelayMs(200, 20, () => 0)).toBe(1000);
+    expect(turnDelayMs(200, 20, () => 0.5)).toBe(1500);
+    expect(turnDelayMs(200, 20, () => 1)).toBe(2000);
+    expect(turnDelayMs(Number.NaN, Number.NaN, () => 0.5)).toBe(2.5); // first, turns of 5 ms
 
     const waits: number[] = [];
     const us = testRegion(US, {
@@ -225,8 +249,13 @@ describe('conflicting writes', () => {
     expect(waits).toEqual([125, 250]);
   });
 
-  it('fail an update whose line is refused (denied, invalid) rather than hide it', async () => {
-    const us = testRegion(US);
+  it('back off with full jitter when the line is refused (denied, invalid), and count it', async () => {
+    const waits: number[] = [];
+    const us = testRegion(US, {
+      sleep: async (ms: number) => void waits.push(ms),
+      maxAttempts: 3,
+      random: () => 0.5,
+    });
     us.store.save = async () => false;
     us.store.queue = async () => {
       throw Object.assign(new Error('not authorized to perform: dynamodb:UpdateItem'), {
@@ -234,9 +263,11 @@ describe('conflicting writes', () => {
         $metadata: { httpStatusCode: 400 },
       });
     };
-    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toThrow(
-      'dynamodb:UpdateItem',
+    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
+      ContentionError,
     );
+    expect(waits).toEqual([125, 250]);
+    expect(us.calls.lineFailed).toBe(2);
   });
 
   it('lose nothing when 20 writers of one region change one document at once', async () => {
