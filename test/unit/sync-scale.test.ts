@@ -212,7 +212,7 @@ describe('conflicting writes', () => {
     expect(waits).toEqual([125, 250, 500]); // second in line: full jitter
   });
 
-  it('bound a turn’s wait to 2 s, spread at the back too; a line that fails transiently leaves full jitter', async () => {
+  it('bound a turn’s wait to 2 s, spread at the back too', async () => {
     expect(turnDelayMs(1, 20, () => 0)).toBe(0);
     expect(turnDelayMs(1, 20, () => 0.999)).toBeCloseTo(19.98, 6);
     expect(turnDelayMs(0, 20, () => 0.5)).toBe(10); // a place before the first is the first
@@ -225,31 +225,16 @@ describe('conflicting writes', () => {
     expect(turnDelayMs(200, 20, () => 0.5)).toBe(1500);
     expect(turnDelayMs(200, 20, () => 1)).toBe(2000);
     expect(turnDelayMs(Number.NaN, Number.NaN, () => 0.5)).toBe(2.5); // first, turns of 5 ms
-
-    const waits: number[] = [];
-    const us = testRegion(US, {
-      sleep: async (ms: number) => void waits.push(ms),
-      maxAttempts: 3,
-      random: () => 0.5,
-    });
-    us.store.save = async () => false;
-    us.store.queue = async () => {
-      throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
-    };
-    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
-      ContentionError,
-    );
-    expect(waits).toEqual([125, 250]);
-    // A turn that is no version after the one read is no turn.
-    us.store.queue = async () => Number.NaN;
-    waits.length = 0;
-    await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
-      ContentionError,
-    );
-    expect(waits).toEqual([125, 250]);
   });
 
-  it('back off with full jitter when the line is refused (denied, invalid), and count it', async () => {
+  const refused = (name: string, message: string) => async (): Promise<number> => {
+    throw Object.assign(new Error(message), { name, $metadata: { httpStatusCode: 400 } });
+  };
+  it.each([
+    ['throttled', refused('ThrottlingException', 'Rate exceeded'), 2],
+    ['denied', refused('AccessDeniedException', 'not authorized to perform: dynamodb:UpdateItem'), 2],
+    ['no version after the one read', async () => Number.NaN, 0],
+  ])('back off with full jitter when the line is %s (failures counted)', async (_case, queue, failures) => {
     const waits: number[] = [];
     const us = testRegion(US, {
       sleep: async (ms: number) => void waits.push(ms),
@@ -257,17 +242,12 @@ describe('conflicting writes', () => {
       random: () => 0.5,
     });
     us.store.save = async () => false;
-    us.store.queue = async () => {
-      throw Object.assign(new Error('not authorized to perform: dynamodb:UpdateItem'), {
-        name: 'AccessDeniedException',
-        $metadata: { httpStatusCode: 400 },
-      });
-    };
+    us.store.queue = queue;
     await expect(us.replica.update('doc', { kind: 'increment', field: 'n', by: 1 })).rejects.toBeInstanceOf(
       ContentionError,
     );
     expect(waits).toEqual([125, 250]);
-    expect(us.calls.lineFailed).toBe(2);
+    expect(us.calls.lineFailed).toBe(failures);
   });
 
   it('lose nothing when 20 writers of one region change one document at once', async () => {
