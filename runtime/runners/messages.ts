@@ -129,6 +129,26 @@ export function parseRunnerQueueMessage(body: string): RunnerQueueMessage {
 export const correlationOf = (message: RunnerQueueMessage): string =>
   message.kind === 'check-queued' ? message.dispatch.correlationId : message.correlationId;
 
+/** A correlation id as the messages' schema takes it: 1-128 printable ASCII characters. */
+const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * The `correlationId` message attribute the router sets beside the body (router-adapters.ts), when it is a
+ * well-formed correlation id: what traces a record whose body cannot be read. Own properties only; anything
+ * else (absent, another type, too long) is none.
+ */
+export function correlationAttribute(record: SQSRecord): string | undefined {
+  const own = (value: unknown, key: string): unknown =>
+    typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, key)
+      ? (value as Record<string, unknown>)[key]
+      : undefined;
+  const attribute = own(record.messageAttributes, 'correlationId');
+  const value = own(attribute, 'stringValue');
+  return own(attribute, 'dataType') === 'String' && typeof value === 'string' && CORRELATION_ID.test(value)
+    ? value
+    : undefined;
+}
+
 export interface SourceSettings {
   readonly region: string;
   readonly queuePrefix: string;

@@ -10,6 +10,12 @@ export type JobAction = 'queued' | 'waiting' | 'in_progress' | 'completed';
 export const MAX_JOB_LABELS = 100;
 export const MAX_LABEL_CHARS = 100;
 
+/**
+ * A GitHub delivery id as the router takes it from `X-GitHub-Delivery` (a GUID, lower-cased): the
+ * correlation id of every log line about the delivery, from the router to the dispatcher and redelivery.
+ */
+export const DELIVERY_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** A `workflow_job` delivery, reduced to what routing and dispatch use (names lower-cased). */
 export interface WorkflowJob {
   readonly action: JobAction;

@@ -1,6 +1,6 @@
 import { verify } from '@octokit/webhooks-methods';
 import { LOGIN, REPOSITORY, type RunnerConfig } from './config';
-import { MAX_JOB_LABELS, MAX_LABEL_CHARS, type JobAction, type WorkflowJob } from './model';
+import { DELIVERY_GUID, MAX_JOB_LABELS, MAX_LABEL_CHARS, type JobAction, type WorkflowJob } from './model';
 
 /**
  * A GitHub webhook delivery as the regional HTTP API hands it over (payload format 2.0), read in the order
@@ -65,6 +65,11 @@ export type Delivery =
       readonly status: 400 | 401 | 413;
       readonly code: RefusalCode;
       readonly reason: string;
+      /**
+       * The delivery's id, when it was signed and its id well-formed (its event or body was refused): its log
+       * lines carry it as their correlation id. Absent before that: an unauthenticated id is not trusted.
+       */
+      readonly deliveryId?: string;
     };
 
 export type Refusal = Extract<Delivery, { kind: 'refused' }>;
@@ -74,7 +79,7 @@ export const DELIVERY_HEADER = 'x-github-delivery';
 export const EVENT_HEADER = 'x-github-event';
 
 const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const GUID = DELIVERY_GUID;
 const EVENT_NAME = /^[a-z_]{1,64}$/;
 /** One character class and a length check: a grouped pattern overflows the regex stack on 10 MiB bodies. */
 const BASE64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -345,17 +350,20 @@ export async function readDelivery(
   const deliveryId = headers.get(DELIVERY_HEADER)?.toLowerCase();
   if (deliveryId === undefined || !GUID.test(deliveryId))
     return refused(400, 'header-invalid', `${DELIVERY_HEADER}: expected a GUID`);
+  // Signed, its id well-formed: a refusal from here on names the delivery.
+  const refusedDelivery = (refusal: Refusal): Refusal => ({ ...refusal, deliveryId });
   const event = headers.get(EVENT_HEADER);
   if (event === undefined || !EVENT_NAME.test(event))
-    return refused(400, 'header-invalid', `${EVENT_HEADER}: expected an event name`);
+    return refusedDelivery(refused(400, 'header-invalid', `${EVENT_HEADER}: expected an event name`));
   if (event !== 'workflow_job')
     return { kind: 'ignored', deliveryId, reason: `${EVENT_HEADER}: only workflow_job is handled` };
 
   const parsed = parsedBody(text, headers.get('content-type'));
-  if ('refusal' in parsed) return parsed.refusal;
+  if ('refusal' in parsed) return refusedDelivery(parsed.refusal);
   const { payload } = parsed;
   const action = own(payload, 'action');
-  if (typeof action !== 'string') return refused(400, 'field-invalid', 'action: expected a string');
+  if (typeof action !== 'string')
+    return refusedDelivery(refused(400, 'field-invalid', 'action: expected a string'));
   if (!ACTED_ON.has(action as JobAction))
     return { kind: 'ignored', deliveryId, reason: 'action: only queued and completed are acted on' };
   try {
@@ -369,7 +377,7 @@ export async function readDelivery(
       ...(ownerType === undefined ? {} : { ownerType }),
     };
   } catch (error) {
-    if (error instanceof FieldError) return refused(400, 'field-invalid', error.message);
+    if (error instanceof FieldError) return refusedDelivery(refused(400, 'field-invalid', error.message));
     throw error;
   }
 }

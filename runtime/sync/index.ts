@@ -1,6 +1,7 @@
 export * from './anti-entropy';
 export * from './commit-plan';
 export * from './control-messages';
+export * from './correlation';
 export * from './dynamodb-index';
 export * from './dynamodb-store';
 export * from './envelope';

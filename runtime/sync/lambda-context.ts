@@ -169,6 +169,7 @@ export function createSyncContext(logger: Logger, env: NodeJS.ProcessEnv = proce
     now: Date.now,
     metrics: counted,
     maxClockSkewMs: config.SYNC_MAX_CLOCK_SKEW_MS,
+    logger,
   });
   const antiEntropy = new AntiEntropy({
     replica,

@@ -17,6 +17,7 @@ import {
   type Hlc,
 } from '../crdt';
 import { PermanentError } from '../lib/failures';
+import { describeError } from '../lib/redact';
 import {
   MAX_COMMIT_BYTES,
   MAX_COMMIT_PARTS,
@@ -25,6 +26,7 @@ import {
   type DocumentHead,
   type PlannedChange,
 } from './commit-plan';
+import { newChangeId } from './correlation';
 import type { Envelope } from './envelope';
 import { foldHorizon, type FoldGround } from './folding';
 import { ReplicaIdentity } from './identity';
@@ -80,10 +82,22 @@ export interface DocumentStore {
   queue?(document: string, seenVersion: number): Promise<number | undefined>;
 }
 
+/** What goes with a message beside its envelope. */
+export interface PublishOptions {
+  /** A local change's correlation id (correlation.ts): carried as the `correlationId` message attribute. */
+  readonly correlationId?: string;
+}
+
 /** The region's topic on the sync bus. */
 export interface Publisher {
   /** Publishes to every peer, or to `to` only (a full state a peer asked for). */
-  publish(envelope: Envelope, to?: string): Promise<void>;
+  publish(envelope: Envelope, to?: string, options?: PublishOptions): Promise<void>;
+}
+
+/** Where the replica writes its log lines (Powertools' Logger is one). */
+export interface SyncLogger {
+  info(message: string, attributes: Record<string, unknown>): void;
+  warn(message: string, attributes: Record<string, unknown>): void;
 }
 
 /** What the service counts (Powertools metrics in the handlers). */
@@ -136,6 +150,13 @@ export interface SyncReplicaDeps {
   readonly maxAttempts?: number;
   /** How far a peer's stamps may be ahead of this region's clock. Default: 5 minutes. */
   readonly maxClockSkewMs?: number;
+  /** A published change's correlation id. Default: a random UUID (correlation.ts). */
+  readonly changeId?: () => string;
+  /**
+   * Logs each local change's publish under its correlation id (`correlation_id`; never the document or a
+   * value), as the peers' inboxes log its merge. Default: none (a writer passes its logger).
+   */
+  readonly logger?: SyncLogger;
 }
 
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -296,8 +317,9 @@ export class SyncReplica {
   /**
    * Applies an operation locally, durably, then publishes its delta. Once the write succeeded the change is
    * done: a failed publish is counted, not thrown (a caller retrying would apply it twice), and the next
-   * anti-entropy pass finds the document changed and repairs the peers. Returns the state of the parts the
-   * operation touched (the field; of a set, the element).
+   * anti-entropy pass finds the document changed and repairs the peers. The delta goes with a new
+   * correlation id (`changeId`), logged here with the publish and in every peer with the merge. Returns the
+   * state of the parts the operation touched (the field; of a set, the element).
    */
   async update(document: string, operation: Operation): Promise<CrdtDocument> {
     checkDocumentKey(document);
@@ -343,11 +365,24 @@ export class SyncReplica {
       throw error;
     });
     if (published) {
+      const correlationId = (this.deps.changeId ?? newChangeId)();
       try {
-        await this.deps.publisher.publish({ ...published, body: this.withOwnFolds(published.body, state) });
-      } catch {
+        const change = { ...published, body: this.withOwnFolds(published.body, state) };
+        await this.deps.publisher.publish(change, undefined, { correlationId });
+      } catch (error) {
         this.metrics.publishFailed(1);
+        this.deps.logger?.warn('change saved but not published: the anti-entropy repairs the peers', {
+          correlation_id: correlationId,
+          origin: this.deps.region,
+          error: describeError(error),
+        });
+        return state;
       }
+      this.deps.logger?.info('change published', {
+        correlation_id: correlationId,
+        origin: this.deps.region,
+        kind: 'delta',
+      });
     }
     return state;
   }

@@ -3,7 +3,8 @@ import { PermanentError } from '../lib/failures';
 import { encodeControl, type ControlMessage } from './control-messages';
 import { encodeEnvelope, type Envelope } from './envelope';
 import { MAX_INLINE_STATE_BYTES, MAX_MESSAGE_BYTES } from './limits';
-import type { Publisher } from './replica';
+import { CORRELATION_ATTRIBUTE } from './correlation';
+import type { Publisher, PublishOptions } from './replica';
 import type { StateObjects } from './state-objects';
 
 type Attributes = Record<string, { DataType: 'String'; StringValue: string }>;
@@ -25,6 +26,8 @@ export interface ControlPublisher {
  * Publishes to the region's sync topic; every other region's inbox is subscribed to it (a pull, addressed
  * with the `to` attribute, reaches only its region). A full state too large for a message is put in the
  * region's bucket and travels as a reference; a delta never does (a change's delta fits by its limits).
+ * A change's correlation id goes as the `correlationId` attribute (correlation.ts says why not in the
+ * envelope); the attributes fit the room `MESSAGE_RESERVE_BYTES` keeps beside the body.
  */
 export class SnsPublisher implements Publisher, ControlPublisher {
   constructor(
@@ -33,7 +36,7 @@ export class SnsPublisher implements Publisher, ControlPublisher {
     private readonly objects?: StateObjects,
   ) {}
 
-  async publish(envelope: Envelope, to?: string): Promise<void> {
+  async publish(envelope: Envelope, to?: string, options: PublishOptions = {}): Promise<void> {
     const message = encodeEnvelope(envelope);
     if (
       envelope.kind === 'state' &&
@@ -49,6 +52,9 @@ export class SnsPublisher implements Publisher, ControlPublisher {
       origin: attribute(envelope.origin),
       kind: attribute(envelope.kind),
       ...addressed(to),
+      ...(options.correlationId === undefined
+        ? {}
+        : { [CORRELATION_ATTRIBUTE]: attribute(options.correlationId) }),
     });
   }
 

@@ -220,6 +220,7 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
         home: A,
         runnerType: 'standard',
         reason: 'home',
+        correlation_id: queued.deliveryId,
       }),
     ]);
 
@@ -257,7 +258,7 @@ describe('the runner control plane on the emulator, two regions, bundles as Lamb
     const dispatched = await plane.dispatch(A, standard, messages);
     expect(dispatched.result).toEqual({ batchItemFailures: [] });
     expect(logged(dispatched.logs, 'runner dispatched')).toEqual([
-      expect.objectContaining({ jobId: job.jobId, retry: 0, correlationId: queued.deliveryId }),
+      expect.objectContaining({ jobId: job.jobId, retry: 0, correlation_id: queued.deliveryId }),
     ]);
 
     // GitHub: the App's JWT (verified against its public key) for the installation and its token, the

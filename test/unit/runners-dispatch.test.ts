@@ -3,6 +3,8 @@ import type { ECSClient, RunTaskCommandInput } from '@aws-sdk/client-ecs';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { HandlerConfigError } from '../../runtime/lib/config';
+import { captureOutput } from '../../runtime/lib/leak-check';
+import { createLogger } from '../../runtime/lib/logger';
 import { PermanentError, RetryableError } from '../../runtime/lib/failures';
 import { parseRunnerConfig } from '../../runtime/runners/config';
 import {
@@ -43,6 +45,7 @@ import {
   OverridesTooLargeError,
 } from '../../runtime/runners/ecs-launcher';
 import { checkSource, parseRunnerQueueMessage } from '../../runtime/runners/messages';
+import { createRouterHandler } from '../../runtime/runners/router/handler';
 import {
   RunnerLeases,
   type LeaseState,
@@ -59,6 +62,7 @@ import {
   type RegionView,
   type RunnerQueueMessage,
 } from '../../runtime/runners/model';
+import { handlerDeps, jobPayload, routerWorld, staticSecrets, webhookEvent } from '../support/runners-fakes';
 
 const EU = 'eu-central-1';
 const US = 'us-east-1';
@@ -1237,7 +1241,7 @@ function withoutObserver(deps: DispatchDeps): Omit<DispatchDeps, 'observer'> {
   return copy;
 }
 
-function handlerWorld() {
+function handlerWorld(options: { logger?: Logger } = {}) {
   const w = world();
   const sqsSent: { name: string; input: Record<string, unknown> }[] = [];
   const sqs = {
@@ -1247,7 +1251,9 @@ function handlerWorld() {
     },
   } as unknown as SQSClient;
   const metrics = new RecordingMetrics();
-  const { lines, logger } = recordingLogger();
+  const recording = recordingLogger();
+  const { lines } = recording;
+  const logger = options.logger ?? recording.logger;
   const deps = withoutObserver(w.deps);
   const handler = createDispatchHandler({
     deps,
@@ -1284,7 +1290,7 @@ describe('the dispatcher handler', () => {
       Retried: 1,
     });
     expect(h.metrics.published).toBe(4);
-    expect(h.lines.some((l) => l.includes('"correlationId":"corr-1"'))).toBe(true);
+    expect(h.lines.some((l) => l.includes('"correlation_id":"corr-1"'))).toBe(true);
     for (const line of h.lines) {
       expect(line).not.toContain(JIT);
       expect(line).not.toContain(CACHE_TOKEN);
@@ -1761,6 +1767,128 @@ describe('EcsRunnerLauncher: two ec2 types', () => {
     expect(groups.map((i) => i.placementConstraints)).toEqual([
       [{ type: 'distinctInstance' }],
       [{ type: 'distinctInstance' }],
+    ]);
+  });
+});
+
+// ------------------------------------------------------------------------------- correlation in logs
+
+/** The structured log lines (Powertools' JSON) in what the process wrote, EMF metric lines left out. */
+function logLines(output: readonly string[]): Record<string, unknown>[] {
+  return output
+    .join('')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => typeof line.level === 'string' && typeof line.message === 'string');
+}
+
+/** Runs `fn` recording what the process writes (Powertools' loggers included). */
+async function captured(fn: () => Promise<unknown>): Promise<string[]> {
+  const output = captureOutput();
+  try {
+    await fn();
+  } finally {
+    output.restore();
+  }
+  return output.lines;
+}
+
+const withAttribute = (record: SQSRecord, correlationId: unknown): SQSRecord =>
+  ({
+    ...record,
+    messageAttributes: { correlationId: { dataType: 'String', stringValue: correlationId } },
+  }) as unknown as SQSRecord;
+
+describe('correlation ids from the webhook to the dispatch (structured JSON logs)', () => {
+  const DELIVERY = '5d1b0a9e-3c4f-4e21-9b7a-0c2d4e6f8a10';
+
+  it('gives every line the router and the dispatcher write of one webhook the delivery id as correlation_id', async () => {
+    const routerSide = routerWorld();
+    const route = createRouterHandler(handlerDeps(routerSide, EU, staticSecrets('s'), 'powertools'));
+    const h = handlerWorld({ logger: createLogger('runner-dispatcher') });
+    // The first delivery of the message fails transiently (redelivered), the second dispatches.
+    h.w.launcher.failure = new RetryableError('runner-task-not-placed', 'ECS placed no task: RESOURCE:CPU');
+    const lines = logLines(
+      await captured(async () => {
+        const response = await route(
+          webhookEvent(JSON.stringify(jobPayload('queued')), 's', { deliveryId: DELIVERY }),
+        );
+        expect(response.statusCode).toBe(202);
+        const [sent] = routerSide.queues.sent;
+        expect(sent?.message).toMatchObject({ kind: 'dispatch', correlationId: DELIVERY });
+        const message = sent?.message as RunnerQueueMessage;
+        expect(await h.run(sqsRecord(message, 'm-1'))).toEqual({
+          batchItemFailures: [{ itemIdentifier: 'm-1' }],
+        });
+        h.w.launcher.failure = undefined;
+        expect(await h.run(sqsRecord(message, 'm-1', 2))).toEqual({ batchItemFailures: [] });
+      }),
+    );
+    const of = (service: string) => lines.filter((line) => line.service === service);
+    expect(of('runner-router').map((line) => line.message)).toEqual(['job routed', 'delivery handled']);
+    expect(of('runner-dispatcher').map((line) => line.message)).toEqual([
+      'dispatch failed; lease and claim released',
+      'message will be redelivered',
+      'runner dispatched',
+    ]);
+    for (const line of [...of('runner-router'), ...of('runner-dispatcher')])
+      expect(line).toMatchObject({ correlation_id: DELIVERY });
+    expect(lines.filter((line) => !('correlation_id' in line))).toEqual([]);
+    expect(lines.some((line) => 'correlationId' in line)).toBe(false);
+  });
+
+  it("keeps each record's id on its own lines in a batch processed at once, and none on the next batch", async () => {
+    const h = handlerWorld();
+    h.w.github.failure = new PermanentError('github-404', 'generate-jitconfig: GitHub answered 404');
+    await h.run(
+      sqsRecord(dispatchMessage({ job: job(1), correlationId: 'corr-a' }), 'a'),
+      sqsRecord(dispatchMessage({ job: job(2), correlationId: 'corr-b' }), 'b'),
+    );
+    const byRecord = (id: string) => h.lines.filter((l) => l.includes(`"correlation_id":"${id}"`));
+    expect(byRecord('corr-a')).toHaveLength(2); // dispatch failed, dead-lettered
+    expect(byRecord('corr-b')).toHaveLength(2);
+    expect(byRecord('corr-a').every((l) => !l.includes('corr-b'))).toBe(true);
+    expect(h.lines.filter((l) => l.includes('message dead-lettered'))).toHaveLength(2);
+    expect(h.lines.every((l) => l.includes('"correlation_id"'))).toBe(true);
+    // The next batch's unreadable body has no id of its own: nothing of the last batch is carried over.
+    h.lines.length = 0;
+    await h.run(sqsRecord('{"version":1,"kind":"dispatch"}', 'a'));
+    expect(h.lines.filter((l) => l.includes('message dead-lettered'))).toHaveLength(1);
+    expect(h.lines.some((l) => l.includes('correlation_id'))).toBe(false);
+  });
+
+  it("traces a body it cannot read by the router's correlationId attribute, when that is well-formed", async () => {
+    const h = handlerWorld();
+    await h.run(
+      withAttribute(sqsRecord('{"version":1,"kind":"dispatch"}', 'bad'), DELIVERY),
+      withAttribute(sqsRecord('not json', 'huge'), 'x'.repeat(100_000)),
+      withAttribute(sqsRecord('not json', 'number'), 42),
+      withAttribute(sqsRecord('not json', 'object'), { toString: () => DELIVERY }),
+      {
+        ...sqsRecord('not json', 'proto'),
+        messageAttributes: JSON.parse(
+          `{"__proto__":{"correlationId":{"dataType":"String","stringValue":"${DELIVERY}"}}}`,
+        ) as SQSRecord['messageAttributes'],
+      },
+      {
+        ...sqsRecord('not json', 'inherited'),
+        messageAttributes: Object.create({
+          correlationId: { dataType: 'String', stringValue: DELIVERY },
+        }) as SQSRecord['messageAttributes'],
+      },
+    );
+    const deadLettered = h.lines.filter((l) => l.includes('message dead-lettered'));
+    expect(deadLettered).toHaveLength(6);
+    expect(deadLettered.filter((l) => l.includes(`"correlation_id":"${DELIVERY}"`))).toEqual([
+      expect.stringContaining('"messageId":"bad"'),
+    ]);
+    expect(h.lines.some((l) => l.includes('xxxxxxxxxx'))).toBe(false);
+    // The body's own id wins over the attribute once the body is read.
+    h.lines.length = 0;
+    await h.run(withAttribute(sqsRecord(dispatchMessage(), 'ok'), DELIVERY));
+    expect(h.lines.filter((l) => l.includes('correlation_id'))).toEqual([
+      expect.stringContaining('"correlation_id":"corr-1"'),
     ]);
   });
 });

@@ -354,6 +354,31 @@ describe('AppHookDeliveries and the handler', () => {
     expect(text).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
   });
 
+  it("logs a guid's failed redelivery under its correlation id, as the router logged the delivery", async () => {
+    const guid = '5D1B0A9E-3C4F-4E21-9B7A-0C2D4E6F8A10';
+    fake.items = [item(10, guid, 100, 500), item(8, 'c', 300, 409)];
+    fake.redeliveryStatus = { 10: 502, 8: 502 };
+    const warnings: Record<string, unknown>[] = [];
+    const logger = {
+      info: () => undefined,
+      warn: (_message: string, extra: Record<string, unknown>) => warnings.push(extra),
+      error: () => undefined,
+    } as unknown as Logger;
+    const metrics: MetricsSink = { addMetric: () => undefined, publishStoredMetrics: () => undefined };
+    const handler = createRedeliveryHandler({
+      region: 'eu-west-1',
+      deps: { github: github(), now: () => Date.now() },
+      metrics,
+      logger,
+    });
+    await handler({}, { getRemainingTimeInMillis: () => 60_000 });
+    const failed = (g: string) => warnings.find((w) => w.guid === g);
+    // The router takes the X-GitHub-Delivery GUID lower-cased; a guid of another form has no correlation id.
+    expect(failed(guid)).toMatchObject({ correlation_id: guid.toLowerCase(), code: expect.any(String) });
+    expect(failed('c')).toBeDefined();
+    expect(failed('c')).not.toHaveProperty('correlation_id');
+  });
+
   it('stops on a rate-limited listing (403, remaining 0) without throwing', async () => {
     fake.rateLimitListing = true;
     fake.items = [item(10, 'a', 100, 500)];

@@ -795,6 +795,20 @@ describe('the router handler', () => {
     expect(telemetry.records.map((r) => r.kind)).toEqual(['begin', 'decided', 'outcome', 'end']);
     expect(telemetry.records[0]?.detail).toEqual({ deliveryId: D1 });
   });
+
+  it('logs a signed delivery it refuses under its id, and an unsigned one under none (its id is not trusted)', async () => {
+    const world = routerWorld();
+    const telemetry = recordingTelemetry();
+    const handle = createRouterHandler(handlerDeps(world, EU, staticSecrets('s'), telemetry));
+    const invalid = JSON.stringify({ ...jobPayload('queued'), workflow_job: { id: 'nine' } });
+    expect((await handle(webhookEvent(invalid, 's', { deliveryId: D1 }))).statusCode).toBe(400);
+    expect(telemetry.records.map((r) => r.kind)).toEqual(['begin', 'refused', 'end']);
+    expect(telemetry.records[0]?.detail).toEqual({ deliveryId: D1 });
+    telemetry.records.length = 0;
+    const body = JSON.stringify(jobPayload('queued'));
+    expect((await handle(webhookEvent(body, 'not-the-secret', { deliveryId: D2 }))).statusCode).toBe(401);
+    expect(telemetry.records.map((r) => r.kind)).toEqual(['refused', 'end']);
+  });
 });
 
 describe('the AWS adapters', () => {

@@ -8,7 +8,7 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import * as z from 'zod/mini';
 import { HandlerConfigError, loadConfig } from '../../lib/config';
 import { classifyFailure, PermanentError } from '../../lib/failures';
-import { createLogger } from '../../lib/logger';
+import { BatchCorrelation, createLogger } from '../../lib/logger';
 import { consumeQueue } from '../../lib/queue-consumer';
 import { describeError } from '../../lib/redact';
 import { parseAllocationConfig, resourceOf, type AllocationConfig } from '../../quota/config';
@@ -35,7 +35,13 @@ import {
 import { EcsRunnerLauncher } from '../ecs-launcher';
 import { GitHubAppRunners, secretFromSecretsManager } from '../github-app';
 import { LEASE_CONTENTION, RunnerLeases } from '../leases';
-import { checkSource, correlationOf, parseRunnerQueueMessage, type SourceSettings } from '../messages';
+import {
+  checkSource,
+  correlationAttribute,
+  correlationOf,
+  parseRunnerQueueMessage,
+  type SourceSettings,
+} from '../messages';
 import type { RunnerQueueMessage } from '../model';
 import { RegionStatusTable } from '../region-status';
 import { DynamodbRegionViews } from '../region-views';
@@ -58,8 +64,12 @@ import { queueUrlOf } from '../tables';
  * wait timer, re-sent), NotInRunnerGroup (the runner group does not admit the repository: acknowledged),
  * RerouteLimit (a job re-routed twice, dispatched where it is), LeaseContention (not counted for the
  * region), plus Completed, CompletedForwarded, QueuedCheckReleased,
- * DispatchedElsewhere, StepFailures, DeadLettered and Redelivered. Log lines carry the message's
- * correlationId, never a body, a token or a JIT config.
+ * DispatchedElsewhere, StepFailures, DeadLettered and Redelivered. Every log line about a message carries
+ * its correlation id under `correlation_id`, as the router's lines of the delivery do (the GitHub delivery
+ * id): the core's outcome and observer lines, and consumeQueue's redelivery and dead-letter lines. A body
+ * that cannot be read is traced by the router's `correlationId` attribute when that is well-formed. Lines
+ * about a read the batch shares (a region view unreadable) belong to no one message and carry none. Never a
+ * body, a token or a JIT config.
  */
 
 // Where callers found them before messages.ts held them.
@@ -384,13 +394,18 @@ export function createDispatchHandler(
       runnerTypes: options.deps.config.runnerTypes.map((t) => t.name),
     };
     const queueUrl = sourceQueueUrl(event);
+    // Records run at once: each line names its record's correlation id (BatchCorrelation), none is appended.
+    const correlation = new BatchCorrelation();
     try {
       return await consumeQueue(
         event,
         async (record) => {
+          const attribute = correlationAttribute(record);
+          if (attribute !== undefined) correlation.set(record.messageId, attribute);
           const message = parseRunnerQueueMessage(record.body);
-          checkSource(record, message, source);
           const correlationId = correlationOf(message);
+          correlation.set(record.messageId, correlationId);
+          checkSource(record, message, source);
           const observer: DispatchObserver = {
             dispatchFailed: (error, regional) => {
               const failure = classifyFailure(error);
@@ -405,7 +420,7 @@ export function createDispatchHandler(
                       : 'TenantFailures',
               );
               log.warn('dispatch failed; lease and claim released', {
-                correlationId,
+                correlation_id: correlationId,
                 code: failure.code,
                 reason: failure.reason,
                 permanent: failure.permanent,
@@ -414,19 +429,23 @@ export function createDispatchHandler(
             },
             stepFailed: (step: BestEffortStep, error) => {
               count('StepFailures');
-              log.warn('best-effort step failed', { correlationId, step, error: describeError(error) });
+              log.warn('best-effort step failed', {
+                correlation_id: correlationId,
+                step,
+                error: describeError(error),
+              });
             },
             rerouteLimited: (regionStatus) => {
               count('RerouteLimit');
               log.warn('job re-routed twice already: dispatched here though this region takes no new jobs', {
-                correlationId,
+                correlation_id: correlationId,
                 regionStatus,
               });
             },
             demandNotRecorded: () => {
               count('DemandNotRecorded');
               log.warn("the organisation's demand was not recorded for the quota sync (contention)", {
-                correlationId,
+                correlation_id: correlationId,
               });
             },
           };
@@ -441,7 +460,8 @@ export function createDispatchHandler(
           sqs: options.sqs,
           deadLetterQueueUrl: options.deadLetterQueueUrl,
           maxReceiveCount: options.maxReceiveCount,
-          logger: log,
+          // consumeQueue's lines of a record name its messageId: they get its correlation id.
+          logger: correlation.logger(log),
           ...(queueUrl ? { queueUrl } : {}),
           onFailure: (_failure, outcome) =>
             count(outcome === 'dead-lettered' ? 'DeadLettered' : 'Redelivered'),
@@ -462,7 +482,12 @@ function report(
   count: (name: string) => void,
 ): void {
   const job = message.kind === 'check-queued' ? message.dispatch.job : message.job;
-  const fields = { correlationId, jobId: job.jobId, kind: message.kind, outcome: outcome.kind };
+  const fields = {
+    correlation_id: correlationId,
+    jobId: job.jobId,
+    kind: message.kind,
+    outcome: outcome.kind,
+  };
   const inner = outcome.kind === 'retried' ? outcome.outcome : outcome;
   if (outcome.kind === 'retried') count('Retried');
   switch (inner.kind) {

@@ -17,6 +17,7 @@ import {
   type RedeliveryGitHub,
   type RedeliveryReport,
 } from '../redelivery';
+import { DELIVERY_GUID } from '../model';
 
 /**
  * The webhook redelivery's scheduled function (EventBridge, every few minutes): one pass of
@@ -31,7 +32,7 @@ import {
  * Metrics (namespace `Estate/Runners`, service `runner-redelivery`, dimension `region`), every run, zeros
  * included: Redelivered, RedeliveryFailed, RedeliveryGaveUp, RedeliveryRateLimited; RedeliveryErrors when a
  * run fails (the listing was refused, the secret unreadable). Log lines carry guids, delivery ids, events'
- * actions and statuses, never the private key or the JWT.
+ * actions and statuses, never the private key or the JWT; a guid's lines carry it as `correlation_id` too.
  */
 
 // ---------------------------------------------------------------------------------------- settings
@@ -286,6 +287,15 @@ export function redeliveryOptionsFrom(settings: RedeliverySettings): RedeliveryH
   };
 }
 
+/**
+ * A guid's lines carry it as their correlation id, as the router's and the dispatcher's lines of that
+ * delivery do (the router's: the `X-GitHub-Delivery` GUID, lower-cased). A guid of another form has none.
+ */
+function correlationOfGuid(guid: string): { readonly correlation_id?: string } {
+  const id = guid.toLowerCase();
+  return DELIVERY_GUID.test(id) ? { correlation_id: id } : {};
+}
+
 /** The handler over the options given, built on first use when given a factory. */
 export function createRedeliveryHandler(
   given: RedeliveryHandlerOptions | (() => RedeliveryHandlerOptions),
@@ -316,8 +326,12 @@ export function createRedeliveryHandler(
       sink.addMetric('RedeliveryGaveUp', MetricUnit.Count, report.gaveUp);
       sink.addMetric('RedeliveryRateLimited', MetricUnit.Count, report.rateLimited ? 1 : 0);
       for (const note of report.gaveUpGuids)
-        log.warn('webhook delivery given up: every attempt failed', { ...note });
-      for (const note of report.failures) log.warn('webhook redelivery failed', { ...note });
+        log.warn('webhook delivery given up: every attempt failed', {
+          ...correlationOfGuid(note.guid),
+          ...note,
+        });
+      for (const note of report.failures)
+        log.warn('webhook redelivery failed', { ...correlationOfGuid(note.guid), ...note });
       const summary = summaryOf(report);
       if (report.rateLimited) log.warn('redelivery pass stopped: GitHub rate limit', { ...summary });
       log.info('redelivery run', { ...summary });

@@ -122,7 +122,10 @@ export function loadRouterSettings(env: NodeJS.ProcessEnv = process.env): Router
 
 /** What the handler tells its log and metrics: outcomes, reasons, field names; never a value. */
 export interface RouterTelemetry extends RouterEvents {
-  /** A delivery's log context starts: the delivery id is its correlation id. */
+  /**
+   * A delivery's log context starts: the delivery id is its correlation id (`correlation_id` on every line
+   * until `end`). Told for every delivery that was signed and whose id is well-formed, refused ones too.
+   */
   begin(deliveryId: string): void;
   refused(refusal: Refusal): void;
   ignored(reason: string): void;
@@ -251,6 +254,8 @@ export function createRouterHandler(deps: RouterHandlerDeps): RouterHandler {
         return jsonResponse(500, { status: 'failed', reason: 'internal error; redeliver later' });
       }
       if (delivery.kind === 'refused') {
+        // Signed with a well-formed id (its body refused): its lines carry the id. Before that, none is trusted.
+        if (delivery.deliveryId !== undefined) telemetry.begin(delivery.deliveryId);
         telemetry.refused(delivery);
         return jsonResponse(delivery.status, { status: 'refused', reason: delivery.reason });
       }
