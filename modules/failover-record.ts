@@ -44,6 +44,11 @@ export class RegionalFailoverRecord extends Construct {
   readonly record: Route53Record;
   readonly alarm: CloudwatchMetricAlarm;
 
+  /** Name of the alarm on a region's health check (it lives in us-east-1, beside Route 53's metrics). */
+  static alarmNameOf(recordName: string, region: string): string {
+    return `${recordName}-${region}-unhealthy`;
+  }
+
   constructor(scope: Construct, id: string, props: RegionalFailoverRecordProps) {
     super(scope, id);
     const path = requireMatch(
@@ -95,7 +100,7 @@ export class RegionalFailoverRecord extends Construct {
 
     this.alarm = new CloudwatchMetricAlarm(this, 'Alarm', {
       provider: props.metricsProvider,
-      alarmName: `${props.recordName}-${props.region}-unhealthy`,
+      alarmName: RegionalFailoverRecord.alarmNameOf(props.recordName, props.region),
       alarmDescription: `Route 53 health check of ${props.region} for ${props.recordName} is failing`,
       namespace: 'AWS/Route53',
       metricName: 'HealthCheckStatus',

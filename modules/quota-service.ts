@@ -9,7 +9,7 @@ import {
 import { BundledFunction } from './bundled-function';
 import { DynamodbTable } from './dynamodb-table';
 import type { KmsKey } from './kms-key';
-import { notifyingAlarm } from './lib/alarm';
+import { alarmNameOf, notifyingAlarm } from './lib/alarm';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { Schedule } from './schedule';
@@ -24,6 +24,11 @@ function windowCron(windowSec: number): string {
   if (minutes === 60) return 'cron(0 * * * ? *)';
   return minutes === 1 ? 'cron(* * * * ? *)' : `cron(0/${minutes} * * * ? *)`;
 }
+
+/** The service's alarms besides its function's (each named `<name>-<id in kebab case>`), and one per region below. */
+const ALARM_IDS = ['NoPass', 'SnapshotsRefused'] as const;
+type AlarmId = (typeof ALARM_IDS)[number] | `PeerUnknown-${string}`;
+const peerUnknownAlarmId = (peer: string): AlarmId => `PeerUnknown-${peer}`;
 
 /** Lambda's limit on a function's environment variables, all together. */
 const MAX_ENVIRONMENT_BYTES = 4096;
@@ -79,6 +84,16 @@ export class QuotaService extends Construct {
   private readonly allocationJson: string;
   private readonly kmsKeyArn: string;
   private readonly region: string;
+
+  /** Name of the sync function, from the service's `name`. */
+  static functionName(name: string): string {
+    return `${name}-sync`;
+  }
+
+  /** Names of the service's own alarms for the allocation's `regions` (its function's: `BundledFunction.alarmNamesOf`). */
+  static alarmNames(name: string, regions: readonly string[]): string[] {
+    return [...regions.map(peerUnknownAlarmId), ...ALARM_IDS].map((id) => alarmNameOf(name, id));
+  }
 
   constructor(scope: Construct, id: string, props: QuotaServiceProps) {
     super(scope, id);
@@ -146,7 +161,7 @@ export class QuotaService extends Construct {
     const ownKeys = `${this.snapshots.arn}/${props.region}/*`;
     this.sync = new BundledFunction(this, 'Sync', {
       entry: 'runtime/quota/handler.ts',
-      functionName: `${props.name}-sync`,
+      functionName: QuotaService.functionName(props.name),
       region: props.region,
       kmsKey: props.kmsKey,
       statements: [
@@ -205,7 +220,7 @@ export class QuotaService extends Construct {
     });
 
     const alarm = (
-      alarmId: string,
+      alarmId: AlarmId,
       metricName: string,
       description: string,
       periods: number,
@@ -231,7 +246,7 @@ export class QuotaService extends Construct {
     this.alarms = [
       ...regions.map((peer) =>
         alarm(
-          `PeerUnknown-${peer}`,
+          peerUnknownAlarmId(peer),
           'PeerUnknown',
           `The quota sync in ${props.region} has not known ${peer}'s demand for 3 windows: shares stay shrunk`,
           3,

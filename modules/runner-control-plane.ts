@@ -23,7 +23,7 @@ import {
 import { BundledFunction, LAMBDA_ENVIRONMENT_BYTES } from './bundled-function';
 import type { HttpRoute } from './http-api';
 import type { KmsKey } from './kms-key';
-import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
+import { alarmNameOf, notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
 import { policyDocument, serviceTrustPolicy, type PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
@@ -118,6 +118,20 @@ const RUNNER_COMMAND = ['sh', '-c', 'exec ./run.sh --jitconfig "$RUNNER_JITCONFI
 /** Webhook deliveries per second the route takes, apart from the API's default (a matrix arrives at once). */
 const WEBHOOK_RATE_PER_SEC = 500;
 
+/** The control plane's alarms besides its functions' (each named `<name>-<id in kebab case>`). */
+const ALARM_IDS = ['DeadLettered', 'DispatchFailures'] as const;
+type AlarmId = (typeof ALARM_IDS)[number];
+
+/** The control plane's functions, each named `<name>-<role>`; `redelivery` only where it sweeps failed deliveries. */
+export interface RunnerFunctionNames {
+  readonly router: string;
+  readonly dispatcher: string;
+  readonly admin: string;
+  readonly cache: string;
+  readonly reaper: string;
+  readonly redelivery: string;
+}
+
 const FARGATE_SIZES: Readonly<Record<number, readonly [number, number]>> = {
   256: [512, 2048],
   512: [1024, 4096],
@@ -155,6 +169,23 @@ export class RunnerControlPlane extends Construct {
   /** The control plane's routes, for the region's HTTP API. */
   readonly routes: readonly HttpRoute[];
   readonly alarms: readonly CloudwatchMetricAlarm[];
+
+  /** Names of the control plane's functions, from its `name`. */
+  static functionNames(name: string): RunnerFunctionNames {
+    return {
+      router: `${name}-router`,
+      dispatcher: `${name}-dispatcher`,
+      admin: `${name}-admin`,
+      cache: `${name}-cache`,
+      reaper: `${name}-reaper`,
+      redelivery: `${name}-redelivery`,
+    };
+  }
+
+  /** Names of the control plane's own alarms (its functions' come from `BundledFunction.alarmNamesOf`). */
+  static alarmNames(name: string): string[] {
+    return ALARM_IDS.map((id) => alarmNameOf(name, id));
+  }
 
   constructor(scope: Construct, id: string, props: RunnerControlPlaneProps) {
     super(scope, id);
@@ -225,6 +256,7 @@ export class RunnerControlPlane extends Construct {
 
     const { region, accountId: account, name } = props;
     const prefix = name;
+    const functionNames = RunnerControlPlane.functionNames(name);
 
     this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
       name: runnerDeadLetterQueueName(prefix),
@@ -267,7 +299,7 @@ export class RunnerControlPlane extends Construct {
     this.router = new BundledFunction(this, 'Router', {
       ...common,
       entry: 'runtime/runners/router/handler.ts',
-      functionName: `${name}-router`,
+      functionName: functionNames.router,
       statements: [
         access.secret('ReadWebhookSecret', props.secrets.webhook),
         {
@@ -309,7 +341,7 @@ export class RunnerControlPlane extends Construct {
     this.dispatcher = new BundledFunction(this, 'Dispatcher', {
       ...common,
       entry: 'runtime/runners/dispatcher/handler.ts',
-      functionName: `${name}-dispatcher`,
+      functionName: functionNames.dispatcher,
       timeoutSec: DISPATCHER_TIMEOUT_SEC,
       statements: [
         ...[...this.queues.values()].flatMap((queue, index) =>
@@ -414,7 +446,7 @@ export class RunnerControlPlane extends Construct {
     this.admin = new BundledFunction(this, 'Admin', {
       ...common,
       entry: 'runtime/runners/admin/handler.ts',
-      functionName: `${name}-admin`,
+      functionName: functionNames.admin,
       statements: [
         {
           sid: 'ChangeRegionStatus',
@@ -448,7 +480,7 @@ export class RunnerControlPlane extends Construct {
     this.cache = new BundledFunction(this, 'Cache', {
       ...common,
       entry: 'runtime/runners/cache/handler.ts',
-      functionName: `${name}-cache`,
+      functionName: functionNames.cache,
       statements: [
         {
           // One item per region holding a copy: every region's read at once, this region's written.
@@ -496,7 +528,7 @@ export class RunnerControlPlane extends Construct {
     this.reaper = new BundledFunction(this, 'Reaper', {
       ...common,
       entry: 'runtime/runners/reaper/handler.ts',
-      functionName: `${name}-reaper`,
+      functionName: functionNames.reaper,
       timeoutSec: REAPER_TIMEOUT_SEC,
       // One pass at a time; a pass that fails is simply the next one's work.
       reservedConcurrency: 1,
@@ -545,7 +577,7 @@ export class RunnerControlPlane extends Construct {
       this.redelivery = new BundledFunction(this, 'Redelivery', {
         ...common,
         entry: 'runtime/runners/redelivery/handler.ts',
-        functionName: `${name}-redelivery`,
+        functionName: functionNames.redelivery,
         timeoutSec: REAPER_TIMEOUT_SEC,
         reservedConcurrency: 1,
         asyncRetries: { attempts: 0, maxEventAgeSec: 300 },
@@ -674,7 +706,7 @@ export class RunnerControlPlane extends Construct {
   }
 
   private createAlarms(props: RunnerControlPlaneProps): CloudwatchMetricAlarm[] {
-    const alarm = (alarmId: string, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
+    const alarm = (alarmId: AlarmId, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
       notifyingAlarm(this, alarmId, {
         prefix: props.name,
         topicArn: props.alarmTopicArn,

@@ -16,7 +16,7 @@ import { ARN_SUFFIX_WILDCARD, iamScopeOf } from '../runtime/secrets/iam-scope';
 import { REPLICA_OF } from '../runtime/secrets/replica-tags';
 import { BundledFunction } from './bundled-function';
 import type { KmsKey } from './kms-key';
-import { notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
+import { alarmNameOf, notifyingAlarm, type NotifyingAlarmProps } from './lib/alarm';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
@@ -54,6 +54,10 @@ export interface SecretsReplicatorProps {
   /** Topic (in this region) the alarms notify. */
   readonly alarmTopicArn: string;
 }
+
+/** The replicator's alarms besides its function's (each named `<name>-<id in kebab case>`). */
+const ALARM_IDS = ['DeadLettered', 'DestinationFailures', 'ConfigRefused'] as const;
+type AlarmId = (typeof ALARM_IDS)[number];
 
 const SECRETS_ACTIONS_READ = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
 const SECRETS_ACTIONS_WRITE = [
@@ -126,6 +130,16 @@ export class SecretsReplicator extends Construct {
 
   static deadLetterQueueName(name: string): string {
     return `${name}-replication-dead-letters`;
+  }
+
+  /** Name of the replicator function, from its `name`. */
+  static functionName(name: string): string {
+    return `${name}-replicator`;
+  }
+
+  /** Names of the replicator's own alarms (its function's come from `BundledFunction.alarmNamesOf`). */
+  static alarmNames(name: string): string[] {
+    return ALARM_IDS.map((id) => alarmNameOf(name, id));
   }
 
   constructor(scope: Construct, id: string, props: SecretsReplicatorProps) {
@@ -243,7 +257,7 @@ export class SecretsReplicator extends Construct {
         }),
       });
 
-    const functionName = `${props.name}-replicator`;
+    const functionName = SecretsReplicator.functionName(props.name);
     this.function = new BundledFunction(this, 'Function', {
       entry: 'runtime/secrets/handler.ts',
       functionName,
@@ -275,7 +289,7 @@ export class SecretsReplicator extends Construct {
       enabled: props.triggerEnabled,
     });
 
-    const alarm = (alarmId: string, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
+    const alarm = (alarmId: AlarmId, alarmDescription: string, metric: Partial<NotifyingAlarmProps>) =>
       notifyingAlarm(this, alarmId, {
         prefix: props.name,
         topicArn: props.alarmTopicArn,

@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 import { BundledFunction } from './bundled-function';
 import type { DynamodbTable, GlobalSecondaryIndex } from './dynamodb-table';
 import type { KmsKey } from './kms-key';
-import { notifyingAlarm } from './lib/alarm';
+import { alarmNameOf, notifyingAlarm } from './lib/alarm';
 import type { PolicyStatement } from './lib/policy';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
 import { QueueTrigger, queueConsumerStatements } from './queue-trigger';
@@ -25,6 +25,21 @@ const REPLICATION_LAG_ALARM_MS = 60_000;
 const INBOX_AGE_ALARM_SEC = 900;
 /** S3's bucket names: 3-63 of lowercase letters, digits, `.`, `-`, starting and ending with a letter or digit. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** The service's alarms besides its functions' (each named `<name>-<id in kebab case>`), and one per peer below. */
+const ALARM_IDS = [
+  'InboxDeadLetters',
+  'InboxOldestMessage',
+  'Undelivered',
+  'NotificationsFailed',
+  'PublishFailures',
+  'Contention',
+  'DeadLettered',
+  'AntiEntropyFailures',
+  'Divergence',
+] as const;
+type AlarmId = (typeof ALARM_IDS)[number] | `ReplicationLag-${string}`;
+const replicationLagAlarmId = (peer: string): AlarmId => `ReplicationLag-${peer}`;
 
 /** The `sync-documents` index: one entry per document head, so documents are listed without their parts. */
 const DOCUMENTS_INDEX: GlobalSecondaryIndex = {
@@ -110,6 +125,16 @@ export class SyncService extends Construct {
   readonly trigger: QueueTrigger;
   readonly schedule: Schedule;
   readonly alarms: readonly CloudwatchMetricAlarm[];
+
+  /** Names of the service's functions, from its `name`. */
+  static functionNames(name: string): { readonly inbox: string; readonly antiEntropy: string } {
+    return { inbox: `${name}-inbox`, antiEntropy: `${name}-anti-entropy` };
+  }
+
+  /** Names of the service's own alarms (its functions' come from `BundledFunction.alarmNamesOf`). */
+  static alarmNames(name: string, peerRegions: readonly string[]): string[] {
+    return [...ALARM_IDS, ...peerRegions.map(replicationLagAlarmId)].map((id) => alarmNameOf(name, id));
+  }
 
   /**
    * The inbox's visibility timeout for a consumer of `timeoutSec` polled with a batching window of
@@ -255,7 +280,7 @@ export class SyncService extends Construct {
     this.inbox = new BundledFunction(this, 'Inbox', {
       ...common,
       entry: 'runtime/sync/inbox/handler.ts',
-      functionName: `${props.name}-inbox`,
+      functionName: SyncService.functionNames(props.name).inbox,
       statements: inboxStatements,
       memoryMiB: props.memoryMiB,
       timeoutSec,
@@ -271,7 +296,7 @@ export class SyncService extends Construct {
     this.antiEntropy = new BundledFunction(this, 'AntiEntropy', {
       ...common,
       entry: 'runtime/sync/anti-entropy/handler.ts',
-      functionName: `${props.name}-anti-entropy`,
+      functionName: SyncService.functionNames(props.name).antiEntropy,
       statements: [
         {
           // The index only: a pass never reads documents' items, and never scans the table.
@@ -308,7 +333,7 @@ export class SyncService extends Construct {
     const env = props.environmentName ?? '<env>';
     const deadLetters = SyncBus.deadLetterQueueName(bus.name);
     const undelivered = SyncBus.undeliveredQueueName(bus.name);
-    const alarm = (alarmId: string, description: string, settings: Partial<CloudwatchMetricAlarmConfig>) =>
+    const alarm = (alarmId: AlarmId, description: string, settings: Partial<CloudwatchMetricAlarmConfig>) =>
       notifyingAlarm(this, alarmId, {
         prefix: name,
         topicArn: props.alarmTopicArn,
@@ -385,7 +410,7 @@ export class SyncService extends Construct {
       ),
       ...props.peerRegions.map((peer) =>
         alarm(
-          `ReplicationLag-${peer}`,
+          replicationLagAlarmId(peer),
           `Changes from ${peer} took more than ${REPLICATION_LAG_ALARM_MS / 1000} s (p99 over 5 minutes) to merge in ${region}: ${peer}'s topic, this inbox or its function is slow or backed up. Check the inbox's oldest message, its throttles, and clock skew between the regions.`,
           {
             ...custom('ReplicationLagMs', peer),

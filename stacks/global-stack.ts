@@ -9,6 +9,7 @@ import type { EnvironmentConfig } from '../environments';
 import { regionProvider } from '../modules/aws-provider';
 import { configureBackend, remoteStateOf } from '../modules/backend';
 import { DynamodbTable } from '../modules/dynamodb-table';
+import { EstateDashboard } from '../modules/estate-dashboard';
 import { KmsKey } from '../modules/kms-key';
 import { PlatformSecrets } from '../modules/platform-secrets';
 import {
@@ -34,8 +35,8 @@ export interface GlobalStackProps {
  * `<env>-global`: what spans the environment's regions: the DNS zone (with the delegation of child
  * environments' zones and the one certificate-validation record of the API name), a key in every region,
  * the global tables (replicas in every region; one table per region where the config says so), the
- * platform secrets replicated to every region, and the environment's alarm topic in every region alarms live
- * in.
+ * platform secrets replicated to every region, the environment's alarm topic in every region alarms live
+ * in, and its dashboard of every region's capabilities and alarms.
  */
 export class GlobalStack extends TerraformStack {
   readonly zone: Route53Zone;
@@ -125,6 +126,8 @@ export class GlobalStack extends TerraformStack {
         provider: providers.get(region),
       });
     }
+
+    new EstateDashboard(this, 'Dashboard', { environment: env });
 
     if (env.dns.customDomain) {
       new CertificateValidationRecord(this, 'ApiCertificateValidation', {

@@ -28,6 +28,22 @@ export const GLOBAL_TABLES: ReadonlyArray<{ readonly purpose: string; readonly p
     { purpose: 'region-status', partitionKey: { name: 'region', type: 'S' } },
   ];
 
+/** The regional health function (behind `GET /health` and the Route 53 health check). */
+export const healthFunctionName = (env: EnvironmentConfig): string => resourceName(env, 'health');
+/** Name of the sync bus and service, e.g. `dev-sync`: their topic, queues, functions and alarms start with it. */
+export const syncName = (env: EnvironmentConfig): string => resourceName(env, 'sync');
+/** Name of the quota service, e.g. `dev-quota`: its table, function and alarms start with it. */
+export const quotaName = (env: EnvironmentConfig): string => resourceName(env, 'quota');
+/** Name of the secrets replicator, e.g. `dev-secrets`: its queues, function, rules and alarms start with it. */
+export const secretsReplicatorName = (env: EnvironmentConfig): string => resourceName(env, 'secrets');
+/** Name of the runners (network, cluster, control plane), e.g. `dev-runners`: their resources start with it. */
+export const runnersName = (env: EnvironmentConfig): string => resourceName(env, 'runners');
+/** The latency-routed API name every region answers, `<record>.<zone>`. */
+export const apiRecordName = (env: EnvironmentConfig): string =>
+  `${env.dns.apiRecordName}.${env.dns.zoneName}`;
+/** The environment's CloudWatch dashboard (dashboards are global in an account; one per environment). */
+export const dashboardName = (env: EnvironmentConfig): string => resourceName(env, 'estate');
+
 /** Alias of the key, in every region, that encrypts what the global stack owns there. */
 export const globalKeyAlias = (env: EnvironmentConfig): string => resourceName(env, 'global');
 /** Alias of the regional stack's key. */

@@ -25,13 +25,19 @@ import { AlarmTopic } from '../modules/alarm-topic';
 import { healthItemKey } from '../runtime/health/probe-item';
 import {
   alarmTopicName,
+  apiRecordName,
   bucketName,
   globalKeyAlias,
+  healthFunctionName,
+  quotaName,
   regionalKeyAlias,
   regionalStackName,
   resourceName,
   runnerSecretNames,
+  runnersName,
   ROUTE53_METRICS_REGION,
+  secretsReplicatorName,
+  syncName,
   vpcCidr,
 } from './names';
 
@@ -100,7 +106,7 @@ export class RegionalStack extends TerraformStack {
 
     this.health = new BundledFunction(this, 'Health', {
       entry: 'runtime/health/handler.ts',
-      functionName: resourceName(env, 'health'),
+      functionName: healthFunctionName(env),
       region,
       kmsKey: key,
       statements: [
@@ -146,7 +152,7 @@ export class RegionalStack extends TerraformStack {
       batchingWindowSec: SYNC_INBOX_BATCHING_WINDOW_SEC,
     };
     this.bus = new SyncBus(this, 'SyncBus', {
-      name: resourceName(env, 'sync'),
+      name: syncName(env),
       region,
       peerRegions: env.regions.filter((r) => r !== region),
       accountId: account,
@@ -159,7 +165,7 @@ export class RegionalStack extends TerraformStack {
     });
 
     this.sync = new SyncService(this, 'Sync', {
-      name: resourceName(env, 'sync'),
+      name: syncName(env),
       region,
       peerRegions: env.regions.filter((r) => r !== region),
       bus: this.bus,
@@ -187,7 +193,7 @@ export class RegionalStack extends TerraformStack {
 
     const forceDestroy = !env.dynamodb.deletionProtection;
     this.quota = new QuotaService(this, 'Quota', {
-      name: resourceName(env, 'quota'),
+      name: quotaName(env),
       region,
       accountId: account,
       allocation: allocationConfigOf(env),
@@ -208,7 +214,7 @@ export class RegionalStack extends TerraformStack {
     const replication = env.secrets.replication[region];
     if (replication)
       this.secrets = new SecretsReplicator(this, 'Secrets', {
-        name: resourceName(env, 'secrets'),
+        name: secretsReplicatorName(env),
         configSecretName: `${env.name}/secrets-replicator/config`,
         region,
         accountId: account,
@@ -229,7 +235,7 @@ export class RegionalStack extends TerraformStack {
       tlsOnly: env.features.tlsOnlyBuckets,
     });
     const runnerNetwork = new RunnerNetwork(this, 'RunnerNetwork', {
-      name: resourceName(env, 'runners'),
+      name: runnersName(env),
       cidr: vpcCidr(env, region),
       region,
       natGateways: env.network.natGateways,
@@ -239,7 +245,7 @@ export class RegionalStack extends TerraformStack {
     });
     const runnerConfig = runnerConfigOf(env);
     const runnerCluster = new RunnerCluster(this, 'RunnerCluster', {
-      clusterName: resourceName(env, 'runners'),
+      clusterName: runnersName(env),
       ...(runnerConfig.runnerTypes.some((t) => t.launch === 'ec2')
         ? {
             ec2: {
@@ -255,9 +261,9 @@ export class RegionalStack extends TerraformStack {
           }
         : {}),
     });
-    const apiName = `${env.dns.apiRecordName}.${env.dns.zoneName}`;
+    const apiName = apiRecordName(env);
     this.runners = new RunnerControlPlane(this, 'Runners', {
-      name: resourceName(env, 'runners'),
+      name: runnersName(env),
       region,
       accountId: account,
       document: runnerDocumentOf(env),

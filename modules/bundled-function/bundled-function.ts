@@ -89,6 +89,24 @@ export class BundledFunction extends Construct {
     return `${functionName}-${region}`;
   }
 
+  /** Name of a function's dead-letter queue (async invocations that failed every retry). */
+  static deadLetterQueueNameOf(functionName: string): string {
+    return `${functionName}-dlq`;
+  }
+
+  /** Name of a function's alarm on its `Errors` or `Throttles`. */
+  static alarmNameOf(functionName: string, metricName: 'Errors' | 'Throttles'): string {
+    return `${functionName}-${metricName.toLowerCase()}`;
+  }
+
+  /** Names of every alarm a function has. */
+  static alarmNamesOf(functionName: string): string[] {
+    return [
+      BundledFunction.alarmNameOf(functionName, 'Errors'),
+      BundledFunction.alarmNameOf(functionName, 'Throttles'),
+    ];
+  }
+
   constructor(scope: Construct, id: string, props: BundledFunctionProps) {
     super(scope, id);
     const name = requireMatch(
@@ -182,7 +200,7 @@ export class BundledFunction extends Construct {
       kmsKeyId: props.kmsKey.arn,
     });
     this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
-      name: `${name}-dlq`,
+      name: BundledFunction.deadLetterQueueNameOf(name),
       kmsMasterKeyId: props.kmsKey.arn,
       messageRetentionSeconds: 14 * 24 * 3600,
     });
@@ -250,7 +268,7 @@ export class BundledFunction extends Construct {
       notifyingAlarm(this, alarmId, {
         prefix: name,
         topicArn: props.alarmTopicArn,
-        alarmName: `${name}-${metricName.toLowerCase()}`,
+        alarmName: BundledFunction.alarmNameOf(name, metricName),
         alarmDescription: `${metricName} of ${name} (any in 5 minutes)`,
         namespace: 'AWS/Lambda',
         metricName,

@@ -12,6 +12,10 @@ export interface NotifyingAlarmProps extends Partial<CloudwatchMetricAlarmConfig
   readonly alarmDescription: string;
 }
 
+/** An alarm's name: `<prefix>-<id in kebab case>` (`dev-sync` + `InboxDeadLetters`: `dev-sync-inbox-dead-letters`). */
+export const alarmNameOf = (prefix: string, id: string): string =>
+  `${prefix}-${id.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`;
+
 /**
  * An alarm that notifies its topic both ways, with the estate's defaults (one occurrence, Sum >= 1, in one
  * 5-minute period; missing data not breaching). Each field of `props` overrides its default.
@@ -23,7 +27,7 @@ export function notifyingAlarm(
 ): CloudwatchMetricAlarm {
   const { prefix, topicArn, ...settings } = props;
   return new CloudwatchMetricAlarm(scope, id, {
-    alarmName: `${prefix}-${id.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase()}`,
+    alarmName: alarmNameOf(prefix, id),
     statistic: 'Sum',
     period: 300,
     evaluationPeriods: 1,
