@@ -5,6 +5,7 @@ import { startMoto } from './lib/moto';
 import { deployLocalEstate, invokeDeployed, regionalStackOf } from './lib/local-estate';
 import { resourceName } from '../stacks/names';
 import { prepareTerraform } from './lib/terraform';
+import { progressView } from './lib/progress-view';
 
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
@@ -14,12 +15,27 @@ async function main(): Promise<void> {
   let failed = false;
   try {
     const started = Date.now();
-    const estate = await deployLocalEstate(cli, moto.endpoint, { log: (line) => console.log(`  ${line}`) });
+    console.log(
+      '\nDeploying the local estate (every stack side by side; each starts once what it reads exists):',
+    );
+    const view = progressView();
+    let estate;
+    try {
+      estate = await deployLocalEstate(cli, moto.endpoint, {
+        log: (line) => console.log(`  ${line}`),
+        onProgress: (stacks) => view.update(stacks),
+      });
+    } finally {
+      view.close();
+    }
     console.log(`\nDeployed the local estate in ${((Date.now() - started) / 1000).toFixed(1)} s:`);
     for (const stack of estate.stacks) {
-      console.log(`  ${stack.name.padEnd(24)} ${String(stack.resourceCount).padStart(3)} resources`);
-      for (const [key, value] of Object.entries(stack.outputs))
-        console.log(`      ${key} = ${JSON.stringify(value)}`);
+      const slowest = stack.slowest[0];
+      console.log(
+        `  ${stack.name.padEnd(24)} ${String(stack.resourceCount).padStart(3)} resources, applied from ` +
+          `${stack.startedAfterSeconds.toFixed(0).padStart(3)} s for ${stack.applySeconds.toFixed(0).padStart(3)} s` +
+          (slowest ? ` (slowest: ${slowest.address} ${slowest.seconds} s)` : ''),
+      );
     }
     console.log('\nRegional health (GET /health, the deployed bundle invoked in-process):');
     for (const region of estate.environment.regions) {

@@ -4,14 +4,21 @@ import { join } from 'node:path';
 import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
 import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
-import { defaultOutdir, deploymentWaves, localEnvironment, synthesize, type SynthesizedStack } from './synth';
+import { emptyTally, foldApplyLine, slowest, type ApplyTally } from './apply-events';
+import { stackNeeds, unmetNeeds } from './stack-gates';
+import { defaultOutdir, localEnvironment, synthesize, type SynthesizedStack } from './synth';
 import { regionalStackName } from '../../stacks/names';
-import { apply, init, terraform, type TerraformCli } from './terraform';
+import { init, terraform, type TerraformCli } from './terraform';
 
 /** A stack applied onto the emulator. */
 export interface DeployedStack extends SynthesizedStack {
   readonly resourceCount: number;
   readonly outputs: Readonly<Record<string, unknown>>;
+  /** Seconds from the start of the deployment to this stack's apply starting, and its apply's length. */
+  readonly startedAfterSeconds: number;
+  readonly applySeconds: number;
+  /** Its slowest resource changes (the provider's waits), slowest first. */
+  readonly slowest: ReadonlyArray<{ address: string; seconds: number }>;
 }
 
 export interface LocalEstate {
@@ -19,47 +26,175 @@ export interface LocalEstate {
   readonly stacks: readonly DeployedStack[];
 }
 
-/** Synthesizes the `local` environment against the emulator at `endpoint` and applies every stack onto it. */
+/** Where one stack of a deployment is. */
+export interface StackProgress {
+  readonly name: string;
+  readonly phase: 'init' | 'waiting' | 'applying' | 'applied' | 'failed';
+  /** What it waits for, while waiting. */
+  readonly waitingFor: readonly string[];
+  readonly tally: ApplyTally;
+  /** Milliseconds since the epoch at which its apply started and ended. */
+  readonly startedAt?: number;
+  readonly endedAt?: number;
+}
+
+export interface DeployOptions {
+  readonly outdir?: string;
+  readonly log?: (line: string) => void;
+  readonly regions?: readonly AwsRegion[];
+  /** Called whenever a stack's progress changes, with every stack's. */
+  readonly onProgress?: (stacks: readonly StackProgress[]) => void;
+  /** Terraform's `-parallelism` per stack. Default: DEFAULT_PARALLELISM. */
+  readonly parallelism?: number;
+}
+
+/**
+ * Terraform's concurrent operations per apply. Most of an apply onto the emulator is the provider waiting for
+ * eventual consistency (~25 s per queue, ~15 s per DNS change), so more of them at once costs little.
+ */
+export const DEFAULT_PARALLELISM = 32;
+
+/**
+ * Synthesizes the `local` environment against the emulator at `endpoint` and applies every stack onto it, all
+ * stacks side by side: a stack starts once what it reads of the stacks it depends on exists (see stackNeeds).
+ */
 export async function deployLocalEstate(
   cli: TerraformCli,
   endpoint: string,
-  options: { outdir?: string; log?: (line: string) => void; regions?: readonly AwsRegion[] } = {},
+  options: DeployOptions = {},
 ): Promise<LocalEstate> {
   const log = options.log ?? (() => undefined);
+  const began = Date.now();
   const environment = localEnvironment(endpoint, options.regions);
   const synthesized = synthesize([environment], options.outdir ?? defaultOutdir('local'));
-  log(`synthesized ${synthesized.map((s) => s.name).join(', ')}`);
-  // Wave by wave in dependency order; within a wave side by side (Terraform mostly waits on the emulator).
-  const stacks: DeployedStack[] = [];
-  for (const wave of deploymentWaves(synthesized)) {
-    const deployed = await Promise.all(
-      wave.map(async (stack) => {
-        const started = Date.now();
-        await init(cli, stack.dir);
-        await apply(cli, stack.dir);
-        const result = await describeDeployed(cli, stack);
-        log(
-          `applied ${stack.name}: ${result.resourceCount} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  log(`synthesized ${synthesized.map((s) => s.name).join(', ')} in ${seconds(Date.now() - began)} s`);
+  const needs = stackNeeds(
+    synthesized.map((stack) => ({
+      ...stack,
+      config: JSON.parse(readFileSync(stackConfigPath(stack.dir), 'utf8')),
+    })),
+  );
+  const progress = new Map<string, StackProgress>(
+    synthesized.map((stack) => [
+      stack.name,
+      { name: stack.name, phase: 'init', waitingFor: [], tally: emptyTally() },
+    ]),
+  );
+  const changed = new Signal();
+  const update = (name: string, change: Partial<StackProgress>) => {
+    progress.set(name, { ...(progress.get(name) as StackProgress), ...change });
+    options.onProgress?.([...progress.values()]);
+    changed.notify();
+  };
+  const phaseOf = (name: string) => progress.get(name)?.phase;
+  const failedDependency = (stack: SynthesizedStack) =>
+    stack.dependsOn.find((name) => phaseOf(name) === 'failed');
+
+  const deployOne = async (stack: SynthesizedStack): Promise<DeployedStack> => {
+    try {
+      await init(cli, stack.dir);
+      const stackNeeds = needs.get(stack.name) ?? [];
+      const unmet = () =>
+        unmetNeeds(
+          stackNeeds,
+          (name) => progress.get(name)?.tally.completed ?? new Set(),
+          (name) => phaseOf(name) === 'applied',
         );
-        return result;
-      }),
-    );
-    stacks.push(...deployed);
-  }
-  return { environment, stacks };
+      update(stack.name, { phase: 'waiting', waitingFor: unmet() });
+      await changed.until(() => {
+        if (failedDependency(stack)) return true;
+        const waitingFor = unmet();
+        if (waitingFor.join() !== progress.get(stack.name)?.waitingFor.join()) {
+          progress.set(stack.name, { ...(progress.get(stack.name) as StackProgress), waitingFor });
+          options.onProgress?.([...progress.values()]);
+        }
+        return waitingFor.length === 0;
+      });
+      const failed = failedDependency(stack);
+      if (failed) throw new Error(`not applied: ${failed}, which it depends on, failed`);
+      const startedAt = Date.now();
+      update(stack.name, { phase: 'applying', waitingFor: [], startedAt });
+      let tally = emptyTally();
+      try {
+        await terraform(
+          cli,
+          stack.dir,
+          [
+            'apply',
+            '-json',
+            '-auto-approve',
+            '-input=false',
+            `-parallelism=${options.parallelism ?? DEFAULT_PARALLELISM}`,
+          ],
+          {
+            onLine: (line, stream) => {
+              if (stream !== 'stdout') return;
+              const next = foldApplyLine(tally, line);
+              if (next !== tally) update(stack.name, { tally: (tally = next) });
+            },
+          },
+        );
+      } catch (error) {
+        if (tally.errors.length === 0) throw error;
+        throw new Error(`terraform apply of ${stack.name} failed:\n  ${tally.errors.join('\n  ')}`);
+      }
+      const endedAt = Date.now();
+      update(stack.name, { phase: 'applied', endedAt });
+      log(`applied ${stack.name}: ${tally.completed.size} changes in ${seconds(endedAt - startedAt)} s`);
+      return {
+        ...stack,
+        resourceCount: managedResourceCount(stack.dir, stack.name),
+        outputs: tally.outputs ?? {},
+        startedAfterSeconds: (startedAt - began) / 1000,
+        applySeconds: (endedAt - startedAt) / 1000,
+        slowest: slowest(tally, 5),
+      };
+    } catch (error) {
+      update(stack.name, { phase: 'failed', endedAt: Date.now() });
+      throw error;
+    }
+  };
+  const results = await Promise.allSettled(synthesized.map(deployOne));
+  const failures = results.flatMap((result, i) =>
+    result.status === 'rejected' ? [`${synthesized[i]?.name}: ${(result.reason as Error).message}`] : [],
+  );
+  if (failures.length > 0) throw new Error(`the local estate did not deploy:\n${failures.join('\n')}`);
+  return {
+    environment,
+    stacks: results.map((result) => (result as PromiseFulfilledResult<DeployedStack>).value),
+  };
 }
 
-async function describeDeployed(cli: TerraformCli, stack: SynthesizedStack): Promise<DeployedStack> {
-  const state = await terraform(cli, stack.dir, ['state', 'list']);
-  const outputs = JSON.parse((await terraform(cli, stack.dir, ['output', '-json'])).stdout) as Record<
-    string,
-    { value: unknown }
-  >;
-  return {
-    ...stack,
-    resourceCount: state.stdout.split('\n').filter((line) => line.trim() && !line.startsWith('data.')).length,
-    outputs: Object.fromEntries(Object.entries(outputs).map(([key, output]) => [key, output.value])),
+const seconds = (ms: number) => (ms / 1000).toFixed(1);
+const stackConfigPath = (dir: string) => join(dir, 'cdk.tf.json');
+
+/** Managed resource instances in a stack's local state (its backend is a local file in the stack's directory). */
+function managedResourceCount(dir: string, name: string): number {
+  const state = JSON.parse(readFileSync(join(dir, `terraform.${name}.tfstate`), 'utf8')) as {
+    resources?: Array<{ mode?: string; instances?: unknown[] }>;
   };
+  return (state.resources ?? [])
+    .filter((resource) => resource.mode === 'managed')
+    .reduce((sum, resource) => sum + (resource.instances?.length ?? 0), 0);
+}
+
+/** Wakes waiters whenever something changed, so each re-checks its condition. */
+class Signal {
+  private readonly waiters = new Set<() => void>();
+  notify(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+  until(condition: () => boolean): Promise<void> {
+    if (condition()) return Promise.resolve();
+    return new Promise((resolveWait) => {
+      const check = () => {
+        if (!condition()) return;
+        this.waiters.delete(check);
+        resolveWait();
+      };
+      this.waiters.add(check);
+    });
+  }
 }
 
 /** The regional stack a deployed estate runs in `region`. */

@@ -43,21 +43,42 @@ async function waitUntilServing(endpoint: string, child: ChildProcess, timeoutMs
 }
 
 /**
- * Serves moto's app one request at a time. moto's own `moto_server` is threaded and does not lock around a
- * conditional write, so two concurrent conditional PutItems can both succeed; DynamoDB guarantees they
- * cannot, and the sync service relies on it. Single-threaded, each request completes before the next.
+ * Serves moto's app with one thread per connection, but one request at a time per group of services. moto's
+ * own `moto_server` does not lock around a conditional write, so two concurrent conditional PutItems can both
+ * succeed, and two concurrent ReceiveMessages can take the same message; DynamoDB and SQS guarantee they
+ * cannot, and the estate relies on it. Services that reach into each other's state (SNS delivers into SQS,
+ * EventBridge into SQS) share one lock. Requests of unrelated services run side by side, so a slow
+ * CreateFunction does not hold up a queue's polling, and no request waits unaccepted in the listen backlog
+ * (a client that gives up on one there and retries would have it served twice: "409 Alias already exists").
+ * The service is the SigV4 credential scope's (header or presigned query); unsigned requests share one lock.
  */
-const SERIAL_SERVER = [
-  'import os, sys',
+const SERVER = [
+  'import os, re, sys, threading',
+  'from urllib.parse import unquote',
   'from werkzeug.serving import run_simple',
   'from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app',
   'os.environ["MOTO_PORT"] = sys.argv[2]',
-  'run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)',
+  'app = DomainDispatcherApplication(create_backend_app)',
+  'GROUPS = {"sns": "messaging", "sqs": "messaging", "events": "messaging", "scheduler": "messaging",',
+  '          "dynamodb": "dynamodb", "dynamodbstreams": "dynamodb"}',
+  'SCOPE = re.compile(r"Credential=[^/,]*/[^/,]*/[^/,]*/([^/,]*)/")',
+  'guard = threading.Lock()',
+  'locks = {}',
+  'def group_of(environ):',
+  '    found = SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or SCOPE.search(unquote(environ.get("QUERY_STRING", "")))',
+  '    service = found.group(1) if found else ""',
+  '    return GROUPS.get(service, service)',
+  'def serve(environ, start_response):',
+  '    with guard:',
+  '        lock = locks.setdefault(group_of(environ), threading.Lock())',
+  '    with lock:',
+  '        return list(app(environ, start_response))',
+  'run_simple(sys.argv[1], int(sys.argv[2]), serve, threaded=True)',
 ].join('\n');
 
 /**
- * Starts the AWS emulator on a free 127.0.0.1 port: moto's app served one request at a time by the
- * machine's Python (ESTATE_PYTHON, default python3), or the `moto_server` executable named by
+ * Starts the AWS emulator on a free 127.0.0.1 port: moto's app served with a lock per group of services
+ * (see SERVER) by the machine's Python (ESTATE_PYTHON, default python3), or the `moto_server` executable named by
  * ESTATE_MOTO_SERVER (or `command`).
  */
 export async function startMoto(command = process.env.ESTATE_MOTO_SERVER): Promise<MotoServer> {
@@ -65,7 +86,7 @@ export async function startMoto(command = process.env.ESTATE_MOTO_SERVER): Promi
   const endpoint = `http://127.0.0.1:${port}`;
   const child = command
     ? spawn(command, ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(process.env.ESTATE_PYTHON ?? 'python3', ['-c', SERIAL_SERVER, '127.0.0.1', String(port)], {
+    : spawn(process.env.ESTATE_PYTHON ?? 'python3', ['-c', SERVER, '127.0.0.1', String(port)], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
   let stderr = '';
