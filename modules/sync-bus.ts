@@ -1,7 +1,6 @@
 import { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
 import { SnsTopicSubscription } from '@cdktf/provider-aws/lib/sns-topic-subscription';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
-import { SqsQueuePolicy } from '@cdktf/provider-aws/lib/sqs-queue-policy';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
@@ -139,6 +138,9 @@ export class SyncBus extends Construct {
       kmsMasterKeyId: key,
       messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
     });
+    this.admittedTopicArns = props.peerRegions.map((peer) =>
+      SyncBus.topicArn(peer, props.accountId, props.name),
+    );
     this.inbox = new SqsQueue(this, 'Inbox', {
       name: SyncBus.inboxName(props.name),
       kmsMasterKeyId: key,
@@ -149,13 +151,8 @@ export class SyncBus extends Construct {
         maxReceiveCount: this.maxReceiveCount,
       }),
       ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
-    });
-
-    this.admittedTopicArns = props.peerRegions.map((peer) =>
-      SyncBus.topicArn(peer, props.accountId, props.name),
-    );
-    new SqsQueuePolicy(this, 'InboxPolicy', {
-      queueUrl: this.inbox.url,
+      // Inline, not an aws_sqs_queue_policy: the queue is created with it, and the provider's ~25 s wait
+      // for a queue's attributes to settle is paid once rather than twice in a row.
       policy: JSON.stringify({
         Version: '2012-10-17',
         Statement: [
@@ -164,7 +161,7 @@ export class SyncBus extends Construct {
             Effect: 'Allow',
             Principal: { Service: 'sns.amazonaws.com' },
             Action: 'sqs:SendMessage',
-            Resource: this.inbox.arn,
+            Resource: SyncBus.inboxArn(props.region, props.accountId, props.name),
             Condition: { ArnEquals: { 'aws:SourceArn': [...this.admittedTopicArns] } },
           },
         ],
@@ -175,9 +172,6 @@ export class SyncBus extends Construct {
       name: SyncBus.undeliveredQueueName(props.name),
       kmsMasterKeyId: key,
       messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
-    });
-    const undeliveredPolicy = new SqsQueuePolicy(this, 'UndeliveredPolicy', {
-      queueUrl: this.undeliveredQueue.url,
       policy: JSON.stringify({
         Version: '2012-10-17',
         Statement: [
@@ -186,7 +180,7 @@ export class SyncBus extends Construct {
             Effect: 'Allow',
             Principal: { Service: 'sns.amazonaws.com' },
             Action: 'sqs:SendMessage',
-            Resource: this.undeliveredQueue.arn,
+            Resource: arn('sqs', props.region, props.accountId, SyncBus.undeliveredQueueName(props.name)),
             Condition: { ArnEquals: { 'aws:SourceArn': this.topic.arn } },
           },
         ],
@@ -203,9 +197,9 @@ export class SyncBus extends Construct {
           rawMessageDelivery: true,
           filterPolicy: JSON.stringify(peerFilterPolicy(peer)),
           filterPolicyScope: 'MessageAttributes',
+          // Refers to the undelivered queue, which is created with the policy that lets SNS send to it: SNS
+          // may move a message there as soon as the subscription exists.
           redrivePolicy,
-          // SNS may move a message there as soon as the subscription exists: let it send first.
-          dependsOn: [undeliveredPolicy],
         }),
     );
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
@@ -74,6 +74,15 @@ export async function deployLocalEstate(
       config: JSON.parse(readFileSync(stackConfigPath(stack.dir), 'utf8')),
     })),
   );
+  // A stack that waits for nothing and that nothing waits for (the shared stacks here) holds nothing up, so
+  // its plan, which is mostly CPU, yields to those that do (the global stack, whose DNS zone the regions
+  // wait for, then the regions).
+  const needed = new Set([...needs.values()].flat().map((need) => need.stack));
+  const offCriticalPath = new Set(
+    synthesized
+      .filter((stack) => !needed.has(stack.name) && (needs.get(stack.name) ?? []).length === 0)
+      .map((stack) => stack.name),
+  );
   const progress = new Map<string, StackProgress>(
     synthesized.map((stack) => [
       stack.name,
@@ -113,6 +122,7 @@ export async function deployLocalEstate(
       const failed = failedDependency(stack);
       if (failed) throw new Error(`not applied: ${failed}, which it depends on, failed`);
       const startedAt = Date.now();
+      rmSync(applyLogOf(stack.dir), { force: true });
       update(stack.name, { phase: 'applying', waitingFor: [], startedAt });
       let tally = emptyTally();
       try {
@@ -127,8 +137,10 @@ export async function deployLocalEstate(
             `-parallelism=${options.parallelism ?? DEFAULT_PARALLELISM}`,
           ],
           {
+            niceness: offCriticalPath.has(stack.name) ? 10 : undefined,
             onLine: (line, stream) => {
               if (stream !== 'stdout') return;
+              appendFileSync(applyLogOf(stack.dir), `${line}\n`);
               const next = foldApplyLine(tally, line);
               if (next !== tally) update(stack.name, { tally: (tally = next) });
             },
@@ -167,6 +179,8 @@ export async function deployLocalEstate(
 
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
 const stackConfigPath = (dir: string) => join(dir, 'cdk.tf.json');
+/** Where the apply's JSON lines are kept: each resource's start, end and wait, for a look at where time went. */
+export const applyLogOf = (dir: string) => join(dir, 'apply.jsonl');
 
 /** Managed resource instances in a stack's local state (its backend is a local file in the stack's directory). */
 function managedResourceCount(dir: string, name: string): number {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** A moto_server (the AWS emulator) on a loopback port. */
@@ -90,7 +91,12 @@ export async function startMoto(command = process.env.ESTATE_MOTO_SERVER): Promi
         stdio: ['ignore', 'ignore', 'pipe'],
       });
   let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4_000)));
+  // ESTATE_MOTO_LOG names a file that gets moto's request log (one line per request, with its status).
+  const requestLog = process.env.ESTATE_MOTO_LOG;
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4_000);
+    if (requestLog) appendFileSync(requestLog, chunk);
+  });
   const spawned = new Promise<void>((resolveSpawn, reject) => {
     child.once('spawn', resolveSpawn);
     child.once('error', (error: NodeJS.ErrnoException) =>

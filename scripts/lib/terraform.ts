@@ -99,6 +99,8 @@ export interface TerraformOptions {
   readonly graceMs?: number;
   /** Each line of output as it arrives. */
   readonly onLine?: (line: string, stream: OutputStream) => void;
+  /** Run at this lower CPU priority (`nice -n`; ignored where there is no `nice`, i.e. on Windows). */
+  readonly niceness?: number;
 }
 
 /** Commands whose second word is a subcommand (`state list`, `providers mirror`). */
@@ -148,17 +150,23 @@ export async function terraform(
     timeoutMs = 15 * 60_000,
     graceMs,
     onLine,
+    niceness,
   } = Array.isArray(options) ? { okCodes: options as readonly number[] } : (options as TerraformOptions);
   await cli.ready?.();
-  return run(cli.binary, withNoColor(args), {
-    cwd,
-    env: cli.env,
-    okCodes,
-    timeoutMs,
-    graceMs,
-    onLine,
-    afterKillHint: stateLockHint(cwd, args),
-  });
+  const niced = niceness !== undefined && process.platform !== 'win32';
+  return run(
+    niced ? 'nice' : cli.binary,
+    [...(niced ? ['-n', String(niceness), cli.binary] : []), ...withNoColor(args)],
+    {
+      cwd,
+      env: cli.env,
+      okCodes,
+      timeoutMs,
+      graceMs,
+      onLine,
+      afterKillHint: stateLockHint(cwd, args),
+    },
+  );
 }
 
 /** `terraform init` without touching the backend (no Terraform Cloud token needed). */

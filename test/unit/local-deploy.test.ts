@@ -1,4 +1,5 @@
 import { emptyTally, foldApplyLine, slowest } from '../../scripts/lib/apply-events';
+import { applyTimeline, criticalPath, resourceDependencies } from '../../scripts/lib/apply-timeline';
 import type { StackProgress } from '../../scripts/lib/local-estate';
 import { progressLine } from '../../scripts/lib/progress-view';
 import { stackNeeds, unmetNeeds, type StackConfig } from '../../scripts/lib/stack-gates';
@@ -158,5 +159,63 @@ describe('a stack progress line', () => {
     expect(progressLine({ ...base, phase: 'applied', endedAt: 91_000 }, 500_000, 18)).toBe(
       'local-eu-central-1  applied    2/240    90 s',
     );
+  });
+});
+
+describe('where an apply spent its time', () => {
+  const at = (seconds: number) => new Date(Date.UTC(2026, 11, 2, 12, 0, seconds)).toISOString();
+  const line = (type: string, addr: string, seconds: number, action = 'create') =>
+    JSON.stringify({ type, '@timestamp': at(seconds), hook: { resource: { addr }, action } });
+  const lines = [
+    JSON.stringify({ type: 'version', '@timestamp': at(0) }),
+    line('apply_start', 'data.aws_route53_zone.Zone', 5, 'read'),
+    line('apply_complete', 'data.aws_route53_zone.Zone', 6, 'read'),
+    line('apply_start', 'aws_kms_key.Key', 10),
+    line('apply_start', 'aws_iam_role.Role', 10),
+    line('apply_complete', 'aws_iam_role.Role', 11),
+    line('apply_complete', 'aws_kms_key.Key', 25),
+    line('apply_start', 'aws_sqs_queue.Dlq', 25),
+    line('apply_complete', 'aws_sqs_queue.Dlq', 50),
+    line('apply_start', 'aws_lambda_function.Fn', 50),
+    line('apply_complete', 'aws_lambda_function.Fn', 55),
+  ];
+  const config = {
+    resource: {
+      aws_kms_key: { Key: {} },
+      aws_iam_role: { Role: {} },
+      aws_sqs_queue: { Dlq: { kms_master_key_id: '${aws_kms_key.Key.arn}' } },
+      aws_lambda_function: {
+        Fn: {
+          role: '${aws_iam_role.Role.arn}',
+          dead_letter_config: { target_arn: '${aws_sqs_queue.Dlq.arn}' },
+          depends_on: ['aws_iam_role.Role'],
+        },
+      },
+    },
+  };
+
+  it('times the plan up to the first change, and each change, leaving data-source reads out', () => {
+    const timeline = applyTimeline(lines);
+    expect(timeline.planSeconds).toBe(10);
+    expect(timeline.totalSeconds).toBe(55);
+    expect([...timeline.spans.keys()].sort()).toEqual([
+      'aws_iam_role.Role',
+      'aws_kms_key.Key',
+      'aws_lambda_function.Fn',
+      'aws_sqs_queue.Dlq',
+    ]);
+  });
+
+  it('follows the dependency that finished last back from the last change (the critical path)', () => {
+    const dependencies = resourceDependencies(config);
+    expect([...(dependencies.get('aws_lambda_function.Fn') ?? [])].sort()).toEqual([
+      'aws_iam_role.Role',
+      'aws_sqs_queue.Dlq',
+    ]);
+    expect(criticalPath(applyTimeline(lines), dependencies).map((span) => span.address)).toEqual([
+      'aws_kms_key.Key',
+      'aws_sqs_queue.Dlq',
+      'aws_lambda_function.Fn',
+    ]);
   });
 });
