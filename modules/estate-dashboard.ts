@@ -202,12 +202,13 @@ export function validateDashboardBody(body: DashboardBody): string {
       `at most ${DASHBOARD_LIMITS.metricsPerDashboard} (CloudWatch's limit per dashboard): split the dashboard`,
     );
   const json = JSON.stringify(body);
-  if (json.includes('${'))
+  const template = /[$%]\{/.exec(json);
+  if (template)
     fail(
       construct,
       'body',
-      json.slice(json.indexOf('${'), json.indexOf('${') + 40),
-      'no `${` (Terraform interpolates it)',
+      json.slice(template.index, template.index + 40),
+      'no `${` or `%{` (Terraform reads them as an interpolation or a template directive)',
     );
   const bytes = Buffer.byteLength(json);
   if (bytes > DASHBOARD_LIMITS.bodyBytes)

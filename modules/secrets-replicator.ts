@@ -4,6 +4,7 @@ import type { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-m
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
 import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
+import { SqsQueuePolicy } from '@cdktf/provider-aws/lib/sqs-queue-policy';
 import { Construct } from 'constructs';
 import {
   parseReplicatorConfig,
@@ -195,6 +196,20 @@ export class SecretsReplicator extends Construct {
       secretString: documentJson,
     });
 
+    this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
+      name: SecretsReplicator.deadLetterQueueName(props.name),
+      kmsMasterKeyId: props.kmsKey.arn,
+      messageRetentionSeconds: 14 * 86_400,
+    });
+    this.queue = new SqsQueue(this, 'Queue', {
+      name: SecretsReplicator.queueName(props.name),
+      kmsMasterKeyId: props.kmsKey.arn,
+      visibilityTimeoutSeconds: 6 * timeoutSec,
+      messageRetentionSeconds: 4 * 86_400,
+      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
+      ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
+    });
+
     this.changes = new CloudwatchEventRule(this, 'Changes', {
       name: `${props.name}-changes`,
       description: 'Secrets Manager calls (recorded by CloudTrail) that change a secret of this region',
@@ -209,39 +224,6 @@ export class SecretsReplicator extends Construct {
       description: 'Full resync of the secrets replicator: repairs drift and whatever events were lost',
       scheduleExpression: resyncSchedule,
     });
-    // Both queues admit exactly the two rules (the dead-letter queue: events they could not deliver). The
-    // policies are inline, not aws_sqs_queue_policy resources: each queue is created with its policy, and the
-    // provider's ~25 s wait for a queue's attributes to settle is paid once rather than twice in a row.
-    const rulesSend = (queueName: string) =>
-      JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Sid: 'EventBridgeRulesSend',
-            Effect: 'Allow',
-            Principal: { Service: 'events.amazonaws.com' },
-            Action: 'sqs:SendMessage',
-            Resource: `arn:aws:sqs:${region}:${account}:${queueName}`,
-            Condition: { ArnEquals: { 'aws:SourceArn': [this.changes.arn, this.resync.arn] } },
-          },
-        ],
-      });
-    this.deadLetterQueue = new SqsQueue(this, 'DeadLetters', {
-      name: SecretsReplicator.deadLetterQueueName(props.name),
-      kmsMasterKeyId: props.kmsKey.arn,
-      messageRetentionSeconds: 14 * 86_400,
-      policy: rulesSend(SecretsReplicator.deadLetterQueueName(props.name)),
-    });
-    this.queue = new SqsQueue(this, 'Queue', {
-      name: SecretsReplicator.queueName(props.name),
-      kmsMasterKeyId: props.kmsKey.arn,
-      visibilityTimeoutSeconds: 6 * timeoutSec,
-      messageRetentionSeconds: 4 * 86_400,
-      policy: rulesSend(SecretsReplicator.queueName(props.name)),
-      redrivePolicy: JSON.stringify({ deadLetterTargetArn: this.deadLetterQueue.arn, maxReceiveCount }),
-      ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
-    });
-
     for (const [ruleId, rule] of [
       ['ChangesTarget', this.changes],
       ['ResyncTarget', this.resync],
@@ -253,6 +235,28 @@ export class SecretsReplicator extends Construct {
         // An event EventBridge cannot deliver (a key or policy being changed) waits there to be redriven.
         deadLetterConfig: { arn: this.deadLetterQueue.arn },
       });
+    // Both queues admit exactly the two rules (the dead-letter queue: events they could not deliver).
+    for (const [policyId, queue] of [
+      ['QueuePolicy', this.queue],
+      ['DeadLetterQueuePolicy', this.deadLetterQueue],
+    ] as const)
+      new SqsQueuePolicy(this, policyId, {
+        queueUrl: queue.url,
+        policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'EventBridgeRulesSend',
+              Effect: 'Allow',
+              Principal: { Service: 'events.amazonaws.com' },
+              Action: 'sqs:SendMessage',
+              Resource: queue.arn,
+              Condition: { ArnEquals: { 'aws:SourceArn': [this.changes.arn, this.resync.arn] } },
+            },
+          ],
+        }),
+      });
+
     const functionName = SecretsReplicator.functionName(props.name);
     this.function = new BundledFunction(this, 'Function', {
       entry: 'runtime/secrets/handler.ts',

@@ -1,6 +1,7 @@
 import { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
 import { SnsTopicSubscription } from '@cdktf/provider-aws/lib/sns-topic-subscription';
 import { SqsQueue } from '@cdktf/provider-aws/lib/sqs-queue';
+import { SqsQueuePolicy } from '@cdktf/provider-aws/lib/sqs-queue-policy';
 import { Construct } from 'constructs';
 import type { KmsKey } from './kms-key';
 import { fail, requireIntInRange, requireMatch } from './lib/validate';
@@ -138,9 +139,6 @@ export class SyncBus extends Construct {
       kmsMasterKeyId: key,
       messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
     });
-    this.admittedTopicArns = props.peerRegions.map((peer) =>
-      SyncBus.topicArn(peer, props.accountId, props.name),
-    );
     this.inbox = new SqsQueue(this, 'Inbox', {
       name: SyncBus.inboxName(props.name),
       kmsMasterKeyId: key,
@@ -151,8 +149,13 @@ export class SyncBus extends Construct {
         maxReceiveCount: this.maxReceiveCount,
       }),
       ...(props.ignoreRedrivePolicyDrift ? { lifecycle: { ignoreChanges: ['redrive_policy'] } } : {}),
-      // Inline, not an aws_sqs_queue_policy: the queue is created with it, and the provider's ~25 s wait
-      // for a queue's attributes to settle is paid once rather than twice in a row.
+    });
+
+    this.admittedTopicArns = props.peerRegions.map((peer) =>
+      SyncBus.topicArn(peer, props.accountId, props.name),
+    );
+    new SqsQueuePolicy(this, 'InboxPolicy', {
+      queueUrl: this.inbox.url,
       policy: JSON.stringify({
         Version: '2012-10-17',
         Statement: [
@@ -161,7 +164,7 @@ export class SyncBus extends Construct {
             Effect: 'Allow',
             Principal: { Service: 'sns.amazonaws.com' },
             Action: 'sqs:SendMessage',
-            Resource: SyncBus.inboxArn(props.region, props.accountId, props.name),
+            Resource: this.inbox.arn,
             Condition: { ArnEquals: { 'aws:SourceArn': [...this.admittedTopicArns] } },
           },
         ],
@@ -172,6 +175,9 @@ export class SyncBus extends Construct {
       name: SyncBus.undeliveredQueueName(props.name),
       kmsMasterKeyId: key,
       messageRetentionSeconds: DEAD_LETTER_RETENTION_SEC,
+    });
+    const undeliveredPolicy = new SqsQueuePolicy(this, 'UndeliveredPolicy', {
+      queueUrl: this.undeliveredQueue.url,
       policy: JSON.stringify({
         Version: '2012-10-17',
         Statement: [
@@ -180,7 +186,7 @@ export class SyncBus extends Construct {
             Effect: 'Allow',
             Principal: { Service: 'sns.amazonaws.com' },
             Action: 'sqs:SendMessage',
-            Resource: arn('sqs', props.region, props.accountId, SyncBus.undeliveredQueueName(props.name)),
+            Resource: this.undeliveredQueue.arn,
             Condition: { ArnEquals: { 'aws:SourceArn': this.topic.arn } },
           },
         ],
@@ -197,9 +203,9 @@ export class SyncBus extends Construct {
           rawMessageDelivery: true,
           filterPolicy: JSON.stringify(peerFilterPolicy(peer)),
           filterPolicyScope: 'MessageAttributes',
-          // Refers to the undelivered queue, which is created with the policy that lets SNS send to it: SNS
-          // may move a message there as soon as the subscription exists.
           redrivePolicy,
+          // SNS may move a message there as soon as the subscription exists: let it send first.
+          dependsOn: [undeliveredPolicy],
         }),
     );
   }

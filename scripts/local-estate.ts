@@ -51,7 +51,8 @@ async function main(): Promise<void> {
     let estate;
     try {
       estate = await deployLocalEstate(cli, moto.endpoint, {
-        log: (line) => console.log(`  ${line}`),
+        // On a terminal the view shows each stack's phase in place; other lines would scroll it.
+        log: process.stdout.isTTY ? undefined : (line) => console.log(`  ${line}`),
         onProgress: (stacks) => view.update(stacks),
       });
     } finally {

@@ -90,10 +90,21 @@ export async function deployLocalEstate(
     ]),
   );
   const changed = new Signal();
+  // What shows progress must never stop the deployment, nor keep waiting stacks from being woken.
+  const report = () => {
+    try {
+      options.onProgress?.([...progress.values()]);
+    } catch {
+      // ignored: the deployment goes on without that view
+    }
+  };
   const update = (name: string, change: Partial<StackProgress>) => {
     progress.set(name, { ...(progress.get(name) as StackProgress), ...change });
-    options.onProgress?.([...progress.values()]);
-    changed.notify();
+    try {
+      report();
+    } finally {
+      changed.notify();
+    }
   };
   const phaseOf = (name: string) => progress.get(name)?.phase;
   const failedDependency = (stack: SynthesizedStack) =>
@@ -115,7 +126,7 @@ export async function deployLocalEstate(
         const waitingFor = unmet();
         if (waitingFor.join() !== progress.get(stack.name)?.waitingFor.join()) {
           progress.set(stack.name, { ...(progress.get(stack.name) as StackProgress), waitingFor });
-          options.onProgress?.([...progress.values()]);
+          report();
         }
         return waitingFor.length === 0;
       });
@@ -140,9 +151,13 @@ export async function deployLocalEstate(
             niceness: offCriticalPath.has(stack.name) ? 10 : undefined,
             onLine: (line, stream) => {
               if (stream !== 'stdout') return;
-              appendFileSync(applyLogOf(stack.dir), `${line}\n`);
               const next = foldApplyLine(tally, line);
               if (next !== tally) update(stack.name, { tally: (tally = next) });
+              try {
+                appendFileSync(applyLogOf(stack.dir), `${line}\n`);
+              } catch {
+                // the log is for a look afterwards; the apply goes on without it
+              }
             },
           },
         );
@@ -155,7 +170,7 @@ export async function deployLocalEstate(
       log(`applied ${stack.name}: ${tally.completed.size} changes in ${seconds(endedAt - startedAt)} s`);
       return {
         ...stack,
-        resourceCount: managedResourceCount(stack.dir, stack.name),
+        resourceCount: managedResourceCount(stack.dir, stack.name) ?? tally.completed.size,
         outputs: tally.outputs ?? {},
         startedAfterSeconds: (startedAt - began) / 1000,
         applySeconds: (endedAt - startedAt) / 1000,
@@ -183,10 +198,13 @@ const stackConfigPath = (dir: string) => join(dir, 'cdk.tf.json');
 export const applyLogOf = (dir: string) => join(dir, 'apply.jsonl');
 
 /** Managed resource instances in a stack's local state (its backend is a local file in the stack's directory). */
-function managedResourceCount(dir: string, name: string): number {
-  const state = JSON.parse(readFileSync(join(dir, `terraform.${name}.tfstate`), 'utf8')) as {
-    resources?: Array<{ mode?: string; instances?: unknown[] }>;
-  };
+function managedResourceCount(dir: string, name: string): number | undefined {
+  let state: { resources?: Array<{ mode?: string; instances?: unknown[] }> };
+  try {
+    state = JSON.parse(readFileSync(join(dir, `terraform.${name}.tfstate`), 'utf8')) as typeof state;
+  } catch {
+    return undefined;
+  }
   return (state.resources ?? [])
     .filter((resource) => resource.mode === 'managed')
     .reduce((sum, resource) => sum + (resource.instances?.length ?? 0), 0);
@@ -196,7 +214,13 @@ function managedResourceCount(dir: string, name: string): number {
 class Signal {
   private readonly waiters = new Set<() => void>();
   notify(): void {
-    for (const wake of [...this.waiters]) wake();
+    for (const wake of [...this.waiters]) {
+      try {
+        wake();
+      } catch {
+        // a waiter's condition failed: the others are still woken
+      }
+    }
   }
   until(condition: () => boolean): Promise<void> {
     if (condition()) return Promise.resolve();

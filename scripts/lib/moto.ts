@@ -47,35 +47,89 @@ async function waitUntilServing(endpoint: string, child: ChildProcess, timeoutMs
  * Serves moto's app with one thread per connection, but one request at a time per group of services. moto's
  * own `moto_server` does not lock around a conditional write, so two concurrent conditional PutItems can both
  * succeed, and two concurrent ReceiveMessages can take the same message; DynamoDB and SQS guarantee they
- * cannot, and the estate relies on it. Services that reach into each other's state (SNS delivers into SQS,
- * EventBridge into SQS) share one lock. Requests of unrelated services run side by side, so a slow
- * CreateFunction does not hold up a queue's polling, and no request waits unaccepted in the listen backlog
- * (a client that gives up on one there and retries would have it served twice: "409 Alias already exists").
- * The service is the SigV4 credential scope's (header or presigned query); unsigned requests share one lock.
+ * cannot, and the estate relies on it. Services whose moto backends read or write each other's state share a
+ * group: SQS, SNS, EventBridge and Scheduler deliver into each other and into Lambda; Lambda's event-source
+ * mappings and functions read SQS queues and IAM roles; S3 notifications send to SQS, SNS and Lambda; Lambda
+ * and EventBridge write logs. Requests of other services (DynamoDB, Route 53, KMS, EC2, ECS, API Gateway,
+ * Secrets Manager...) run side by side, so no request waits unaccepted in the listen backlog (a client that
+ * gives up on one there and retries has it served twice: "409 Alias already exists").
+ * The service is the SigV4 credential scope's (header or presigned query); unsigned requests share one lock,
+ * and moto's own API (reset) takes every lock. An SQS long poll waits between short receives, outside the
+ * lock, so it holds up no other request of its group.
  */
-const SERVER = [
-  'import os, re, sys, threading',
-  'from urllib.parse import unquote',
-  'from werkzeug.serving import run_simple',
-  'from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app',
-  'os.environ["MOTO_PORT"] = sys.argv[2]',
-  'app = DomainDispatcherApplication(create_backend_app)',
-  'GROUPS = {"sns": "messaging", "sqs": "messaging", "events": "messaging", "scheduler": "messaging",',
-  '          "dynamodb": "dynamodb", "dynamodbstreams": "dynamodb"}',
-  'SCOPE = re.compile(r"Credential=[^/,]*/[^/,]*/[^/,]*/([^/,]*)/")',
-  'guard = threading.Lock()',
-  'locks = {}',
-  'def group_of(environ):',
-  '    found = SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or SCOPE.search(unquote(environ.get("QUERY_STRING", "")))',
-  '    service = found.group(1) if found else ""',
-  '    return GROUPS.get(service, service)',
-  'def serve(environ, start_response):',
-  '    with guard:',
-  '        lock = locks.setdefault(group_of(environ), threading.Lock())',
-  '    with lock:',
-  '        return list(app(environ, start_response))',
-  'run_simple(sys.argv[1], int(sys.argv[2]), serve, threaded=True)',
-].join('\n');
+const SERVER = String.raw`
+import io, json, os, re, sys, threading, time
+from urllib.parse import unquote
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+os.environ["MOTO_PORT"] = sys.argv[2]
+app = DomainDispatcherApplication(create_backend_app)
+SHARED = {"sqs", "sns", "events", "scheduler", "lambda", "iam", "sts", "s3", "logs"}
+GROUPS = {**{service: "shared" for service in SHARED}, "dynamodbstreams": "dynamodb"}
+SCOPE = re.compile(r"Credential=[^/,]*/[^/,]*/[^/,]*/([^/,]*)/")
+guard = threading.Lock()
+locks = {}
+
+def group_of(environ):
+    found = SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or SCOPE.search(unquote(environ.get("QUERY_STRING", "")))
+    service = found.group(1) if found else ""
+    return GROUPS.get(service, service)
+
+def lock_of(group):
+    with guard:
+        return locks.setdefault(group, threading.Lock())
+
+def locked(environ, start_response, lock):
+    with lock:
+        return list(app(environ, start_response))
+
+def every_lock(environ, start_response):
+    with guard:
+        held = [locks[name] for name in sorted(locks)]
+    for lock in held:
+        lock.acquire()
+    try:
+        return list(app(environ, start_response))
+    finally:
+        for lock in reversed(held):
+            lock.release()
+
+def long_poll(environ, start_response, lock):
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    request = json.loads(body or b"{}")
+    deadline = time.monotonic() + float(request.get("WaitTimeSeconds") or 0)
+    request["WaitTimeSeconds"] = 0
+    body = json.dumps(request).encode()
+    while True:
+        answer = {}
+        def capture(status, headers, exc_info=None):
+            answer["start"] = (status, headers)
+            return lambda data: None
+        attempt = dict(environ, **{"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        chunks = locked(attempt, capture, lock)
+        status, headers = answer["start"]
+        payload = b"".join(chunks)
+        done = not status.startswith("200") or time.monotonic() >= deadline
+        if not done:
+            try:
+                done = bool(json.loads(payload or b"{}").get("Messages"))
+            except ValueError:
+                done = True
+        if done:
+            start_response(status, headers)
+            return [payload]
+        time.sleep(0.1)
+
+def serve(environ, start_response):
+    if environ.get("PATH_INFO", "").startswith("/moto-api"):
+        return every_lock(environ, start_response)
+    lock = lock_of(group_of(environ))
+    if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+        return long_poll(environ, start_response, lock)
+    return locked(environ, start_response, lock)
+
+run_simple(sys.argv[1], int(sys.argv[2]), serve, threaded=True)
+`;
 
 /**
  * Starts the AWS emulator on a free 127.0.0.1 port: moto's app served with a lock per group of services

@@ -50,7 +50,8 @@ function node22InstallArgs(platform = process.platform, arch = process.arch) {
   if (!pkg) return undefined;
   // Forward slashes work for npm on every platform and keep the printed command copyable.
   const prefix = NODE22_DIR.split('\\').join('/');
-  return ['install', '--prefix', prefix, '--no-save', '--no-package-lock', pkg.spec];
+  // --ignore-scripts: the package ships the binary itself; nothing of it runs at install.
+  return ['install', '--prefix', prefix, '--no-save', '--no-package-lock', '--ignore-scripts', pkg.spec];
 }
 
 /** Whether `node --version` output names Node 22. */

@@ -47,7 +47,10 @@ export function progressView(
   let drawn = 0;
   const phases = new Map<string, string>();
   const width = () => Math.max(0, ...latest.map((stack) => stack.name.length));
-  const lines = () => latest.map((stack) => `${indent}${progressLine(stack, Date.now(), width())}`);
+  // A line wider than the terminal would wrap onto two rows and throw the redraw's count off.
+  const fit = (line: string) =>
+    interactive && out.columns ? line.slice(0, Math.max(1, out.columns - 1)) : line;
+  const lines = () => latest.map((stack) => fit(`${indent}${progressLine(stack, Date.now(), width())}`));
   const redraw = () => {
     if (interactive) {
       const text = lines();

@@ -26,7 +26,10 @@ const blockOf = (config: unknown, key: string): Json =>
  * resource of a stack it depends on whose type one of its data sources looks up (`data.aws_route53_zone`
  * waits for that stack's `aws_route53_zone`s), and the whole of a stack whose state it reads
  * (`terraform_remote_state`). A dependency it reads nothing of orders rollouts to real accounts (shared
- * services before their consumers), and does not hold it back here.
+ * services before their consumers), and does not hold it back here. Only for the `local` estate: what a
+ * stack needs of another at create time without a data source (a certificate validation waiting for the
+ * global stack's validation record, alarms naming the global alarm topic) is not waited for, and rollouts to
+ * real accounts keep whole-stack order (scripts/lib/rollout.ts).
  */
 export function stackNeeds(stacks: readonly StackConfig[]): Map<string, Need[]> {
   const byName = new Map(stacks.map((stack) => [stack.name, stack]));

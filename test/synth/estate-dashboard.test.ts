@@ -342,9 +342,8 @@ describe('EstateDashboard', () => {
       expect(() =>
         validateDashboardBody({ start: '-PT1H', periodOverride: 'inherit', widgets: [{ ...text(0), x: 1 }] }),
       ).toThrow(/x \+ width <= 24/);
-      expect(() => validateDashboardBody(graph({ title: 'lag ${MAX}' }))).toThrow(
-        /Terraform interpolates it/,
-      );
+      expect(() => validateDashboardBody(graph({ title: 'lag ${MAX}' }))).toThrow(/as an interpolation/);
+      expect(() => validateDashboardBody(graph({ title: 'lag %{if x}' }))).toThrow(/template directive/);
     });
   });
 });

