@@ -8,6 +8,7 @@ import {
   type BusEvent,
 } from '../../scripts/lib/local-runtime/event-rules';
 import type { JsonObject } from '../../scripts/lib/local-runtime/terraform-refs';
+import { TRIGGERING_CALLS } from '../../runtime/secrets/events';
 import { secretsManagerCall } from '../support/cloudtrail-events';
 
 const matches = (pattern: unknown, event: unknown) => {
@@ -108,23 +109,13 @@ describe('EventBridge event patterns', () => {
   });
 });
 
-/** The replicator's rule, as the regional stack synthesizes it. */
+/** The replicator's rule, as modules/secrets-replicator.ts synthesizes it. */
 const SECRETS_PATTERN: JsonObject = {
   source: ['aws.secretsmanager'],
   'detail-type': ['AWS API Call via CloudTrail'],
   detail: {
     eventSource: ['secretsmanager.amazonaws.com'],
-    eventName: [
-      'CreateSecret',
-      'PutSecretValue',
-      'UpdateSecret',
-      'UpdateSecretVersionStage',
-      'RotateSecret',
-      'DeleteSecret',
-      'RestoreSecret',
-      'TagResource',
-      'UntagResource',
-    ],
+    eventName: [...TRIGGERING_CALLS],
   },
 };
 const secret = { arn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:app/db-AbCdEf', name: 'app/db' };

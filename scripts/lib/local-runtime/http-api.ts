@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { DiscoveredApi, DiscoveredRoute } from './discover';
 import type { InvocationOutcome } from './function-host';
 import {
@@ -19,6 +18,7 @@ import {
 } from './http-event';
 import { RouteTable } from './http-routes';
 import { verifySigV4 } from './sigv4';
+import { listenOnLoopback } from './loopback';
 
 /** Lambda's limit on a synchronous request (API Gateway's own is 10 MB). */
 export const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
@@ -193,11 +193,7 @@ export async function serveHttpApi(options: HttpApiOptions): Promise<ServedApi> 
         });
       });
   });
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolveListen());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port);
   return {
     url: `http://127.0.0.1:${port}`,
     port,

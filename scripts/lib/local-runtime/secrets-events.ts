@@ -7,9 +7,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, request as forward, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { cloudTrailEvent, isReadOnlyCall, type CallerIdentity } from './cloudtrail';
 import type { BusEvent } from './event-rules';
+import { listenOnLoopback } from './loopback';
 
 export interface SecretsProxyOptions {
   /** The emulator's endpoint (`http://127.0.0.1:<port>`). */
@@ -130,11 +130,7 @@ export async function startSecretsProxy(options: SecretsProxyOptions): Promise<S
       response.end();
     });
   });
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolveListen());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port);
   return {
     url: `http://127.0.0.1:${port}`,
     emitted: () => emitted,
