@@ -13,8 +13,6 @@ import { progressView } from './lib/progress-view';
 
 /** Schedules fire this many times faster than in AWS (ESTATE_SPEED; rate(5 minutes) every 5 s at 60). */
 const SPEED = Number(process.env.ESTATE_SPEED ?? 60);
-if (!Number.isFinite(SPEED) || SPEED <= 0 || SPEED > 3600)
-  throw new Error(`ESTATE_SPEED must be a number above 0 and at most 3600, got ${process.env.ESTATE_SPEED}`);
 
 /** One line per region of what ran: invocations and errors per function, queue batches. */
 function statusLines(runtime: LocalRuntime): string[] {
@@ -36,6 +34,10 @@ function statusLines(runtime: LocalRuntime): string[] {
 }
 
 async function main(): Promise<void> {
+  if (!Number.isFinite(SPEED) || SPEED <= 0 || SPEED > 3600)
+    throw new Error(
+      `ESTATE_SPEED must be a number above 0 and at most 3600, got ${process.env.ESTATE_SPEED}`,
+    );
   const keep = process.argv.includes('--keep');
   const cli = prepareTerraform();
   const moto = await startMoto();

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetFunctionCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { AwsRegion, EnvironmentConfig } from '../../environments';
 import { emulatorEnv, loadHandlerFromArchive, withEnv } from './load-bundle';
+import { archiveSha256 } from './local-runtime/function-pool';
 import { emptyTally, foldApplyLine, slowest, type ApplyTally } from './apply-events';
 import { stackNeeds, unmetNeeds } from './stack-gates';
 import { defaultOutdir, localEnvironment, synthesize, type SynthesizedStack } from './synth';
@@ -287,7 +287,7 @@ export async function invokeDeployed(
   });
   const deployed = await lambda.send(new GetFunctionCommand({ FunctionName: functionName }));
   const archive = deployedArchive(stackDir, functionName);
-  const sha = createHash('sha256').update(readFileSync(archive)).digest('base64');
+  const sha = archiveSha256(readFileSync(archive));
   if (deployed.Configuration?.CodeSha256 !== sha) {
     throw new Error(
       `${archive} (sha ${sha}) is not what ${functionName} runs (${deployed.Configuration?.CodeSha256})`,

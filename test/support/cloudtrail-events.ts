@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import type { BusEvent } from '../../scripts/lib/local-runtime/event-rules';
 
 /**
  * CloudTrail-shaped EventBridge events for Secrets Manager calls, modelled on AWS's documented samples
@@ -73,18 +74,8 @@ export interface CallOptions {
   readonly tagKeys?: readonly string[];
 }
 
-/** An EventBridge event (the envelope every rule target receives). */
-export interface EventBridgeEnvelope<D> {
-  readonly version: '0';
-  readonly id: string;
-  readonly 'detail-type': string;
-  readonly source: string;
-  readonly account: string;
-  readonly time: string;
-  readonly region: string;
-  readonly resources: readonly string[];
-  readonly detail: D;
-}
+/** An EventBridge event (the envelope every rule target receives), as the local runtime delivers it. */
+export type EventBridgeEnvelope<D> = BusEvent<D>;
 
 export interface CloudTrailDetail {
   readonly eventVersion: string;

@@ -3,7 +3,10 @@ import {
   isReadOnlyCall,
   type RecordedCall,
 } from '../../scripts/lib/local-runtime/cloudtrail';
-import { credentialScope } from '../../scripts/lib/local-runtime/secrets-events';
+import { Readable } from 'node:stream';
+import { MAX_REQUEST_BYTES } from '../../scripts/lib/local-runtime/http-api';
+import { readBody } from '../../scripts/lib/local-runtime/loopback';
+import { credentialScope, startSecretsProxy } from '../../scripts/lib/local-runtime/secrets-events';
 import { parseTrigger } from '../../runtime/secrets/events';
 import { secretsManagerCall } from '../support/cloudtrail-events';
 
@@ -147,5 +150,40 @@ describe('the CloudTrail event of a Secrets Manager call', () => {
       ),
     ).toEqual({ accessKeyId: 'test', region: 'eu-west-1' });
     expect(credentialScope(undefined)).toBeUndefined();
+  });
+});
+
+describe('the Secrets Manager proxy and the bodies it takes', () => {
+  it('reads a body up to its limit and refuses one byte more', async () => {
+    const read = (size: number) => readBody(Readable.from([Buffer.alloc(size, 1)]), 300 * 1024);
+    expect((await read(300 * 1024))?.length).toBe(300 * 1024);
+    expect(await read(300 * 1024 + 1)).toBeUndefined();
+  });
+
+  it('answers 413 to a body over 6 MB without forwarding it or emitting an event', async () => {
+    const emitted: unknown[] = [];
+    const errors: Error[] = [];
+    const proxy = await startSecretsProxy({
+      // Nothing listens there: a forwarded request would fail with 502.
+      endpoint: 'http://127.0.0.1:9',
+      emit: async (event) => void emitted.push(event),
+      callerOf: async () => {
+        throw new Error('not asked for an oversized request');
+      },
+      defaultRegion: 'eu-central-1',
+      onError: (error) => errors.push(error),
+    });
+    try {
+      const response = await fetch(proxy.url, {
+        method: 'POST',
+        headers: { 'x-amz-target': 'secretsmanager.PutSecretValue' },
+        body: Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x61),
+      });
+      expect(response.status).toBe(413);
+      expect(emitted).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 });

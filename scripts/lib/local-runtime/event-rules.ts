@@ -9,7 +9,7 @@ import { matchesPattern, validatePattern } from './event-pattern';
 import type { Json, JsonObject } from './terraform-refs';
 
 /** An event on a bus (the envelope every target receives). */
-export interface BusEvent {
+export interface BusEvent<D = unknown> {
   readonly version: '0';
   readonly id: string;
   readonly 'detail-type': string;
@@ -18,7 +18,7 @@ export interface BusEvent {
   readonly time: string;
   readonly region: string;
   readonly resources: readonly string[];
-  readonly detail: unknown;
+  readonly detail: D;
 }
 
 /** Hands a target the text EventBridge would send it. */

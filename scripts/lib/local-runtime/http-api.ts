@@ -18,7 +18,7 @@ import {
 } from './http-event';
 import { RouteTable } from './http-routes';
 import { verifySigV4 } from './sigv4';
-import { listenOnLoopback } from './loopback';
+import { listenOnLoopback, readBody } from './loopback';
 
 /** Lambda's limit on a synchronous request (API Gateway's own is 10 MB). */
 export const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
@@ -52,21 +52,6 @@ export interface ServedApi {
   readonly url: string;
   readonly port: number;
   close(): Promise<void>;
-}
-
-function readBody(request: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolveBody, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) over = true;
-      else chunks.push(chunk);
-    });
-    request.on('end', () => resolveBody(over ? undefined : Buffer.concat(chunks)));
-    request.on('error', reject);
-  });
 }
 
 function pairs(raw: readonly string[]): Array<[string, string]> {

@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer, request as forward, type IncomingMessage, type Server } from 'node:http';
 import { cloudTrailEvent, isReadOnlyCall, type CallerIdentity } from './cloudtrail';
 import type { BusEvent } from './event-rules';
-import { listenOnLoopback } from './loopback';
+import { MAX_REQUEST_BYTES } from './http-api';
+import { listenOnLoopback, readBody } from './loopback';
 
 export interface SecretsProxyOptions {
   /** The emulator's endpoint (`http://127.0.0.1:<port>`). */
@@ -40,15 +41,6 @@ export function credentialScope(
     authorization ?? '',
   );
   return match ? { accessKeyId: match[1] as string, region: match[2] as string } : undefined;
-}
-
-function readAll(stream: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolveRead, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('end', () => resolveRead(Buffer.concat(chunks)));
-    stream.on('error', reject);
-  });
 }
 
 const parseJson = (body: Buffer): unknown => {
@@ -93,7 +85,12 @@ export async function startSecretsProxy(options: SecretsProxyOptions): Promise<S
 
   const server: Server = createServer((request, response) => {
     void (async () => {
-      const body = await readAll(request);
+      const body = await readBody(request, MAX_REQUEST_BYTES);
+      if (!body) {
+        response.writeHead(413, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ message: 'request body over 6 MB' }));
+        return;
+      }
       const upstream = forward(
         {
           protocol: target.protocol,
@@ -105,7 +102,7 @@ export async function startSecretsProxy(options: SecretsProxyOptions): Promise<S
           headers: request.headers,
         },
         (answer) => {
-          void readAll(answer).then((answerBody) => {
+          void readBody(answer, Number.MAX_SAFE_INTEGER).then((answerBody = Buffer.alloc(0)) => {
             response.writeHead(answer.statusCode ?? 502, answer.headers);
             response.end(answerBody);
             const requestId = String(
